@@ -1,0 +1,106 @@
+//! `trailhouse ingest`: runs the pipeline, shows progress on a terminal, prints the report.
+
+use std::io::IsTerminal;
+use std::path::Path;
+use std::process::ExitCode;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use trailhouse_ingest::{Options, Progress, Report, ingest};
+
+use crate::cli::IngestArgs;
+
+struct Bar(ProgressBar);
+
+impl Progress for Bar {
+    fn begin(&self, _files: u64, bytes: u64) {
+        self.0.set_length(bytes);
+    }
+    fn advance(&self, bytes: u64) {
+        self.0.inc(bytes);
+    }
+    fn end(&self) {
+        self.0.finish_and_clear();
+    }
+}
+
+pub async fn run(lake: &Path, args: IngestArgs) -> anyhow::Result<ExitCode> {
+    let mut opts = Options::new(lake, args.sources);
+    opts.jobs = args.jobs;
+    opts.memory_budget = args.memory.max(1) << 20;
+    opts.max_batch_files = args.batch_files;
+    opts.max_file_size = args.max_file_size.max(1) << 20;
+    opts.fail_point = args.fail_point;
+
+    let report = if std::io::stderr().is_terminal() {
+        let bar = ProgressBar::new(0);
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{spinner} ingesting [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+            )?
+            .progress_chars("=> "),
+        );
+        ingest(&opts, &Bar(bar)).await?
+    } else {
+        ingest(&opts, &trailhouse_ingest::NoProgress).await?
+    };
+
+    print_summary(lake, &report);
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    }
+    Ok(if report.files_failed > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn print_summary(lake: &Path, r: &Report) {
+    let version = r
+        .table_version
+        .map_or_else(|| "-".to_string(), |v| v.to_string());
+    eprintln!(
+        "ingested into {} (table version {version}) in {:.2} s",
+        lake.display(),
+        r.seconds
+    );
+    eprintln!(
+        "  files:      {} seen = {} skipped ({} already ingested, {} digest, {} not CloudTrail) + {} loaded + {} failed",
+        r.files_seen,
+        r.files_skipped,
+        r.files_skipped_ingested,
+        r.files_skipped_digest,
+        r.files_skipped_other,
+        r.files_loaded,
+        r.files_failed
+    );
+    eprintln!(
+        "  records:    {} read = {} written + {} duplicate + {} quarantined ({} written share an eventID with a different record)",
+        r.records_read, r.records_written, r.records_duplicate, r.records_quarantined, r.records_collision
+    );
+    eprintln!("  partitions: {} (day, region) received rows", r.partitions);
+    if r.seconds > 0.0 && r.records_read > 0 {
+        eprintln!(
+            "  throughput: {:.0} events/s, {:.1} MB/s of JSON",
+            r.events_per_second(),
+            r.bytes_json as f64 / 1e6 / r.seconds
+        );
+    }
+    if !r.quarantine_reasons.is_empty() {
+        eprintln!("quarantined (query them: SELECT * FROM quarantine):");
+        for (reason, n) in &r.quarantine_reasons {
+            eprintln!("  {n:>6}  {reason}");
+        }
+    }
+    if !r.failures.is_empty() {
+        eprintln!("failed files:");
+        for f in &r.failures {
+            let recovered = if f.records_recovered > 0 {
+                format!(" ({} records before the break were read)", f.records_recovered)
+            } else {
+                String::new()
+            };
+            eprintln!("  `{}`: {}{recovered}", f.file.display(), f.error);
+        }
+    }
+}

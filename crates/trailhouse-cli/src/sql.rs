@@ -1,0 +1,47 @@
+//! `trailhouse sql`: one read-only statement, results to stdout.
+
+use std::io::{IsTerminal, Read, Write};
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use trailhouse_lake::Lake;
+use trailhouse_query::{Format, Session, write_stream};
+
+use crate::cli::{OutputFormat, SqlArgs};
+
+pub async fn run(lake: &Path, args: SqlArgs) -> anyhow::Result<ExitCode> {
+    let statement = match args.statement {
+        Some(s) => s,
+        None => {
+            let mut s = String::new();
+            std::io::stdin()
+                .read_to_string(&mut s)
+                .context("failed to read the statement from standard input")?;
+            s
+        }
+    };
+    let format = match args.format {
+        Some(f) => f,
+        None if std::io::stdout().is_terminal() => OutputFormat::Table,
+        None => OutputFormat::Csv,
+    };
+    let session = Session::open(&Lake::new(lake)).await?;
+    let stream = session.sql(statement.trim().trim_end_matches(';')).await?;
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    write_stream(stream, format.into(), &mut out).await?;
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+impl From<OutputFormat> for Format {
+    fn from(f: OutputFormat) -> Self {
+        match f {
+            OutputFormat::Table => Format::Table,
+            OutputFormat::Csv => Format::Csv,
+            OutputFormat::Json => Format::Json,
+            OutputFormat::Ndjson => Format::Ndjson,
+        }
+    }
+}

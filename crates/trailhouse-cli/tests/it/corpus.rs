@@ -1,0 +1,100 @@
+//! The third-party corpus: every record is stored or quarantined, and export gives them back.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+
+use crate::support::*;
+
+/// Every record of every corpus file, as (file, parsed record).
+fn corpus_records() -> Vec<(String, serde_json::Value)> {
+    let mut out = Vec::new();
+    let mut stack = vec![corpus_dir()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).expect("corpus dir") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "gz") {
+                let mut text = String::new();
+                flate2::read::MultiGzDecoder::new(std::fs::File::open(&path).expect("open"))
+                    .read_to_string(&mut text)
+                    .expect("gunzip");
+                let doc: serde_json::Value = serde_json::from_str(&text).expect("corpus file is JSON");
+                for r in doc["Records"].as_array().expect("Records") {
+                    out.push((path.display().to_string(), r.clone()));
+                }
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn corpus_every_record_is_accounted_for_and_round_trips() {
+    let records = corpus_records();
+    assert_eq!(records.len(), 882, "the corpus README counts 882 records");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lake = dir.path().join("lake");
+    let (run, r) = ingest_json(&lake, &[&corpus_dir()], &[]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert_eq!(r["files_failed"], 0, "{r}");
+    assert_eq!(r["files_loaded"], 267, "{r}");
+    assert_eq!(r["records_read"], 882, "{r}");
+    assert_eq!(
+        r["records_read"].as_u64(),
+        Some(r["records_written"].as_u64().unwrap_or(0) + r["records_duplicate"].as_u64().unwrap_or(0)
+            + r["records_quarantined"].as_u64().unwrap_or(0))
+    );
+    // The malformed/ files hold exactly the records without a usable eventTime.
+    let malformed = records.iter().filter(|(f, _)| f.contains("/malformed/")).count() as u64;
+    assert_eq!(malformed, 146);
+    assert_eq!(r["records_quarantined"].as_u64(), Some(malformed), "{r}");
+    assert_eq!(count(&lake, "SELECT count(*) FROM quarantine"), malformed);
+    assert!(r["records_collision"].as_u64().unwrap_or(0) > 0, "the corpus reuses eventIDs: {r}");
+
+    // Export rebuilds every stored record: the distinct AWSLogs records, each exactly once.
+    let mut want: Vec<String> = records
+        .iter()
+        .filter(|(f, _)| !f.contains("/malformed/"))
+        .map(|(_, r)| canonical(r))
+        .collect();
+    want.sort();
+    want.dedup();
+    let got = export_sorted(&lake);
+    assert_eq!(got.len() as u64, r["records_written"].as_u64().expect("written"));
+    let missing: Vec<&String> = want.iter().filter(|w| got.binary_search(w).is_err()).take(3).collect();
+    assert!(missing.is_empty(), "records not exported as ingested: {missing:#?}");
+    assert_eq!(got, want);
+
+    // Quarantined records come back verbatim too.
+    let q = trailhouse(&lake, &["export", "--quarantine"]);
+    assert_eq!(q.code, Some(0));
+    assert_eq!(q.stdout.lines().count() as u64, r["records_written"].as_u64().expect("w") + malformed);
+}
+
+#[test]
+fn corpus_columns_answer_queries_in_either_spelling() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lake = dir.path().join("lake");
+    let (run, _) = ingest_json(&lake, &[&corpus_dir()], &[]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    // Athena users write lower case, CloudTrail Lake users camelCase: both resolve.
+    let a = sql_csv(&lake, "SELECT eventName, count(*) AS n FROM cloudtrail GROUP BY eventName ORDER BY n DESC, eventName LIMIT 5");
+    let b = sql_csv(&lake, "SELECT eventname, count(*) AS n FROM cloudtrail GROUP BY eventname ORDER BY n DESC, eventname LIMIT 5");
+    assert_eq!(a.lines().skip(1).collect::<Vec<_>>(), b.lines().skip(1).collect::<Vec<_>>());
+    let roles = count(
+        &lake,
+        "SELECT count(*) FROM cloudtrail WHERE userIdentity.sessionContext.sessionIssuer.userName IS NOT NULL",
+    );
+    assert!(roles > 100, "{roles}");
+    // Lower-case-keyed records are typed too (their original keys are kept in `extra`).
+    let lower = count(&lake, "SELECT count(*) FROM cloudtrail WHERE extra LIKE '%\"eventname\"%' AND eventname IS NOT NULL");
+    assert!(lower >= 1, "{lower}");
+    // Types by source: how many records per eventType, none lost.
+    let by_type: BTreeMap<String, u64> = sql_csv(&lake, "SELECT coalesce(eventtype, '(none)'), count(*) FROM cloudtrail GROUP BY 1")
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.rsplit_once(',').map(|(k, v)| (k.to_string(), v.parse().unwrap_or(0))))
+        .collect();
+    assert!(by_type.get("AwsApiCall").copied().unwrap_or(0) > 500, "{by_type:?}");
+}

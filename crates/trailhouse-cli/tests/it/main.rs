@@ -1,0 +1,6 @@
+//! End-to-end tests of the `trailhouse` binary, run the way a user runs it.
+
+mod corpus;
+mod ingest;
+mod query;
+mod support;

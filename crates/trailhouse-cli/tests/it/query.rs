@@ -1,0 +1,94 @@
+//! `trailhouse sql` and `export`: read-only SQL, formats, partition pruning.
+
+use serde_json::json;
+
+use crate::support::*;
+
+fn small_lake() -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let src = dir.path().join("src");
+    let lake = dir.path().join("lake");
+    for (d, region) in [(1, "us-east-1"), (1, "eu-west-1"), (2, "us-east-1"), (3, "eu-west-1")] {
+        write_trail_file(&src, region, d, &format!("{region}-{d}.json.gz"), &[
+            event(&format!("{region}-{d}"), &format!("2026-11-{d:02}T12:00:00Z"), "DeleteBucket", region),
+        ]);
+    }
+    let (run, _) = ingest_json(&lake, &[&src], &[]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    (dir, lake)
+}
+
+#[test]
+fn writing_statements_are_refused() {
+    let (_dir, lake) = small_lake();
+    for sql in [
+        "COPY (SELECT 1) TO '/tmp/x.csv'",
+        "CREATE TABLE t AS SELECT 1",
+        "INSERT INTO cloudtrail SELECT * FROM cloudtrail",
+        "DROP TABLE cloudtrail",
+    ] {
+        let r = trailhouse(&lake, &["sql", sql]);
+        assert_eq!(r.code, Some(2), "{sql}: {}", r.stdout);
+        assert!(r.stderr.contains("only queries are allowed"), "{sql}: {}", r.stderr);
+    }
+    assert_eq!(count(&lake, "SELECT count(*) FROM cloudtrail"), 4);
+}
+
+#[test]
+fn a_query_for_one_day_and_region_reads_only_that_partition() {
+    let (_dir, lake) = small_lake();
+    let plan = sql_csv(
+        &lake,
+        "EXPLAIN SELECT eventid FROM cloudtrail WHERE day = DATE '2026-11-01' AND region = 'eu-west-1'",
+    );
+    assert!(plan.contains("day=2026-11-01/region=eu-west-1/"), "{plan}");
+    for other in ["day=2026-11-01/region=us-east-1", "day=2026-11-02", "day=2026-11-03"] {
+        assert!(!plan.contains(other), "{other} should be pruned: {plan}");
+    }
+    let out = sql_csv(&lake, "SELECT eventid FROM cloudtrail WHERE day = '2026-11-01' AND region = 'eu-west-1'");
+    assert_eq!(out, "eventid\neu-west-1-1\n");
+}
+
+#[test]
+fn formats_and_errors() {
+    let (_dir, lake) = small_lake();
+    let sql = "SELECT eventid, useridentity.username AS who, readonly FROM cloudtrail WHERE region = 'us-east-1' ORDER BY eventid";
+    let r = trailhouse(&lake, &["sql", "--format", "json", sql]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).expect("json");
+    assert_eq!(v, json!([{"eventid": "us-east-1-1", "who": "alice", "readonly": false},
+                         {"eventid": "us-east-1-2", "who": "alice", "readonly": false}]));
+    let r = trailhouse(&lake, &["sql", "--format", "ndjson", sql]);
+    assert_eq!(r.stdout.lines().count(), 2);
+    let r = trailhouse(&lake, &["sql", "--format", "table", sql]);
+    assert!(r.stdout.contains("| us-east-1-1 | alice"), "{}", r.stdout);
+    // Nested values in CSV are written as text.
+    let out = sql_csv(&lake, "SELECT useridentity FROM cloudtrail LIMIT 1");
+    assert!(out.contains("alice"), "{out}");
+
+    let r = trailhouse(&lake, &["sql", "SELECT nosuchcolumn FROM cloudtrail"]);
+    assert_eq!(r.code, Some(2));
+    assert!(r.stderr.contains("nosuchcolumn"), "{}", r.stderr);
+
+    let missing = lake.with_file_name("nothing-here");
+    let r = trailhouse(&missing, &["sql", "SELECT 1"]);
+    assert_eq!(r.code, Some(2));
+    assert!(r.stderr.contains("run `trailhouse ingest` first"), "{}", r.stderr);
+}
+
+#[test]
+fn lake_option_goes_before_or_after_the_subcommand() {
+    let (_dir, lake) = small_lake();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_trailhouse"))
+        .args(["sql", "--format", "csv", "SELECT count(*) FROM cloudtrail", "--lake"])
+        .arg(&lake)
+        .output()
+        .expect("run");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "count(*)\n4\n");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_trailhouse"))
+        .args(["sql", "--format", "csv", "SELECT count(*) FROM cloudtrail"])
+        .env("TRAILHOUSE_LAKE", &lake)
+        .output()
+        .expect("run");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "count(*)\n4\n");
+}

@@ -1,0 +1,139 @@
+//! Running the binary and building input files.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use flate2::Compression;
+use flate2::write::GzEncoder;
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("repo root")
+}
+
+/// `../shared/corpus` beside the checkout.
+pub fn corpus_dir() -> PathBuf {
+    repo_root().join("../shared/corpus")
+}
+
+pub struct Run {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn json(&self) -> serde_json::Value {
+        let line = self
+            .stdout
+            .lines()
+            .last()
+            .unwrap_or_else(|| panic!("no output; stderr: {}", self.stderr));
+        serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"))
+    }
+}
+
+pub fn trailhouse(lake: &Path, args: &[&str]) -> Run {
+    let out: Output = Command::new(env!("CARGO_BIN_EXE_trailhouse"))
+        .arg("--lake")
+        .arg(lake)
+        .args(args)
+        .env_remove("TRAILHOUSE_LAKE")
+        .output()
+        .expect("run trailhouse");
+    Run {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+pub fn ingest_json(lake: &Path, sources: &[&Path], extra: &[&str]) -> (Run, serde_json::Value) {
+    let mut args = vec!["ingest", "--json"];
+    args.extend_from_slice(extra);
+    let srcs: Vec<String> = sources.iter().map(|s| s.display().to_string()).collect();
+    args.extend(srcs.iter().map(String::as_str));
+    let run = trailhouse(lake, &args);
+    let json = run.json();
+    (run, json)
+}
+
+pub fn sql_csv(lake: &Path, sql: &str) -> String {
+    let r = trailhouse(lake, &["sql", "--format", "csv", sql]);
+    assert_eq!(r.code, Some(0), "sql failed: {}", r.stderr);
+    r.stdout
+}
+
+pub fn count(lake: &Path, sql: &str) -> u64 {
+    let out = sql_csv(lake, sql);
+    out.lines()
+        .nth(1)
+        .and_then(|l| l.trim().parse().ok())
+        .unwrap_or_else(|| panic!("not a count: {out}"))
+}
+
+pub fn gz(data: &[u8]) -> Vec<u8> {
+    let mut e = GzEncoder::new(Vec::new(), Compression::default());
+    e.write_all(data).expect("gzip");
+    e.finish().expect("gzip")
+}
+
+/// A CloudTrail trail file at `dir/AWSLogs/<account>/CloudTrail/<region>/2026/11/<dd>/<name>`.
+pub fn write_trail_file(dir: &Path, region: &str, dd: u32, name: &str, records: &[serde_json::Value]) -> PathBuf {
+    let folder = dir
+        .join("AWSLogs/111122223333/CloudTrail")
+        .join(region)
+        .join(format!("2026/11/{dd:02}"));
+    std::fs::create_dir_all(&folder).expect("mkdir");
+    let path = folder.join(name);
+    let body = serde_json::to_vec(&serde_json::json!({ "Records": records })).expect("json");
+    std::fs::write(&path, gz(&body)).expect("write");
+    path
+}
+
+pub fn event(id: &str, time: &str, name: &str, region: &str) -> serde_json::Value {
+    serde_json::json!({
+        "eventVersion": "1.11",
+        "userIdentity": {"type": "IAMUser", "arn": "arn:aws:iam::111122223333:user/alice", "userName": "alice", "accountId": "111122223333", "accessKeyId": "AKIAEXAMPLE"},
+        "eventTime": time, "eventSource": "s3.amazonaws.com", "eventName": name, "awsRegion": region,
+        "sourceIPAddress": "198.51.100.1", "userAgent": "aws-cli/2", "requestParameters": {"bucketName": "b1"},
+        "responseElements": null, "requestID": "R", "eventID": id, "readOnly": false, "eventType": "AwsApiCall",
+        "managementEvent": true, "recipientAccountId": "111122223333", "eventCategory": "Management"
+    })
+}
+
+/// Every exported record, parsed, sorted by its canonical text (order-insensitive comparison).
+pub fn export_sorted(lake: &Path) -> Vec<String> {
+    let r = trailhouse(lake, &["export", "--format", "ndjson"]);
+    assert_eq!(r.code, Some(0), "export failed: {}", r.stderr);
+    let mut v: Vec<String> = r
+        .stdout
+        .lines()
+        .map(|l| canonical(&serde_json::from_str(l).expect("export line is JSON")))
+        .collect();
+    v.sort();
+    v
+}
+
+/// JSON text with object keys sorted, for comparing records regardless of key order.
+pub fn canonical(v: &serde_json::Value) -> String {
+    fn sort(v: &serde_json::Value) -> serde_json::Value {
+        match v {
+            serde_json::Value::Object(m) => {
+                let mut keys: Vec<&String> = m.keys().collect();
+                keys.sort();
+                let mut out = serde_json::Map::new();
+                for k in keys {
+                    out.insert(k.clone(), sort(&m[k]));
+                }
+                serde_json::Value::Object(out)
+            }
+            serde_json::Value::Array(a) => serde_json::Value::Array(a.iter().map(sort).collect()),
+            other => other.clone(),
+        }
+    }
+    sort(v).to_string()
+}

@@ -1,0 +1,137 @@
+//! Finds the source files under the paths a user names.
+//!
+//! Directories are walked recursively and in a stable order. Nothing is decided by file name
+//! except what CloudTrail's own key layout says: objects under `CloudTrail-Digest/` are integrity
+//! digests, not events. Whether a file holds CloudTrail at all is decided later, by its content.
+
+use std::fs;
+use std::path::{Component, Path, PathBuf};
+use std::time::UNIX_EPOCH;
+
+use crate::error::IngestError;
+
+/// A file to read, identified for incremental runs by path, size and modification time.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SourceFile {
+    pub path: PathBuf,
+    pub size: u64,
+    pub mtime_ns: i64,
+}
+
+impl SourceFile {
+    /// The region segment of a CloudTrail key (`…/CloudTrail/<region>/YYYY/…`), if any.
+    pub fn key_region(&self) -> Option<String> {
+        let mut parts = self.path.components().map(|c| c.as_os_str().to_string_lossy());
+        while let Some(part) = parts.next() {
+            if part == "CloudTrail" || part.starts_with("CloudTrail-") {
+                return parts.next().map(|r| r.into_owned());
+            }
+        }
+        None
+    }
+
+    /// Whether CloudTrail's layout marks this as a digest file.
+    pub fn is_digest(&self) -> bool {
+        self.path
+            .components()
+            .any(|c| c.as_os_str() == "CloudTrail-Digest")
+    }
+}
+
+/// Every regular file under `inputs` (which may be files or directories), sorted by path, with
+/// anything under `exclude` (the lake itself) left out.
+pub fn discover(inputs: &[PathBuf], exclude: &Path) -> Result<Vec<SourceFile>, IngestError> {
+    let exclude = fs::canonicalize(exclude).ok();
+    let mut out = Vec::new();
+    for input in inputs {
+        let abs = fs::canonicalize(input).map_err(|source| IngestError::Source {
+            path: input.clone(),
+            source,
+        })?;
+        walk(&abs, exclude.as_deref(), &mut out)?;
+    }
+    out.sort_by(|a, b| a.path.cmp(&b.path));
+    out.dedup_by(|a, b| a.path == b.path);
+    Ok(out)
+}
+
+fn walk(path: &Path, exclude: Option<&Path>, out: &mut Vec<SourceFile>) -> Result<(), IngestError> {
+    if exclude.is_some_and(|e| path.starts_with(e)) {
+        return Ok(());
+    }
+    let err = |source| IngestError::Source {
+        path: path.to_path_buf(),
+        source,
+    };
+    let meta = fs::metadata(path).map_err(err)?;
+    if meta.is_dir() {
+        let mut entries: Vec<PathBuf> = fs::read_dir(path)
+            .map_err(err)?
+            .map(|e| e.map(|e| e.path()))
+            .collect::<Result<_, _>>()
+            .map_err(err)?;
+        entries.sort();
+        for entry in entries {
+            let hidden = entry
+                .components()
+                .next_back()
+                .is_some_and(|c| matches!(c, Component::Normal(n) if n.to_string_lossy().starts_with('.')));
+            if !hidden {
+                walk(&entry, exclude, out)?;
+            }
+        }
+    } else if meta.is_file() {
+        let mtime_ns = meta
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_nanos() as i64);
+        out.push(SourceFile {
+            path: path.to_path_buf(),
+            size: meta.len(),
+            mtime_ns,
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(p: &str) -> SourceFile {
+        SourceFile {
+            path: PathBuf::from(p),
+            size: 0,
+            mtime_ns: 0,
+        }
+    }
+
+    #[test]
+    fn key_region_and_digest() {
+        let f = file("/b/AWSLogs/o-abc/111122223333/CloudTrail/eu-west-1/2024/01/02/x.json.gz");
+        assert_eq!(f.key_region().as_deref(), Some("eu-west-1"));
+        assert!(!f.is_digest());
+        let d = file("/b/AWSLogs/111122223333/CloudTrail-Digest/eu-west-1/2024/01/02/x.json.gz");
+        assert!(d.is_digest());
+        assert_eq!(file("/tmp/x.json").key_region(), None);
+    }
+
+    #[test]
+    fn walks_sorted_and_excludes_the_lake() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path();
+        fs::create_dir_all(root.join("b/c")).expect("mkdir");
+        fs::create_dir_all(root.join("lake")).expect("mkdir");
+        fs::create_dir_all(root.join(".hidden")).expect("mkdir");
+        for f in ["b/c/2.json", "a.json", "b/1.json", "lake/x.parquet", ".hidden/y"] {
+            fs::write(root.join(f), "{}").expect("write");
+        }
+        let found = discover(&[root.to_path_buf()], &root.join("lake")).expect("discover");
+        let names: Vec<String> = found
+            .iter()
+            .map(|f| f.path.strip_prefix(fs::canonicalize(root).expect("abs")).expect("prefix").display().to_string())
+            .collect();
+        assert_eq!(names, ["a.json", "b/1.json", "b/c/2.json"]);
+    }
+}

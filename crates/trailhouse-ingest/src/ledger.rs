@@ -1,0 +1,151 @@
+//! The record of which source files have been ingested, for incremental and crash-safe runs.
+//!
+//! Each batch gets a sequence number. Before anything of batch `n` is committed, its plan (the
+//! files it read and which of them failed) is written to `_trailhouse/ledger/<n>.json`. The
+//! batch's Delta commit carries the marker `txn(appId, n)`, so the table itself says which plans
+//! took effect: those up to the table's marker. A plan one past the marker belongs to a run that
+//! stopped before its commit and is replayed exactly; nothing else is trusted.
+
+use std::collections::HashMap;
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use crate::discover::SourceFile;
+use crate::error::IngestError;
+
+/// Files of one batch.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Plan {
+    pub seq: i64,
+    pub files: Vec<SourceFile>,
+    /// Files that failed; they are not counted as ingested, so a later run tries them again.
+    pub failed: Vec<PathBuf>,
+}
+
+/// The ingested files, as of the table's last commit.
+#[derive(Debug)]
+pub struct Ledger {
+    dir: PathBuf,
+    ingested: HashMap<PathBuf, (u64, i64)>,
+    /// The plan of a batch that was not committed, to be replayed first.
+    pub pending: Option<Plan>,
+    pub committed_seq: i64,
+}
+
+impl Ledger {
+    /// Loads the plans that took effect (`seq <= committed_seq`) and the pending one.
+    pub fn load(dir: &Path, committed_seq: i64) -> Result<Self, IngestError> {
+        let err = |message: String| IngestError::Ledger {
+            path: dir.to_path_buf(),
+            message,
+        };
+        fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
+        let mut ledger = Ledger {
+            dir: dir.to_path_buf(),
+            ingested: HashMap::new(),
+            pending: None,
+            committed_seq,
+        };
+        for entry in fs::read_dir(dir).map_err(|e| err(e.to_string()))? {
+            let path = entry.map_err(|e| err(e.to_string()))?.path();
+            let Some(seq) = path
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .and_then(|s| s.parse::<i64>().ok())
+            else {
+                continue;
+            };
+            if seq > committed_seq + 1 {
+                // Written by no run that could have committed it: plans are written one at a
+                // time, each after the previous batch committed.
+                fs::remove_file(&path).map_err(|e| err(e.to_string()))?;
+                continue;
+            }
+            let text = fs::read_to_string(&path).map_err(|e| err(e.to_string()))?;
+            let plan: Plan = match serde_json::from_str(&text) {
+                Ok(p) => p,
+                // A plan cut short by a crash while it was written was never acted on.
+                Err(_) if seq == committed_seq + 1 => {
+                    fs::remove_file(&path).map_err(|e| err(e.to_string()))?;
+                    continue;
+                }
+                Err(e) => return Err(err(format!("`{}`: {e}", path.display()))),
+            };
+            if seq == committed_seq + 1 {
+                ledger.pending = Some(plan);
+            } else {
+                ledger.record(&plan);
+            }
+        }
+        Ok(ledger)
+    }
+
+    /// Whether this exact file (path, size and mtime) was ingested.
+    pub fn contains(&self, file: &SourceFile) -> bool {
+        self.ingested.get(&file.path) == Some(&(file.size, file.mtime_ns))
+    }
+
+    /// Persists a plan before its batch is committed.
+    pub fn write_plan(&self, plan: &Plan) -> Result<(), IngestError> {
+        let path = self.dir.join(format!("{:020}.json", plan.seq));
+        let err = |e: std::io::Error| IngestError::Ledger {
+            path: path.clone(),
+            message: e.to_string(),
+        };
+        let text = serde_json::to_vec(plan).map_err(|e| IngestError::Ledger {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+        let mut file = fs::File::create_new(&path).map_err(err)?;
+        file.write_all(&text).map_err(err)?;
+        file.sync_all().map_err(err)?;
+        Ok(())
+    }
+
+    /// Marks a committed plan's files as ingested.
+    pub fn record(&mut self, plan: &Plan) {
+        for f in &plan.files {
+            if !plan.failed.contains(&f.path) {
+                self.ingested.insert(f.path.clone(), (f.size, f.mtime_ns));
+            }
+        }
+        self.committed_seq = self.committed_seq.max(plan.seq);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn f(p: &str, size: u64) -> SourceFile {
+        SourceFile {
+            path: PathBuf::from(p),
+            size,
+            mtime_ns: 7,
+        }
+    }
+
+    #[test]
+    fn only_committed_plans_count_and_the_next_is_pending() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let l = Ledger::load(dir.path(), 0).expect("load");
+        for (seq, name) in [(1, "/a"), (2, "/b"), (3, "/c")] {
+            l.write_plan(&Plan {
+                seq,
+                files: vec![f(name, 1), f("/bad", 1)],
+                failed: vec![PathBuf::from("/bad")],
+            })
+            .expect("plan");
+        }
+        fs::write(dir.path().join(format!("{:020}.json", 4)), "{").expect("junk");
+        let l = Ledger::load(dir.path(), 1).expect("load");
+        assert!(l.contains(&f("/a", 1)));
+        assert!(!l.contains(&f("/a", 2)), "a changed size means a new file");
+        assert!(!l.contains(&f("/bad", 1)), "failed files are retried");
+        assert!(!l.contains(&f("/b", 1)), "plan 2 was not committed");
+        assert_eq!(l.pending.as_ref().map(|p| p.seq), Some(2));
+        assert!(!dir.path().join(format!("{:020}.json", 3)).exists());
+        assert!(!dir.path().join(format!("{:020}.json", 4)).exists());
+    }
+}

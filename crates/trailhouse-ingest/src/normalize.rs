@@ -1,0 +1,650 @@
+//! Turns raw CloudTrail records into Arrow columns of table `cloudtrail`, losing nothing.
+//!
+//! Each top-level key is matched to a field of [`RECORD_FIELDS`]: exactly, or else ignoring case
+//! (some producers lower-case every key). A field stored faithfully by its typed column needs
+//! nothing more. Otherwise (a case variant of the key, a repeated key, a value of another JSON
+//! type, a nested object with members the schema does not know, a non-standard timestamp) every
+//! occurrence is kept verbatim in `extra` under its original key, and the typed column gets a
+//! best-effort reading so that queries still see the value. Unknown keys go to `extra` as they are.
+//! `trailhouse_lake::rebuild` is the inverse.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock};
+
+use arrow::array::{
+    ArrayRef, BooleanBuilder, Int64Builder, ListArray, RecordBatch, StringBuilder, StructArray,
+    TimestampMicrosecondBuilder,
+};
+use arrow::array::builder::NullBufferBuilder;
+use arrow::buffer::OffsetBuffer;
+use arrow::datatypes::{DataType, Field};
+use chrono::{DateTime, NaiveDate, NaiveDateTime};
+use serde_json::value::RawValue;
+use trailhouse_lake::entries::Entries;
+use trailhouse_lake::schema::{self, FieldSpec, Kind, RECORD_FIELDS};
+
+/// Where a normalized record goes and what identifies it.
+#[derive(Debug, Clone)]
+pub struct Placed {
+    pub event_time: i64,
+    pub day: NaiveDate,
+    pub region: String,
+    pub record_hash: u64,
+    /// Hash of `eventID`, when the record has one (collision accounting).
+    pub event_id_hash: Option<u64>,
+}
+
+/// Why a record cannot be placed in table `cloudtrail`.
+pub type QuarantineReason = String;
+
+static FIELD_INDEX: LazyLock<HashMap<&'static str, usize>> =
+    LazyLock::new(|| RECORD_FIELDS.iter().enumerate().map(|(i, f)| (f.key, i)).collect());
+static FIELD_INDEX_LOWER: LazyLock<HashMap<String, usize>> = LazyLock::new(|| {
+    RECORD_FIELDS
+        .iter()
+        .enumerate()
+        .map(|(i, f)| (f.key.to_ascii_lowercase(), i))
+        .collect()
+});
+static EVENT_TIME: LazyLock<usize> = LazyLock::new(|| FIELD_INDEX["eventTime"]);
+static AWS_REGION: LazyLock<usize> = LazyLock::new(|| FIELD_INDEX["awsRegion"]);
+static EVENT_ID: LazyLock<usize> = LazyLock::new(|| FIELD_INDEX["eventID"]);
+
+fn top_level_field(key: &str) -> Option<(usize, bool)> {
+    if let Some(&i) = FIELD_INDEX.get(key) {
+        return Some((i, true));
+    }
+    if key.len() > 40 {
+        return None;
+    }
+    FIELD_INDEX_LOWER
+        .get(&key.to_ascii_lowercase())
+        .map(|&i| (i, false))
+}
+
+fn child_field(children: &[FieldSpec], key: &str) -> Option<(usize, bool)> {
+    if let Some(i) = children.iter().position(|c| c.key == key) {
+        return Some((i, true));
+    }
+    children
+        .iter()
+        .position(|c| c.key.eq_ignore_ascii_case(key))
+        .map(|i| (i, false))
+}
+
+/// Which occurrence(s) of a field's key a record has.
+#[derive(Clone, Copy, Default)]
+struct Slot {
+    /// Entry to read the typed value from: the last exact-key occurrence, else the first variant.
+    best: Option<usize>,
+    best_exact: bool,
+    count: u32,
+}
+
+impl Slot {
+    fn add(&mut self, entry: usize, exact: bool) {
+        self.count += 1;
+        if self.best.is_none() || exact {
+            self.best_exact = exact;
+            self.best = Some(entry);
+        }
+    }
+    fn faithful(&self) -> bool {
+        self.count == 1 && self.best_exact
+    }
+}
+
+/// Builds the columns of one file's records.
+pub struct RecordBuilder {
+    columns: Vec<Col>,
+    extra: StringBuilder,
+    source: StringBuilder,
+    hash: Int64Builder,
+    source_file: Arc<str>,
+    slots: Vec<Slot>,
+    scratch: Vec<u8>,
+}
+
+impl RecordBuilder {
+    pub fn new(source_file: Arc<str>) -> Self {
+        Self {
+            columns: RECORD_FIELDS.iter().map(|f| Col::new(f.kind)).collect(),
+            extra: StringBuilder::new(),
+            source: StringBuilder::new(),
+            hash: Int64Builder::new(),
+            source_file,
+            slots: vec![Slot::default(); RECORD_FIELDS.len()],
+            scratch: Vec::new(),
+        }
+    }
+
+    /// Sets the source file of the records appended next.
+    pub fn set_source_file(&mut self, source_file: Arc<str>) {
+        self.source_file = source_file;
+    }
+
+    /// Appends one record, or says why it must be quarantined (then nothing is appended).
+    /// `path_region` is the region segment of the source key, the fallback for `awsRegion`.
+    pub fn push(
+        &mut self,
+        raw: &RawValue,
+        path_region: Option<&str>,
+    ) -> Result<Placed, QuarantineReason> {
+        let entries =
+            Entries::parse(raw).ok_or_else(|| "record is not a JSON object".to_string())?;
+        let entries = entries.0;
+        self.slots.iter_mut().for_each(|s| *s = Slot::default());
+        let mut unknown = Vec::new();
+        for (i, (key, _)) in entries.iter().enumerate() {
+            match top_level_field(key) {
+                Some((f, exact)) => self.slots[f].add(i, exact),
+                None => unknown.push(i),
+            }
+        }
+
+        let time_slot = self.slots[*EVENT_TIME];
+        let Some(time_entry) = time_slot.best else {
+            return Err("record has no eventTime".into());
+        };
+        let time_raw = entries[time_entry].1;
+        let Ok(time_text) = serde_json::from_str::<Cow<'_, str>>(time_raw.get()) else {
+            return Err(format!("eventTime `{}` is not a string", time_raw.get()));
+        };
+        let Some(event_time) = parse_event_time(&time_text) else {
+            return Err(format!("eventTime `{time_text}` is not a date-time"));
+        };
+        let Some(day) = DateTime::from_timestamp_micros(event_time).map(|t| t.date_naive()) else {
+            return Err(format!("eventTime `{time_text}` is out of range"));
+        };
+
+        let region = self.slots[*AWS_REGION]
+            .best
+            .and_then(|e| serde_json::from_str::<Cow<'_, str>>(entries[e].1.get()).ok())
+            .filter(|r| !r.is_empty())
+            .map(Cow::into_owned)
+            .or_else(|| path_region.map(str::to_string))
+            .unwrap_or_else(|| "unknown".to_string());
+        let event_id_hash = self.slots[*EVENT_ID]
+            .best
+            .and_then(|e| serde_json::from_str::<Cow<'_, str>>(entries[e].1.get()).ok())
+            .map(|id| xxhash_rust::xxh3::xxh3_64(id.as_bytes()));
+        let record_hash = content_hash(raw.get(), &mut self.scratch);
+
+        let mut extra: Vec<usize> = unknown;
+        for (f, slot) in self.slots.iter().enumerate() {
+            let column = &mut self.columns[f];
+            match slot.best {
+                None => column.append_null(),
+                Some(e) => {
+                    let faithful = column.append(entries[e].1);
+                    if !(faithful && slot.faithful()) {
+                        extra.extend(
+                            entries
+                                .iter()
+                                .enumerate()
+                                .filter(|(_, (k, _))| {
+                                    top_level_field(k).is_some_and(|(g, _)| g == f)
+                                })
+                                .map(|(i, _)| i),
+                        );
+                    }
+                }
+            }
+        }
+        if extra.is_empty() {
+            self.extra.append_null();
+        } else {
+            extra.sort_unstable();
+            let mut text = String::from("{");
+            for (n, &i) in extra.iter().enumerate() {
+                if n > 0 {
+                    text.push(',');
+                }
+                let (key, value) = &entries[i];
+                text.push_str(&serde_json::Value::from(key.as_ref()).to_string());
+                text.push(':');
+                text.push_str(value.get());
+            }
+            text.push('}');
+            self.extra.append_value(text);
+        }
+        self.source.append_value(&self.source_file);
+        self.hash.append_value(record_hash as i64);
+        Ok(Placed {
+            event_time,
+            day,
+            region,
+            record_hash,
+            event_id_hash,
+        })
+    }
+
+    /// The columns built so far, in file-schema order.
+    pub fn finish(mut self) -> Result<RecordBatch, arrow::error::ArrowError> {
+        let mut arrays: Vec<ArrayRef> = self.columns.iter_mut().map(Col::finish).collect();
+        arrays.push(Arc::new(self.extra.finish()));
+        arrays.push(Arc::new(self.source.finish()));
+        arrays.push(Arc::new(self.hash.finish()));
+        RecordBatch::try_new(schema::file_schema(), arrays)
+    }
+}
+
+/// Parses CloudTrail's `YYYY-MM-DDTHH:MM:SSZ` and the variants real producers write: fractional
+/// seconds, a numeric offset, a space for `T`, no zone at all (taken as UTC).
+pub fn parse_event_time(text: &str) -> Option<i64> {
+    let t = text.trim();
+    if let Ok(dt) = DateTime::parse_from_rfc3339(t) {
+        return Some(dt.timestamp_micros());
+    }
+    let naive = t.strip_suffix('Z').or_else(|| t.strip_suffix('z')).unwrap_or(t);
+    for fmt in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f"] {
+        if let Ok(dt) = NaiveDateTime::parse_from_str(naive, fmt) {
+            return Some(dt.and_utc().timestamp_micros());
+        }
+    }
+    if let Ok(dt) = DateTime::parse_from_str(t, "%Y-%m-%d %H:%M:%S%.f%:z") {
+        return Some(dt.timestamp_micros());
+    }
+    None
+}
+
+/// Hash of a record's JSON text with insignificant white space removed, so that the same record
+/// delivered compact in a trail file and pretty-printed elsewhere is recognised as one.
+pub fn content_hash(text: &str, scratch: &mut Vec<u8>) -> u64 {
+    let bytes = text.as_bytes();
+    if !bytes.iter().any(|b| matches!(b, b'\n' | b'\r' | b'\t')) && !has_space_outside_strings(bytes)
+    {
+        return xxhash_rust::xxh3::xxh3_64(bytes);
+    }
+    scratch.clear();
+    let mut in_string = false;
+    let mut escaped = false;
+    for &b in bytes {
+        if in_string {
+            scratch.push(b);
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+        } else if !b.is_ascii_whitespace() {
+            if b == b'"' {
+                in_string = true;
+            }
+            scratch.push(b);
+        }
+    }
+    xxhash_rust::xxh3::xxh3_64(scratch)
+}
+
+fn has_space_outside_strings(bytes: &[u8]) -> bool {
+    let mut in_string = false;
+    let mut escaped = false;
+    for &b in bytes {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+        } else if b == b'"' {
+            in_string = true;
+        } else if b == b' ' {
+            return true;
+        }
+    }
+    false
+}
+
+/// A column under construction. `append` returns whether the typed value alone reproduces the
+/// JSON exactly; when it does not, the caller keeps the original in `extra`.
+enum Col {
+    Str(StringBuilder),
+    Bool(BooleanBuilder),
+    Time(TimestampMicrosecondBuilder),
+    Json(StringBuilder),
+    Struct {
+        fields: &'static [FieldSpec],
+        children: Vec<Col>,
+        valid: NullBufferBuilder,
+        len: usize,
+    },
+    List {
+        fields: &'static [FieldSpec],
+        item: Box<Col>,
+        offsets: Vec<i32>,
+        valid: NullBufferBuilder,
+    },
+}
+
+impl Col {
+    fn new(kind: Kind) -> Col {
+        match kind {
+            Kind::Str => Col::Str(StringBuilder::new()),
+            Kind::Json => Col::Json(StringBuilder::new()),
+            Kind::Bool => Col::Bool(BooleanBuilder::new()),
+            Kind::Timestamp => Col::Time(TimestampMicrosecondBuilder::new().with_timezone("UTC")),
+            Kind::Struct(fields) => Col::Struct {
+                fields,
+                children: fields.iter().map(|f| Col::new(f.kind)).collect(),
+                valid: NullBufferBuilder::new(0),
+                len: 0,
+            },
+            Kind::List(fields) => Col::List {
+                fields,
+                item: Box::new(Col::new(Kind::Struct(fields))),
+                offsets: vec![0],
+                valid: NullBufferBuilder::new(0),
+            },
+        }
+    }
+
+    fn append_null(&mut self) {
+        match self {
+            Col::Str(b) | Col::Json(b) => b.append_null(),
+            Col::Bool(b) => b.append_null(),
+            Col::Time(b) => b.append_null(),
+            Col::Struct {
+                children,
+                valid,
+                len,
+                ..
+            } => {
+                children.iter_mut().for_each(Col::append_null);
+                valid.append_null();
+                *len += 1;
+            }
+            Col::List { offsets, valid, .. } => {
+                let last = offsets.last().copied().unwrap_or(0);
+                offsets.push(last);
+                valid.append_null();
+            }
+        }
+    }
+
+    fn append(&mut self, raw: &RawValue) -> bool {
+        let text = raw.get();
+        match self {
+            Col::Json(b) => {
+                b.append_value(text);
+                true
+            }
+            Col::Str(b) => {
+                if text.starts_with('"') {
+                    match serde_json::from_str::<Cow<'_, str>>(text) {
+                        Ok(s) => {
+                            b.append_value(s);
+                            true
+                        }
+                        Err(_) => {
+                            b.append_null();
+                            false
+                        }
+                    }
+                } else if text.starts_with(['-', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9'])
+                    || text == "true"
+                    || text == "false"
+                {
+                    b.append_value(text);
+                    false
+                } else {
+                    b.append_null();
+                    false
+                }
+            }
+            Col::Bool(b) => {
+                match text {
+                    "true" => b.append_value(true),
+                    "false" => b.append_value(false),
+                    _ => {
+                        let lenient = serde_json::from_str::<Cow<'_, str>>(text)
+                            .ok()
+                            .and_then(|s| match s.to_ascii_lowercase().as_str() {
+                                "true" => Some(true),
+                                "false" => Some(false),
+                                _ => None,
+                            });
+                        b.append_option(lenient);
+                        return false;
+                    }
+                }
+                true
+            }
+            Col::Time(b) => {
+                let parsed = serde_json::from_str::<Cow<'_, str>>(text)
+                    .ok()
+                    .and_then(|s| parse_event_time(&s).map(|t| (t, s)));
+                match parsed {
+                    Some((t, s)) => {
+                        b.append_value(t);
+                        schema::format_event_time(t).as_deref() == Some(s.as_ref())
+                    }
+                    None => {
+                        b.append_null();
+                        false
+                    }
+                }
+            }
+            Col::Struct {
+                fields,
+                children,
+                valid,
+                len,
+            } => {
+                let Some(entries) = Entries::parse(raw) else {
+                    children.iter_mut().for_each(Col::append_null);
+                    valid.append_null();
+                    *len += 1;
+                    return false;
+                };
+                let mut slots = [Slot::default(); 16];
+                let mut faithful = fields.len() <= slots.len();
+                for (i, (key, _)) in entries.0.iter().enumerate() {
+                    match child_field(fields, key) {
+                        Some((c, exact)) if c < slots.len() => slots[c].add(i, exact),
+                        _ => faithful = false,
+                    }
+                }
+                for (c, child) in children.iter_mut().enumerate() {
+                    match slots.get(c).and_then(|s| s.best) {
+                        Some(e) => {
+                            let ok = child.append(entries.0[e].1);
+                            faithful &= ok && slots[c].faithful();
+                        }
+                        None => child.append_null(),
+                    }
+                }
+                valid.append_non_null();
+                *len += 1;
+                faithful
+            }
+            Col::List {
+                item,
+                offsets,
+                valid,
+                ..
+            } => {
+                let Ok(items) = serde_json::from_str::<Vec<&RawValue>>(text) else {
+                    let last = offsets.last().copied().unwrap_or(0);
+                    offsets.push(last);
+                    valid.append_null();
+                    return false;
+                };
+                let mut faithful = true;
+                for it in &items {
+                    if it.get() == "null" {
+                        item.append_null();
+                    } else {
+                        // A non-object item becomes a null struct and marks the list unfaithful.
+                        faithful &= item.append(it);
+                    }
+                }
+                let last = offsets.last().copied().unwrap_or(0);
+                offsets.push(last + items.len() as i32);
+                valid.append_non_null();
+                faithful
+            }
+        }
+    }
+
+    fn finish(&mut self) -> ArrayRef {
+        match self {
+            Col::Str(b) | Col::Json(b) => Arc::new(b.finish()),
+            Col::Bool(b) => Arc::new(b.finish()),
+            Col::Time(b) => Arc::new(b.finish()),
+            Col::Struct {
+                fields,
+                children,
+                valid,
+                len,
+            } => {
+                let arrays: Vec<ArrayRef> = children.iter_mut().map(Col::finish).collect();
+                let nulls = valid.finish();
+                let n = std::mem::take(len);
+                if arrays.is_empty() {
+                    return Arc::new(StructArray::new_empty_fields(n, nulls));
+                }
+                Arc::new(StructArray::new(schema::struct_fields(fields), arrays, nulls))
+            }
+            Col::List {
+                fields,
+                item,
+                offsets,
+                valid,
+            } => {
+                let values = item.finish();
+                let offsets = OffsetBuffer::new(std::mem::replace(offsets, vec![0]).into());
+                let field = Arc::new(Field::new(
+                    "element",
+                    DataType::Struct(schema::struct_fields(fields)),
+                    true,
+                ));
+                Arc::new(ListArray::new(field, offsets, values, valid.finish()))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use trailhouse_lake::rebuild::Rebuilder;
+
+    use super::*;
+
+    fn build(records: &[&str]) -> (RecordBatch, Vec<Result<Placed, String>>) {
+        let mut b = RecordBuilder::new(Arc::from("test.json"));
+        let placed = records
+            .iter()
+            .map(|r| {
+                let raw: &RawValue = serde_json::from_str(r).expect("valid json");
+                b.push(raw, Some("eu-west-1"))
+            })
+            .collect();
+        (b.finish().expect("batch"), placed)
+    }
+
+    fn rebuilt(batch: &RecordBatch, row: usize) -> serde_json::Value {
+        let mut out = String::new();
+        Rebuilder::new(batch)
+            .expect("rebuilder")
+            .write_row(row, &mut out)
+            .expect("row");
+        serde_json::from_str(&out).expect("rebuilt json")
+    }
+
+    #[test]
+    fn round_trips_odd_records() {
+        let records = [
+            r#"{"eventVersion":"1.08","eventTime":"2024-01-02T03:04:05Z","awsRegion":"us-east-1","userIdentity":{"type":"AssumedRole","arn":"arn:aws:sts::1:assumed-role/R/s","sessionContext":{"sessionIssuer":{},"attributes":{"mfaAuthenticated":"false"}}},"requestParameters":{"n":0.0000882145,"e":1E+3},"resources":[{"ARN":"arn:x","type":"AWS::S3::Bucket"}],"readOnly":false}"#,
+            r#"{"eventtime":"2022-09-25 16:16:37","eventname":"X","readOnly":"true","userAgent":["a","b"],"p_log_type":"AWS.CloudTrail","requestParameters":"text","responseElements":null}"#,
+            r#"{"eventTime":"2020-01-01T00:00:00Z","readOnly":true,"eventType":"A","readOnly":false,"eventType":"B","resources":[{"arn":"lower"},"str"],"userIdentity":{"type":"IAMUser","newField":1}}"#,
+        ];
+        let (batch, placed) = build(&records);
+        assert!(placed.iter().all(Result::is_ok), "{placed:?}");
+        for (i, r) in records.iter().enumerate() {
+            let want: serde_json::Value = serde_json::from_str(r).expect("json");
+            assert_eq!(rebuilt(&batch, i), want, "record {i}");
+        }
+    }
+
+    #[test]
+    fn typed_columns_hold_best_effort_values() {
+        let (batch, placed) = build(&[
+            r#"{"eventtime":"2022-09-25 16:16:37","eventname":"X","readOnly":"true","awsRegion":""}"#,
+        ]);
+        let p = placed[0].as_ref().expect("placed");
+        assert_eq!(p.region, "eu-west-1", "falls back to the path's region");
+        assert_eq!(p.day, NaiveDate::from_ymd_opt(2022, 9, 25).expect("date"));
+        let name = batch.column_by_name("eventname").expect("col");
+        assert_eq!(
+            arrow::array::AsArray::as_string::<i32>(name.as_ref()).value(0),
+            "X"
+        );
+        let ro = batch.column_by_name("readonly").expect("col");
+        assert!(arrow::array::AsArray::as_boolean(ro.as_ref()).value(0));
+        let extra = batch.column_by_name("extra").expect("col");
+        let extra = arrow::array::AsArray::as_string::<i32>(extra.as_ref()).value(0);
+        assert!(extra.contains(r#""eventtime":"2022-09-25 16:16:37""#), "{extra}");
+        assert!(extra.contains(r#""readOnly":"true""#), "{extra}");
+    }
+
+    #[test]
+    fn faithful_records_have_no_extra() {
+        let (batch, _) = build(&[
+            r#"{"eventTime":"2024-01-02T03:04:05Z","eventName":"GetObject","tlsDetails":{"tlsVersion":"TLSv1.3"},"responseElements":null}"#,
+        ]);
+        let extra = batch.column_by_name("extra").expect("col");
+        assert_eq!(extra.null_count(), 1);
+    }
+
+    #[test]
+    fn quarantine_reasons() {
+        let (batch, placed) = build(&[
+            r#"{"eventName":"NoTime"}"#,
+            r#"{"eventTime":"redacted"}"#,
+            r#"{"eventTime":12}"#,
+            r#"[1,2]"#,
+        ]);
+        assert_eq!(batch.num_rows(), 0);
+        let reasons: Vec<String> = placed.into_iter().map(|p| p.expect_err("quarantine")).collect();
+        assert_eq!(
+            reasons,
+            [
+                "record has no eventTime",
+                "eventTime `redacted` is not a date-time",
+                "eventTime `12` is not a string",
+                "record is not a JSON object"
+            ]
+        );
+    }
+
+    #[test]
+    fn event_time_variants() {
+        let base = parse_event_time("2022-09-25T16:16:37Z").expect("iso");
+        for t in [
+            "2022-09-25 16:16:37",
+            "2022-09-25 16:16:37Z",
+            "2022-09-25T16:16:37",
+            "2022-09-25 16:16:37.000000000",
+            "2022-09-25T18:16:37+02:00",
+        ] {
+            assert_eq!(parse_event_time(t), Some(base), "{t}");
+        }
+        assert_eq!(parse_event_time("..."), None);
+    }
+
+    #[test]
+    fn hash_ignores_insignificant_white_space_only() {
+        let mut s = Vec::new();
+        let a = content_hash(r#"{"a":"x y","b":1}"#, &mut s);
+        let b = content_hash("{ \"a\" : \"x y\",\n \"b\": 1 }", &mut s);
+        let c = content_hash(r#"{"a":"xy","b":1}"#, &mut s);
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+    }
+}

@@ -1,0 +1,221 @@
+//! Groups a batch's rows by partition (UTC day of `eventTime`, region), drops records already
+//! stored, and orders each partition's rows by `eventTime`.
+//!
+//! A re-delivered record has the same content, hence the same `eventTime` and region, hence the
+//! same partition: deduplication needs to look only there. [`DedupIndex`] holds, per partition,
+//! the identities of stored records, loaded from the partition's committed files on first touch
+//! and evicted (least recently used first) beyond a budget, so memory does not grow with the table.
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+
+use arrow::array::{AsArray, RecordBatch};
+use arrow::compute::interleave_record_batch;
+use arrow::datatypes::{Int64Type, TimestampMicrosecondType};
+use rayon::prelude::*;
+use trailhouse_lake::{LakeError, Partition, schema, table};
+
+use crate::error::IngestError;
+use crate::normalize::Placed;
+
+/// Rows of one file: the columns and, per row, where it goes.
+pub struct FileRows {
+    pub batch: RecordBatch,
+    pub placed: Vec<Placed>,
+}
+
+/// One partition's new rows, sorted by `eventtime`.
+pub struct PartitionRows {
+    pub partition: Partition,
+    pub batch: RecordBatch,
+}
+
+/// What partitioning found.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct DedupCounts {
+    pub duplicate: u64,
+    pub collision: u64,
+}
+
+#[derive(Default)]
+struct PartIndex {
+    /// (record hash, eventtime) of every stored record.
+    seen: HashSet<(u64, i64)>,
+    /// eventID hash → record hash of the first record stored with it.
+    ids: HashMap<u64, u64>,
+    last_used: u64,
+}
+
+impl PartIndex {
+    fn len(&self) -> usize {
+        self.seen.len() + self.ids.len()
+    }
+}
+
+/// Identities of the stored records of recently touched partitions.
+pub struct DedupIndex {
+    parts: HashMap<Partition, PartIndex>,
+    files: HashMap<Partition, Vec<PathBuf>>,
+    budget_entries: usize,
+    clock: u64,
+}
+
+impl DedupIndex {
+    /// `files`: the table's committed data files by partition; `budget_entries`: how many record
+    /// identities to keep in memory across partitions.
+    pub fn new(files: HashMap<Partition, Vec<PathBuf>>, budget_entries: usize) -> Self {
+        Self {
+            parts: HashMap::new(),
+            files,
+            budget_entries,
+            clock: 0,
+        }
+    }
+
+    /// Records files that have just been committed.
+    pub fn add_files(&mut self, partition: &Partition, path: PathBuf) {
+        self.files.entry(partition.clone()).or_default().push(path);
+    }
+
+    fn load(&mut self, wanted: &[&Partition]) -> Result<(), IngestError> {
+        self.clock += 1;
+        let clock = self.clock;
+        let missing: Vec<(Partition, Vec<PathBuf>)> = wanted
+            .iter()
+            .filter(|p| !self.parts.contains_key(*p))
+            .map(|p| ((*p).clone(), self.files.get(*p).cloned().unwrap_or_default()))
+            .collect();
+        let loaded: Vec<(Partition, PartIndex)> = missing
+            .into_par_iter()
+            .map(|(p, files)| load_partition(&files).map(|idx| (p, idx)))
+            .collect::<Result<_, LakeError>>()?;
+        self.parts.extend(loaded);
+        for p in wanted {
+            if let Some(idx) = self.parts.get_mut(*p) {
+                idx.last_used = clock;
+            }
+        }
+        Ok(())
+    }
+
+    /// Drops least recently used partitions (not those of the current batch) beyond the budget.
+    fn evict(&mut self) {
+        let mut total: usize = self.parts.values().map(PartIndex::len).sum();
+        if total <= self.budget_entries {
+            return;
+        }
+        let mut by_age: Vec<(u64, Partition)> = self
+            .parts
+            .iter()
+            .filter(|(_, idx)| idx.last_used < self.clock)
+            .map(|(p, idx)| (idx.last_used, p.clone()))
+            .collect();
+        by_age.sort();
+        for (_, p) in by_age {
+            if total <= self.budget_entries {
+                break;
+            }
+            if let Some(idx) = self.parts.remove(&p) {
+                total -= idx.len();
+            }
+        }
+    }
+}
+
+fn load_partition(files: &[PathBuf]) -> Result<PartIndex, LakeError> {
+    let mut idx = PartIndex::default();
+    for path in files {
+        let batches = table::read_columns(path, &[schema::RECORDHASH, schema::EVENTTIME, schema::EVENTID])?;
+        for b in batches {
+            let hashes = b.column(0).as_primitive::<Int64Type>();
+            let times = b.column(1).as_primitive::<TimestampMicrosecondType>();
+            let ids = b.column(2).as_string::<i32>();
+            for i in 0..b.num_rows() {
+                let h = hashes.value(i) as u64;
+                idx.seen.insert((h, times.value(i)));
+                if ids.is_valid(i) {
+                    let id = xxhash_rust::xxh3::xxh3_64(ids.value(i).as_bytes());
+                    idx.ids.entry(id).or_insert(h);
+                }
+            }
+        }
+    }
+    Ok(idx)
+}
+
+use arrow::array::Array;
+
+/// Splits `files` into per-partition batches of new rows, in deterministic order: by
+/// `eventtime`, then by file and position (so the first delivery of a record is the one kept).
+pub fn partition(
+    files: &[FileRows],
+    index: &mut DedupIndex,
+) -> Result<(Vec<PartitionRows>, DedupCounts), IngestError> {
+    let mut groups: HashMap<&Partition, Vec<(i64, usize, usize)>> = HashMap::new();
+    let keys: Vec<Vec<Partition>> = files
+        .iter()
+        .map(|f| {
+            f.placed
+                .iter()
+                .map(|p| Partition {
+                    day: p.day,
+                    region: p.region.clone(),
+                })
+                .collect()
+        })
+        .collect();
+    for (fi, f) in files.iter().enumerate() {
+        for (ri, p) in f.placed.iter().enumerate() {
+            groups
+                .entry(&keys[fi][ri])
+                .or_default()
+                .push((p.event_time, fi, ri));
+        }
+    }
+    let wanted: Vec<&Partition> = groups.keys().copied().collect();
+    index.load(&wanted)?;
+
+    let mut counts = DedupCounts::default();
+    let mut selections: Vec<(Partition, Vec<(usize, usize)>)> = Vec::with_capacity(groups.len());
+    let mut ordered: Vec<(&Partition, Vec<(i64, usize, usize)>)> = groups.into_iter().collect();
+    ordered.sort_by(|a, b| a.0.cmp(b.0));
+    for (partition, mut rows) in ordered {
+        rows.sort_unstable();
+        let idx = index
+            .parts
+            .get_mut(partition)
+            .ok_or_else(|| LakeError::Schema("partition index not loaded".into()))?;
+        let mut keep = Vec::with_capacity(rows.len());
+        for (time, fi, ri) in rows {
+            let p = &files[fi].placed[ri];
+            if !idx.seen.insert((p.record_hash, time)) {
+                counts.duplicate += 1;
+                continue;
+            }
+            if let Some(id) = p.event_id_hash {
+                match idx.ids.get(&id) {
+                    Some(&h) if h != p.record_hash => counts.collision += 1,
+                    Some(_) => {}
+                    None => {
+                        idx.ids.insert(id, p.record_hash);
+                    }
+                }
+            }
+            keep.push((fi, ri));
+        }
+        if !keep.is_empty() {
+            selections.push((partition.clone(), keep));
+        }
+    }
+    index.evict();
+
+    let batches: Vec<&RecordBatch> = files.iter().map(|f| &f.batch).collect();
+    let out = selections
+        .into_par_iter()
+        .map(|(partition, keep)| {
+            let batch = interleave_record_batch(&batches, &keep)?;
+            Ok(PartitionRows { partition, batch })
+        })
+        .collect::<Result<Vec<_>, arrow::error::ArrowError>>()?;
+    Ok((out, counts))
+}

@@ -1,0 +1,506 @@
+//! One ingest run: discover → decompress → parse → normalize → partition → write → commit, batch
+//! by batch, each batch bounded in memory and committed atomically.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use arrow::array::{Int64Builder, RecordBatch, StringBuilder};
+use rayon::prelude::*;
+use trailhouse_lake::schema;
+use trailhouse_lake::table::write_quarantine_file;
+use trailhouse_lake::{Lake, Partition, TableKind};
+
+use crate::decompress;
+use crate::discover::{SourceFile, discover};
+use crate::error::{FileError, IngestError};
+use crate::ledger::{Ledger, Plan};
+use crate::normalize::{Placed, RecordBuilder};
+use crate::parse::{self, Parsed, RecordText};
+use crate::partition::{DedupIndex, FileRows, partition};
+use crate::report::{Failure, Report};
+use crate::write::write_partitions;
+
+/// The `txn` application id of trailhouse's ingest in the Delta log.
+pub const APP_ID: &str = "trailhouse-ingest";
+
+/// What to ingest and within which limits.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub lake: PathBuf,
+    pub sources: Vec<PathBuf>,
+    /// Worker threads; 0 = one per core.
+    pub jobs: usize,
+    /// Memory the run may use for data in flight (batches and the dedup index), in bytes.
+    pub memory_budget: u64,
+    /// Largest decompressed file accepted, in bytes.
+    pub max_file_size: u64,
+    /// Most source files per batch (one commit each).
+    pub max_batch_files: usize,
+    /// Test hook: abort the process at this point, as a crash would.
+    pub fail_point: Option<FailPoint>,
+}
+
+impl Options {
+    pub fn new(lake: impl Into<PathBuf>, sources: Vec<PathBuf>) -> Self {
+        Self {
+            lake: lake.into(),
+            sources,
+            jobs: 0,
+            memory_budget: 1 << 30,
+            max_file_size: 1 << 30,
+            max_batch_files: 20_000,
+            fail_point: None,
+        }
+    }
+}
+
+/// Where a test makes the run die (`std::process::abort`, no clean-up), and in which batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailPoint {
+    /// After the batch's plan is written.
+    AfterPlan(i64),
+    /// After its data files are written, before any commit.
+    AfterDataFiles(i64),
+    /// After the quarantine commit, before the main commit.
+    AfterQuarantineCommit(i64),
+    /// After the main commit.
+    AfterCommit(i64),
+}
+
+impl std::str::FromStr for FailPoint {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (name, seq) = s
+            .split_once(':')
+            .ok_or_else(|| format!("expected NAME:BATCH, got `{s}`"))?;
+        let seq: i64 = seq.parse().map_err(|_| format!("bad batch number `{seq}`"))?;
+        Ok(match name {
+            "after-plan" => FailPoint::AfterPlan(seq),
+            "after-data-files" => FailPoint::AfterDataFiles(seq),
+            "after-quarantine-commit" => FailPoint::AfterQuarantineCommit(seq),
+            "after-commit" => FailPoint::AfterCommit(seq),
+            _ => return Err(format!("unknown fail point `{name}`")),
+        })
+    }
+}
+
+/// Progress notifications (the CLI draws a bar on a terminal).
+pub trait Progress: Sync {
+    fn begin(&self, _files: u64, _bytes: u64) {}
+    fn advance(&self, _bytes: u64) {}
+    fn end(&self) {}
+}
+
+/// Progress that shows nothing.
+pub struct NoProgress;
+impl Progress for NoProgress {}
+
+/// A record that cannot be placed, kept verbatim.
+struct QuarantineRow {
+    file: Arc<str>,
+    index: i64,
+    reason: String,
+    record: String,
+}
+
+/// What reading one file gave.
+enum FileResult {
+    Events {
+        read: u64,
+        json_bytes: u64,
+        broken: Option<FileError>,
+    },
+    Digest,
+    NotCloudTrail,
+    Failed(FileError),
+}
+
+struct ChunkOutput {
+    rows: Option<FileRows>,
+    quarantined: Vec<QuarantineRow>,
+    results: Vec<FileResult>,
+}
+
+/// Runs one ingest. File-level problems are reported in the [`Report`]; an `Err` means the run
+/// itself could not proceed (lake unwritable, a source path missing).
+pub async fn ingest(opts: &Options, progress: &dyn Progress) -> Result<Report, IngestError> {
+    let started = Instant::now();
+    let lake = Lake::new(&opts.lake);
+    let _lock = lake.lock_for_writing()?;
+    let mut main = lake.open_or_create(TableKind::CloudTrail).await?;
+    let mut quarantine = lake.open_or_create(TableKind::Quarantine).await?;
+    let committed = lake.committed_seq(&main, APP_ID).await?;
+    let mut ledger = Ledger::load(&lake.state_dir().join("ledger"), committed)?;
+    let discovered = discover(&opts.sources, lake.root())?;
+
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(opts.jobs)
+        .build()
+        .map_err(|e| IngestError::Ledger {
+            path: opts.lake.clone(),
+            message: format!("cannot start worker threads: {e}"),
+        })?;
+    let budget_entries = (opts.memory_budget / 4 / 64).max(1 << 16) as usize;
+    let mut index = DedupIndex::new(lake.files_by_partition(&main)?, budget_entries);
+    let batch_budget = (opts.memory_budget / 4).max(1 << 20);
+
+    let mut report = Report::default();
+    let pending = ledger.pending.take();
+    let pending_paths: HashSet<PathBuf> = pending
+        .iter()
+        .flat_map(|p| p.files.iter().map(|f| f.path.clone()))
+        .collect();
+    let mut todo = Vec::new();
+    for f in discovered {
+        if pending_paths.contains(&f.path) {
+            continue;
+        }
+        report.files_seen += 1;
+        if ledger.contains(&f) {
+            report.files_skipped += 1;
+            report.files_skipped_ingested += 1;
+        } else if f.is_digest() {
+            report.files_skipped += 1;
+            report.files_skipped_digest += 1;
+        } else {
+            todo.push(f);
+        }
+    }
+    report.files_seen += pending_paths.len() as u64;
+    let total_bytes: u64 = todo.iter().map(|f| f.size).sum::<u64>()
+        + pending.iter().flat_map(|p| &p.files).map(|f| f.size).sum::<u64>();
+    progress.begin(
+        todo.len() as u64 + pending_paths.len() as u64,
+        total_bytes,
+    );
+
+    let mut ctx = BatchContext {
+        lake: &lake,
+        opts,
+        pool: &pool,
+        progress,
+        index: &mut index,
+        ledger: &mut ledger,
+        report: &mut report,
+        partitions: HashSet::new(),
+    };
+    if let Some(plan) = pending {
+        let files = plan.files.clone();
+        ctx.run_batch(&mut main, &mut quarantine, &files, Some(plan))
+            .await?;
+    }
+    let mut start = 0;
+    while start < todo.len() {
+        let mut end = start;
+        let mut estimate = 0u64;
+        // Files are gzip more often than not; 8x is CloudTrail's typical ratio.
+        while end < todo.len()
+            && (end == start
+                || (estimate + todo[end].size * 8 <= batch_budget
+                    && end - start < opts.max_batch_files.max(1)))
+        {
+            estimate += todo[end].size * 8;
+            end += 1;
+        }
+        ctx.run_batch(&mut main, &mut quarantine, &todo[start..end], None)
+            .await?;
+        start = end;
+    }
+    report.partitions = ctx.partitions.len() as u64;
+    progress.end();
+    report.table_version = main.version();
+    report.seconds = started.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+struct BatchContext<'a> {
+    lake: &'a Lake,
+    opts: &'a Options,
+    pool: &'a rayon::ThreadPool,
+    progress: &'a dyn Progress,
+    index: &'a mut DedupIndex,
+    ledger: &'a mut Ledger,
+    report: &'a mut Report,
+    partitions: HashSet<Partition>,
+}
+
+impl BatchContext<'_> {
+    fn fail_at(&self, point: FailPoint) {
+        if self.opts.fail_point == Some(point) {
+            std::process::abort();
+        }
+    }
+
+    async fn run_batch(
+        &mut self,
+        main: &mut deltalake_core::DeltaTable,
+        quarantine: &mut deltalake_core::DeltaTable,
+        files: &[SourceFile],
+        replay: Option<Plan>,
+    ) -> Result<(), IngestError> {
+        let seq = self.ledger.committed_seq + 1;
+        let limit = self.opts.max_file_size;
+        let progress = self.progress;
+        let threads = self.pool.current_num_threads().max(1);
+        let chunk = files.len().div_ceil(threads * 8).clamp(1, 256);
+        let outputs: Vec<ChunkOutput> = self.pool.install(|| {
+            files
+                .par_chunks(chunk)
+                .map(|c| read_chunk(c, limit, progress))
+                .collect()
+        });
+
+        let mut rows = Vec::new();
+        let mut qrows = Vec::new();
+        let mut failed = Vec::new();
+        let results = outputs.into_iter().flat_map(|o| {
+            rows.extend(o.rows);
+            qrows.extend(o.quarantined);
+            o.results
+        });
+        let results: Vec<FileResult> = results.collect();
+        for (file, result) in files.iter().zip(results) {
+            let r = &mut *self.report;
+            match result {
+                FileResult::Events {
+                    read,
+                    json_bytes,
+                    broken,
+                } => {
+                    r.records_read += read;
+                    r.bytes_read += file.size;
+                    r.bytes_json += json_bytes;
+                    match broken {
+                        None => r.files_loaded += 1,
+                        Some(e) => {
+                            r.files_failed += 1;
+                            failed.push(file.path.clone());
+                            r.failures.push(Failure {
+                                file: file.path.clone(),
+                                error: e.to_string(),
+                                records_recovered: read,
+                            });
+                        }
+                    }
+                }
+                FileResult::Digest => {
+                    r.files_skipped += 1;
+                    r.files_skipped_digest += 1;
+                }
+                FileResult::NotCloudTrail => {
+                    r.files_skipped += 1;
+                    r.files_skipped_other += 1;
+                }
+                FileResult::Failed(e) => {
+                    r.files_failed += 1;
+                    r.bytes_read += file.size;
+                    failed.push(file.path.clone());
+                    r.failures.push(Failure {
+                        file: file.path.clone(),
+                        error: e.to_string(),
+                        records_recovered: 0,
+                    });
+                }
+            }
+        }
+        for q in &qrows {
+            self.report.add_quarantine_reason(&q.reason);
+        }
+        self.report.records_quarantined += qrows.len() as u64;
+
+        let plan = match replay {
+            Some(plan) => plan,
+            None => {
+                let plan = Plan {
+                    seq,
+                    files: files.to_vec(),
+                    failed,
+                };
+                self.ledger.write_plan(&plan)?;
+                plan
+            }
+        };
+        self.fail_at(FailPoint::AfterPlan(seq));
+
+        let (parts, counts) = partition(&rows, self.index)?;
+        drop(rows);
+        self.report.records_duplicate += counts.duplicate;
+        self.report.records_collision += counts.collision;
+        self.report.records_written += parts.iter().map(|p| p.batch.num_rows() as u64).sum::<u64>();
+
+        let main_root = self.lake.table_dir(TableKind::CloudTrail);
+        let adds = self
+            .pool
+            .install(|| write_partitions(&main_root, &parts))?;
+        let quarantine_done = self.lake.committed_seq(quarantine, APP_ID).await? >= seq;
+        let quarantine_add = if qrows.is_empty() || quarantine_done {
+            None
+        } else {
+            let batch = quarantine_batch(&qrows)?;
+            Some(write_quarantine_file(
+                &self.lake.table_dir(TableKind::Quarantine),
+                &batch,
+            )?)
+        };
+        self.fail_at(FailPoint::AfterDataFiles(seq));
+
+        if let Some(add) = quarantine_add {
+            let meta = commit_metadata(seq, files.len(), qrows.len());
+            self.lake
+                .commit(quarantine, TableKind::Quarantine, vec![add], APP_ID, seq, meta)
+                .await?;
+        }
+        self.fail_at(FailPoint::AfterQuarantineCommit(seq));
+
+        let written: usize = parts.iter().map(|p| p.batch.num_rows()).sum();
+        let meta = commit_metadata(seq, files.len(), written);
+        let new_files: Vec<(Partition, String)> = parts
+            .iter()
+            .zip(&adds)
+            .map(|(p, a)| (p.partition.clone(), a.path.clone()))
+            .collect();
+        self.lake
+            .commit(main, TableKind::CloudTrail, adds, APP_ID, seq, meta)
+            .await?;
+        self.fail_at(FailPoint::AfterCommit(seq));
+
+        for (partition, path) in new_files {
+            self.index.add_files(&partition, main_root.join(path));
+            self.partitions.insert(partition);
+        }
+        self.ledger.record(&plan);
+        Ok(())
+    }
+}
+
+fn commit_metadata(
+    seq: i64,
+    files: usize,
+    records: usize,
+) -> serde_json::Map<String, serde_json::Value> {
+    let mut m = serde_json::Map::new();
+    m.insert(
+        "trailhouse".into(),
+        serde_json::json!({ "batch": seq, "sourceFiles": files, "records": records }),
+    );
+    m
+}
+
+fn quarantine_batch(rows: &[QuarantineRow]) -> Result<RecordBatch, arrow::error::ArrowError> {
+    let mut file = StringBuilder::new();
+    let mut index = Int64Builder::new();
+    let mut reason = StringBuilder::new();
+    let mut record = StringBuilder::new();
+    for r in rows {
+        file.append_value(&r.file);
+        index.append_value(r.index);
+        reason.append_value(&r.reason);
+        record.append_value(&r.record);
+    }
+    RecordBatch::try_new(
+        schema::quarantine_schema(),
+        vec![
+            Arc::new(file.finish()),
+            Arc::new(index.finish()),
+            Arc::new(reason.finish()),
+            Arc::new(record.finish()),
+        ],
+    )
+}
+
+/// Reads a run of files into one set of columns.
+fn read_chunk(files: &[SourceFile], limit: u64, progress: &dyn Progress) -> ChunkOutput {
+    let mut builder = RecordBuilder::new(Arc::from(""));
+    let mut placed: Vec<Placed> = Vec::new();
+    let mut quarantined = Vec::new();
+    let mut results = Vec::with_capacity(files.len());
+    for file in files {
+        let result = read_file(file, limit, &mut builder, &mut placed, &mut quarantined);
+        progress.advance(file.size);
+        results.push(result);
+    }
+    let rows = if placed.is_empty() {
+        None
+    } else {
+        match builder.finish() {
+            Ok(batch) => Some(FileRows { batch, placed }),
+            Err(e) => {
+                // Column lengths are built in lock-step; a mismatch is a bug, not bad input.
+                // Account for it on every file of the chunk rather than losing rows silently.
+                for r in &mut results {
+                    if let FileResult::Events { broken, .. } = r {
+                        *broken = Some(FileError::Envelope(format!("internal error: {e}")));
+                    }
+                }
+                None
+            }
+        }
+    };
+    ChunkOutput {
+        rows,
+        quarantined,
+        results,
+    }
+}
+
+fn read_file(
+    file: &SourceFile,
+    limit: u64,
+    builder: &mut RecordBuilder,
+    placed: &mut Vec<Placed>,
+    quarantined: &mut Vec<QuarantineRow>,
+) -> FileResult {
+    let content = match decompress::read(&file.path, limit) {
+        Ok(c) => c,
+        Err(e) => return FileResult::Failed(e),
+    };
+    let parsed = match parse::parse(&content.bytes, content.gzip) {
+        Ok(p) => p,
+        Err(e) => return FileResult::Failed(content.broken.unwrap_or(e)),
+    };
+    let (records, parse_broken) = match parsed {
+        Parsed::Events {
+            records, broken, ..
+        } => (records, broken),
+        Parsed::Digest => return FileResult::Digest,
+        Parsed::NotCloudTrail(_) => {
+            return match content.broken {
+                Some(e) => FileResult::Failed(e),
+                None => FileResult::NotCloudTrail,
+            };
+        }
+    };
+    let name: Arc<str> = Arc::from(file.path.to_string_lossy().as_ref());
+    builder.set_source_file(name.clone());
+    let region = file.key_region();
+    let read = records.len() as u64;
+    for (i, record) in records.into_iter().enumerate() {
+        let (raw, reject) = match &record {
+            RecordText::Borrowed(r) => (Some(*r), None),
+            RecordText::Owned(r) => (Some(r.as_ref()), None),
+            RecordText::Reject(text, why) => (None, Some((text.to_string(), why.clone()))),
+        };
+        let outcome = match raw {
+            Some(raw) => builder
+                .push(raw, region.as_deref())
+                .map_err(|why| (raw.get().to_string(), why)),
+            None => Err(reject.unwrap_or_default()),
+        };
+        match outcome {
+            Ok(p) => placed.push(p),
+            Err((text, reason)) => quarantined.push(QuarantineRow {
+                file: name.clone(),
+                index: i as i64,
+                reason,
+                record: text,
+            }),
+        }
+    }
+    FileResult::Events {
+        read,
+        json_bytes: content.bytes.len() as u64,
+        broken: content.broken.or(parse_broken),
+    }
+}

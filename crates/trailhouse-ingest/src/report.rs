@@ -1,0 +1,76 @@
+//! The reconciled account of one ingest run: every file and every record, once.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+/// Counts of a run. Files: `files_seen = files_skipped + files_loaded + files_failed`.
+/// Records: `records_read = records_written + records_duplicate + records_quarantined`;
+/// `records_collision` counts written records whose eventID an earlier, different record of the
+/// same partition already carries.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct Report {
+    pub files_seen: u64,
+    pub files_skipped: u64,
+    /// Of the skipped: already ingested by an earlier run (same path, size and mtime).
+    pub files_skipped_ingested: u64,
+    /// Of the skipped: CloudTrail digest files (integrity data, not events).
+    pub files_skipped_digest: u64,
+    /// Of the skipped: not CloudTrail (READMEs, manifests, other data).
+    pub files_skipped_other: u64,
+    pub files_loaded: u64,
+    pub files_failed: u64,
+    pub records_read: u64,
+    pub records_written: u64,
+    pub records_duplicate: u64,
+    pub records_collision: u64,
+    pub records_quarantined: u64,
+    /// Partitions (day, region) that received rows.
+    pub partitions: u64,
+    /// Bytes of the files read, as stored.
+    pub bytes_read: u64,
+    /// Bytes of JSON after decompression.
+    pub bytes_json: u64,
+    pub seconds: f64,
+    /// Delta table version after the run.
+    pub table_version: Option<u64>,
+    /// Quarantined records by reason (reasons naming a value are grouped by their first words).
+    pub quarantine_reasons: BTreeMap<String, u64>,
+    pub failures: Vec<Failure>,
+}
+
+/// A file that could not be read to its end.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Failure {
+    pub file: PathBuf,
+    pub error: String,
+    /// Records recovered before the break (they were loaded).
+    pub records_recovered: u64,
+}
+
+impl Report {
+    /// Whether the counts add up.
+    pub fn reconciles(&self) -> bool {
+        self.files_seen == self.files_skipped + self.files_loaded + self.files_failed
+            && self.files_skipped
+                == self.files_skipped_ingested + self.files_skipped_digest + self.files_skipped_other
+            && self.records_read
+                == self.records_written + self.records_duplicate + self.records_quarantined
+    }
+
+    pub(crate) fn add_quarantine_reason(&mut self, reason: &str) {
+        let group = match reason.find('`') {
+            Some(i) => format!("{}…", reason[..i].trim_end()),
+            None => reason.to_string(),
+        };
+        *self.quarantine_reasons.entry(group).or_default() += 1;
+    }
+
+    /// Events per second of wall time.
+    pub fn events_per_second(&self) -> f64 {
+        if self.seconds > 0.0 {
+            self.records_read as f64 / self.seconds
+        } else {
+            0.0
+        }
+    }
+}

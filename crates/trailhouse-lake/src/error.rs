@@ -1,0 +1,34 @@
+//! Errors of the on-disk contract.
+
+use std::path::PathBuf;
+
+/// What can go wrong opening, reading or committing the lake.
+#[derive(Debug, thiserror::Error)]
+pub enum LakeError {
+    #[error("delta table `{table}`: {source}")]
+    Delta {
+        table: String,
+        #[source]
+        source: deltalake_core::DeltaTableError,
+    },
+    #[error("failed to access `{path}`: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("failed to read parquet file `{path}`: {source}")]
+    Parquet {
+        path: PathBuf,
+        #[source]
+        source: parquet::errors::ParquetError,
+    },
+    #[error("arrow: {0}")]
+    Arrow(#[from] arrow::error::ArrowError),
+    #[error("schema mismatch: {0}")]
+    Schema(String),
+    #[error("the lake `{0}` is locked by another ingest; wait for it to finish")]
+    Locked(PathBuf),
+    #[error("no lake at `{0}`: run `trailhouse ingest` first")]
+    Missing(PathBuf),
+}

@@ -1,0 +1,13 @@
+//! The on-disk contract of a trailhouse lake, shared by the writer (ingest) and the readers
+//! (query, export): the schema of table `cloudtrail` and its column names, partitioning, the
+//! Parquet settings and statistics of data files, Delta commits, and the rebuild of an original
+//! record from a row. It knows nothing of where records come from or how they are queried.
+
+pub mod entries;
+pub mod error;
+pub mod rebuild;
+pub mod schema;
+pub mod table;
+
+pub use error::LakeError;
+pub use table::{Lake, Partition, TableKind, WriterLock};

@@ -1,0 +1,143 @@
+//! Rebuilds the original CloudTrail record from a stored row.
+//!
+//! The inverse of the ingest normalizer: typed columns are written back under CloudTrail's key,
+//! then the members of `extra` verbatim. A typed field whose key (case-insensitively) also stands
+//! in `extra` is not written from its column: `extra` holds its original form, and the column only
+//! a best-effort typed reading of it.
+
+use std::collections::HashSet;
+use std::fmt::Write as _;
+
+use arrow::array::{
+    Array, ArrayRef, AsArray, BooleanArray, ListArray, RecordBatch, StringArray, StructArray,
+    TimestampMicrosecondArray,
+};
+
+use crate::entries;
+use crate::error::LakeError;
+use crate::schema::{self, FieldSpec, Kind, RECORD_FIELDS};
+
+/// Columns of one batch, resolved once so that rows rebuild without name look-ups.
+pub struct Rebuilder {
+    fields: Vec<(FieldSpec, ArrayRef)>,
+    extra: Option<StringArray>,
+}
+
+impl Rebuilder {
+    /// Resolves the record columns of `batch` (a projection of the table or file schema).
+    pub fn new(batch: &RecordBatch) -> Result<Self, LakeError> {
+        let mut fields = Vec::with_capacity(RECORD_FIELDS.len());
+        for spec in RECORD_FIELDS {
+            let name = schema::column_name(spec.key);
+            let column = batch
+                .column_by_name(&name)
+                .ok_or_else(|| LakeError::Schema(format!("column `{name}` is missing")))?;
+            fields.push((*spec, column.clone()));
+        }
+        let extra = batch
+            .column_by_name(schema::EXTRA)
+            .map(|c| c.as_string::<i32>().clone());
+        Ok(Self { fields, extra })
+    }
+
+    /// Appends row `row` as one compact JSON object to `out`.
+    pub fn write_row(&self, row: usize, out: &mut String) -> Result<(), LakeError> {
+        let extra_text = self
+            .extra
+            .as_ref()
+            .filter(|e| e.is_valid(row))
+            .map(|e| e.value(row));
+        let extra = match extra_text {
+            Some(text) => entries::parse_owned(text).ok_or_else(|| {
+                LakeError::Schema(format!("`extra` is not a JSON object: `{text}`"))
+            })?,
+            None => Vec::new(),
+        };
+        let shadowed: HashSet<String> = extra.iter().map(|(k, _)| k.to_lowercase()).collect();
+        out.push('{');
+        let mut first = true;
+        for (spec, column) in &self.fields {
+            if column.is_null(row) || shadowed.contains(&spec.key.to_lowercase()) {
+                continue;
+            }
+            member_key(out, spec.key, &mut first);
+            write_value(spec.kind, column.as_ref(), row, out)?;
+        }
+        for (key, value) in &extra {
+            member_key(out, key, &mut first);
+            out.push_str(value.get());
+        }
+        out.push('}');
+        Ok(())
+    }
+}
+
+fn member_key(out: &mut String, key: &str, first: &mut bool) {
+    if !*first {
+        out.push(',');
+    }
+    *first = false;
+    write_json_string(out, key);
+    out.push(':');
+}
+
+fn write_json_string(out: &mut String, s: &str) {
+    // serde_json escapes exactly as JSON requires; a String sink cannot fail.
+    let _ = write!(out, "{}", serde_json::Value::from(s));
+}
+
+fn write_value(kind: Kind, column: &dyn Array, row: usize, out: &mut String) -> Result<(), LakeError> {
+    match kind {
+        Kind::Str => write_json_string(out, column.as_string::<i32>().value(row)),
+        Kind::Json => out.push_str(column.as_string::<i32>().value(row)),
+        Kind::Bool => {
+            let b: &BooleanArray = column.as_boolean();
+            out.push_str(if b.value(row) { "true" } else { "false" });
+        }
+        Kind::Timestamp => {
+            let t: &TimestampMicrosecondArray = column.as_primitive();
+            let text = schema::format_event_time(t.value(row)).ok_or_else(|| {
+                LakeError::Schema(format!("timestamp out of range: `{}`", t.value(row)))
+            })?;
+            write_json_string(out, &text);
+        }
+        Kind::Struct(children) => write_struct(children, column.as_struct(), row, out)?,
+        Kind::List(children) => {
+            let list: &ListArray = column.as_list();
+            let items = list.value(row);
+            let items = items.as_struct();
+            out.push('[');
+            for i in 0..items.len() {
+                if i > 0 {
+                    out.push(',');
+                }
+                if items.is_null(i) {
+                    out.push_str("null");
+                } else {
+                    write_struct(children, items, i, out)?;
+                }
+            }
+            out.push(']');
+        }
+    }
+    Ok(())
+}
+
+fn write_struct(
+    children: &[FieldSpec],
+    array: &StructArray,
+    row: usize,
+    out: &mut String,
+) -> Result<(), LakeError> {
+    out.push('{');
+    let mut first = true;
+    for (spec, column) in children.iter().zip(array.columns()) {
+        if column.is_null(row) {
+            continue;
+        }
+        member_key(out, spec.key, &mut first);
+        write_value(spec.kind, column.as_ref(), row, out)?;
+    }
+    out.push('}');
+    Ok(())
+}

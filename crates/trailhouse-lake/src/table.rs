@@ -1,0 +1,468 @@
+//! The lake directory: the Delta tables `cloudtrail` and `quarantine`, their data files and
+//! commits, and the writer lock.
+//!
+//! Layout under the lake root:
+//! ```text
+//! cloudtrail/    Delta table, partitioned day=YYYY-MM-DD/region=R
+//! quarantine/    Delta table of records that could not be placed
+//! _trailhouse/   ingest state (ledger of source files, writer lock)
+//! ```
+
+use std::collections::HashMap;
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+
+
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::compute::{max, min};
+use arrow::datatypes::TimestampMicrosecondType;
+use chrono::NaiveDate;
+use deltalake_core::kernel::engine::arrow_conversion::TryFromArrow;
+use deltalake_core::kernel::transaction::{CommitBuilder, CommitProperties};
+use deltalake_core::kernel::{Action, Add, StructType, Transaction};
+use deltalake_core::protocol::{DeltaOperation, SaveMode};
+use deltalake_core::{DeltaTable, DeltaTableError};
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::file::metadata::SortingColumn;
+use url::Url;
+
+use crate::error::LakeError;
+use crate::schema;
+
+/// Which of the lake's tables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TableKind {
+    CloudTrail,
+    Quarantine,
+}
+
+impl TableKind {
+    fn dir(self) -> &'static str {
+        match self {
+            TableKind::CloudTrail => schema::TABLE_NAME,
+            TableKind::Quarantine => schema::QUARANTINE_TABLE_NAME,
+        }
+    }
+}
+
+/// A partition of table `cloudtrail`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Partition {
+    pub day: NaiveDate,
+    pub region: String,
+}
+
+impl Partition {
+    /// The partition's directory, relative to the table root. Region values are free text in
+    /// CloudTrail (`region-code`, `...`), so every byte outside `[a-z0-9-]` is percent-encoded;
+    /// readers take the value from the Delta log, not from the path.
+    pub fn dir(&self) -> String {
+        let mut region = String::with_capacity(self.region.len());
+        for b in self.region.bytes() {
+            if b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' {
+                region.push(b as char);
+            } else {
+                region.push_str(&format!("%{b:02X}"));
+            }
+        }
+        format!(
+            "{}={}/{}={}",
+            schema::DAY,
+            self.day.format("%Y-%m-%d"),
+            schema::REGION,
+            region
+        )
+    }
+}
+
+/// A trailhouse lake on the local file system.
+#[derive(Debug, Clone)]
+pub struct Lake {
+    root: PathBuf,
+}
+
+/// Held while an ingest writes; dropping it releases the lock.
+#[derive(Debug)]
+pub struct WriterLock {
+    _file: File,
+}
+
+impl Lake {
+    /// A lake at `root` (nothing is created until [`Lake::open_or_create`]).
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Directory of a table.
+    pub fn table_dir(&self, kind: TableKind) -> PathBuf {
+        self.root.join(kind.dir())
+    }
+
+    /// Directory of the ingest's own state.
+    pub fn state_dir(&self) -> PathBuf {
+        self.root.join("_trailhouse")
+    }
+
+    /// Whether the lake has been created.
+    pub fn exists(&self) -> bool {
+        self.table_dir(TableKind::CloudTrail)
+            .join("_delta_log")
+            .is_dir()
+    }
+
+    /// Takes the single-writer lock, failing at once if another process holds it.
+    pub fn lock_for_writing(&self) -> Result<WriterLock, LakeError> {
+        let dir = self.state_dir();
+        fs::create_dir_all(&dir).map_err(|source| LakeError::Io {
+            path: dir.clone(),
+            source,
+        })?;
+        let path = dir.join("writer.lock");
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|source| LakeError::Io {
+                path: path.clone(),
+                source,
+            })?;
+        match file.try_lock() {
+            Ok(()) => Ok(WriterLock { _file: file }),
+            Err(fs::TryLockError::WouldBlock) => Err(LakeError::Locked(self.root.clone())),
+            Err(fs::TryLockError::Error(source)) => Err(LakeError::Io { path, source }),
+        }
+    }
+
+    fn table_url(&self, kind: TableKind) -> Result<Url, LakeError> {
+        let dir = self.table_dir(kind);
+        fs::create_dir_all(&dir).map_err(|source| LakeError::Io {
+            path: dir.clone(),
+            source,
+        })?;
+        let abs = fs::canonicalize(&dir).map_err(|source| LakeError::Io {
+            path: dir.clone(),
+            source,
+        })?;
+        Url::from_directory_path(&abs)
+            .map_err(|()| LakeError::Schema(format!("not a usable path: `{}`", abs.display())))
+    }
+
+    fn delta_err(&self, kind: TableKind) -> impl Fn(DeltaTableError) -> LakeError + '_ {
+        move |source| LakeError::Delta {
+            table: self.table_dir(kind).display().to_string(),
+            source,
+        }
+    }
+
+    /// Opens a table for reading; fails when the lake has not been created.
+    pub async fn open(&self, kind: TableKind) -> Result<DeltaTable, LakeError> {
+        if !self.table_dir(kind).join("_delta_log").is_dir() {
+            return Err(LakeError::Missing(self.root.clone()));
+        }
+        let url = self.table_url(kind)?;
+        deltalake_core::open_table(url)
+            .await
+            .map_err(self.delta_err(kind))
+    }
+
+    /// Opens a table, creating it (empty, with its schema) when absent.
+    pub async fn open_or_create(&self, kind: TableKind) -> Result<DeltaTable, LakeError> {
+        let url = self.table_url(kind)?;
+        let table = DeltaTable::try_from_url(url)
+            .await
+            .map_err(self.delta_err(kind))?;
+        if table.version().is_some() {
+            return Ok(table);
+        }
+        let (arrow_schema, partitions): (_, &[&str]) = match kind {
+            TableKind::CloudTrail => (schema::table_schema(), &schema::PARTITION_COLUMNS),
+            TableKind::Quarantine => (schema::quarantine_schema(), &[]),
+        };
+        let delta_schema = StructType::try_from_arrow(arrow_schema.as_ref())?;
+        table
+            .create()
+            .with_table_name(kind.dir())
+            .with_columns(delta_schema.fields().cloned())
+            .with_partition_columns(partitions.iter().copied())
+            .with_save_mode(SaveMode::Ignore)
+            .await
+            .map_err(self.delta_err(kind))
+    }
+
+    /// The last batch sequence number committed by `app_id` (0 when none).
+    pub async fn committed_seq(&self, table: &DeltaTable, app_id: &str) -> Result<i64, LakeError> {
+        let kind = TableKind::CloudTrail;
+        let snapshot = table.snapshot().map_err(self.delta_err(kind))?;
+        let v = snapshot
+            .transaction_version(table.log_store().as_ref(), app_id)
+            .await
+            .map_err(self.delta_err(kind))?;
+        Ok(v.unwrap_or(0))
+    }
+
+    /// Commits `adds` in one transaction carrying the idempotency marker `(app_id, seq)`.
+    /// Readers see all of the files or none.
+    pub async fn commit(
+        &self,
+        table: &mut DeltaTable,
+        kind: TableKind,
+        adds: Vec<Add>,
+        app_id: &str,
+        seq: i64,
+        metadata: serde_json::Map<String, serde_json::Value>,
+    ) -> Result<u64, LakeError> {
+        let partition_by = match kind {
+            TableKind::CloudTrail => Some(
+                schema::PARTITION_COLUMNS
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect(),
+            ),
+            TableKind::Quarantine => None,
+        };
+        let props = CommitProperties::default()
+            .with_application_transaction(Transaction::new(app_id, seq))
+            .with_metadata(metadata);
+        let snapshot = table.snapshot().map_err(self.delta_err(kind))?;
+        let done = CommitBuilder::from(props)
+            .with_actions(adds.into_iter().map(Action::Add).collect())
+            .build(
+                Some(snapshot),
+                table.log_store(),
+                DeltaOperation::Write {
+                    mode: SaveMode::Append,
+                    partition_by,
+                    predicate: None,
+                },
+            )
+            .await
+            .map_err(self.delta_err(kind))?;
+        let version = done.version();
+        table.update_state().await.map_err(self.delta_err(kind))?;
+        Ok(version)
+    }
+
+    /// The committed data files of table `cloudtrail`, by partition (paths absolute).
+    pub fn files_by_partition(
+        &self,
+        table: &DeltaTable,
+    ) -> Result<HashMap<Partition, Vec<PathBuf>>, LakeError> {
+        let kind = TableKind::CloudTrail;
+        let root = self.table_dir(kind);
+        let snapshot = table.snapshot().map_err(self.delta_err(kind))?;
+        let mut out: HashMap<Partition, Vec<PathBuf>> = HashMap::new();
+        for file in snapshot.log_data().iter() {
+            let values = file.partition_values_map();
+            let day = values
+                .get(schema::DAY)
+                .and_then(|d| d.as_deref())
+                .and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok());
+            let region = values.get(schema::REGION).and_then(|r| r.clone());
+            let (Some(day), Some(region)) = (day, region) else {
+                return Err(LakeError::Schema(format!(
+                    "file `{}` has no day/region partition values",
+                    file.path()
+                )));
+            };
+            out.entry(Partition { day, region })
+                .or_default()
+                .push(root.join(file.path().as_ref()));
+        }
+        Ok(out)
+    }
+}
+
+/// Parquet settings of our data files: zstd, page statistics, rows sorted by `eventtime`.
+pub fn writer_properties(sorted: bool) -> WriterProperties {
+    let mut b = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap_or_default()))
+        .set_statistics_enabled(EnabledStatistics::Page)
+        .set_max_row_group_row_count(Some(128 * 1024));
+    if sorted {
+        let idx = schema::file_schema()
+            .index_of(schema::EVENTTIME)
+            .unwrap_or_default();
+        b = b.set_sorting_columns(Some(vec![SortingColumn {
+            column_idx: idx as i32,
+            descending: false,
+            nulls_first: false,
+        }]));
+    }
+    b.build()
+}
+
+/// Writes one sorted batch as a data file of `partition` under `table_root` and returns its
+/// `add` action, with the per-file statistics Delta uses to skip files by `eventtime`.
+pub fn write_data_file(
+    table_root: &Path,
+    partition: &Partition,
+    batch: &RecordBatch,
+) -> Result<Add, LakeError> {
+    let rel = format!(
+        "{}/part-{}.zstd.parquet",
+        partition.dir(),
+        uuid::Uuid::new_v4()
+    );
+    let path = table_root.join(&rel);
+    let io = |source| LakeError::Io {
+        path: path.clone(),
+        source,
+    };
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir).map_err(io)?;
+    }
+    let file = File::create(&path).map_err(io)?;
+    let pq = |source| LakeError::Parquet {
+        path: path.clone(),
+        source,
+    };
+    let mut writer =
+        ArrowWriter::try_new(file, batch.schema(), Some(writer_properties(true))).map_err(pq)?;
+    writer.write(batch).map_err(pq)?;
+    writer.close().map_err(pq)?;
+    let size = fs::metadata(&path).map_err(io)?.len() as i64;
+    let stats = file_stats(batch)?;
+    Ok(Add {
+        path: rel,
+        partition_values: HashMap::from([
+            (
+                schema::DAY.to_string(),
+                Some(partition.day.format("%Y-%m-%d").to_string()),
+            ),
+            (schema::REGION.to_string(), Some(partition.region.clone())),
+        ]),
+        size,
+        modification_time: chrono::Utc::now().timestamp_millis(),
+        data_change: true,
+        stats: Some(stats),
+        ..Default::default()
+    })
+}
+
+/// Writes quarantined records as one data file of table `quarantine`.
+pub fn write_quarantine_file(table_root: &Path, batch: &RecordBatch) -> Result<Add, LakeError> {
+    let rel = format!("part-{}.zstd.parquet", uuid::Uuid::new_v4());
+    let path = table_root.join(&rel);
+    let pq = |source| LakeError::Parquet {
+        path: path.clone(),
+        source,
+    };
+    fs::create_dir_all(table_root).map_err(|source| LakeError::Io {
+        path: table_root.to_path_buf(),
+        source,
+    })?;
+    let file = File::create(&path).map_err(|source| LakeError::Io {
+        path: path.clone(),
+        source,
+    })?;
+    let mut writer =
+        ArrowWriter::try_new(file, batch.schema(), Some(writer_properties(false))).map_err(pq)?;
+    writer.write(batch).map_err(pq)?;
+    writer.close().map_err(pq)?;
+    let size = fs::metadata(&path)
+        .map_err(|source| LakeError::Io {
+            path: path.clone(),
+            source,
+        })?
+        .len() as i64;
+    Ok(Add {
+        path: rel,
+        size,
+        modification_time: chrono::Utc::now().timestamp_millis(),
+        data_change: true,
+        stats: Some(serde_json::json!({ "numRecords": batch.num_rows() }).to_string()),
+        ..Default::default()
+    })
+}
+
+/// Delta per-file statistics: `numRecords`, and min/max/nullCount of `eventtime` (timestamps at
+/// millisecond precision, the maximum rounded up so that it still bounds the file).
+fn file_stats(batch: &RecordBatch) -> Result<String, LakeError> {
+    let times = batch
+        .column_by_name(schema::EVENTTIME)
+        .ok_or_else(|| LakeError::Schema("batch has no eventtime".into()))?
+        .as_primitive::<TimestampMicrosecondType>();
+    let fmt = |micros: i64| {
+        chrono::DateTime::from_timestamp_micros(micros)
+            .map(|t| t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
+    };
+    let mut stats = serde_json::json!({
+        "numRecords": batch.num_rows(),
+        "nullCount": { schema::EVENTTIME: times.null_count() },
+    });
+    if let (Some(lo), Some(hi)) = (min(times), max(times)) {
+        let lo_ms = lo.div_euclid(1000) * 1000;
+        let hi_ms = (hi + 999).div_euclid(1000) * 1000;
+        stats["minValues"] = serde_json::json!({ schema::EVENTTIME: fmt(lo_ms) });
+        stats["maxValues"] = serde_json::json!({ schema::EVENTTIME: fmt(hi_ms) });
+    }
+    Ok(stats.to_string())
+}
+
+/// Reads the named columns of a committed data file.
+pub fn read_columns(path: &Path, columns: &[&str]) -> Result<Vec<RecordBatch>, LakeError> {
+    use parquet::arrow::ProjectionMask;
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    let pq = |source| LakeError::Parquet {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = File::open(path).map_err(|source| LakeError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(pq)?;
+    let schema = builder.schema().clone();
+    let indices: Vec<usize> = columns
+        .iter()
+        .map(|c| {
+            schema
+                .index_of(c)
+                .map_err(|_| LakeError::Schema(format!("`{}` has no column `{c}`", path.display())))
+        })
+        .collect::<Result<_, _>>()?;
+    let mask = ProjectionMask::roots(builder.parquet_schema(), indices);
+    let reader = builder.with_projection(mask).build().map_err(pq)?;
+    reader
+        .map(|b| b.map_err(LakeError::from))
+        .collect::<Result<Vec<_>, _>>()
+}
+
+/// The table's data file URIs, for engines that read Parquet directly.
+pub fn file_uris(table: &DeltaTable) -> Result<Vec<String>, DeltaTableError> {
+    Ok(table.get_file_uris()?.collect())
+}
+
+/// Arrow schema convenience re-export for callers building batches.
+pub fn arrow_schema(kind: TableKind) -> arrow::datatypes::SchemaRef {
+    match kind {
+        TableKind::CloudTrail => schema::file_schema(),
+        TableKind::Quarantine => schema::quarantine_schema(),
+    }
+}
+
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partition_dir_escapes_odd_regions() {
+        let day = NaiveDate::from_ymd_opt(2024, 1, 2).expect("date");
+        let p = |r: &str| Partition {
+            day,
+            region: r.to_string(),
+        }
+        .dir();
+        assert_eq!(p("us-east-1"), "day=2024-01-02/region=us-east-1");
+        assert_eq!(p("..."), "day=2024-01-02/region=%2E%2E%2E");
+        assert_eq!(p("a/B"), "day=2024-01-02/region=a%2FB");
+    }
+}

@@ -1,0 +1,75 @@
+//! Writes the stored records back as CloudTrail JSON, one per line.
+
+use std::io::Write;
+
+use datafusion::prelude::SQLOptions;
+use futures::StreamExt;
+use trailhouse_lake::rebuild::Rebuilder;
+use trailhouse_lake::schema;
+
+use crate::error::QueryError;
+use crate::session::Session;
+
+/// How many records an export wrote.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ExportCounts {
+    pub records: u64,
+    pub quarantined: u64,
+}
+
+/// Writes every record of `cloudtrail` (and with `quarantine`, the quarantined ones too) to `out`
+/// as NDJSON, each rebuilt semantically equal to the record that was ingested.
+pub async fn export_ndjson(
+    session: &Session,
+    quarantine: bool,
+    out: &mut dyn Write,
+) -> Result<ExportCounts, QueryError> {
+    let mut counts = ExportCounts::default();
+    let options = SQLOptions::new().with_allow_ddl(false).with_allow_dml(false);
+    let df = session
+        .context()
+        .sql_with_options(&format!("SELECT * FROM {}", schema::TABLE_NAME), options)
+        .await?;
+    let mut stream = df.execute_stream().await?;
+    let mut line = String::new();
+    while let Some(batch) = stream.next().await {
+        let batch = batch?;
+        let rebuilder = Rebuilder::new(&batch)?;
+        for row in 0..batch.num_rows() {
+            line.clear();
+            rebuilder.write_row(row, &mut line)?;
+            line.push('\n');
+            out.write_all(line.as_bytes())?;
+            counts.records += 1;
+        }
+    }
+    if quarantine
+        && session
+            .context()
+            .table_exist(schema::QUARANTINE_TABLE_NAME)?
+    {
+        let df = session
+            .context()
+            .sql_with_options(
+                &format!(
+                    "SELECT {} FROM {}",
+                    schema::quarantine::RECORD,
+                    schema::QUARANTINE_TABLE_NAME
+                ),
+                options,
+            )
+            .await?;
+        let mut stream = df.execute_stream().await?;
+        while let Some(batch) = stream.next().await {
+            let batch = batch?;
+            let records = arrow::array::AsArray::as_string::<i32>(batch.column(0).as_ref());
+            for r in records.iter().flatten() {
+                out.write_all(r.as_bytes())?;
+                out.write_all(b"\n")?;
+                counts.quarantined += 1;
+            }
+        }
+    }
+    out.flush()?;
+    Ok(counts)
+}

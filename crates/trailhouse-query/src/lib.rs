@@ -1,0 +1,12 @@
+//! Querying a trailhouse lake with DataFusion: the session over tables `cloudtrail` and
+//! `quarantine`, read-only SQL, result formats, and the export of original records. Writing the
+//! lake is not this crate's business.
+
+pub mod error;
+pub mod export;
+pub mod output;
+pub mod session;
+
+pub use error::QueryError;
+pub use output::{Format, write_stream};
+pub use session::Session;

@@ -76,14 +76,25 @@ pub fn generate(spec: &TrailSpec, root: &Path) -> std::io::Result<Generated> {
     let results: Vec<std::io::Result<Generated>> = (0..spec.files)
         .into_par_iter()
         .map(|i| {
-            let mut rng = SmallRng::seed_from_u64(spec.seed ^ (i.wrapping_mul(0x9E37_79B9_7F4A_7C15)));
-            let account = format!("{:012}", 100_000_000_000u64 + (i % spec.accounts as u64) * 1_111_111);
+            let mut rng =
+                SmallRng::seed_from_u64(spec.seed ^ (i.wrapping_mul(0x9E37_79B9_7F4A_7C15)));
+            let account = format!(
+                "{:012}",
+                100_000_000_000u64 + (i % spec.accounts as u64) * 1_111_111
+            );
             let region = REGIONS[((i / spec.accounts as u64) % spec.regions as u64) as usize];
             let day = spec.start + Duration::days(rng.random_range(0..spec.days as i64));
             // Files vary in size: most are small, some are big.
-            let n = if rng.random_bool(0.05) { per_file * 6 } else { (per_file * 3 / 4).max(1) };
+            let n = if rng.random_bool(0.05) {
+                per_file * 6
+            } else {
+                (per_file * 3 / 4).max(1)
+            };
             let n = n.min(spec.events);
-            let base_secs = day.and_hms_opt(0, 0, 0).map(|d| d.and_utc().timestamp()).unwrap_or(0);
+            let base_secs = day
+                .and_hms_opt(0, 0, 0)
+                .map(|d| d.and_utc().timestamp())
+                .unwrap_or(0);
             let mut records = Vec::with_capacity(n as usize);
             for j in 0..n {
                 let t = base_secs + rng.random_range(0..86_400);
@@ -169,7 +180,14 @@ fn write_file(
 fn uuid(rng: &mut SmallRng) -> String {
     let a: u128 = rng.random();
     let h = format!("{a:032x}");
-    format!("{}-{}-4{}-a{}-{}", &h[0..8], &h[8..12], &h[13..16], &h[17..20], &h[20..32])
+    format!(
+        "{}-{}-4{}-a{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[13..16],
+        &h[17..20],
+        &h[20..32]
+    )
 }
 
 fn identity(rng: &mut SmallRng, account: &str) -> (Value, &'static str) {
@@ -182,7 +200,8 @@ fn identity(rng: &mut SmallRng, account: &str) -> (Value, &'static str) {
             "aws-cli/2.17.0 Python/3.11.6 Linux/6.1 exe/x86_64",
         )
     } else if roll < 80 {
-        let role = ["Admin", "ReadOnly", "DataPipeline", "LambdaExec", "EKSNode"][rng.random_range(0..5)];
+        let role =
+            ["Admin", "ReadOnly", "DataPipeline", "LambdaExec", "EKSNode"][rng.random_range(0..5)];
         let session = format!("session-{}", rng.random_range(0..500));
         (
             json!({"type":"AssumedRole","principalId":format!("AROA{}:{session}", role.to_uppercase()),
@@ -194,8 +213,12 @@ fn identity(rng: &mut SmallRng, account: &str) -> (Value, &'static str) {
             "Boto3/1.35.0 md/Botocore#1.35.0 ua/2.0 os/linux#6.1 lang/python#3.12.4",
         )
     } else {
-        let svc = ["ec2.amazonaws.com", "lambda.amazonaws.com", "cloudformation.amazonaws.com", "config.amazonaws.com"]
-            [rng.random_range(0..4)];
+        let svc = [
+            "ec2.amazonaws.com",
+            "lambda.amazonaws.com",
+            "cloudformation.amazonaws.com",
+            "config.amazonaws.com",
+        ][rng.random_range(0..4)];
         (json!({"type":"AWSService","invokedBy":svc}), "AWS Internal")
     }
 }
@@ -211,34 +234,90 @@ fn record(rng: &mut SmallRng, n: u64, account: &str, region: &str, secs: i64) ->
     let roll = rng.random_range(0..100);
     let bucket = format!("bucket-{}", rng.random_range(0..300));
     let (source, name, req, resp, resources): (&str, &str, Value, Value, Value) = match roll {
-        0..=24 => ("ec2.amazonaws.com", "DescribeInstances",
-                   json!({"instancesSet":{},"filterSet":{"items":[{"name":"tag:env","valueSet":{"items":[{"value":"prod"}]}}]}}), Value::Null, Value::Null),
-        25..=39 => ("s3.amazonaws.com", "GetObject",
-                    json!({"bucketName":bucket,"key":format!("data/{}/part-{}.parquet", rng.random_range(0..1000), rng.random_range(0..64)),"Host":format!("{bucket}.s3.{region}.amazonaws.com")}),
-                    Value::Null,
-                    json!([{"type":"AWS::S3::Object","ARN":format!("arn:aws:s3:::{bucket}/data")},{"accountId":account,"type":"AWS::S3::Bucket","ARN":format!("arn:aws:s3:::{bucket}")}])),
-        40..=49 => ("kms.amazonaws.com", "Decrypt",
-                    json!({"encryptionAlgorithm":"SYMMETRIC_DEFAULT","encryptionContext":{"aws:s3:arn":format!("arn:aws:s3:::{bucket}")}}),
-                    Value::Null,
-                    json!([{"accountId":account,"type":"AWS::KMS::Key","ARN":format!("arn:aws:kms:{region}:{account}:key/{}", uuid(rng))}])),
-        50..=57 => ("sts.amazonaws.com", "AssumeRole",
-                    json!({"roleArn":format!("arn:aws:iam::{account}:role/DataPipeline"),"roleSessionName":format!("session-{}", rng.random_range(0..500)),"durationSeconds":3600}),
-                    json!({"credentials":{"accessKeyId":format!("ASIA{:016}", rng.random_range(0..5000u32)),"sessionToken":"IQoJb3JpZ2luX2VjEXAMPLETOKEN","expiration":"Oct 2, 2026, 11:12:29 PM"},
+        0..=24 => (
+            "ec2.amazonaws.com",
+            "DescribeInstances",
+            json!({"instancesSet":{},"filterSet":{"items":[{"name":"tag:env","valueSet":{"items":[{"value":"prod"}]}}]}}),
+            Value::Null,
+            Value::Null,
+        ),
+        25..=39 => (
+            "s3.amazonaws.com",
+            "GetObject",
+            json!({"bucketName":bucket,"key":format!("data/{}/part-{}.parquet", rng.random_range(0..1000), rng.random_range(0..64)),"Host":format!("{bucket}.s3.{region}.amazonaws.com")}),
+            Value::Null,
+            json!([{"type":"AWS::S3::Object","ARN":format!("arn:aws:s3:::{bucket}/data")},{"accountId":account,"type":"AWS::S3::Bucket","ARN":format!("arn:aws:s3:::{bucket}")}]),
+        ),
+        40..=49 => (
+            "kms.amazonaws.com",
+            "Decrypt",
+            json!({"encryptionAlgorithm":"SYMMETRIC_DEFAULT","encryptionContext":{"aws:s3:arn":format!("arn:aws:s3:::{bucket}")}}),
+            Value::Null,
+            json!([{"accountId":account,"type":"AWS::KMS::Key","ARN":format!("arn:aws:kms:{region}:{account}:key/{}", uuid(rng))}]),
+        ),
+        50..=57 => (
+            "sts.amazonaws.com",
+            "AssumeRole",
+            json!({"roleArn":format!("arn:aws:iam::{account}:role/DataPipeline"),"roleSessionName":format!("session-{}", rng.random_range(0..500)),"durationSeconds":3600}),
+            json!({"credentials":{"accessKeyId":format!("ASIA{:016}", rng.random_range(0..5000u32)),"sessionToken":"IQoJb3JpZ2luX2VjEXAMPLETOKEN","expiration":"Oct 2, 2026, 11:12:29 PM"},
                            "assumedRoleUser":{"assumedRoleId":"AROADATAPIPELINE:session","arn":format!("arn:aws:sts::{account}:assumed-role/DataPipeline/session")}}),
-                    json!([{"accountId":account,"type":"AWS::IAM::Role","ARN":format!("arn:aws:iam::{account}:role/DataPipeline")}])),
-        58..=69 => ("logs.amazonaws.com", "PutLogEvents", json!({"logGroupName":"/aws/lambda/api","logStreamName":uuid(rng)}), Value::Null, Value::Null),
-        70..=77 => ("dynamodb.amazonaws.com", "Query", json!({"tableName":"orders","limit":rng.random_range(1..500),"consistentRead":false,"scanIndexForward":true}), Value::Null, Value::Null),
-        78..=84 => ("iam.amazonaws.com", "ListRoles", json!({"maxItems":100}), Value::Null, Value::Null),
-        85..=90 => ("lambda.amazonaws.com", "Invoke", json!({"functionName":format!("arn:aws:lambda:{region}:{account}:function:api-{}", rng.random_range(0..20))}), Value::Null, Value::Null),
-        91..=94 => ("iam.amazonaws.com", "PutRolePolicy",
-                    json!({"roleName":"DataPipeline","policyName":"inline","policyDocument":large_policy(rng)}), Value::Null, Value::Null),
-        95..=97 => ("ec2.amazonaws.com", "RunInstances",
-                    json!({"instancesSet":{"items":[{"imageId":"ami-0abcdef1234567890","minCount":1,"maxCount":1}]},"instanceType":"m7g.large"}),
-                    large_run_instances(rng), Value::Null),
-        _ => ("s3.amazonaws.com", "DeleteBucket", json!({"bucketName":bucket,"Host":format!("{bucket}.s3.amazonaws.com")}), Value::Null,
-              json!([{"accountId":account,"type":"AWS::S3::Bucket","ARN":format!("arn:aws:s3:::{bucket}")}])),
+            json!([{"accountId":account,"type":"AWS::IAM::Role","ARN":format!("arn:aws:iam::{account}:role/DataPipeline")}]),
+        ),
+        58..=69 => (
+            "logs.amazonaws.com",
+            "PutLogEvents",
+            json!({"logGroupName":"/aws/lambda/api","logStreamName":uuid(rng)}),
+            Value::Null,
+            Value::Null,
+        ),
+        70..=77 => (
+            "dynamodb.amazonaws.com",
+            "Query",
+            json!({"tableName":"orders","limit":rng.random_range(1..500),"consistentRead":false,"scanIndexForward":true}),
+            Value::Null,
+            Value::Null,
+        ),
+        78..=84 => (
+            "iam.amazonaws.com",
+            "ListRoles",
+            json!({"maxItems":100}),
+            Value::Null,
+            Value::Null,
+        ),
+        85..=90 => (
+            "lambda.amazonaws.com",
+            "Invoke",
+            json!({"functionName":format!("arn:aws:lambda:{region}:{account}:function:api-{}", rng.random_range(0..20))}),
+            Value::Null,
+            Value::Null,
+        ),
+        91..=94 => (
+            "iam.amazonaws.com",
+            "PutRolePolicy",
+            json!({"roleName":"DataPipeline","policyName":"inline","policyDocument":large_policy(rng)}),
+            Value::Null,
+            Value::Null,
+        ),
+        95..=97 => (
+            "ec2.amazonaws.com",
+            "RunInstances",
+            json!({"instancesSet":{"items":[{"imageId":"ami-0abcdef1234567890","minCount":1,"maxCount":1}]},"instanceType":"m7g.large"}),
+            large_run_instances(rng),
+            Value::Null,
+        ),
+        _ => (
+            "s3.amazonaws.com",
+            "DeleteBucket",
+            json!({"bucketName":bucket,"Host":format!("{bucket}.s3.amazonaws.com")}),
+            Value::Null,
+            json!([{"accountId":account,"type":"AWS::S3::Bucket","ARN":format!("arn:aws:s3:::{bucket}")}]),
+        ),
     };
-    let read_only = name.starts_with("Describe") || name.starts_with("List") || name.starts_with("Get") || name == "Decrypt" || name == "Query";
+    let read_only = name.starts_with("Describe")
+        || name.starts_with("List")
+        || name.starts_with("Get")
+        || name == "Decrypt"
+        || name == "Query";
     let mut r = json!({
         "eventVersion":"1.11","userIdentity":ident,"eventTime":time,"eventSource":source,"eventName":name,
         "awsRegion":region,"sourceIPAddress":format!("198.51.{}.{}", rng.random_range(0..255), rng.random_range(1..255)),
@@ -256,10 +335,16 @@ fn record(rng: &mut SmallRng, n: u64, account: &str, region: &str, secs: i64) ->
         }
         if rng.random_bool(0.08) {
             obj.insert("errorCode".into(), json!("AccessDenied"));
-            obj.insert("errorMessage".into(), json!(format!("User is not authorized to perform: {}", name)));
+            obj.insert(
+                "errorMessage".into(),
+                json!(format!("User is not authorized to perform: {}", name)),
+            );
         }
         if rng.random_bool(0.1) {
-            obj.insert("vpcEndpointId".into(), json!(format!("vpce-{:017x}", rng.random_range(0..1u64 << 40))));
+            obj.insert(
+                "vpcEndpointId".into(),
+                json!(format!("vpce-{:017x}", rng.random_range(0..1u64 << 40))),
+            );
         }
         let _ = n;
     }

@@ -43,7 +43,9 @@ fn main() -> anyhow::Result<()> {
     let lake = a.lake.clone().unwrap_or_else(|| tmp.path().join("lake"));
     let mut opts = Options::new(&lake, vec![a.trail.clone()]);
     opts.memory_budget = a.memory << 20;
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     let t = Instant::now();
     let report = rt.block_on(ingest(&opts, &NoProgress))?;
     let secs = t.elapsed().as_secs_f64();

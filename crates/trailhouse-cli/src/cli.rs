@@ -10,7 +10,12 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 #[command(name = "trailhouse", version, about, max_term_width = 100)]
 pub struct Cli {
     /// The lake directory.
-    #[arg(long, global = true, env = "TRAILHOUSE_LAKE", default_value = "./trailhouse-lake")]
+    #[arg(
+        long,
+        global = true,
+        env = "TRAILHOUSE_LAKE",
+        default_value = "./trailhouse-lake"
+    )]
     pub lake: PathBuf,
 
     #[command(subcommand)]

@@ -16,9 +16,11 @@ pub async fn run(lake: &Path, args: ExportArgs) -> anyhow::Result<ExitCode> {
     let ExportFormat::Ndjson = args.format;
     let session = Session::open(&Lake::new(lake)).await?;
     let mut out: Box<dyn Write> = match &args.output {
-        Some(path) => Box::new(BufWriter::new(
-            File::create(path).with_context(|| format!("failed to create `{}`", path.display()))?,
-        )),
+        Some(path) => {
+            Box::new(BufWriter::new(File::create(path).with_context(|| {
+                format!("failed to create `{}`", path.display())
+            })?))
+        }
         None => Box::new(BufWriter::new(std::io::stdout().lock())),
     };
     let counts = export_ndjson(&session, args.quarantine, &mut out).await?;

@@ -76,7 +76,11 @@ fn print_summary(lake: &Path, r: &Report) {
     );
     eprintln!(
         "  records:    {} read = {} written + {} duplicate + {} quarantined ({} written share an eventID with a different record)",
-        r.records_read, r.records_written, r.records_duplicate, r.records_quarantined, r.records_collision
+        r.records_read,
+        r.records_written,
+        r.records_duplicate,
+        r.records_quarantined,
+        r.records_collision
     );
     eprintln!("  partitions: {} (day, region) received rows", r.partitions);
     if r.seconds > 0.0 && r.records_read > 0 {
@@ -96,7 +100,10 @@ fn print_summary(lake: &Path, r: &Report) {
         eprintln!("failed files:");
         for f in &r.failures {
             let recovered = if f.records_recovered > 0 {
-                format!(" ({} records before the break were read)", f.records_recovered)
+                format!(
+                    " ({} records before the break were read)",
+                    f.records_recovered
+                )
             } else {
                 String::new()
             };

@@ -127,7 +127,9 @@ mod tests {
 
     #[test]
     fn truncated_gzip_is_an_error() {
-        let text: Vec<u8> = (0..20_000u32).flat_map(|i| i.to_string().into_bytes()).collect();
+        let text: Vec<u8> = (0..20_000u32)
+            .flat_map(|i| i.to_string().into_bytes())
+            .collect();
         let data = gz(&text);
         let cut = &data[..data.len() / 2];
         let Err(Broken { partial, error }) = gunzip(cut, 1 << 20) else {

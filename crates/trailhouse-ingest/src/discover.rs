@@ -21,7 +21,10 @@ pub struct SourceFile {
 impl SourceFile {
     /// The region segment of a CloudTrail key (`…/CloudTrail/<region>/YYYY/…`), if any.
     pub fn key_region(&self) -> Option<String> {
-        let mut parts = self.path.components().map(|c| c.as_os_str().to_string_lossy());
+        let mut parts = self
+            .path
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy());
         while let Some(part) = parts.next() {
             if part == "CloudTrail" || part.starts_with("CloudTrail-") {
                 return parts.next().map(|r| r.into_owned());
@@ -72,10 +75,9 @@ fn walk(path: &Path, exclude: Option<&Path>, out: &mut Vec<SourceFile>) -> Resul
             .map_err(err)?;
         entries.sort();
         for entry in entries {
-            let hidden = entry
-                .components()
-                .next_back()
-                .is_some_and(|c| matches!(c, Component::Normal(n) if n.to_string_lossy().starts_with('.')));
+            let hidden = entry.components().next_back().is_some_and(
+                |c| matches!(c, Component::Normal(n) if n.to_string_lossy().starts_with('.')),
+            );
             if !hidden {
                 walk(&entry, exclude, out)?;
             }
@@ -124,13 +126,25 @@ mod tests {
         fs::create_dir_all(root.join("b/c")).expect("mkdir");
         fs::create_dir_all(root.join("lake")).expect("mkdir");
         fs::create_dir_all(root.join(".hidden")).expect("mkdir");
-        for f in ["b/c/2.json", "a.json", "b/1.json", "lake/x.parquet", ".hidden/y"] {
+        for f in [
+            "b/c/2.json",
+            "a.json",
+            "b/1.json",
+            "lake/x.parquet",
+            ".hidden/y",
+        ] {
             fs::write(root.join(f), "{}").expect("write");
         }
         let found = discover(&[root.to_path_buf()], &root.join("lake")).expect("discover");
         let names: Vec<String> = found
             .iter()
-            .map(|f| f.path.strip_prefix(fs::canonicalize(root).expect("abs")).expect("prefix").display().to_string())
+            .map(|f| {
+                f.path
+                    .strip_prefix(fs::canonicalize(root).expect("abs"))
+                    .expect("prefix")
+                    .display()
+                    .to_string()
+            })
             .collect();
         assert_eq!(names, ["a.json", "b/1.json", "b/c/2.json"]);
     }

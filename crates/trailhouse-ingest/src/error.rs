@@ -14,7 +14,9 @@ pub enum FileError {
     Read(#[source] std::io::Error),
     #[error("failed to decompress: {0}")]
     Decompress(#[source] std::io::Error),
-    #[error("decompressed size exceeds the limit of {limit} bytes (a gzip bomb, or raise --max-file-size)")]
+    #[error(
+        "decompressed size exceeds the limit of {limit} bytes (a gzip bomb, or raise --max-file-size)"
+    )]
     TooLarge { limit: u64 },
     #[error("not UTF-8 text at byte {0}")]
     NotUtf8(usize),

@@ -12,17 +12,18 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock};
 
+use arrow::array::builder::NullBufferBuilder;
 use arrow::array::{
     ArrayRef, BooleanBuilder, Int64Builder, ListArray, RecordBatch, StringBuilder, StructArray,
     TimestampMicrosecondBuilder,
 };
-use arrow::array::builder::NullBufferBuilder;
 use arrow::buffer::OffsetBuffer;
 use arrow::datatypes::{DataType, Field};
 use chrono::{DateTime, NaiveDate, NaiveDateTime};
 use serde_json::value::RawValue;
 use trailhouse_lake::entries::Entries;
 use trailhouse_lake::schema::{self, FieldSpec, Kind, RECORD_FIELDS};
+use xxhash_rust::xxh3::xxh3_64_with_seed;
 
 /// Where a normalized record goes and what identifies it.
 #[derive(Debug, Clone)]
@@ -38,8 +39,13 @@ pub struct Placed {
 /// Why a record cannot be placed in table `cloudtrail`.
 pub type QuarantineReason = String;
 
-static FIELD_INDEX: LazyLock<HashMap<&'static str, usize>> =
-    LazyLock::new(|| RECORD_FIELDS.iter().enumerate().map(|(i, f)| (f.key, i)).collect());
+static FIELD_INDEX: LazyLock<HashMap<&'static str, usize>> = LazyLock::new(|| {
+    RECORD_FIELDS
+        .iter()
+        .enumerate()
+        .map(|(i, f)| (f.key, i))
+        .collect()
+});
 static FIELD_INDEX_LOWER: LazyLock<HashMap<String, usize>> = LazyLock::new(|| {
     RECORD_FIELDS
         .iter()
@@ -103,7 +109,6 @@ pub struct RecordBuilder {
     hash: Int64Builder,
     source_file: Arc<str>,
     slots: Vec<Slot>,
-    scratch: Vec<u8>,
 }
 
 impl RecordBuilder {
@@ -115,7 +120,6 @@ impl RecordBuilder {
             hash: Int64Builder::new(),
             source_file,
             slots: vec![Slot::default(); RECORD_FIELDS.len()],
-            scratch: Vec::new(),
         }
     }
 
@@ -169,7 +173,7 @@ impl RecordBuilder {
             .best
             .and_then(|e| serde_json::from_str::<Cow<'_, str>>(entries[e].1.get()).ok())
             .map(|id| xxhash_rust::xxh3::xxh3_64(id.as_bytes()));
-        let record_hash = content_hash(raw.get(), &mut self.scratch);
+        let record_hash = members_hash(&entries);
 
         let mut extra: Vec<usize> = unknown;
         for (f, slot) in self.slots.iter().enumerate() {
@@ -237,7 +241,10 @@ pub fn parse_event_time(text: &str) -> Option<i64> {
     if let Ok(dt) = DateTime::parse_from_rfc3339(t) {
         return Some(dt.timestamp_micros());
     }
-    let naive = t.strip_suffix('Z').or_else(|| t.strip_suffix('z')).unwrap_or(t);
+    let naive = t
+        .strip_suffix('Z')
+        .or_else(|| t.strip_suffix('z'))
+        .unwrap_or(t);
     for fmt in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f"] {
         if let Ok(dt) = NaiveDateTime::parse_from_str(naive, fmt) {
             return Some(dt.and_utc().timestamp_micros());
@@ -249,56 +256,51 @@ pub fn parse_event_time(text: &str) -> Option<i64> {
     None
 }
 
-/// Hash of a record's JSON text with insignificant white space removed, so that the same record
-/// delivered compact in a trail file and pretty-printed elsewhere is recognised as one.
-pub fn content_hash(text: &str, scratch: &mut Vec<u8>) -> u64 {
-    let bytes = text.as_bytes();
-    if !bytes.iter().any(|b| matches!(b, b'\n' | b'\r' | b'\t')) && !has_space_outside_strings(bytes)
-    {
-        return xxhash_rust::xxh3::xxh3_64(bytes);
+/// Content hash of a JSON value that two copies of one record share however they were written:
+/// white space, the order of object members and string escapes do not change it. Numbers are
+/// hashed as written (`1.0` and `1` differ, as they would on export).
+pub fn content_hash(raw: &RawValue) -> u64 {
+    match Entries::parse(raw) {
+        Some(entries) => members_hash(&entries.0),
+        None => value_hash(raw),
     }
-    scratch.clear();
-    let mut in_string = false;
-    let mut escaped = false;
-    for &b in bytes {
-        if in_string {
-            scratch.push(b);
-            if escaped {
-                escaped = false;
-            } else if b == b'\\' {
-                escaped = true;
-            } else if b == b'"' {
-                in_string = false;
-            }
-        } else if !b.is_ascii_whitespace() {
-            if b == b'"' {
-                in_string = true;
-            }
-            scratch.push(b);
-        }
-    }
-    xxhash_rust::xxh3::xxh3_64(scratch)
 }
 
-fn has_space_outside_strings(bytes: &[u8]) -> bool {
-    let mut in_string = false;
-    let mut escaped = false;
-    for &b in bytes {
-        if in_string {
-            if escaped {
-                escaped = false;
-            } else if b == b'\\' {
-                escaped = true;
-            } else if b == b'"' {
-                in_string = false;
+fn members_hash(members: &[(Cow<'_, str>, &RawValue)]) -> u64 {
+    // A commutative sum of member hashes: member order does not matter.
+    let sum = members.iter().fold(0u64, |acc, (k, v)| {
+        let key = xxh3_64_with_seed(k.as_bytes(), 1);
+        acc.wrapping_add(xxh3_64_with_seed(
+            &[key.to_le_bytes(), value_hash(v).to_le_bytes()].concat(),
+            2,
+        ))
+    });
+    xxh3_64_with_seed(&sum.to_le_bytes(), 3)
+}
+
+fn value_hash(raw: &RawValue) -> u64 {
+    let text = raw.get();
+    match text.as_bytes().first() {
+        Some(b'{') => match Entries::parse(raw) {
+            Some(e) => members_hash(&e.0),
+            None => xxh3_64_with_seed(text.as_bytes(), 4),
+        },
+        Some(b'[') => match serde_json::from_str::<Vec<&RawValue>>(text) {
+            Ok(items) => {
+                let hashes: Vec<u8> = items
+                    .iter()
+                    .flat_map(|i| value_hash(i).to_le_bytes())
+                    .collect();
+                xxh3_64_with_seed(&hashes, 5)
             }
-        } else if b == b'"' {
-            in_string = true;
-        } else if b == b' ' {
-            return true;
-        }
+            Err(_) => xxh3_64_with_seed(text.as_bytes(), 4),
+        },
+        Some(b'"') => match serde_json::from_str::<Cow<'_, str>>(text) {
+            Ok(s) => xxh3_64_with_seed(s.as_bytes(), 6),
+            Err(_) => xxh3_64_with_seed(text.as_bytes(), 4),
+        },
+        _ => xxh3_64_with_seed(text.as_bytes(), 7),
     }
-    false
 }
 
 /// A column under construction. `append` returns whether the typed value alone reproduces the
@@ -402,13 +404,14 @@ impl Col {
                     "true" => b.append_value(true),
                     "false" => b.append_value(false),
                     _ => {
-                        let lenient = serde_json::from_str::<Cow<'_, str>>(text)
-                            .ok()
-                            .and_then(|s| match s.to_ascii_lowercase().as_str() {
-                                "true" => Some(true),
-                                "false" => Some(false),
-                                _ => None,
-                            });
+                        let lenient =
+                            serde_json::from_str::<Cow<'_, str>>(text)
+                                .ok()
+                                .and_then(|s| match s.to_ascii_lowercase().as_str() {
+                                    "true" => Some(true),
+                                    "false" => Some(false),
+                                    _ => None,
+                                });
                         b.append_option(lenient);
                         return false;
                     }
@@ -509,7 +512,11 @@ impl Col {
                 if arrays.is_empty() {
                     return Arc::new(StructArray::new_empty_fields(n, nulls));
                 }
-                Arc::new(StructArray::new(schema::struct_fields(fields), arrays, nulls))
+                Arc::new(StructArray::new(
+                    schema::struct_fields(fields),
+                    arrays,
+                    nulls,
+                ))
             }
             Col::List {
                 fields,
@@ -589,7 +596,10 @@ mod tests {
         assert!(arrow::array::AsArray::as_boolean(ro.as_ref()).value(0));
         let extra = batch.column_by_name("extra").expect("col");
         let extra = arrow::array::AsArray::as_string::<i32>(extra.as_ref()).value(0);
-        assert!(extra.contains(r#""eventtime":"2022-09-25 16:16:37""#), "{extra}");
+        assert!(
+            extra.contains(r#""eventtime":"2022-09-25 16:16:37""#),
+            "{extra}"
+        );
         assert!(extra.contains(r#""readOnly":"true""#), "{extra}");
     }
 
@@ -611,7 +621,10 @@ mod tests {
             r#"[1,2]"#,
         ]);
         assert_eq!(batch.num_rows(), 0);
-        let reasons: Vec<String> = placed.into_iter().map(|p| p.expect_err("quarantine")).collect();
+        let reasons: Vec<String> = placed
+            .into_iter()
+            .map(|p| p.expect_err("quarantine"))
+            .collect();
         assert_eq!(
             reasons,
             [
@@ -639,12 +652,20 @@ mod tests {
     }
 
     #[test]
-    fn hash_ignores_insignificant_white_space_only() {
-        let mut s = Vec::new();
-        let a = content_hash(r#"{"a":"x y","b":1}"#, &mut s);
-        let b = content_hash("{ \"a\" : \"x y\",\n \"b\": 1 }", &mut s);
-        let c = content_hash(r#"{"a":"xy","b":1}"#, &mut s);
-        assert_eq!(a, b);
-        assert_ne!(a, c);
+    fn hash_is_the_same_for_copies_of_one_record() {
+        let h = |t: &str| content_hash(serde_json::from_str::<&RawValue>(t).expect("json"));
+        let a = h(r#"{"a":"x y","b":{"c":[1,{"d":"/"}],"e":null}}"#);
+        assert_eq!(
+            a,
+            h("{ \"b\": {\"e\": null, \"c\": [1, {\"d\": \"\\/\"}]},\n \"a\" : \"x y\" }")
+        );
+        assert_ne!(a, h(r#"{"a":"xy","b":{"c":[1,{"d":"/"}],"e":null}}"#));
+        assert_ne!(
+            a,
+            h(r#"{"a":"x y","b":{"c":[{"d":"/"},1],"e":null}}"#),
+            "array order matters"
+        );
+        assert_ne!(h(r#"{"a":1}"#), h(r#"{"a":"1"}"#));
+        assert_ne!(h(r#"{"a":{"b":1}}"#), h(r#"{"b":{"a":1}}"#));
     }
 }

@@ -96,7 +96,14 @@ pub fn parse(bytes: &[u8], strict: bool) -> Result<Parsed<'_>, FileError> {
     };
     let parsed = parse_text(text, strict)?;
     Ok(match (parsed, utf8_break) {
-        (Parsed::Events { envelope, records, broken: None }, Some(e)) => Parsed::Events {
+        (
+            Parsed::Events {
+                envelope,
+                records,
+                broken: None,
+            },
+            Some(e),
+        ) => Parsed::Events {
             envelope,
             records,
             broken: Some(e),
@@ -110,12 +117,28 @@ fn parse_text(text: &str, strict: bool) -> Result<Parsed<'_>, FileError> {
     let mut de = serde_json::Deserializer::from_str(text);
     let first = TopSeed(&mut top).deserialize(&mut de);
     match first {
+        Err(e)
+            if top.saw_records
+                && top.records.is_empty()
+                && e.classify() == serde_json::error::Category::Data =>
+        {
+            Err(FileError::Envelope(format!(
+                "`Records` is not an array ({e})"
+            )))
+        }
         Err(e) if top.saw_records || top.is_array => {
             let n = top.records.len();
             Ok(Parsed::Events {
-                envelope: if top.is_array { Envelope::Array } else { Envelope::Trail },
+                envelope: if top.is_array {
+                    Envelope::Array
+                } else {
+                    Envelope::Trail
+                },
                 records: top.records.into_iter().map(RecordText::Borrowed).collect(),
-                broken: Some(FileError::Truncated { records: n, source: e }),
+                broken: Some(FileError::Truncated {
+                    records: n,
+                    source: e,
+                }),
             })
         }
         Err(e) => Err(FileError::Json(e)),
@@ -184,8 +207,12 @@ fn parse_stream(text: &str) -> Result<Parsed<'_>, FileError> {
     })
 }
 
-fn find<'e, 'a>(entries: &'e [(Cow<'a, str>, &'a RawValue)], key: &str) -> Option<&'a RawValue> {
-    entries.iter().rev().find(|(k, _)| k == key).map(|(_, v)| *v)
+fn find<'a>(entries: &[(Cow<'a, str>, &'a RawValue)], key: &str) -> Option<&'a RawValue> {
+    entries
+        .iter()
+        .rev()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| *v)
 }
 
 /// Recognises one JSON object: pushes its records and names its envelope, or returns `None`
@@ -365,11 +392,19 @@ mod tests {
 
     #[test]
     fn truncated_trail_file_keeps_records_before_the_break() {
-        let p = parse(br#"{"Records":[{"eventName":"A"},{"eventName":"B"},{"eventNa"#, true)
-            .expect("parse");
+        let p = parse(
+            br#"{"Records":[{"eventName":"A"},{"eventName":"B"},{"eventNa"#,
+            true,
+        )
+        .expect("parse");
         assert_eq!(texts(&p), [r#"{"eventName":"A"}"#, r#"{"eventName":"B"}"#]);
-        let Parsed::Events { broken, .. } = p else { unreachable!() };
-        assert!(matches!(broken, Some(FileError::Truncated { records: 2, .. })));
+        let Parsed::Events { broken, .. } = p else {
+            unreachable!()
+        };
+        assert!(matches!(
+            broken,
+            Some(FileError::Truncated { records: 2, .. })
+        ));
     }
 
     #[test]
@@ -434,7 +469,7 @@ mod tests {
         ));
         assert!(matches!(
             parse(br#"{"Records":"no"}"#, true),
-            Err(FileError::Json(_)) | Err(FileError::Envelope(_))
+            Err(FileError::Envelope(_))
         ));
         assert!(matches!(
             parse(br#"{"digestStartTime":"x","logFiles":[]}"#, true),

@@ -83,7 +83,12 @@ impl DedupIndex {
         let missing: Vec<(Partition, Vec<PathBuf>)> = wanted
             .iter()
             .filter(|p| !self.parts.contains_key(*p))
-            .map(|p| ((*p).clone(), self.files.get(*p).cloned().unwrap_or_default()))
+            .map(|p| {
+                (
+                    (*p).clone(),
+                    self.files.get(*p).cloned().unwrap_or_default(),
+                )
+            })
             .collect();
         let loaded: Vec<(Partition, PartIndex)> = missing
             .into_par_iter()
@@ -125,11 +130,31 @@ impl DedupIndex {
 fn load_partition(files: &[PathBuf]) -> Result<PartIndex, LakeError> {
     let mut idx = PartIndex::default();
     for path in files {
-        let batches = table::read_columns(path, &[schema::RECORDHASH, schema::EVENTTIME, schema::EVENTID])?;
+        let batches = table::read_columns(
+            path,
+            &[schema::RECORDHASH, schema::EVENTTIME, schema::EVENTID],
+        )?;
         for b in batches {
-            let hashes = b.column(0).as_primitive::<Int64Type>();
-            let times = b.column(1).as_primitive::<TimestampMicrosecondType>();
-            let ids = b.column(2).as_string::<i32>();
+            let column = |name: &str| {
+                b.column_by_name(name).ok_or_else(|| {
+                    LakeError::Schema(format!("`{}` has no column `{name}`", path.display()))
+                })
+            };
+            let (hashes, times, ids) = (
+                column(schema::RECORDHASH)?,
+                column(schema::EVENTTIME)?,
+                column(schema::EVENTID)?,
+            );
+            let (Some(hashes), Some(times), Some(ids)) = (
+                hashes.as_primitive_opt::<Int64Type>(),
+                times.as_primitive_opt::<TimestampMicrosecondType>(),
+                ids.as_string_opt::<i32>(),
+            ) else {
+                return Err(LakeError::Schema(format!(
+                    "`{}` has unexpected column types",
+                    path.display()
+                )));
+            };
             for i in 0..b.num_rows() {
                 let h = hashes.value(i) as u64;
                 idx.seen.insert((h, times.value(i)));
@@ -145,13 +170,17 @@ fn load_partition(files: &[PathBuf]) -> Result<PartIndex, LakeError> {
 
 use arrow::array::Array;
 
+/// A row of a batch: (eventtime, file index, row index) — sorting by it orders rows by time,
+/// then by delivery.
+type RowRef = (i64, usize, usize);
+
 /// Splits `files` into per-partition batches of new rows, in deterministic order: by
 /// `eventtime`, then by file and position (so the first delivery of a record is the one kept).
 pub fn partition(
     files: &[FileRows],
     index: &mut DedupIndex,
 ) -> Result<(Vec<PartitionRows>, DedupCounts), IngestError> {
-    let mut groups: HashMap<&Partition, Vec<(i64, usize, usize)>> = HashMap::new();
+    let mut groups: HashMap<&Partition, Vec<RowRef>> = HashMap::new();
     let keys: Vec<Vec<Partition>> = files
         .iter()
         .map(|f| {
@@ -177,7 +206,7 @@ pub fn partition(
 
     let mut counts = DedupCounts::default();
     let mut selections: Vec<(Partition, Vec<(usize, usize)>)> = Vec::with_capacity(groups.len());
-    let mut ordered: Vec<(&Partition, Vec<(i64, usize, usize)>)> = groups.into_iter().collect();
+    let mut ordered: Vec<(&Partition, Vec<RowRef>)> = groups.into_iter().collect();
     ordered.sort_by(|a, b| a.0.cmp(b.0));
     for (partition, mut rows) in ordered {
         rows.sort_unstable();

@@ -75,7 +75,9 @@ impl std::str::FromStr for FailPoint {
         let (name, seq) = s
             .split_once(':')
             .ok_or_else(|| format!("expected NAME:BATCH, got `{s}`"))?;
-        let seq: i64 = seq.parse().map_err(|_| format!("bad batch number `{seq}`"))?;
+        let seq: i64 = seq
+            .parse()
+            .map_err(|_| format!("bad batch number `{seq}`"))?;
         Ok(match name {
             "after-plan" => FailPoint::AfterPlan(seq),
             "after-data-files" => FailPoint::AfterDataFiles(seq),
@@ -170,11 +172,12 @@ pub async fn ingest(opts: &Options, progress: &dyn Progress) -> Result<Report, I
     }
     report.files_seen += pending_paths.len() as u64;
     let total_bytes: u64 = todo.iter().map(|f| f.size).sum::<u64>()
-        + pending.iter().flat_map(|p| &p.files).map(|f| f.size).sum::<u64>();
-    progress.begin(
-        todo.len() as u64 + pending_paths.len() as u64,
-        total_bytes,
-    );
+        + pending
+            .iter()
+            .flat_map(|p| &p.files)
+            .map(|f| f.size)
+            .sum::<u64>();
+    progress.begin(todo.len() as u64 + pending_paths.len() as u64, total_bytes);
 
     let mut ctx = BatchContext {
         lake: &lake,
@@ -331,9 +334,7 @@ impl BatchContext<'_> {
         self.report.records_written += parts.iter().map(|p| p.batch.num_rows() as u64).sum::<u64>();
 
         let main_root = self.lake.table_dir(TableKind::CloudTrail);
-        let adds = self
-            .pool
-            .install(|| write_partitions(&main_root, &parts))?;
+        let adds = self.pool.install(|| write_partitions(&main_root, &parts))?;
         let quarantine_done = self.lake.committed_seq(quarantine, APP_ID).await? >= seq;
         let quarantine_add = if qrows.is_empty() || quarantine_done {
             None
@@ -349,7 +350,14 @@ impl BatchContext<'_> {
         if let Some(add) = quarantine_add {
             let meta = commit_metadata(seq, files.len(), qrows.len());
             self.lake
-                .commit(quarantine, TableKind::Quarantine, vec![add], APP_ID, seq, meta)
+                .commit(
+                    quarantine,
+                    TableKind::Quarantine,
+                    vec![add],
+                    APP_ID,
+                    seq,
+                    meta,
+                )
                 .await?;
         }
         self.fail_at(FailPoint::AfterQuarantineCommit(seq));

@@ -52,7 +52,9 @@ impl Report {
     pub fn reconciles(&self) -> bool {
         self.files_seen == self.files_skipped + self.files_loaded + self.files_failed
             && self.files_skipped
-                == self.files_skipped_ingested + self.files_skipped_digest + self.files_skipped_other
+                == self.files_skipped_ingested
+                    + self.files_skipped_digest
+                    + self.files_skipped_other
             && self.records_read
                 == self.records_written + self.records_duplicate + self.records_quarantined
     }

@@ -9,7 +9,7 @@ pub enum LakeError {
     Delta {
         table: String,
         #[source]
-        source: deltalake_core::DeltaTableError,
+        source: Box<deltalake_core::DeltaTableError>,
     },
     #[error("failed to access `{path}`: {source}")]
     Io {

@@ -13,6 +13,9 @@ use arrow::array::{
     TimestampMicrosecondArray,
 };
 
+use arrow::compute::cast;
+use arrow::datatypes::DataType;
+
 use crate::entries;
 use crate::error::LakeError;
 use crate::schema::{self, FieldSpec, Kind, RECORD_FIELDS};
@@ -25,6 +28,8 @@ pub struct Rebuilder {
 
 impl Rebuilder {
     /// Resolves the record columns of `batch` (a projection of the table or file schema).
+    /// Readers may hand back other physical types (DataFusion reads strings as `Utf8View`);
+    /// columns are cast to the schema's types first.
     pub fn new(batch: &RecordBatch) -> Result<Self, LakeError> {
         let mut fields = Vec::with_capacity(RECORD_FIELDS.len());
         for spec in RECORD_FIELDS {
@@ -32,11 +37,12 @@ impl Rebuilder {
             let column = batch
                 .column_by_name(&name)
                 .ok_or_else(|| LakeError::Schema(format!("column `{name}` is missing")))?;
-            fields.push((*spec, column.clone()));
+            fields.push((*spec, conform(column, &schema::data_type(spec.kind))?));
         }
-        let extra = batch
-            .column_by_name(schema::EXTRA)
-            .map(|c| c.as_string::<i32>().clone());
+        let extra = match batch.column_by_name(schema::EXTRA) {
+            Some(c) => Some(conform(c, &DataType::Utf8)?.as_string::<i32>().clone()),
+            None => None,
+        };
         Ok(Self { fields, extra })
     }
 
@@ -72,6 +78,13 @@ impl Rebuilder {
     }
 }
 
+fn conform(column: &ArrayRef, want: &DataType) -> Result<ArrayRef, LakeError> {
+    if column.data_type() == want {
+        return Ok(column.clone());
+    }
+    Ok(cast(column.as_ref(), want)?)
+}
+
 fn member_key(out: &mut String, key: &str, first: &mut bool) {
     if !*first {
         out.push(',');
@@ -86,7 +99,12 @@ fn write_json_string(out: &mut String, s: &str) {
     let _ = write!(out, "{}", serde_json::Value::from(s));
 }
 
-fn write_value(kind: Kind, column: &dyn Array, row: usize, out: &mut String) -> Result<(), LakeError> {
+fn write_value(
+    kind: Kind,
+    column: &dyn Array,
+    row: usize,
+    out: &mut String,
+) -> Result<(), LakeError> {
     match kind {
         Kind::Str => write_json_string(out, column.as_string::<i32>().value(row)),
         Kind::Json => out.push_str(column.as_string::<i32>().value(row)),

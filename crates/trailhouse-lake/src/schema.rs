@@ -257,7 +257,9 @@ mod tests {
     #[test]
     fn nested_fields_are_lower_case() {
         let schema = table_schema();
-        let ui = schema.field_with_name("useridentity").expect("useridentity");
+        let ui = schema
+            .field_with_name("useridentity")
+            .expect("useridentity");
         let DataType::Struct(fields) = ui.data_type() else {
             panic!("useridentity is not a struct")
         };
@@ -269,7 +271,10 @@ mod tests {
     fn event_time_round_trips_cloudtrail_format() {
         let t = chrono::DateTime::parse_from_rfc3339("2024-09-09T17:51:44Z").expect("time");
         let micros = t.timestamp_micros();
-        assert_eq!(format_event_time(micros).as_deref(), Some("2024-09-09T17:51:44Z"));
+        assert_eq!(
+            format_event_time(micros).as_deref(),
+            Some("2024-09-09T17:51:44Z")
+        );
         assert_eq!(
             format_event_time(micros + 120_000).as_deref(),
             Some("2024-09-09T17:51:44.120Z")

@@ -12,7 +12,6 @@ use std::collections::HashMap;
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 
-
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::compute::{max, min};
 use arrow::datatypes::TimestampMicrosecondType;
@@ -24,8 +23,8 @@ use deltalake_core::protocol::{DeltaOperation, SaveMode};
 use deltalake_core::{DeltaTable, DeltaTableError};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
-use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::file::metadata::SortingColumn;
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use url::Url;
 
 use crate::error::LakeError;
@@ -157,7 +156,7 @@ impl Lake {
     fn delta_err(&self, kind: TableKind) -> impl Fn(DeltaTableError) -> LakeError + '_ {
         move |source| LakeError::Delta {
             table: self.table_dir(kind).display().to_string(),
-            source,
+            source: Box::new(source),
         }
     }
 
@@ -448,7 +447,6 @@ pub fn arrow_schema(kind: TableKind) -> arrow::datatypes::SchemaRef {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -456,13 +454,16 @@ mod tests {
     #[test]
     fn partition_dir_escapes_odd_regions() {
         let day = NaiveDate::from_ymd_opt(2024, 1, 2).expect("date");
-        let p = |r: &str| Partition {
-            day,
-            region: r.to_string(),
-        }
-        .dir();
+        let p = |r: &str| {
+            Partition {
+                day,
+                region: r.to_string(),
+            }
+            .dir()
+        };
         assert_eq!(p("us-east-1"), "day=2024-01-02/region=us-east-1");
         assert_eq!(p("..."), "day=2024-01-02/region=%2E%2E%2E");
-        assert_eq!(p("a/B"), "day=2024-01-02/region=a%2FB");
+        // Upper case too: partitions must not collide on case-insensitive file systems.
+        assert_eq!(p("a/B"), "day=2024-01-02/region=a%2F%42");
     }
 }

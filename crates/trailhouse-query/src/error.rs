@@ -6,12 +6,18 @@ use trailhouse_lake::LakeError;
 pub enum QueryError {
     #[error(transparent)]
     Lake(#[from] LakeError),
-    #[error("{0}")]
-    DataFusion(#[from] datafusion::error::DataFusionError),
+    #[error(transparent)]
+    DataFusion(Box<datafusion::error::DataFusionError>),
     #[error("arrow: {0}")]
     Arrow(#[from] arrow::error::ArrowError),
     #[error("failed to write output: {0}")]
     Io(#[from] std::io::Error),
     #[error("the lake is read-only here: {0}")]
     ReadOnly(String),
+}
+
+impl From<datafusion::error::DataFusionError> for QueryError {
+    fn from(e: datafusion::error::DataFusionError) -> Self {
+        QueryError::DataFusion(Box::new(e))
+    }
 }

@@ -25,7 +25,9 @@ pub async fn export_ndjson(
     out: &mut dyn Write,
 ) -> Result<ExportCounts, QueryError> {
     let mut counts = ExportCounts::default();
-    let options = SQLOptions::new().with_allow_ddl(false).with_allow_dml(false);
+    let options = SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false);
     let df = session
         .context()
         .sql_with_options(&format!("SELECT * FROM {}", schema::TABLE_NAME), options)
@@ -62,7 +64,8 @@ pub async fn export_ndjson(
         let mut stream = df.execute_stream().await?;
         while let Some(batch) = stream.next().await {
             let batch = batch?;
-            let records = arrow::array::AsArray::as_string::<i32>(batch.column(0).as_ref());
+            let column = arrow::compute::cast(batch.column(0), &arrow::datatypes::DataType::Utf8)?;
+            let records = arrow::array::AsArray::as_string::<i32>(column.as_ref());
             for r in records.iter().flatten() {
                 out.write_all(r.as_bytes())?;
                 out.write_all(b"\n")?;

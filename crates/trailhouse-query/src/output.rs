@@ -41,7 +41,9 @@ pub async fn write_stream(
             writeln!(out, "{table}")?;
         }
         Format::Csv => {
-            let mut w = arrow::csv::WriterBuilder::new().with_header(true).build(out);
+            let mut w = arrow::csv::WriterBuilder::new()
+                .with_header(true)
+                .build(out);
             let mut wrote = false;
             while let Some(b) = stream.next().await {
                 let b = flatten_nested(&b?)?;
@@ -105,7 +107,12 @@ fn flatten_schema(schema: &Schema) -> Arc<Schema> {
 
 /// CSV has no nested values: structs and lists are written as their display text.
 fn flatten_nested(batch: &RecordBatch) -> Result<RecordBatch, QueryError> {
-    if !batch.schema().fields().iter().any(|f| is_nested(f.data_type())) {
+    if !batch
+        .schema()
+        .fields()
+        .iter()
+        .any(|f| is_nested(f.data_type()))
+    {
         return Ok(batch.clone());
     }
     let options = FormatOptions::default();
@@ -123,7 +130,10 @@ fn flatten_nested(batch: &RecordBatch) -> Result<RecordBatch, QueryError> {
             Ok(Arc::new(values) as ArrayRef)
         })
         .collect::<Result<Vec<_>, arrow::error::ArrowError>>()?;
-    Ok(RecordBatch::try_new(flatten_schema(&batch.schema()), columns)?)
+    Ok(RecordBatch::try_new(
+        flatten_schema(&batch.schema()),
+        columns,
+    )?)
 }
 
 use arrow::array::Array;

@@ -55,13 +55,16 @@ impl Session {
             .await
             .map_err(|e| match e {
                 datafusion::error::DataFusionError::Plan(msg)
-                    if msg.contains("not supported") || msg.contains("Statement") || msg.contains("DDL") || msg.contains("DML") =>
+                    if msg.contains("not supported")
+                        || msg.contains("Statement")
+                        || msg.contains("DDL")
+                        || msg.contains("DML") =>
                 {
                     QueryError::ReadOnly(format!(
                         "only queries are allowed (SELECT, WITH, EXPLAIN, SHOW, DESCRIBE): {msg}"
                     ))
                 }
-                other => QueryError::DataFusion(other),
+                other => QueryError::from(other),
             })?;
         Ok(df.execute_stream().await?)
     }

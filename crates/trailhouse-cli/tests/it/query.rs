@@ -8,10 +8,24 @@ fn small_lake() -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = tempfile::tempdir().expect("tempdir");
     let src = dir.path().join("src");
     let lake = dir.path().join("lake");
-    for (d, region) in [(1, "us-east-1"), (1, "eu-west-1"), (2, "us-east-1"), (3, "eu-west-1")] {
-        write_trail_file(&src, region, d, &format!("{region}-{d}.json.gz"), &[
-            event(&format!("{region}-{d}"), &format!("2026-11-{d:02}T12:00:00Z"), "DeleteBucket", region),
-        ]);
+    for (d, region) in [
+        (1, "us-east-1"),
+        (1, "eu-west-1"),
+        (2, "us-east-1"),
+        (3, "eu-west-1"),
+    ] {
+        write_trail_file(
+            &src,
+            region,
+            d,
+            &format!("{region}-{d}.json.gz"),
+            &[event(
+                &format!("{region}-{d}"),
+                &format!("2026-11-{d:02}T12:00:00Z"),
+                "DeleteBucket",
+                region,
+            )],
+        );
     }
     let (run, _) = ingest_json(&lake, &[&src], &[]);
     assert_eq!(run.code, Some(0), "{}", run.stderr);
@@ -29,7 +43,11 @@ fn writing_statements_are_refused() {
     ] {
         let r = trailhouse(&lake, &["sql", sql]);
         assert_eq!(r.code, Some(2), "{sql}: {}", r.stdout);
-        assert!(r.stderr.contains("only queries are allowed"), "{sql}: {}", r.stderr);
+        assert!(
+            r.stderr.contains("only queries are allowed"),
+            "{sql}: {}",
+            r.stderr
+        );
     }
     assert_eq!(count(&lake, "SELECT count(*) FROM cloudtrail"), 4);
 }
@@ -42,10 +60,17 @@ fn a_query_for_one_day_and_region_reads_only_that_partition() {
         "EXPLAIN SELECT eventid FROM cloudtrail WHERE day = DATE '2026-11-01' AND region = 'eu-west-1'",
     );
     assert!(plan.contains("day=2026-11-01/region=eu-west-1/"), "{plan}");
-    for other in ["day=2026-11-01/region=us-east-1", "day=2026-11-02", "day=2026-11-03"] {
+    for other in [
+        "day=2026-11-01/region=us-east-1",
+        "day=2026-11-02",
+        "day=2026-11-03",
+    ] {
         assert!(!plan.contains(other), "{other} should be pruned: {plan}");
     }
-    let out = sql_csv(&lake, "SELECT eventid FROM cloudtrail WHERE day = '2026-11-01' AND region = 'eu-west-1'");
+    let out = sql_csv(
+        &lake,
+        "SELECT eventid FROM cloudtrail WHERE day = '2026-11-01' AND region = 'eu-west-1'",
+    );
     assert_eq!(out, "eventid\neu-west-1-1\n");
 }
 
@@ -56,8 +81,11 @@ fn formats_and_errors() {
     let r = trailhouse(&lake, &["sql", "--format", "json", sql]);
     assert_eq!(r.code, Some(0), "{}", r.stderr);
     let v: serde_json::Value = serde_json::from_str(&r.stdout).expect("json");
-    assert_eq!(v, json!([{"eventid": "us-east-1-1", "who": "alice", "readonly": false},
-                         {"eventid": "us-east-1-2", "who": "alice", "readonly": false}]));
+    assert_eq!(
+        v,
+        json!([{"eventid": "us-east-1-1", "who": "alice", "readonly": false},
+                         {"eventid": "us-east-1-2", "who": "alice", "readonly": false}])
+    );
     let r = trailhouse(&lake, &["sql", "--format", "ndjson", sql]);
     assert_eq!(r.stdout.lines().count(), 2);
     let r = trailhouse(&lake, &["sql", "--format", "table", sql]);
@@ -73,14 +101,24 @@ fn formats_and_errors() {
     let missing = lake.with_file_name("nothing-here");
     let r = trailhouse(&missing, &["sql", "SELECT 1"]);
     assert_eq!(r.code, Some(2));
-    assert!(r.stderr.contains("run `trailhouse ingest` first"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("run `trailhouse ingest` first"),
+        "{}",
+        r.stderr
+    );
 }
 
 #[test]
 fn lake_option_goes_before_or_after_the_subcommand() {
     let (_dir, lake) = small_lake();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_trailhouse"))
-        .args(["sql", "--format", "csv", "SELECT count(*) FROM cloudtrail", "--lake"])
+        .args([
+            "sql",
+            "--format",
+            "csv",
+            "SELECT count(*) FROM cloudtrail",
+            "--lake",
+        ])
         .arg(&lake)
         .output()
         .expect("run");

@@ -82,7 +82,13 @@ pub fn gz(data: &[u8]) -> Vec<u8> {
 }
 
 /// A CloudTrail trail file at `dir/AWSLogs/<account>/CloudTrail/<region>/2026/11/<dd>/<name>`.
-pub fn write_trail_file(dir: &Path, region: &str, dd: u32, name: &str, records: &[serde_json::Value]) -> PathBuf {
+pub fn write_trail_file(
+    dir: &Path,
+    region: &str,
+    dd: u32,
+    name: &str,
+    records: &[serde_json::Value],
+) -> PathBuf {
     let folder = dir
         .join("AWSLogs/111122223333/CloudTrail")
         .join(region)

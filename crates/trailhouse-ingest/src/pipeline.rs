@@ -146,7 +146,7 @@ pub async fn ingest(opts: &Options, progress: &dyn Progress) -> Result<Report, I
         })?;
     let budget_entries = (opts.memory_budget / 4 / 64).max(1 << 16) as usize;
     let mut index = DedupIndex::new(lake.files_by_partition(&main)?, budget_entries);
-    let batch_budget = (opts.memory_budget / 4).max(1 << 20);
+    let batch_budget = (opts.memory_budget / 4).max(64 << 10);
 
     let mut report = Report::default();
     let pending = ledger.pending.take();

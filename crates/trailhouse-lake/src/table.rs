@@ -452,6 +452,59 @@ mod tests {
     use super::*;
 
     #[test]
+    fn data_files_are_zstd_sorted_with_statistics() {
+        use arrow::array::{ArrayRef, Int64Array, StringArray, TimestampMicrosecondArray};
+        use parquet::file::reader::{FileReader, SerializedFileReader};
+
+        let schema = schema::file_schema();
+        let n = 3;
+        let columns: Vec<ArrayRef> = schema
+            .fields()
+            .iter()
+            .map(|f| match f.name().as_str() {
+                schema::EVENTTIME => std::sync::Arc::new(
+                    TimestampMicrosecondArray::from(vec![1_000_000, 2_000_000, 3_500_000])
+                        .with_timezone("UTC"),
+                ) as ArrayRef,
+                schema::SOURCEFILE => std::sync::Arc::new(StringArray::from(vec!["f"; n])),
+                schema::RECORDHASH => std::sync::Arc::new(Int64Array::from(vec![1, 2, 3])),
+                _ => arrow::array::new_null_array(f.data_type(), n),
+            })
+            .collect();
+        let batch = RecordBatch::try_new(schema, columns).expect("batch");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let partition = Partition {
+            day: NaiveDate::from_ymd_opt(1970, 1, 1).expect("date"),
+            region: "us-east-1".into(),
+        };
+        let add = write_data_file(dir.path(), &partition, &batch).expect("write");
+        assert!(
+            add.path
+                .starts_with("day=1970-01-01/region=us-east-1/part-")
+        );
+        let stats: serde_json::Value =
+            serde_json::from_str(add.stats.as_deref().expect("stats")).expect("json");
+        assert_eq!(stats["numRecords"], 3);
+        assert_eq!(stats["minValues"]["eventtime"], "1970-01-01T00:00:01.000Z");
+        assert_eq!(stats["maxValues"]["eventtime"], "1970-01-01T00:00:03.500Z");
+
+        let file = File::open(dir.path().join(&add.path)).expect("open");
+        let reader = SerializedFileReader::new(file).expect("parquet");
+        let rg = reader.metadata().row_group(0);
+        let idx = batch.schema().index_of(schema::EVENTTIME).expect("col");
+        let sorting = rg.sorting_columns().expect("sorting columns declared");
+        assert_eq!(sorting[0].column_idx as usize, idx);
+        let col = rg
+            .columns()
+            .iter()
+            .find(|c| c.column_path().string() == schema::EVENTTIME)
+            .expect("eventtime chunk");
+        // The file records the codec, not its level.
+        assert!(matches!(col.compression(), Compression::ZSTD(_)));
+        assert!(col.statistics().is_some());
+    }
+
+    #[test]
     fn partition_dir_escapes_odd_regions() {
         let day = NaiveDate::from_ymd_opt(2024, 1, 2).expect("date");
         let p = |r: &str| {

@@ -430,3 +430,45 @@ fn every_envelope_and_odd_records() {
     );
     assert!(out.contains("2,record is not a JSON object,"), "{out}");
 }
+
+#[test]
+fn the_memory_budget_bounds_each_batch() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let src = dir.path().join("src");
+    // Four files of ~40 KiB of gzip each (request parameters that do not compress).
+    for f in 0..4u32 {
+        let records: Vec<_> = (0..20)
+            .map(|i| {
+                let mut e = event(
+                    &format!("f{f}-{i}"),
+                    "2026-11-01T00:00:00Z",
+                    "PutObject",
+                    "us-east-1",
+                );
+                let noise: String = (0..2000u32)
+                    .map(|j| {
+                        char::from(
+                            b'a' + ((j.wrapping_mul(2_654_435_761) ^ (f * 7919 + i * 104_729)) % 26)
+                                as u8,
+                        )
+                    })
+                    .collect();
+                e["requestParameters"] = json!({ "key": noise });
+                e
+            })
+            .collect();
+        write_trail_file(&src, "us-east-1", 1, &format!("{f}.json.gz"), &records);
+    }
+    let roomy = dir.path().join("roomy");
+    let (_, r) = ingest_json(&roomy, &[&src], &[]);
+    assert_eq!(r["table_version"], 1, "one batch, one commit: {r}");
+    // 1 MiB of budget: a quarter of it for a batch, which four files' estimate exceeds.
+    let tight = dir.path().join("tight");
+    let (_, r) = ingest_json(&tight, &[&src], &["--memory", "1"]);
+    assert!(
+        r["table_version"].as_u64().expect("version") >= 3,
+        "batches are cut by the budget: {r}"
+    );
+    assert_eq!(r["records_written"], 80);
+    assert_eq!(export_sorted(&roomy), export_sorted(&tight));
+}

@@ -33,6 +33,21 @@ impl SourceFile {
         None
     }
 
+    /// The delivery date folders of a CloudTrail key (`…/<region>/YYYY/MM/DD/…`), as `YYYYMMDD`.
+    pub fn key_date(&self) -> Option<String> {
+        let parts: Vec<String> = self
+            .path
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned())
+            .collect();
+        let at = parts
+            .iter()
+            .position(|p| p == "CloudTrail" || p.starts_with("CloudTrail-"))?;
+        let date = parts.get(at + 2..at + 5)?;
+        let digits = |s: &String, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_digit());
+        (digits(&date[0], 4) && digits(&date[1], 2) && digits(&date[2], 2)).then(|| date.concat())
+    }
+
     /// Whether CloudTrail's layout marks this as a digest file.
     pub fn is_digest(&self) -> bool {
         self.path
@@ -55,6 +70,13 @@ pub fn discover(inputs: &[PathBuf], exclude: &Path) -> Result<Vec<SourceFile>, I
     }
     out.sort_by(|a, b| a.path.cmp(&b.path));
     out.dedup_by(|a, b| a.path == b.path);
+    // Delivery day first: a batch then holds a few days of every account and region, so it
+    // writes a few large partition files rather than one small file for each day of a stream.
+    // Files outside the layout come last, in path order.
+    out.sort_by_cached_key(|f| {
+        let date = f.key_date();
+        (date.is_none(), date, f.path.clone())
+    });
     Ok(out)
 }
 
@@ -117,6 +139,8 @@ mod tests {
         let d = file("/b/AWSLogs/111122223333/CloudTrail-Digest/eu-west-1/2024/01/02/x.json.gz");
         assert!(d.is_digest());
         assert_eq!(file("/tmp/x.json").key_region(), None);
+        assert_eq!(f.key_date().as_deref(), Some("20240102"));
+        assert_eq!(file("/x/CloudTrail/eu-west-1/2024/1/02/y").key_date(), None);
     }
 
     #[test]

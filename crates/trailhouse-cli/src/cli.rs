@@ -31,6 +31,29 @@ pub enum Command {
     Sql(SqlArgs),
     /// Write the stored records back as CloudTrail JSON, one per line.
     Export(ExportArgs),
+    /// Rewrite each partition's small files into a few large ones (one atomic commit).
+    Compact(CompactArgs),
+    /// Delete data files the tables no longer reference (compacted away, or left by a crash).
+    Vacuum(VacuumArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CompactArgs {
+    /// Target size of compacted files, in MiB.
+    #[arg(long, default_value_t = 256, value_name = "MIB")]
+    pub target_size: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct VacuumArgs {
+    /// Keep unreferenced files younger than this many hours: a query that started before a
+    /// compaction may still read them.
+    #[arg(long, default_value_t = 168, value_name = "HOURS")]
+    pub retention_hours: u64,
+
+    /// List what would be deleted, delete nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Args)]

@@ -8,6 +8,7 @@ use clap::Parser;
 mod cli;
 mod export;
 mod ingest;
+mod maintenance;
 mod sql;
 
 #[global_allocator]
@@ -66,5 +67,7 @@ async fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
         cli::Command::Ingest(args) => ingest::run(&lake, args).await,
         cli::Command::Sql(args) => sql::run(&lake, args).await,
         cli::Command::Export(args) => export::run(&lake, args).await,
+        cli::Command::Compact(args) => maintenance::compact(&lake, args).await,
+        cli::Command::Vacuum(args) => maintenance::vacuum(&lake, args).await,
     }
 }

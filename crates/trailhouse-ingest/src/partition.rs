@@ -9,8 +9,10 @@
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 
-use arrow::array::{AsArray, RecordBatch};
+use arrow::array::{ArrayRef, AsArray, RecordBatch};
+use arrow::compute::cast;
 use arrow::compute::interleave_record_batch;
+use arrow::datatypes::{DataType, TimeUnit};
 use arrow::datatypes::{Int64Type, TimestampMicrosecondType};
 use rayon::prelude::*;
 use trailhouse_lake::{LakeError, Partition, schema, table};
@@ -135,26 +137,23 @@ fn load_partition(files: &[PathBuf]) -> Result<PartIndex, LakeError> {
             &[schema::RECORDHASH, schema::EVENTTIME, schema::EVENTID],
         )?;
         for b in batches {
-            let column = |name: &str| {
-                b.column_by_name(name).ok_or_else(|| {
+            // Files written by other writers (compaction) may use other physical types
+            // (string views, another timestamp zone): read each column as the schema's type.
+            let column = |name: &str, want: &DataType| -> Result<ArrayRef, LakeError> {
+                let c = b.column_by_name(name).ok_or_else(|| {
                     LakeError::Schema(format!("`{}` has no column `{name}`", path.display()))
-                })
+                })?;
+                Ok(cast(c, want)?)
             };
-            let (hashes, times, ids) = (
-                column(schema::RECORDHASH)?,
-                column(schema::EVENTTIME)?,
-                column(schema::EVENTID)?,
-            );
-            let (Some(hashes), Some(times), Some(ids)) = (
-                hashes.as_primitive_opt::<Int64Type>(),
-                times.as_primitive_opt::<TimestampMicrosecondType>(),
-                ids.as_string_opt::<i32>(),
-            ) else {
-                return Err(LakeError::Schema(format!(
-                    "`{}` has unexpected column types",
-                    path.display()
-                )));
-            };
+            let hashes = column(schema::RECORDHASH, &DataType::Int64)?;
+            let times = column(
+                schema::EVENTTIME,
+                &DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            )?;
+            let ids = column(schema::EVENTID, &DataType::Utf8)?;
+            let hashes = hashes.as_primitive::<Int64Type>();
+            let times = times.as_primitive::<TimestampMicrosecondType>();
+            let ids = ids.as_string::<i32>();
             for i in 0..b.num_rows() {
                 let h = hashes.value(i) as u64;
                 idx.seen.insert((h, times.value(i)));

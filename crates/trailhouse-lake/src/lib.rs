@@ -5,6 +5,7 @@
 
 pub mod entries;
 pub mod error;
+pub mod maintenance;
 pub mod rebuild;
 pub mod schema;
 pub mod table;

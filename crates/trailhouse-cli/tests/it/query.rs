@@ -130,3 +130,68 @@ fn lake_option_goes_before_or_after_the_subcommand() {
         .expect("run");
     assert_eq!(String::from_utf8_lossy(&out.stdout), "count(*)\n4\n");
 }
+
+#[test]
+fn compact_and_vacuum_keep_every_record() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let src = dir.path().join("src");
+    let lake = dir.path().join("lake");
+    for f in 0..5u32 {
+        write_trail_file(
+            &src,
+            "us-east-1",
+            1,
+            &format!("{f}.json.gz"),
+            &[event(
+                &format!("c{f}"),
+                &format!("2026-11-01T0{f}:00:00Z"),
+                "PutObject",
+                "us-east-1",
+            )],
+        );
+    }
+    // One batch per file: five files in one partition.
+    let (run, _) = ingest_json(&lake, &[&src], &["--batch-files", "1"]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    let before = export_sorted(&lake);
+    let files = |lake: &std::path::Path| {
+        let plan = sql_csv(
+            lake,
+            "EXPLAIN SELECT eventid FROM cloudtrail WHERE day = '2026-11-01'",
+        );
+        plan.matches(".zstd.parquet").count()
+    };
+    assert_eq!(files(&lake), 5);
+
+    let r = trailhouse(&lake, &["compact"]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("compacted 5 files into 1"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(files(&lake), 1);
+    assert_eq!(export_sorted(&lake), before);
+
+    // The compacted-away files are unreferenced; with no retention they go.
+    let r = trailhouse(&lake, &["vacuum", "--retention-hours", "0"]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    assert_eq!(r.stdout.lines().count(), 5, "{}", r.stdout);
+    assert_eq!(export_sorted(&lake), before);
+
+    // Ingest still deduplicates against the compacted file.
+    write_trail_file(
+        &src,
+        "us-east-1",
+        2,
+        "again.json.gz",
+        &[event(
+            "c3",
+            "2026-11-01T03:00:00Z",
+            "PutObject",
+            "us-east-1",
+        )],
+    );
+    let (_, r) = ingest_json(&lake, &[&src], &[]);
+    assert_eq!(r["records_duplicate"], 1, "{r}");
+}

@@ -27,7 +27,8 @@ pub enum Command {
     /// Load CloudTrail log files (directories are walked) into the lake; files already loaded are
     /// skipped, records already stored are not stored twice.
     Ingest(IngestArgs),
-    /// Run one read-only SQL statement over tables `cloudtrail` and `quarantine`.
+    /// Run one read-only SQL statement over tables `cloudtrail` and `quarantine`; with no
+    /// statement, an interactive shell on a terminal, or the statement from standard input.
     Sql(SqlArgs),
     /// Write the stored records back as CloudTrail JSON, one per line.
     Export(ExportArgs),
@@ -103,7 +104,6 @@ pub enum OutputFormat {
 #[derive(Debug, Args)]
 pub struct SqlArgs {
     /// The statement, e.g. "SELECT eventName, count(*) FROM cloudtrail GROUP BY 1 ORDER BY 2 DESC".
-    /// Read from standard input when absent.
     pub statement: Option<String>,
 
     /// Output format.

@@ -9,6 +9,7 @@ mod cli;
 mod export;
 mod ingest;
 mod maintenance;
+mod shell;
 mod sql;
 
 #[global_allocator]

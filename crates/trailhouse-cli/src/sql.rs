@@ -9,10 +9,18 @@ use trailhouse_lake::Lake;
 use trailhouse_query::{Format, Session, write_stream};
 
 use crate::cli::{OutputFormat, SqlArgs};
+use crate::shell;
 
 pub async fn run(lake: &Path, args: SqlArgs) -> anyhow::Result<ExitCode> {
+    let session = Session::open(&Lake::new(lake)).await?;
+    let interactive = std::io::stdin().is_terminal();
     let statement = match args.statement {
         Some(s) => s,
+        None if interactive => {
+            let format = args.format.unwrap_or(OutputFormat::Table);
+            shell::run(&session, format.into(), shell::history_path()).await?;
+            return Ok(ExitCode::SUCCESS);
+        }
         None => {
             let mut s = String::new();
             std::io::stdin()
@@ -26,7 +34,6 @@ pub async fn run(lake: &Path, args: SqlArgs) -> anyhow::Result<ExitCode> {
         None if std::io::stdout().is_terminal() => OutputFormat::Table,
         None => OutputFormat::Csv,
     };
-    let session = Session::open(&Lake::new(lake)).await?;
     let stream = session.sql(statement.trim().trim_end_matches(';')).await?;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());

@@ -47,4 +47,6 @@ pub enum IngestError {
     Ledger { path: PathBuf, message: String },
     #[error("arrow: {0}")]
     Arrow(#[from] arrow::error::ArrowError),
+    #[error("cannot start worker threads: {0}")]
+    Threads(#[from] rayon::ThreadPoolBuildError),
 }

@@ -139,11 +139,7 @@ pub async fn ingest(opts: &Options, progress: &dyn Progress) -> Result<Report, I
 
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(opts.jobs)
-        .build()
-        .map_err(|e| IngestError::Ledger {
-            path: opts.lake.clone(),
-            message: format!("cannot start worker threads: {e}"),
-        })?;
+        .build()?;
     let budget_entries = (opts.memory_budget / 4 / 64).max(1 << 16) as usize;
     let mut index = DedupIndex::new(lake.files_by_partition(&main)?, budget_entries);
     let batch_budget = (opts.memory_budget / 4).max(64 << 10);

@@ -434,19 +434,6 @@ pub fn read_columns(path: &Path, columns: &[&str]) -> Result<Vec<RecordBatch>, L
         .collect::<Result<Vec<_>, _>>()
 }
 
-/// The table's data file URIs, for engines that read Parquet directly.
-pub fn file_uris(table: &DeltaTable) -> Result<Vec<String>, DeltaTableError> {
-    Ok(table.get_file_uris()?.collect())
-}
-
-/// Arrow schema convenience re-export for callers building batches.
-pub fn arrow_schema(kind: TableKind) -> arrow::datatypes::SchemaRef {
-    match kind {
-        TableKind::CloudTrail => schema::file_schema(),
-        TableKind::Quarantine => schema::quarantine_schema(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

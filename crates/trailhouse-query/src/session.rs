@@ -54,11 +54,15 @@ impl Session {
             .sql_with_options(sql, options)
             .await
             .map_err(|e| match e {
+                // The refusals of SQLOptions (datafusion `SQLOptions::verify_plan`).
                 datafusion::error::DataFusionError::Plan(msg)
-                    if msg.contains("not supported")
-                        || msg.contains("Statement")
-                        || msg.contains("DDL")
-                        || msg.contains("DML") =>
+                    if [
+                        "DDL not supported",
+                        "DML not supported",
+                        "Statement not supported",
+                    ]
+                    .iter()
+                    .any(|p| msg.starts_with(p)) =>
                 {
                     QueryError::ReadOnly(format!(
                         "only queries are allowed (SELECT, WITH, EXPLAIN, SHOW, DESCRIBE): {msg}"

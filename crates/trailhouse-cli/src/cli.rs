@@ -32,6 +32,10 @@ pub enum Command {
     Sql(SqlArgs),
     /// Write the stored records back as CloudTrail JSON, one per line.
     Export(ExportArgs),
+    /// List the saved queries: what each answers and its parameters.
+    Queries(QueriesArgs),
+    /// Run a saved query, e.g. `trailhouse run who-deleted --param resource=my-bucket --since 30d`.
+    Run(RunArgs),
     /// Rewrite each partition's small files into a few large ones (one atomic commit).
     Compact(CompactArgs),
     /// Delete data files the tables no longer reference (compacted away, or left by a crash).
@@ -99,6 +103,59 @@ pub enum OutputFormat {
     Json,
     /// One JSON object per line.
     Ndjson,
+    /// A Markdown table.
+    Markdown,
+    /// A Parquet file (use with --output).
+    Parquet,
+}
+
+#[derive(Debug, Args)]
+pub struct QueriesArgs {
+    /// Also load the saved queries under this directory (`<pack>/<name>.sql`).
+    #[arg(long, value_name = "DIR")]
+    pub queries: Option<PathBuf>,
+
+    /// Check every query against the lake: one statement, plans against the schema, declared
+    /// parameters = placeholders. Exit status 1 when any fails.
+    #[arg(long)]
+    pub check: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The query: `pack/name`, or `name` when it is unique (see `trailhouse queries`).
+    pub name: String,
+
+    /// A parameter, `name=value` (repeat for several).
+    #[arg(long = "param", short = 'p', value_name = "NAME=VALUE", value_parser = parse_param)]
+    pub params: Vec<(String, String)>,
+
+    /// Only events at or after this time: a date (2026-10-01), a date-time, or a duration ago
+    /// (7d, 12h, 30m).
+    #[arg(long)]
+    pub since: Option<String>,
+
+    /// Only events before this time (same forms as --since).
+    #[arg(long)]
+    pub until: Option<String>,
+
+    /// Output format.
+    #[arg(long, short = 'f', value_enum)]
+    pub format: Option<OutputFormat>,
+
+    /// Write to this file instead of standard output.
+    #[arg(long, short = 'o')]
+    pub output: Option<PathBuf>,
+
+    /// Also load the saved queries under this directory.
+    #[arg(long, value_name = "DIR")]
+    pub queries: Option<PathBuf>,
+}
+
+fn parse_param(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.trim().to_string(), v.to_string()))
+        .ok_or_else(|| format!("expected NAME=VALUE, got `{s}`"))
 }
 
 #[derive(Debug, Args)]

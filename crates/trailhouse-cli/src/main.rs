@@ -9,6 +9,7 @@ mod cli;
 mod export;
 mod ingest;
 mod maintenance;
+mod run;
 mod shell;
 mod sql;
 
@@ -68,6 +69,8 @@ async fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
         cli::Command::Ingest(args) => ingest::run(&lake, args).await,
         cli::Command::Sql(args) => sql::run(&lake, args).await,
         cli::Command::Export(args) => export::run(&lake, args).await,
+        cli::Command::Queries(args) => run::list(&lake, args).await,
+        cli::Command::Run(args) => run::run(&lake, args).await,
         cli::Command::Compact(args) => maintenance::compact(&lake, args).await,
         cli::Command::Vacuum(args) => maintenance::vacuum(&lake, args).await,
     }

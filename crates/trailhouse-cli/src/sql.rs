@@ -49,6 +49,8 @@ impl From<OutputFormat> for Format {
             OutputFormat::Csv => Format::Csv,
             OutputFormat::Json => Format::Json,
             OutputFormat::Ndjson => Format::Ndjson,
+            OutputFormat::Markdown => Format::Markdown,
+            OutputFormat::Parquet => Format::Parquet,
         }
     }
 }

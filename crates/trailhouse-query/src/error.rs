@@ -12,6 +12,10 @@ pub enum QueryError {
     Arrow(#[from] arrow::error::ArrowError),
     #[error("failed to write output: {0}")]
     Io(#[from] std::io::Error),
+    #[error("parquet: {0}")]
+    Parquet(#[from] parquet::errors::ParquetError),
+    #[error(transparent)]
+    Saved(#[from] crate::saved::SavedQueryError),
     #[error("the lake is read-only here: {0}")]
     ReadOnly(String),
 }

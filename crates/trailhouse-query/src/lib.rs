@@ -5,8 +5,9 @@
 pub mod error;
 pub mod export;
 pub mod output;
+pub mod saved;
 pub mod session;
 
 pub use error::QueryError;
 pub use output::{Format, write_stream};
-pub use session::Session;
+pub use session::{Session, Window};

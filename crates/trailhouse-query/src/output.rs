@@ -18,6 +18,10 @@ pub enum Format {
     Csv,
     Json,
     Ndjson,
+    /// A GitHub-flavoured Markdown table (for tickets and chat).
+    Markdown,
+    /// A Parquet file (zstd).
+    Parquet,
 }
 
 /// Streams `stream` to `out` in `format`; returns the number of rows.
@@ -69,6 +73,49 @@ pub async fn write_stream(
             }
             writeln!(out)?;
         }
+        Format::Markdown => {
+            let schema = stream.schema();
+            let header: Vec<String> = schema
+                .fields()
+                .iter()
+                .map(|f| markdown_cell(f.name()))
+                .collect();
+            writeln!(out, "| {} |", header.join(" | "))?;
+            writeln!(out, "|{}", " --- |".repeat(header.len()))?;
+            let options = FormatOptions::default().with_null("");
+            while let Some(b) = stream.next().await {
+                let b = b?;
+                rows += b.num_rows();
+                let formatters = b
+                    .columns()
+                    .iter()
+                    .map(|c| ArrayFormatter::try_new(c.as_ref(), &options))
+                    .collect::<Result<Vec<_>, _>>()?;
+                for row in 0..b.num_rows() {
+                    let cells: Vec<String> = formatters
+                        .iter()
+                        .map(|f| markdown_cell(&f.value(row).to_string()))
+                        .collect();
+                    writeln!(out, "| {} |", cells.join(" | "))?;
+                }
+            }
+        }
+        Format::Parquet => {
+            let props = parquet::file::properties::WriterProperties::builder()
+                .set_compression(parquet::basic::Compression::ZSTD(Default::default()))
+                .build();
+            // The writer needs a `Send` sink; the result is assembled, then written out.
+            let mut buffer = Vec::new();
+            let mut w =
+                parquet::arrow::ArrowWriter::try_new(&mut buffer, stream.schema(), Some(props))?;
+            while let Some(b) = stream.next().await {
+                let b = b?;
+                rows += b.num_rows();
+                w.write(&b)?;
+            }
+            w.close()?;
+            out.write_all(&buffer)?;
+        }
         Format::Ndjson => {
             let mut w = arrow::json::LineDelimitedWriter::new(&mut *out);
             while let Some(b) = stream.next().await {
@@ -80,6 +127,11 @@ pub async fn write_stream(
         }
     }
     Ok(rows)
+}
+
+/// A Markdown table cell: pipes escaped, line breaks as spaces.
+fn markdown_cell(text: &str) -> String {
+    text.replace('|', "\\|").replace(['\n', '\r'], " ")
 }
 
 fn is_nested(t: &DataType) -> bool {

@@ -2,7 +2,14 @@
 //! tables (partition and file-statistics pruning come with the Delta provider), and the JSON
 //! functions of datafusion-functions-json (`json_get_str(requestparameters, 'bucketName')`, `->>`).
 
+use std::collections::HashMap;
 use std::sync::Arc;
+
+use datafusion::common::{ParamValues, ScalarValue};
+use datafusion::datasource::ViewTable;
+use datafusion::datasource::provider_as_source;
+use datafusion::logical_expr::{Expr, LogicalPlanBuilder, col, lit};
+use datafusion::prelude::DataFrame;
 
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
@@ -10,6 +17,18 @@ use deltalake_core::DeltaTable;
 use trailhouse_lake::{Lake, TableKind, schema};
 
 use crate::error::QueryError;
+use crate::saved::{SavedQuery, SavedQueryError};
+
+/// A time window every query of a session sees `cloudtrail` through (`--since`, `--until`):
+/// rows with `since <= eventtime < until`. The filter is pushed into the scan, so files whose
+/// `eventtime` statistics fall outside are not read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Window {
+    /// Microseconds since the epoch, inclusive.
+    pub since: Option<i64>,
+    /// Microseconds since the epoch, exclusive.
+    pub until: Option<i64>,
+}
 
 /// A query session bound to one lake.
 pub struct Session {
@@ -20,15 +39,20 @@ pub struct Session {
 impl Session {
     /// Opens the lake's tables for reading; fails with a clear message when there is no lake.
     pub async fn open(lake: &Lake) -> Result<Self, QueryError> {
+        Self::open_with_window(lake, Window::default()).await
+    }
+
+    /// Opens the lake with `cloudtrail` limited to `window`.
+    pub async fn open_with_window(lake: &Lake, window: Window) -> Result<Self, QueryError> {
         let config = SessionConfig::new()
             .with_information_schema(true)
             .with_default_catalog_and_schema("trailhouse", "public");
         let mut ctx = SessionContext::new_with_config(config);
         datafusion_functions_json::register_all(&mut ctx)?;
         let main = lake.open(TableKind::CloudTrail).await?;
-        register(&ctx, &main, schema::TABLE_NAME).await?;
+        register(&ctx, &main, schema::TABLE_NAME, window).await?;
         if let Ok(q) = lake.open(TableKind::Quarantine).await {
-            register(&ctx, &q, schema::QUARANTINE_TABLE_NAME).await?;
+            register(&ctx, &q, schema::QUARANTINE_TABLE_NAME, Window::default()).await?;
         }
         Ok(Self { ctx, main })
     }
@@ -45,6 +69,60 @@ impl Session {
     /// Runs one read-only statement. Statements that write or change the session (COPY, CREATE,
     /// INSERT, DROP, SET) are refused.
     pub async fn sql(&self, sql: &str) -> Result<SendableRecordBatchStream, QueryError> {
+        Ok(self.dataframe(sql).await?.execute_stream().await?)
+    }
+
+    /// Runs a saved query with its parameters bound as values (never spliced into the SQL).
+    pub async fn run_saved(
+        &self,
+        query: &SavedQuery,
+        params: HashMap<String, ScalarValue>,
+    ) -> Result<SendableRecordBatchStream, QueryError> {
+        let df = self
+            .dataframe(&query.sql)
+            .await?
+            .with_param_values(ParamValues::from(params))?;
+        Ok(df.execute_stream().await?)
+    }
+
+    /// Checks a saved query against this lake: it is exactly one statement, it plans against the
+    /// schema, and its placeholders are exactly its declared parameters.
+    pub async fn check_saved(&self, query: &SavedQuery) -> Result<(), QueryError> {
+        let statements = datafusion::sql::parser::DFParser::parse_sql(&query.sql)?;
+        if statements.len() != 1 {
+            return Err(QueryError::Saved(SavedQueryError::Definition {
+                name: query.name.clone(),
+                message: format!(
+                    "has {} statements; a saved query is exactly one",
+                    statements.len()
+                ),
+            }));
+        }
+        let df = self.dataframe(&query.sql).await?;
+        let mut used: Vec<String> = df
+            .logical_plan()
+            .get_parameter_types()?
+            .into_keys()
+            .map(|k| k.trim_start_matches('$').to_string())
+            .collect();
+        used.sort();
+        let mut declared: Vec<String> = query.params.iter().map(|p| p.name.clone()).collect();
+        declared.sort();
+        if used != declared {
+            return Err(QueryError::Saved(SavedQueryError::Definition {
+                name: query.name.clone(),
+                message: format!(
+                    "declares parameters [{}] but its SQL uses [{}]",
+                    declared.join(", "),
+                    used.join(", ")
+                ),
+            }));
+        }
+        Ok(())
+    }
+
+    /// Plans one read-only statement.
+    pub async fn dataframe(&self, sql: &str) -> Result<DataFrame, QueryError> {
         let options = SQLOptions::new()
             .with_allow_ddl(false)
             .with_allow_dml(false)
@@ -70,11 +148,16 @@ impl Session {
                 }
                 other => QueryError::from(other),
             })?;
-        Ok(df.execute_stream().await?)
+        Ok(df)
     }
 }
 
-async fn register(ctx: &SessionContext, table: &DeltaTable, name: &str) -> Result<(), QueryError> {
+async fn register(
+    ctx: &SessionContext,
+    table: &DeltaTable,
+    name: &str,
+    window: Window,
+) -> Result<(), QueryError> {
     table
         .update_datafusion_session(&ctx.state())
         .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
@@ -82,6 +165,28 @@ async fn register(ctx: &SessionContext, table: &DeltaTable, name: &str) -> Resul
         .table_provider()
         .await
         .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
-    ctx.register_table(name, Arc::clone(&provider))?;
+    if window == Window::default() {
+        ctx.register_table(name, provider)?;
+        return Ok(());
+    }
+    let ts = |micros: i64| {
+        lit(ScalarValue::TimestampMicrosecond(
+            Some(micros),
+            Some("UTC".into()),
+        ))
+    };
+    let mut bounds = Vec::new();
+    if let Some(since) = window.since {
+        bounds.push(col(schema::EVENTTIME).gt_eq(ts(since)));
+    }
+    if let Some(until) = window.until {
+        bounds.push(col(schema::EVENTTIME).lt(ts(until)));
+    }
+    let mut plan = LogicalPlanBuilder::scan(name, provider_as_source(provider), None)?;
+    if let Some(filter) = bounds.into_iter().reduce(Expr::and) {
+        plan = plan.filter(filter)?;
+    }
+    let view = ViewTable::new(plan.build()?, None);
+    ctx.register_table(name, Arc::new(view))?;
     Ok(())
 }

@@ -1,0 +1,93 @@
+//! `trailhouse queries` and `trailhouse run`: the saved queries.
+
+use std::fs::File;
+use std::io::{BufWriter, IsTerminal, Write};
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use trailhouse_lake::Lake;
+use trailhouse_query::saved::{Catalog, parse_time};
+use trailhouse_query::{Session, Window, write_stream};
+
+use crate::cli::{OutputFormat, QueriesArgs, RunArgs};
+
+fn catalog(dir: Option<&Path>) -> anyhow::Result<Catalog> {
+    let mut c = Catalog::builtin()?;
+    if let Some(dir) = dir {
+        c.add_dir(dir)?;
+    }
+    Ok(c)
+}
+
+pub async fn list(lake: &Path, args: QueriesArgs) -> anyhow::Result<ExitCode> {
+    let c = catalog(args.queries.as_deref())?;
+    if args.check {
+        let session = Session::open(&Lake::new(lake)).await?;
+        let mut failed = 0;
+        for q in c.iter() {
+            match session.check_saved(q).await {
+                Ok(()) => println!("ok      {}", q.name),
+                Err(e) => {
+                    failed += 1;
+                    println!("FAILED  {}: {e}", q.name);
+                }
+            }
+        }
+        return Ok(if failed > 0 {
+            ExitCode::from(1)
+        } else {
+            ExitCode::SUCCESS
+        });
+    }
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    for q in c.iter() {
+        writeln!(out, "{}\n    {}", q.name, q.summary)?;
+        for p in q.describe_params() {
+            writeln!(out, "    --param {p}")?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn run(lake: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
+    let c = catalog(args.queries.as_deref())?;
+    let query = c.get(&args.name)?;
+    let now = chrono::Utc::now();
+    let params = query.bind(&args.params, now)?;
+    let time = |flag: &str, v: &Option<String>| -> anyhow::Result<Option<i64>> {
+        v.as_deref()
+            .map(|t| {
+                parse_time(t, now).with_context(|| {
+                    format!("{flag} `{t}` is not a date (2026-10-01), a date-time or a duration ago (7d, 12h)")
+                })
+            })
+            .transpose()
+    };
+    let window = Window {
+        since: time("--since", &args.since)?,
+        until: time("--until", &args.until)?,
+    };
+    let session = Session::open_with_window(&Lake::new(lake), window).await?;
+    let stream = session.run_saved(query, params).await?;
+    let format = match args.format {
+        Some(f) => f,
+        None if args.output.is_none() && std::io::stdout().is_terminal() => OutputFormat::Table,
+        None => OutputFormat::Csv,
+    };
+    let mut out: Box<dyn Write> = match &args.output {
+        Some(path) => {
+            Box::new(BufWriter::new(File::create(path).with_context(|| {
+                format!("failed to create `{}`", path.display())
+            })?))
+        }
+        None => Box::new(BufWriter::new(std::io::stdout().lock())),
+    };
+    let rows = write_stream(stream, format.into(), &mut out).await?;
+    out.flush()?;
+    if args.output.is_some() || !std::io::stdout().is_terminal() {
+        eprintln!("{} rows from {}", rows, query.name);
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,478 @@
+//! Saved queries: one `.sql` file each under `queries/<pack>/<name>.sql`, runnable in any SQL tool,
+//! with a comment header that declares what the query answers and its typed parameters:
+//!
+//! ```sql
+//! -- summary: Who deleted a resource, newest first
+//! -- param: resource string            -- bucket, instance id, ARN or a fragment of one
+//! -- param: limit integer default 100
+//! SELECT … WHERE … strpos(…, $resource) > 0 … LIMIT $limit
+//! ```
+//!
+//! Parameters are DataFusion placeholders bound with `ParamValues`: a value is never formatted
+//! into SQL text, so a value containing quotes or SQL is just a value. The queries of `queries/`
+//! are compiled into the binary; `--queries DIR` adds a user's own.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use datafusion::common::ScalarValue;
+
+mod builtin {
+    include!(concat!(env!("OUT_DIR"), "/queries.rs"));
+}
+
+/// What went wrong with a saved query or its parameters.
+#[derive(Debug, thiserror::Error)]
+pub enum SavedQueryError {
+    #[error("saved query `{name}`: {message}")]
+    Definition { name: String, message: String },
+    #[error("no saved query `{0}` (list them with `trailhouse queries`)")]
+    Unknown(String),
+    #[error("`{0}` matches several saved queries: {1}")]
+    Ambiguous(String, String),
+    #[error("missing parameter `{name}` ({ty}) of `{query}`: pass --param {name}=VALUE")]
+    Missing {
+        query: String,
+        name: String,
+        ty: ParamType,
+    },
+    #[error("parameter `{name}` must be {ty}: `{value}` {why}")]
+    Invalid {
+        name: String,
+        ty: ParamType,
+        value: String,
+        why: String,
+    },
+    #[error("`{query}` has no parameter `{name}` (it takes: {takes})")]
+    NotAParameter {
+        query: String,
+        name: String,
+        takes: String,
+    },
+    #[error("failed to read `{path}`: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The type of a parameter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParamType {
+    String,
+    Timestamp,
+    Integer,
+    Boolean,
+}
+
+impl std::fmt::Display for ParamType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ParamType::String => "a string",
+            ParamType::Timestamp => {
+                "a timestamp (2026-10-01, 2026-10-01T12:00:00Z, or 7d/12h/30m ago)"
+            }
+            ParamType::Integer => "an integer",
+            ParamType::Boolean => "a boolean (true/false)",
+        })
+    }
+}
+
+impl ParamType {
+    fn keyword(self) -> &'static str {
+        match self {
+            ParamType::String => "string",
+            ParamType::Timestamp => "timestamp",
+            ParamType::Integer => "integer",
+            ParamType::Boolean => "boolean",
+        }
+    }
+}
+
+/// A declared parameter.
+#[derive(Debug, Clone)]
+pub struct Param {
+    pub name: String,
+    pub ty: ParamType,
+    /// Text of the default value; `None` means required.
+    pub default: Option<String>,
+    pub description: String,
+}
+
+/// One saved query.
+#[derive(Debug, Clone)]
+pub struct SavedQuery {
+    /// `pack/name`.
+    pub name: String,
+    pub summary: String,
+    pub params: Vec<Param>,
+    pub sql: String,
+}
+
+impl SavedQuery {
+    /// Parses a query file's text.
+    pub fn parse(name: &str, text: &str) -> Result<Self, SavedQueryError> {
+        let bad = |message: String| SavedQueryError::Definition {
+            name: name.to_string(),
+            message,
+        };
+        let mut summary = None;
+        let mut params: Vec<Param> = Vec::new();
+        for line in text.lines() {
+            let Some(comment) = line.trim().strip_prefix("--") else {
+                if line.trim().is_empty() {
+                    continue;
+                }
+                break;
+            };
+            let comment = comment.trim();
+            if let Some(s) = comment.strip_prefix("summary:") {
+                summary = Some(s.trim().to_string());
+            } else if let Some(p) = comment.strip_prefix("param:") {
+                let (decl, description) = match p.split_once("--") {
+                    Some((d, desc)) => (d.trim(), desc.trim().to_string()),
+                    None => (p.trim(), String::new()),
+                };
+                let words: Vec<&str> = decl.split_whitespace().collect();
+                let (name_, ty, default) = match words.as_slice() {
+                    [n, t] => (*n, *t, None),
+                    [n, t, "default", d @ ..] if !d.is_empty() => (*n, *t, Some(d.join(" "))),
+                    _ => {
+                        return Err(bad(format!(
+                            "cannot read `-- param:{p}`: NAME TYPE [default VALUE]"
+                        )));
+                    }
+                };
+                let ty = match ty {
+                    "string" => ParamType::String,
+                    "timestamp" => ParamType::Timestamp,
+                    "integer" => ParamType::Integer,
+                    "boolean" => ParamType::Boolean,
+                    other => return Err(bad(format!("unknown parameter type `{other}`"))),
+                };
+                if !name_
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+                {
+                    return Err(bad(format!(
+                        "parameter name `{name_}` must be lower-case letters, digits, _"
+                    )));
+                }
+                if params.iter().any(|q| q.name == name_) || matches!(name_, "since" | "until") {
+                    return Err(bad(format!(
+                        "parameter `{name_}` is declared twice or reserved"
+                    )));
+                }
+                if let Some(d) = &default {
+                    convert(name_, ty, d, Utc::now())?;
+                }
+                params.push(Param {
+                    name: name_.to_string(),
+                    ty,
+                    default,
+                    description,
+                });
+            }
+        }
+        let summary = summary.ok_or_else(|| bad("no `-- summary:` line".into()))?;
+        Ok(Self {
+            name: name.to_string(),
+            summary,
+            params,
+            sql: text.to_string(),
+        })
+    }
+
+    /// Binds `given` (`name=value` pairs) to typed values, with the declared defaults.
+    pub fn bind(
+        &self,
+        given: &[(String, String)],
+        now: DateTime<Utc>,
+    ) -> Result<HashMap<String, ScalarValue>, SavedQueryError> {
+        for (name, _) in given {
+            if !self.params.iter().any(|p| &p.name == name) {
+                return Err(SavedQueryError::NotAParameter {
+                    query: self.name.clone(),
+                    name: name.clone(),
+                    takes: if self.params.is_empty() {
+                        "no parameters".into()
+                    } else {
+                        self.params
+                            .iter()
+                            .map(|p| p.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    },
+                });
+            }
+        }
+        let mut out = HashMap::new();
+        for p in &self.params {
+            let value = given
+                .iter()
+                .rev()
+                .find(|(n, _)| n == &p.name)
+                .map(|(_, v)| v.as_str())
+                .or(p.default.as_deref());
+            let Some(value) = value else {
+                return Err(SavedQueryError::Missing {
+                    query: self.name.clone(),
+                    name: p.name.clone(),
+                    ty: p.ty,
+                });
+            };
+            out.insert(p.name.clone(), convert(&p.name, p.ty, value, now)?);
+        }
+        Ok(out)
+    }
+
+    /// One line per parameter, for listings.
+    pub fn describe_params(&self) -> Vec<String> {
+        self.params
+            .iter()
+            .map(|p| {
+                let mut s = format!("{} {}", p.name, p.ty.keyword());
+                match &p.default {
+                    Some(d) => s.push_str(&format!(" (default {d})")),
+                    None => s.push_str(" (required)"),
+                }
+                if !p.description.is_empty() {
+                    s.push_str(&format!(": {}", p.description));
+                }
+                s
+            })
+            .collect()
+    }
+}
+
+fn convert(
+    name: &str,
+    ty: ParamType,
+    value: &str,
+    now: DateTime<Utc>,
+) -> Result<ScalarValue, SavedQueryError> {
+    let invalid = |why: &str| SavedQueryError::Invalid {
+        name: name.to_string(),
+        ty,
+        value: value.to_string(),
+        why: why.to_string(),
+    };
+    Ok(match ty {
+        ParamType::String => ScalarValue::Utf8(Some(value.to_string())),
+        ParamType::Integer => ScalarValue::Int64(Some(
+            value
+                .trim()
+                .parse()
+                .map_err(|_| invalid("is not a whole number"))?,
+        )),
+        ParamType::Boolean => {
+            ScalarValue::Boolean(Some(match value.trim().to_ascii_lowercase().as_str() {
+                "true" | "yes" | "1" => true,
+                "false" | "no" | "0" => false,
+                _ => return Err(invalid("is not true or false")),
+            }))
+        }
+        ParamType::Timestamp => ScalarValue::TimestampMicrosecond(
+            Some(
+                parse_time(value, now)
+                    .ok_or_else(|| invalid("is not a date, a date-time or a duration ago"))?,
+            ),
+            Some("UTC".into()),
+        ),
+    })
+}
+
+/// A point in time: `2026-10-01` (midnight UTC), RFC 3339, or a duration before `now`
+/// (`90d`, `12h`, `30m`, `2w`, optionally with a leading `-`).
+pub fn parse_time(text: &str, now: DateTime<Utc>) -> Option<i64> {
+    let t = text.trim();
+    if let Ok(d) = NaiveDate::parse_from_str(t, "%Y-%m-%d") {
+        return d
+            .and_hms_opt(0, 0, 0)
+            .map(|d| d.and_utc().timestamp_micros());
+    }
+    if let Ok(dt) = DateTime::parse_from_rfc3339(t) {
+        return Some(dt.timestamp_micros());
+    }
+    let rel = t.strip_prefix('-').unwrap_or(t);
+    let unit = rel.chars().last()?;
+    let n: i64 = rel[..rel.len() - unit.len_utf8()].parse().ok()?;
+    let secs = match unit {
+        's' => n,
+        'm' => n * 60,
+        'h' => n * 3600,
+        'd' => n * 86_400,
+        'w' => n * 7 * 86_400,
+        _ => return None,
+    };
+    Some(now.timestamp_micros() - secs.checked_mul(1_000_000)?)
+}
+
+/// The saved queries available to a run.
+#[derive(Debug, Default, Clone)]
+pub struct Catalog {
+    queries: BTreeMap<String, SavedQuery>,
+}
+
+impl Catalog {
+    /// The queries compiled into the binary.
+    pub fn builtin() -> Result<Self, SavedQueryError> {
+        let mut c = Catalog::default();
+        for (name, text) in builtin::BUILTIN {
+            c.insert(SavedQuery::parse(name, text)?);
+        }
+        Ok(c)
+    }
+
+    /// Adds every `.sql` file under `dir` (`dir/<pack>/<name>.sql`); a user's query of the same
+    /// name replaces the built-in one.
+    pub fn add_dir(&mut self, dir: &Path) -> Result<(), SavedQueryError> {
+        let mut stack = vec![dir.to_path_buf()];
+        while let Some(d) = stack.pop() {
+            let io = |source| SavedQueryError::Io {
+                path: d.display().to_string(),
+                source,
+            };
+            for entry in std::fs::read_dir(&d).map_err(io)? {
+                let path = entry.map_err(io)?.path();
+                if path.is_dir() {
+                    stack.push(path);
+                } else if path.extension().is_some_and(|e| e == "sql") {
+                    let text =
+                        std::fs::read_to_string(&path).map_err(|source| SavedQueryError::Io {
+                            path: path.display().to_string(),
+                            source,
+                        })?;
+                    let rel = path.strip_prefix(dir).unwrap_or(&path).with_extension("");
+                    let name = rel.to_string_lossy().replace('\\', "/");
+                    self.insert(SavedQuery::parse(&name, &text)?);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn insert(&mut self, q: SavedQuery) {
+        self.queries.insert(q.name.clone(), q);
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &SavedQuery> {
+        self.queries.values()
+    }
+
+    /// Finds a query by `pack/name`, or by `name` alone when only one pack has it.
+    pub fn get(&self, name: &str) -> Result<&SavedQuery, SavedQueryError> {
+        if let Some(q) = self.queries.get(name) {
+            return Ok(q);
+        }
+        let suffix = format!("/{name}");
+        let found: Vec<&SavedQuery> = self
+            .queries
+            .values()
+            .filter(|q| q.name.ends_with(&suffix))
+            .collect();
+        match found.as_slice() {
+            [one] => Ok(one),
+            [] => Err(SavedQueryError::Unknown(name.to_string())),
+            many => Err(SavedQueryError::Ambiguous(
+                name.to_string(),
+                many.iter()
+                    .map(|q| q.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn now() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2026-11-28T12:00:00Z")
+            .expect("t")
+            .with_timezone(&Utc)
+    }
+
+    const Q: &str = "-- summary: test query\n-- param: resource string -- a name\n-- param: limit integer default 10\n-- param: since_x timestamp default 7d\nSELECT $resource, $limit, $since_x";
+
+    #[test]
+    fn header_and_binding() {
+        let q = SavedQuery::parse("p/q", Q).expect("parse");
+        assert_eq!(q.summary, "test query");
+        assert_eq!(q.describe_params()[0], "resource string (required): a name");
+        let v = q
+            .bind(
+                &[("resource".into(), "it's'; DROP TABLE x; --".into())],
+                now(),
+            )
+            .expect("bind");
+        assert_eq!(
+            v["resource"],
+            ScalarValue::Utf8(Some("it's'; DROP TABLE x; --".into()))
+        );
+        assert_eq!(v["limit"], ScalarValue::Int64(Some(10)));
+        let week_ago = now().timestamp_micros() - 7 * 86_400 * 1_000_000;
+        assert_eq!(
+            v["since_x"],
+            ScalarValue::TimestampMicrosecond(Some(week_ago), Some("UTC".into()))
+        );
+    }
+
+    #[test]
+    fn clear_errors() {
+        let q = SavedQuery::parse("p/q", Q).expect("parse");
+        let e = q.bind(&[], now()).expect_err("missing");
+        assert_eq!(
+            e.to_string(),
+            "missing parameter `resource` (a string) of `p/q`: pass --param resource=VALUE"
+        );
+        let e = q
+            .bind(
+                &[
+                    ("resource".into(), "x".into()),
+                    ("limit".into(), "ten".into()),
+                ],
+                now(),
+            )
+            .expect_err("ill-typed");
+        assert_eq!(
+            e.to_string(),
+            "parameter `limit` must be an integer: `ten` is not a whole number"
+        );
+        let e = q
+            .bind(
+                &[("resource".into(), "x".into()), ("nope".into(), "1".into())],
+                now(),
+            )
+            .expect_err("unknown");
+        assert!(e.to_string().contains("has no parameter `nope`"), "{e}");
+        assert!(
+            SavedQuery::parse("p/q", "SELECT 1").is_err(),
+            "a summary is required"
+        );
+        assert!(SavedQuery::parse("p/q", "-- summary: x\n-- param: a float\nSELECT 1").is_err());
+    }
+
+    #[test]
+    fn times() {
+        let n = now();
+        assert_eq!(
+            parse_time("2026-10-01", n),
+            Some(
+                DateTime::parse_from_rfc3339("2026-10-01T00:00:00Z")
+                    .expect("t")
+                    .timestamp_micros()
+            )
+        );
+        assert_eq!(
+            parse_time("90m", n),
+            Some(n.timestamp_micros() - 90 * 60 * 1_000_000)
+        );
+        assert_eq!(parse_time("-2d", n), parse_time("48h", n));
+        assert_eq!(parse_time("yesterday", n), None);
+    }
+}

@@ -67,10 +67,8 @@ pub async fn write_stream(
                 rows += b.num_rows();
                 w.write(&b)?;
             }
+            // An empty result is `[]` too.
             w.finish()?;
-            if rows == 0 {
-                write!(out, "[]")?;
-            }
             writeln!(out)?;
         }
         Format::Markdown => {

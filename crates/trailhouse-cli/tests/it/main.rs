@@ -3,4 +3,5 @@
 mod corpus;
 mod ingest;
 mod query;
+mod saved;
 mod support;

@@ -1,0 +1,156 @@
+//! Saved queries: every query checks against the schema, and every query's fixture events give
+//! the expected rows — the cases that must match and the look-alikes that must not.
+
+use std::path::{Path, PathBuf};
+
+use crate::support::*;
+
+fn fixtures() -> Vec<(String, PathBuf)> {
+    let root = repo_root().join("queries");
+    let mut out = Vec::new();
+    let mut stack = vec![root.clone()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).expect("queries dir") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.to_string_lossy().ends_with(".test.json") {
+                let rel = path.strip_prefix(&root).expect("under queries");
+                let name = rel
+                    .to_string_lossy()
+                    .trim_end_matches(".test.json")
+                    .to_string();
+                out.push((name, path));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn sql_files() -> Vec<String> {
+    let root = repo_root().join("queries");
+    let mut out = Vec::new();
+    let mut stack = vec![root.clone()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).expect("queries dir") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "sql") {
+                let rel = path
+                    .strip_prefix(&root)
+                    .expect("under queries")
+                    .with_extension("");
+                out.push(rel.to_string_lossy().to_string());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn every_saved_query_checks_against_the_schema() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lake = dir.path().join("lake");
+    ingest_json(&lake, &[&repo_root().join("sample-logs")], &[]);
+    let r = trailhouse(&lake, &["queries", "--check"]);
+    assert_eq!(r.code, Some(0), "{}{}", r.stdout, r.stderr);
+    let names = sql_files();
+    assert!(!names.is_empty());
+    for n in &names {
+        assert!(
+            r.stdout.contains(&format!("ok      {n}\n")),
+            "{n} not checked: {}",
+            r.stdout
+        );
+    }
+    let listing = trailhouse(&lake, &["queries"]);
+    for n in &names {
+        assert!(listing.stdout.contains(n.as_str()), "{n} not listed");
+    }
+}
+
+#[test]
+fn every_saved_query_has_fixtures_with_matches_and_look_alikes() {
+    let with_fixture: Vec<String> = fixtures().into_iter().map(|(n, _)| n).collect();
+    assert_eq!(
+        with_fixture,
+        sql_files(),
+        "each query needs a .test.json beside it"
+    );
+}
+
+fn run_fixture(name: &str, path: &Path) {
+    let spec: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).expect("read")).expect("fixture json");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let src = dir.path().join("events.ndjson");
+    let events = spec["events"].as_array().expect("events");
+    let text: String = events.iter().map(|e| format!("{e}\n")).collect();
+    std::fs::write(&src, text).expect("write");
+    let lake = dir.path().join("lake");
+    let (run, report) = ingest_json(&lake, &[&src], &[]);
+    assert_eq!(run.code, Some(0), "{name}: {}", run.stderr);
+    assert_eq!(
+        report["records_written"].as_u64(),
+        Some(events.len() as u64),
+        "{name}: {report}"
+    );
+
+    let mut matched = std::collections::BTreeSet::new();
+    for case in spec["cases"].as_array().expect("cases") {
+        let mut args: Vec<String> =
+            vec!["run".into(), name.into(), "--format".into(), "json".into()];
+        for (k, v) in case["params"].as_object().expect("params") {
+            args.push("--param".into());
+            args.push(format!(
+                "{k}={}",
+                v.as_str().map_or_else(|| v.to_string(), str::to_string)
+            ));
+        }
+        for flag in ["since", "until"] {
+            if let Some(v) = case[flag].as_str() {
+                args.push(format!("--{flag}"));
+                args.push(v.into());
+            }
+        }
+        let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+        let r = trailhouse(&lake, &argv);
+        assert_eq!(r.code, Some(0), "{name} {case}: {}", r.stderr);
+        let rows: Vec<serde_json::Value> = serde_json::from_str(&r.stdout).expect("json rows");
+        let expect = case["expect"].as_array().expect("expect");
+        assert_eq!(rows.len(), expect.len(), "{name} {case}: got {rows:#?}");
+        for (row, want) in rows.iter().zip(expect) {
+            for (k, v) in want.as_object().expect("expected row") {
+                assert_eq!(
+                    row.get(k).unwrap_or(&serde_json::Value::Null),
+                    v,
+                    "{name} {case}: column {k} of {row}"
+                );
+            }
+            if let Some(id) = row["eventid"].as_str() {
+                matched.insert(id.to_string());
+            }
+        }
+    }
+    let ids: Vec<&str> = events
+        .iter()
+        .filter_map(|e| e["eventID"].as_str())
+        .collect();
+    assert!(!matched.is_empty(), "{name}: no case matches anything");
+    assert!(
+        ids.iter().any(|id| !matched.contains(*id)),
+        "{name}: needs a look-alike event that no case matches"
+    );
+}
+
+#[test]
+fn saved_query_fixtures() {
+    let all = fixtures();
+    assert!(!all.is_empty());
+    for (name, path) in all {
+        run_fixture(&name, &path);
+    }
+}

@@ -8,7 +8,8 @@ WITH minted AS (
     SELECT (responseelements -> 'credentials' ->> 'accessKeyId') AS accesskeyid,
            min(coalesce(useridentity.arn, useridentity.principalid, useridentity.type) || ' via ' || eventname) AS origin
     FROM cloudtrail
-    WHERE eventsource = 'sts.amazonaws.com'
+    WHERE eventtime < $until
+      AND eventsource = 'sts.amazonaws.com'
       AND eventname IN ('AssumeRole', 'AssumeRoleWithSAML', 'AssumeRoleWithWebIdentity', 'GetSessionToken', 'GetFederationToken')
       AND errorcode IS NULL
     GROUP BY 1
@@ -16,7 +17,8 @@ WITH minted AS (
 deletions AS (
     SELECT *
     FROM cloudtrail
-    WHERE (eventname LIKE 'Delete%' OR eventname LIKE 'Terminate%' OR eventname LIKE 'Remove%'
+    WHERE eventtime >= $since AND eventtime < $until
+      AND (eventname LIKE 'Delete%' OR eventname LIKE 'Terminate%' OR eventname LIKE 'Remove%'
            OR (eventname LIKE 'Schedule%' AND eventname LIKE '%Deletion'))
 ),
 named AS (

@@ -150,6 +150,10 @@ pub struct RunArgs {
     /// Also load the saved queries under this directory.
     #[arg(long, value_name = "DIR")]
     pub queries: Option<PathBuf>,
+
+    /// Print the query plan (with the files it will read) instead of running it.
+    #[arg(long)]
+    pub explain: bool,
 }
 
 fn parse_param(s: &str) -> Result<(String, String), String> {

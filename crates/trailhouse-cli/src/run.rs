@@ -7,8 +7,8 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use trailhouse_lake::Lake;
-use trailhouse_query::saved::{Catalog, parse_time};
-use trailhouse_query::{Session, Window, write_stream};
+use trailhouse_query::saved::{Catalog, Window, parse_time};
+use trailhouse_query::{Session, write_stream};
 
 use crate::cli::{OutputFormat, QueriesArgs, RunArgs};
 
@@ -55,7 +55,6 @@ pub async fn run(lake: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
     let c = catalog(args.queries.as_deref())?;
     let query = c.get(&args.name)?;
     let now = chrono::Utc::now();
-    let params = query.bind(&args.params, now)?;
     let time = |flag: &str, v: &Option<String>| -> anyhow::Result<Option<i64>> {
         v.as_deref()
             .map(|t| {
@@ -69,8 +68,9 @@ pub async fn run(lake: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
         since: time("--since", &args.since)?,
         until: time("--until", &args.until)?,
     };
-    let session = Session::open_with_window(&Lake::new(lake), window).await?;
-    let stream = session.run_saved(query, params).await?;
+    let params = query.bind(&args.params, window, now)?;
+    let session = Session::open(&Lake::new(lake)).await?;
+    let stream = session.run_saved(query, params, args.explain).await?;
     let format = match args.format {
         Some(f) => f,
         None if args.output.is_none() && std::io::stdout().is_terminal() => OutputFormat::Table,

@@ -10,4 +10,4 @@ pub mod session;
 
 pub use error::QueryError;
 pub use output::{Format, write_stream};
-pub use session::{Session, Window};
+pub use session::Session;

@@ -18,6 +18,17 @@ use std::path::Path;
 use chrono::{DateTime, NaiveDate, Utc};
 use datafusion::common::ScalarValue;
 
+/// Parameters every saved query takes and must use, bound from `--since` and `--until`
+/// (unbounded when not given): `eventtime >= $since AND eventtime < $until`.
+pub const WINDOW_PARAMS: [&str; 2] = ["since", "until"];
+
+/// A time window, in microseconds since the epoch (`since` inclusive, `until` exclusive).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Window {
+    pub since: Option<i64>,
+    pub until: Option<i64>,
+}
+
 mod builtin {
     include!(concat!(env!("OUT_DIR"), "/queries.rs"));
 }
@@ -185,10 +196,12 @@ impl SavedQuery {
         })
     }
 
-    /// Binds `given` (`name=value` pairs) to typed values, with the declared defaults.
+    /// Binds `given` (`name=value` pairs) to typed values, with the declared defaults, and the
+    /// window to `$since`/`$until`.
     pub fn bind(
         &self,
         given: &[(String, String)],
+        window: Window,
         now: DateTime<Utc>,
     ) -> Result<HashMap<String, ScalarValue>, SavedQueryError> {
         for (name, _) in given {
@@ -208,7 +221,18 @@ impl SavedQuery {
                 });
             }
         }
-        let mut out = HashMap::new();
+        let ts = |v: i64| ScalarValue::TimestampMicrosecond(Some(v), Some("UTC".into()));
+        // Year 1 to year 9999: wider than any CloudTrail record.
+        let mut out = HashMap::from([
+            (
+                "since".to_string(),
+                ts(window.since.unwrap_or(-62_135_596_800_000_000)),
+            ),
+            (
+                "until".to_string(),
+                ts(window.until.unwrap_or(253_402_300_799_000_000)),
+            ),
+        ]);
         for p in &self.params {
             let value = given
                 .iter()
@@ -404,12 +428,21 @@ mod tests {
         let q = SavedQuery::parse("p/q", Q).expect("parse");
         assert_eq!(q.summary, "test query");
         assert_eq!(q.describe_params()[0], "resource string (required): a name");
+        let window = Window {
+            since: Some(5),
+            until: None,
+        };
         let v = q
             .bind(
                 &[("resource".into(), "it's'; DROP TABLE x; --".into())],
+                window,
                 now(),
             )
             .expect("bind");
+        assert_eq!(
+            v["since"],
+            ScalarValue::TimestampMicrosecond(Some(5), Some("UTC".into()))
+        );
         assert_eq!(
             v["resource"],
             ScalarValue::Utf8(Some("it's'; DROP TABLE x; --".into()))
@@ -425,7 +458,7 @@ mod tests {
     #[test]
     fn clear_errors() {
         let q = SavedQuery::parse("p/q", Q).expect("parse");
-        let e = q.bind(&[], now()).expect_err("missing");
+        let e = q.bind(&[], Window::default(), now()).expect_err("missing");
         assert_eq!(
             e.to_string(),
             "missing parameter `resource` (a string) of `p/q`: pass --param resource=VALUE"
@@ -436,6 +469,7 @@ mod tests {
                     ("resource".into(), "x".into()),
                     ("limit".into(), "ten".into()),
                 ],
+                Window::default(),
                 now(),
             )
             .expect_err("ill-typed");
@@ -446,6 +480,7 @@ mod tests {
         let e = q
             .bind(
                 &[("resource".into(), "x".into()), ("nope".into(), "1".into())],
+                Window::default(),
                 now(),
             )
             .expect_err("unknown");

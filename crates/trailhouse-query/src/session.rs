@@ -3,12 +3,8 @@
 //! functions of datafusion-functions-json (`json_get_str(requestparameters, 'bucketName')`, `->>`).
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use datafusion::common::{ParamValues, ScalarValue};
-use datafusion::datasource::ViewTable;
-use datafusion::datasource::provider_as_source;
-use datafusion::logical_expr::{Expr, LogicalPlanBuilder, col, lit};
 use datafusion::prelude::DataFrame;
 
 use datafusion::execution::SendableRecordBatchStream;
@@ -17,18 +13,7 @@ use deltalake_core::DeltaTable;
 use trailhouse_lake::{Lake, TableKind, schema};
 
 use crate::error::QueryError;
-use crate::saved::{SavedQuery, SavedQueryError};
-
-/// A time window every query of a session sees `cloudtrail` through (`--since`, `--until`):
-/// rows with `since <= eventtime < until`. The filter is pushed into the scan, so files whose
-/// `eventtime` statistics fall outside are not read.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Window {
-    /// Microseconds since the epoch, inclusive.
-    pub since: Option<i64>,
-    /// Microseconds since the epoch, exclusive.
-    pub until: Option<i64>,
-}
+use crate::saved::{SavedQuery, SavedQueryError, WINDOW_PARAMS};
 
 /// A query session bound to one lake.
 pub struct Session {
@@ -39,20 +24,15 @@ pub struct Session {
 impl Session {
     /// Opens the lake's tables for reading; fails with a clear message when there is no lake.
     pub async fn open(lake: &Lake) -> Result<Self, QueryError> {
-        Self::open_with_window(lake, Window::default()).await
-    }
-
-    /// Opens the lake with `cloudtrail` limited to `window`.
-    pub async fn open_with_window(lake: &Lake, window: Window) -> Result<Self, QueryError> {
         let config = SessionConfig::new()
             .with_information_schema(true)
             .with_default_catalog_and_schema("trailhouse", "public");
         let mut ctx = SessionContext::new_with_config(config);
         datafusion_functions_json::register_all(&mut ctx)?;
         let main = lake.open(TableKind::CloudTrail).await?;
-        register(&ctx, &main, schema::TABLE_NAME, window).await?;
+        register(&ctx, &main, schema::TABLE_NAME).await?;
         if let Ok(q) = lake.open(TableKind::Quarantine).await {
-            register(&ctx, &q, schema::QUARANTINE_TABLE_NAME, Window::default()).await?;
+            register(&ctx, &q, schema::QUARANTINE_TABLE_NAME).await?;
         }
         Ok(Self { ctx, main })
     }
@@ -72,21 +52,27 @@ impl Session {
         Ok(self.dataframe(sql).await?.execute_stream().await?)
     }
 
-    /// Runs a saved query with its parameters bound as values (never spliced into the SQL).
+    /// Runs a saved query with its parameters bound as values (never spliced into the SQL);
+    /// with `explain`, returns its plan (files to scan included) instead of its rows.
     pub async fn run_saved(
         &self,
         query: &SavedQuery,
         params: HashMap<String, ScalarValue>,
+        explain: bool,
     ) -> Result<SendableRecordBatchStream, QueryError> {
-        let df = self
+        let mut df = self
             .dataframe(&query.sql)
             .await?
             .with_param_values(ParamValues::from(params))?;
+        if explain {
+            df = df.explain(false, false)?;
+        }
         Ok(df.execute_stream().await?)
     }
 
     /// Checks a saved query against this lake: it is exactly one statement, it plans against the
-    /// schema, and its placeholders are exactly its declared parameters.
+    /// schema, and its placeholders are exactly its declared parameters plus the window
+    /// (`$since`, `$until`), which every saved query applies.
     pub async fn check_saved(&self, query: &SavedQuery) -> Result<(), QueryError> {
         let statements = datafusion::sql::parser::DFParser::parse_sql(&query.sql)?;
         if statements.len() != 1 {
@@ -107,6 +93,7 @@ impl Session {
             .collect();
         used.sort();
         let mut declared: Vec<String> = query.params.iter().map(|p| p.name.clone()).collect();
+        declared.extend(WINDOW_PARAMS.iter().map(|p| p.to_string()));
         declared.sort();
         if used != declared {
             return Err(QueryError::Saved(SavedQueryError::Definition {
@@ -152,12 +139,7 @@ impl Session {
     }
 }
 
-async fn register(
-    ctx: &SessionContext,
-    table: &DeltaTable,
-    name: &str,
-    window: Window,
-) -> Result<(), QueryError> {
+async fn register(ctx: &SessionContext, table: &DeltaTable, name: &str) -> Result<(), QueryError> {
     table
         .update_datafusion_session(&ctx.state())
         .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
@@ -165,28 +147,6 @@ async fn register(
         .table_provider()
         .await
         .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
-    if window == Window::default() {
-        ctx.register_table(name, provider)?;
-        return Ok(());
-    }
-    let ts = |micros: i64| {
-        lit(ScalarValue::TimestampMicrosecond(
-            Some(micros),
-            Some("UTC".into()),
-        ))
-    };
-    let mut bounds = Vec::new();
-    if let Some(since) = window.since {
-        bounds.push(col(schema::EVENTTIME).gt_eq(ts(since)));
-    }
-    if let Some(until) = window.until {
-        bounds.push(col(schema::EVENTTIME).lt(ts(until)));
-    }
-    let mut plan = LogicalPlanBuilder::scan(name, provider_as_source(provider), None)?;
-    if let Some(filter) = bounds.into_iter().reduce(Expr::and) {
-        plan = plan.filter(filter)?;
-    }
-    let view = ViewTable::new(plan.build()?, None);
-    ctx.register_table(name, Arc::new(view))?;
+    ctx.register_table(name, provider)?;
     Ok(())
 }

@@ -135,15 +135,33 @@ fn run_fixture(name: &str, path: &Path) {
             }
         }
     }
-    let ids: Vec<&str> = events
+    // Look-alikes: events close to a match that no case may return.
+    let lookalikes: Vec<&str> = spec["lookalikes"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{name}: list its look-alike events under \"lookalikes\""))
         .iter()
-        .filter_map(|e| e["eventID"].as_str())
+        .filter_map(|v| v.as_str())
         .collect();
-    assert!(!matched.is_empty(), "{name}: no case matches anything");
     assert!(
-        ids.iter().any(|id| !matched.contains(*id)),
-        "{name}: needs a look-alike event that no case matches"
+        !lookalikes.is_empty(),
+        "{name}: needs at least one look-alike"
     );
+    let expected_any = spec["cases"]
+        .as_array()
+        .expect("cases")
+        .iter()
+        .any(|c| c["expect"].as_array().is_some_and(|e| !e.is_empty()));
+    assert!(expected_any, "{name}: no case expects a match");
+    for id in lookalikes {
+        assert!(
+            events.iter().any(|e| e["eventID"] == id),
+            "{name}: look-alike `{id}` is not an event"
+        );
+        assert!(
+            !matched.contains(id),
+            "{name}: look-alike `{id}` was returned"
+        );
+    }
 }
 
 #[test]

@@ -1,0 +1,20 @@
+-- summary: What one principal did per day and API: calls, errors, first and last time
+-- param: principal string -- user name, role name, session name, ARN, principal id or access key id
+SELECT day,
+       eventsource,
+       eventname,
+       count(*) AS calls,
+       count(errorcode) AS errors,
+       min(eventtime) AS first_seen,
+       max(eventtime) AS last_seen
+FROM cloudtrail
+WHERE eventtime >= $since AND eventtime < $until
+  AND (useridentity.arn = $principal
+       OR useridentity.username = $principal
+       OR useridentity.principalid = $principal
+       OR useridentity.accesskeyid = $principal
+       OR useridentity.sessioncontext.sessionissuer.arn = $principal
+       OR useridentity.sessioncontext.sessionissuer.username = $principal
+       OR (useridentity.type = 'AssumedRole' AND split_part(useridentity.arn, '/', 3) = $principal))
+GROUP BY day, eventsource, eventname
+ORDER BY day DESC, calls DESC, eventname

@@ -7,6 +7,7 @@ pub mod export;
 pub mod output;
 pub mod saved;
 pub mod session;
+pub mod udf;
 
 pub use error::QueryError;
 pub use output::{Format, write_stream};

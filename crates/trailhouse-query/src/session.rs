@@ -3,6 +3,7 @@
 //! functions of datafusion-functions-json (`json_get_str(requestparameters, 'bucketName')`, `->>`).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use datafusion::common::{ParamValues, ScalarValue};
 use datafusion::prelude::DataFrame;
@@ -24,11 +25,18 @@ pub struct Session {
 impl Session {
     /// Opens the lake's tables for reading; fails with a clear message when there is no lake.
     pub async fn open(lake: &Lake) -> Result<Self, QueryError> {
+        // Plain Utf8 strings: with view types, a placeholder compared with a column (Utf8View)
+        // and with a JSON function's result (Utf8) gets two conflicting types.
         let config = SessionConfig::new()
+            .set_bool(
+                "datafusion.execution.parquet.schema_force_view_types",
+                false,
+            )
             .with_information_schema(true)
             .with_default_catalog_and_schema("trailhouse", "public");
         let mut ctx = SessionContext::new_with_config(config);
         datafusion_functions_json::register_all(&mut ctx)?;
+        ctx.register_udf(crate::udf::cidr_match());
         let main = lake.open(TableKind::CloudTrail).await?;
         register(&ctx, &main, schema::TABLE_NAME).await?;
         if let Ok(q) = lake.open(TableKind::Quarantine).await {
@@ -143,8 +151,10 @@ async fn register(ctx: &SessionContext, table: &DeltaTable, name: &str) -> Resul
     table
         .update_datafusion_session(&ctx.state())
         .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
+    // The session's settings (plain Utf8 strings) reach the scan only through `with_session`.
     let provider = table
         .table_provider()
+        .with_session(Arc::new(ctx.state()))
         .await
         .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
     ctx.register_table(name, provider)?;

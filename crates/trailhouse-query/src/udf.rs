@@ -1,0 +1,124 @@
+//! SQL functions CloudTrail questions need and DataFusion lacks.
+//!
+//! `cidr_match(ip, network)`: whether `ip` (IPv4 or IPv6 text) lies in `network`, written as a
+//! CIDR block (`192.0.2.0/24`, `2001:db8::/32`) or a single address. Values that are not
+//! addresses (`AWS Internal`, service host names) do not match; NULL in gives NULL out.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, AsArray, BooleanArray};
+use arrow::compute::cast;
+use arrow::datatypes::DataType;
+use datafusion::common::{Result, ScalarValue, exec_err};
+use datafusion::logical_expr::{
+    ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
+};
+
+/// Parses `a.b.c.d/n`, `x::y/n` or a bare address into (network, prefix length).
+pub fn parse_network(text: &str) -> Option<(IpAddr, u8)> {
+    let text = text.trim();
+    let (addr, prefix) = match text.split_once('/') {
+        Some((a, p)) => (a, Some(p.parse::<u8>().ok()?)),
+        None => (text, None),
+    };
+    let addr: IpAddr = addr.parse().ok()?;
+    let max = if addr.is_ipv4() { 32 } else { 128 };
+    let prefix = prefix.unwrap_or(max);
+    (prefix <= max).then_some((addr, prefix))
+}
+
+/// Whether `ip` lies in the network `(net, prefix)`.
+pub fn contains(net: (IpAddr, u8), ip: &str) -> bool {
+    let Ok(ip) = ip.trim().parse::<IpAddr>() else {
+        return false;
+    };
+    match (net.0, ip) {
+        (IpAddr::V4(n), IpAddr::V4(a)) => {
+            let mask = u32::MAX.checked_shl(32 - u32::from(net.1)).unwrap_or(0);
+            u32::from(n) & mask == u32::from(a) & mask
+        }
+        (IpAddr::V6(n), IpAddr::V6(a)) => {
+            let mask = u128::MAX.checked_shl(128 - u32::from(net.1)).unwrap_or(0);
+            u128::from(n) & mask == u128::from(a) & mask
+        }
+        _ => false,
+    }
+}
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct CidrMatch {
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for CidrMatch {
+    fn name(&self) -> &str {
+        "cidr_match"
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, _: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Boolean)
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let rows = args.number_rows;
+        let [ip, net] = args.args.as_slice() else {
+            return exec_err!("cidr_match takes (ip, network)");
+        };
+        let ip = cast(&ip.to_array(rows)?, &DataType::Utf8)?;
+        let net = cast(&net.to_array(rows)?, &DataType::Utf8)?;
+        let (ip, net) = (ip.as_string::<i32>(), net.as_string::<i32>());
+        let mut cached: Option<(String, Option<(IpAddr, u8)>)> = None;
+        let out: BooleanArray = (0..rows)
+            .map(|i| {
+                if ip.is_null(i) || net.is_null(i) {
+                    return None;
+                }
+                let n = net.value(i);
+                if cached.as_ref().is_none_or(|(t, _)| t != n) {
+                    cached = Some((n.to_string(), parse_network(n)));
+                }
+                let parsed = cached.as_ref().and_then(|(_, p)| *p);
+                Some(parsed.is_some_and(|p| contains(p, ip.value(i))))
+            })
+            .collect();
+        let out: ArrayRef = Arc::new(out);
+        if rows == 1
+            && args
+                .args
+                .iter()
+                .all(|a| matches!(a, ColumnarValue::Scalar(_)))
+        {
+            return Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(&out, 0)?));
+        }
+        Ok(ColumnarValue::Array(out))
+    }
+}
+
+/// The `cidr_match` function, for registration.
+pub fn cidr_match() -> ScalarUDF {
+    ScalarUDF::new_from_impl(CidrMatch {
+        signature: Signature::string(2, Volatility::Immutable),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn networks() {
+        let n = |s| parse_network(s).expect("network");
+        assert!(contains(n("192.0.2.0/24"), "192.0.2.200"));
+        assert!(!contains(n("192.0.2.0/24"), "192.0.3.1"));
+        assert!(contains(n("198.51.100.7"), "198.51.100.7"));
+        assert!(!contains(n("198.51.100.7"), "198.51.100.70"));
+        assert!(contains(n("0.0.0.0/0"), "8.8.8.8"));
+        assert!(contains(n("2001:db8::/32"), "2001:db8:1::5"));
+        assert!(!contains(n("2001:db8::/32"), "192.0.2.1"));
+        assert!(!contains(n("192.0.2.0/24"), "AWS Internal"));
+        assert!(parse_network("192.0.2.0/33").is_none());
+        assert!(parse_network("ec2.amazonaws.com").is_none());
+    }
+}

@@ -1,0 +1,22 @@
+-- summary: Console sign-ins with or without MFA, success or failure, by user and source IP, newest first
+-- param: principal string default * -- only this user (user name, ARN or principal id); * for all
+SELECT eventtime,
+       coalesce(useridentity.username, useridentity.arn, useridentity.principalid, useridentity.type) AS principal,
+       useridentity.type AS identity_type,
+       (responseelements ->> 'ConsoleLogin') AS result,
+       (additionaleventdata ->> 'MFAUsed') AS mfa_used,
+       CASE WHEN upper(additionaleventdata ->> 'MFAUsed') = 'YES' THEN true ELSE false END AS with_mfa,
+       errormessage,
+       sourceipaddress,
+       useragent,
+       awsregion AS region,
+       recipientaccountid AS account,
+       eventid
+FROM cloudtrail
+WHERE eventtime >= $since AND eventtime < $until
+  AND eventname = 'ConsoleLogin'
+  AND ($principal = '*'
+       OR useridentity.username = $principal
+       OR useridentity.arn = $principal
+       OR useridentity.principalid = $principal)
+ORDER BY eventtime DESC, eventid

@@ -8,12 +8,15 @@ use std::time::Instant;
 
 use rustyline::DefaultEditor;
 use rustyline::error::ReadlineError;
+use trailhouse_query::saved::{Catalog, Window};
 use trailhouse_query::{Format, Session, write_stream};
 
 const HELP: &str = "\
   SQL ending in ;      run it (tables: cloudtrail, quarantine)
   \\d                   list tables
   \\d NAME              columns of a table
+  \\run NAME k=v …      a saved query with its parameters (\\queries lists them)
+  \\queries             the saved queries
   \\q                   quit (or Ctrl-D)
   \\?                   this help";
 
@@ -26,6 +29,7 @@ pub fn history_path() -> Option<PathBuf> {
 
 pub async fn run(
     session: &Session,
+    catalog: &Catalog,
     format: Format,
     history: Option<PathBuf>,
 ) -> anyhow::Result<()> {
@@ -59,7 +63,7 @@ pub async fn run(
         let trimmed = line.trim();
         if buffer.is_empty() && trimmed.starts_with('\\') {
             let _ = editor.add_history_entry(trimmed);
-            match command(session, trimmed).await {
+            match command(session, catalog, format, trimmed).await {
                 Ok(true) => break,
                 Ok(false) => {}
                 Err(e) => eprintln!("error: {e}"),
@@ -87,9 +91,36 @@ pub async fn run(
 }
 
 /// Runs a backslash command; `Ok(true)` means quit.
-async fn command(session: &Session, line: &str) -> anyhow::Result<bool> {
+async fn command(
+    session: &Session,
+    catalog: &Catalog,
+    format: Format,
+    line: &str,
+) -> anyhow::Result<bool> {
     let mut words = line.split_whitespace();
     match (words.next(), words.next()) {
+        (Some("\\queries"), _) => {
+            for q in catalog.iter() {
+                println!("{}\n    {}", q.name, q.summary);
+                for p in q.describe_params() {
+                    println!("    {p}");
+                }
+            }
+        }
+        (Some("\\run"), Some(name)) => {
+            let query = catalog.get(name)?;
+            let params: Vec<(String, String)> = words
+                .map(|w| {
+                    w.split_once('=')
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .ok_or_else(|| anyhow::anyhow!("expected NAME=VALUE, got `{w}`"))
+                })
+                .collect::<Result<_, _>>()?;
+            let bound = query.bind(&params, Window::default(), chrono::Utc::now())?;
+            let started = Instant::now();
+            let stream = session.run_saved(query, bound, false).await?;
+            show(stream, format, started).await?;
+        }
         (Some("\\q"), _) => return Ok(true),
         (Some("\\?"), _) => eprintln!("{HELP}"),
         (Some("\\d"), None) => {
@@ -117,14 +148,50 @@ async fn command(session: &Session, line: &str) -> anyhow::Result<bool> {
 async fn execute(session: &Session, sql: &str, format: Format) -> anyhow::Result<()> {
     let started = Instant::now();
     let stream = session.sql(sql).await?;
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
-    let rows = write_stream(stream, format, &mut out).await?;
-    out.flush()?;
+    show(stream, format, started).await
+}
+
+/// Prints a result through a pager (`$PAGER`, else `less -SRFX`: wide CloudTrail rows scroll
+/// sideways instead of wrapping, and a result that fits the screen is just printed).
+async fn show(
+    stream: datafusion::execution::SendableRecordBatchStream,
+    format: Format,
+    started: Instant,
+) -> anyhow::Result<()> {
+    let mut buffer = Vec::new();
+    let rows = write_stream(stream, format, &mut buffer).await?;
+    let elapsed = started.elapsed().as_secs_f64();
+    if !page(&buffer) {
+        let stdout = std::io::stdout();
+        let mut out = stdout.lock();
+        out.write_all(&buffer)?;
+        out.flush()?;
+    }
     eprintln!(
-        "{rows} row{} in {:.3} s",
-        if rows == 1 { "" } else { "s" },
-        started.elapsed().as_secs_f64()
+        "{rows} row{} in {elapsed:.3} s",
+        if rows == 1 { "" } else { "s" }
     );
     Ok(())
+}
+
+/// Sends `text` to the pager; false when there is none (then the caller prints it).
+fn page(text: &[u8]) -> bool {
+    use std::process::{Command, Stdio};
+    let pager = std::env::var("PAGER").unwrap_or_else(|_| "less -SRFX".to_string());
+    let mut words = pager.split_whitespace();
+    let Some(program) = words.next() else {
+        return false;
+    };
+    let Ok(mut child) = Command::new(program)
+        .args(words)
+        .stdin(Stdio::piped())
+        .spawn()
+    else {
+        return false;
+    };
+    if let Some(mut stdin) = child.stdin.take() {
+        // A pager quit early closes its input: not an error.
+        let _ = stdin.write_all(text);
+    }
+    child.wait().is_ok()
 }

@@ -18,7 +18,8 @@ pub async fn run(lake: &Path, args: SqlArgs) -> anyhow::Result<ExitCode> {
         Some(s) => s,
         None if interactive => {
             let format = args.format.unwrap_or(OutputFormat::Table);
-            shell::run(&session, format.into(), shell::history_path()).await?;
+            let catalog = trailhouse_query::saved::Catalog::builtin()?;
+            shell::run(&session, &catalog, format.into(), shell::history_path()).await?;
             return Ok(ExitCode::SUCCESS);
         }
         None => {

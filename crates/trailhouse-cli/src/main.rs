@@ -9,6 +9,7 @@ mod cli;
 mod export;
 mod ingest;
 mod maintenance;
+mod output;
 mod run;
 mod shell;
 mod sql;

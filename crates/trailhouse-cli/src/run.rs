@@ -1,7 +1,6 @@
 //! `trailhouse queries` and `trailhouse run`: the saved queries.
 
-use std::fs::File;
-use std::io::{BufWriter, IsTerminal, Write};
+use std::io::{IsTerminal, Write};
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -76,14 +75,7 @@ pub async fn run(lake: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
         None if args.output.is_none() && std::io::stdout().is_terminal() => OutputFormat::Table,
         None => OutputFormat::Csv,
     };
-    let mut out: Box<dyn Write> = match &args.output {
-        Some(path) => {
-            Box::new(BufWriter::new(File::create(path).with_context(|| {
-                format!("failed to create `{}`", path.display())
-            })?))
-        }
-        None => Box::new(BufWriter::new(std::io::stdout().lock())),
-    };
+    let mut out = crate::output::open(args.output.as_deref())?;
     let rows = write_stream(stream, format.into(), &mut out).await?;
     out.flush()?;
     if args.output.is_some() || !std::io::stdout().is_terminal() {

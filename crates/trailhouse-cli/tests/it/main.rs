@@ -2,6 +2,7 @@
 
 mod corpus;
 mod ingest;
+mod interop;
 mod query;
 mod saved;
 mod support;

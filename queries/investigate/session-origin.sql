@@ -1,14 +1,16 @@
 -- summary: The chain of STS calls behind a temporary access key (ASIA…), back to the first caller: role chaining and federation, across accounts
--- param: key string -- the temporary access key id (userIdentity.accessKeyId of the events it signed)
+-- param: key string default - -- the temporary access key id (userIdentity.accessKeyId of the events it signed)
+-- param: session string default - -- or the assumed-role session: its ARN (arn:aws:sts::…:assumed-role/ROLE/SESSION)
 --
 -- Each step is the STS call (AssumeRole, AssumeRoleWithSAML, AssumeRoleWithWebIdentity,
 -- GetSessionToken, GetFederationToken) whose response minted the key of the step before; the
--- caller's own key leads to the next step. Depth 1 minted `key`. The chain stops at a long-term
+-- caller's own key leads to the next step. Depth 1 minted `key` (or created `session`). The chain stops at a long-term
 -- key (AKIA…), a federated sign-in (SAML/OIDC subject shown), or after 10 steps (cycle-safe).
 -- When the role's account and the caller's account both log the call (same requestID or
 -- sharedEventID), the call is shown once.
 WITH RECURSIVE mints AS (
     SELECT (responseelements -> 'credentials' ->> 'accessKeyId') AS minted_key,
+           (responseelements -> 'assumedRoleUser' ->> 'arn') AS minted_session,
            useridentity.accesskeyid AS caller_key,
            coalesce(useridentity.arn, useridentity.principalid, useridentity.type) AS caller,
            useridentity.type AS caller_type,
@@ -37,6 +39,7 @@ WITH RECURSIVE mints AS (
 ),
 calls AS (
     SELECT minted_key,
+           max(minted_session) AS minted_session,
            first_value(caller_key ORDER BY pref, eventid) AS caller_key,
            first_value(caller ORDER BY pref, eventid) AS caller,
            first_value(caller_type ORDER BY pref, eventid) AS caller_type,
@@ -56,15 +59,16 @@ calls AS (
 chain AS (
     SELECT 1 AS depth, c.*
     FROM calls c
-    WHERE c.minted_key = $key AND c.eventtime >= $since
+    WHERE (c.minted_key = $key OR c.minted_session = $session) AND c.eventtime >= $since
     UNION ALL
     SELECT chain.depth + 1 AS depth, c.*
     FROM chain
     JOIN calls c ON c.minted_key = chain.caller_key
-    WHERE chain.depth < 10 AND c.minted_key <> $key
+    WHERE chain.depth < 10 AND c.minted_key <> chain.minted_key
 )
 SELECT depth,
        minted_key,
+       minted_session,
        eventname,
        eventtime,
        caller,

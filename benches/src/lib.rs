@@ -190,8 +190,14 @@ fn uuid(rng: &mut SmallRng) -> String {
     )
 }
 
-fn identity(rng: &mut SmallRng, account: &str) -> (Value, &'static str) {
-    let roll = rng.random_range(0..100);
+/// Who made a call. STS calls come from IAM users (long-term keys), as role sessions mostly do
+/// in practice; the sessions' temporary keys are the ones those calls minted (ASIA0…ASIA4999).
+fn identity(rng: &mut SmallRng, account: &str, sts_call: bool) -> (Value, &'static str) {
+    let roll = if sts_call {
+        0
+    } else {
+        rng.random_range(0..100)
+    };
     if roll < 30 {
         let u = ["alice", "bob", "carol", "deploy-bot", "ci-runner"][rng.random_range(0..5)];
         (
@@ -224,14 +230,14 @@ fn identity(rng: &mut SmallRng, account: &str) -> (Value, &'static str) {
 }
 
 fn record(rng: &mut SmallRng, n: u64, account: &str, region: &str, secs: i64) -> Value {
-    let (ident, ua) = identity(rng, account);
+    let roll = rng.random_range(0..100);
+    let (ident, ua) = identity(rng, account, (50..=57).contains(&roll));
     let time = Utc
         .timestamp_opt(secs, 0)
         .single()
         .unwrap_or_default()
         .format("%Y-%m-%dT%H:%M:%SZ")
         .to_string();
-    let roll = rng.random_range(0..100);
     let bucket = format!("bucket-{}", rng.random_range(0..300));
     let (source, name, req, resp, resources): (&str, &str, Value, Value, Value) = match roll {
         0..=24 => (

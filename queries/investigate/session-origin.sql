@@ -6,8 +6,7 @@
 -- GetSessionToken, GetFederationToken) whose response minted the key of the step before; the
 -- caller's own key leads to the next step. Depth 1 minted `key` (or created `session`). The chain stops at a long-term
 -- key (AKIA…), a federated sign-in (SAML/OIDC subject shown), or after 10 steps (cycle-safe).
--- When the role's account and the caller's account both log the call (same requestID or
--- sharedEventID), the call is shown once.
+-- When the role's account and the caller's account both log the call, it is shown once.
 WITH RECURSIVE mints AS (
     SELECT (responseelements -> 'credentials' ->> 'accessKeyId') AS minted_key,
            (responseelements -> 'assumedRoleUser' ->> 'arn') AS minted_session,
@@ -26,7 +25,6 @@ WITH RECURSIVE mints AS (
            coalesce(json_get_str(responseelements, 'issuer'), json_get_str(responseelements, 'provider')) AS federated_issuer,
            sourceipaddress,
            recipientaccountid AS account,
-           coalesce(requestid, sharedeventid, eventid) AS call_id,
            eventid,
            -- Of the copies of one call, the caller's account's names the caller by ARN.
            CASE WHEN useridentity.arn IS NOT NULL THEN 0 ELSE 1 END AS pref
@@ -54,7 +52,9 @@ calls AS (
            first_value(account ORDER BY pref, eventid) AS account,
            first_value(eventid ORDER BY pref, eventid) AS eventid
     FROM mints
-    GROUP BY minted_key, call_id
+    -- One step per key (a key is minted once; the copies of a cross-account call share it),
+    -- so the chain is a path, never a fan-out.
+    GROUP BY minted_key
 ),
 chain AS (
     SELECT 1 AS depth, c.*

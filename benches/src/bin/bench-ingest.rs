@@ -66,6 +66,11 @@ fn main() -> anyhow::Result<()> {
         report.bytes_json as f64 / 1e6,
         peak_rss_mib().unwrap_or(f64::NAN)
     );
+    let st = &report.stage_seconds;
+    println!(
+        "stages: read {:.2} s, partition {:.2} s, write {:.2} s, commit {:.2} s",
+        st.read, st.partition, st.write, st.commit
+    );
     if !a.no_gzip {
         // Single-core decompression of the same bytes: concatenated gzip members are one stream.
         let t = Instant::now();

@@ -152,7 +152,7 @@ impl RecordBuilder {
             return Err("record has no eventTime".into());
         };
         let time_raw = entries[time_entry].1;
-        let Ok(time_text) = serde_json::from_str::<Cow<'_, str>>(time_raw.get()) else {
+        let Some(time_text) = json_str(time_raw.get()) else {
             return Err(format!("eventTime `{}` is not a string", time_raw.get()));
         };
         let Some(event_time) = parse_event_time(&time_text) else {
@@ -164,14 +164,14 @@ impl RecordBuilder {
 
         let region = self.slots[*AWS_REGION]
             .best
-            .and_then(|e| serde_json::from_str::<Cow<'_, str>>(entries[e].1.get()).ok())
+            .and_then(|e| json_str(entries[e].1.get()))
             .filter(|r| !r.is_empty())
             .map(Cow::into_owned)
             .or_else(|| path_region.map(str::to_string))
             .unwrap_or_else(|| "unknown".to_string());
         let event_id_hash = self.slots[*EVENT_ID]
             .best
-            .and_then(|e| serde_json::from_str::<Cow<'_, str>>(entries[e].1.get()).ok())
+            .and_then(|e| json_str(entries[e].1.get()))
             .map(|id| xxhash_rust::xxh3::xxh3_64(id.as_bytes()));
         let record_hash = members_hash(&entries);
 
@@ -257,8 +257,8 @@ pub fn parse_event_time(text: &str) -> Option<i64> {
 }
 
 /// Content hash of a JSON value that two copies of one record share however they were written:
-/// white space, the order of object members and string escapes do not change it. Numbers are
-/// hashed as written (`1.0` and `1` differ, as they would on export).
+/// white space, the order of object members and string escapes do not change it, nor the
+/// spelling of a number (`1.50` and `1.5` are one value). Computed in one pass over the text.
 pub fn content_hash(raw: &RawValue) -> u64 {
     match Entries::parse(raw) {
         Some(entries) => members_hash(&entries.0),
@@ -269,38 +269,91 @@ pub fn content_hash(raw: &RawValue) -> u64 {
 fn members_hash(members: &[(Cow<'_, str>, &RawValue)]) -> u64 {
     // A commutative sum of member hashes: member order does not matter.
     let sum = members.iter().fold(0u64, |acc, (k, v)| {
-        let key = xxh3_64_with_seed(k.as_bytes(), 1);
-        acc.wrapping_add(xxh3_64_with_seed(
-            &[key.to_le_bytes(), value_hash(v).to_le_bytes()].concat(),
-            2,
+        acc.wrapping_add(member_hash(
+            xxh3_64_with_seed(k.as_bytes(), 1),
+            value_hash(v),
         ))
     });
     xxh3_64_with_seed(&sum.to_le_bytes(), 3)
 }
 
+fn member_hash(key: u64, value: u64) -> u64 {
+    let mut b = [0u8; 16];
+    b[..8].copy_from_slice(&key.to_le_bytes());
+    b[8..].copy_from_slice(&value.to_le_bytes());
+    xxh3_64_with_seed(&b, 2)
+}
+
 fn value_hash(raw: &RawValue) -> u64 {
-    let text = raw.get();
-    match text.as_bytes().first() {
-        Some(b'{') => match Entries::parse(raw) {
-            Some(e) => members_hash(&e.0),
-            None => xxh3_64_with_seed(text.as_bytes(), 4),
-        },
-        Some(b'[') => match serde_json::from_str::<Vec<&RawValue>>(text) {
-            Ok(items) => {
-                let hashes: Vec<u8> = items
-                    .iter()
-                    .flat_map(|i| value_hash(i).to_le_bytes())
-                    .collect();
-                xxh3_64_with_seed(&hashes, 5)
-            }
-            Err(_) => xxh3_64_with_seed(text.as_bytes(), 4),
-        },
-        Some(b'"') => match serde_json::from_str::<Cow<'_, str>>(text) {
-            Ok(s) => xxh3_64_with_seed(s.as_bytes(), 6),
-            Err(_) => xxh3_64_with_seed(text.as_bytes(), 4),
-        },
-        _ => xxh3_64_with_seed(text.as_bytes(), 7),
+    match serde_json::from_str::<Canonical>(raw.get()) {
+        Ok(Canonical(h)) => h,
+        // Unreachable for text serde_json already accepted; hash the text as a fallback.
+        Err(_) => xxh3_64_with_seed(raw.get().as_bytes(), 4),
     }
+}
+
+/// The canonical hash of one JSON value, built by serde_json's single pass over it.
+struct Canonical(u64);
+
+impl<'de> serde::Deserialize<'de> for Canonical {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(CanonicalVisitor)
+    }
+}
+
+struct CanonicalVisitor;
+
+impl<'de> serde::de::Visitor<'de> for CanonicalVisitor {
+    type Value = Canonical;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Canonical, E> {
+        Ok(Canonical(xxh3_64_with_seed(&[u8::from(v)], 8)))
+    }
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Canonical, E> {
+        self.visit_f64(v as f64)
+    }
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Canonical, E> {
+        self.visit_f64(v as f64)
+    }
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Canonical, E> {
+        Ok(Canonical(xxh3_64_with_seed(&v.to_le_bytes(), 7)))
+    }
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Canonical, E> {
+        Ok(Canonical(xxh3_64_with_seed(v.as_bytes(), 6)))
+    }
+    fn visit_unit<E: serde::de::Error>(self) -> Result<Canonical, E> {
+        Ok(Canonical(9))
+    }
+    fn visit_none<E: serde::de::Error>(self) -> Result<Canonical, E> {
+        self.visit_unit()
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Canonical, A::Error> {
+        let mut h = 5u64;
+        while let Some(Canonical(item)) = seq.next_element()? {
+            h = member_hash(h, item);
+        }
+        Ok(Canonical(xxh3_64_with_seed(&h.to_le_bytes(), 5)))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Canonical, A::Error> {
+        let mut sum = 0u64;
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            let Canonical(value) = map.next_value()?;
+            sum = sum.wrapping_add(member_hash(xxh3_64_with_seed(key.as_bytes(), 1), value));
+        }
+        Ok(Canonical(xxh3_64_with_seed(&sum.to_le_bytes(), 3)))
+    }
+}
+
+/// A JSON string's value: borrowed from the text when it has no escapes (the common case),
+/// decoded otherwise; `None` when `text` is not a JSON string.
+fn json_str(text: &str) -> Option<Cow<'_, str>> {
+    let inner = text.strip_prefix('"')?.strip_suffix('"')?;
+    if !inner.contains('\\') {
+        return Some(Cow::Borrowed(inner));
+    }
+    serde_json::from_str::<Cow<'_, str>>(text).ok()
 }
 
 /// A column under construction. `append` returns whether the typed value alone reproduces the
@@ -378,12 +431,12 @@ impl Col {
             }
             Col::Str(b) => {
                 if text.starts_with('"') {
-                    match serde_json::from_str::<Cow<'_, str>>(text) {
-                        Ok(s) => {
+                    match json_str(text) {
+                        Some(s) => {
                             b.append_value(s);
                             true
                         }
-                        Err(_) => {
+                        None => {
                             b.append_null();
                             false
                         }
@@ -419,9 +472,7 @@ impl Col {
                 true
             }
             Col::Time(b) => {
-                let parsed = serde_json::from_str::<Cow<'_, str>>(text)
-                    .ok()
-                    .and_then(|s| parse_event_time(&s).map(|t| (t, s)));
+                let parsed = json_str(text).and_then(|s| parse_event_time(&s).map(|t| (t, s)));
                 match parsed {
                     Some((t, s)) => {
                         b.append_value(t);

@@ -14,6 +14,7 @@ use arrow::compute::cast;
 use arrow::compute::interleave_record_batch;
 use arrow::datatypes::{DataType, TimeUnit};
 use arrow::datatypes::{Int64Type, TimestampMicrosecondType};
+use chrono::NaiveDate;
 use rayon::prelude::*;
 use trailhouse_lake::{LakeError, Partition, schema, table};
 
@@ -179,71 +180,83 @@ pub fn partition(
     files: &[FileRows],
     index: &mut DedupIndex,
 ) -> Result<(Vec<PartitionRows>, DedupCounts), IngestError> {
-    let mut groups: HashMap<&Partition, Vec<RowRef>> = HashMap::new();
-    let keys: Vec<Vec<Partition>> = files
-        .iter()
-        .map(|f| {
-            f.placed
-                .iter()
-                .map(|p| Partition {
-                    day: p.day,
-                    region: p.region.clone(),
-                })
-                .collect()
-        })
-        .collect();
+    // Group rows by partition without a key per row: a batch has few distinct partitions.
+    let mut groups: HashMap<(NaiveDate, &str), Vec<RowRef>> = HashMap::new();
     for (fi, f) in files.iter().enumerate() {
         for (ri, p) in f.placed.iter().enumerate() {
             groups
-                .entry(&keys[fi][ri])
+                .entry((p.day, p.region.as_str()))
                 .or_default()
                 .push((p.event_time, fi, ri));
         }
     }
-    let wanted: Vec<&Partition> = groups.keys().copied().collect();
+    let mut ordered: Vec<(Partition, Vec<RowRef>)> = groups
+        .into_iter()
+        .map(|((day, region), rows)| {
+            let partition = Partition {
+                day,
+                region: region.to_string(),
+            };
+            (partition, rows)
+        })
+        .collect();
+    ordered.sort_by(|a, b| a.0.cmp(&b.0));
+    let wanted: Vec<&Partition> = ordered.iter().map(|(p, _)| p).collect();
     index.load(&wanted)?;
 
-    let mut counts = DedupCounts::default();
-    let mut selections: Vec<(Partition, Vec<(usize, usize)>)> = Vec::with_capacity(groups.len());
-    let mut ordered: Vec<(&Partition, Vec<RowRef>)> = groups.into_iter().collect();
-    ordered.sort_by(|a, b| a.0.cmp(b.0));
-    for (partition, mut rows) in ordered {
-        rows.sort_unstable();
-        let idx = index
-            .parts
-            .get_mut(partition)
-            .ok_or_else(|| LakeError::Schema("partition index not loaded".into()))?;
-        let mut keep = Vec::with_capacity(rows.len());
-        for (time, fi, ri) in rows {
-            let p = &files[fi].placed[ri];
-            if !idx.seen.insert((p.record_hash, time)) {
-                counts.duplicate += 1;
-                continue;
-            }
-            if let Some(id) = p.event_id_hash {
-                match idx.ids.get(&id) {
-                    Some(&h) if h != p.record_hash => counts.collision += 1,
-                    Some(_) => {}
-                    None => {
-                        idx.ids.insert(id, p.record_hash);
+    // Partitions are independent: deduplicate them in parallel, each against its own index.
+    let mut work: Vec<(Partition, Vec<RowRef>, PartIndex)> = ordered
+        .into_iter()
+        .map(|(p, rows)| {
+            let idx = index.parts.remove(&p).unwrap_or_default();
+            (p, rows, idx)
+        })
+        .collect();
+    let batches: Vec<&RecordBatch> = files.iter().map(|f| &f.batch).collect();
+    let results: Vec<(
+        DedupCounts,
+        Option<Result<RecordBatch, arrow::error::ArrowError>>,
+    )> = work
+        .par_iter_mut()
+        .map(|(_, rows, idx)| {
+            let mut counts = DedupCounts::default();
+            rows.sort_unstable();
+            let mut keep = Vec::with_capacity(rows.len());
+            for &(time, fi, ri) in rows.iter() {
+                let p = &files[fi].placed[ri];
+                if !idx.seen.insert((p.record_hash, time)) {
+                    counts.duplicate += 1;
+                    continue;
+                }
+                if let Some(id) = p.event_id_hash {
+                    match idx.ids.get(&id) {
+                        Some(&h) if h != p.record_hash => counts.collision += 1,
+                        Some(_) => {}
+                        None => {
+                            idx.ids.insert(id, p.record_hash);
+                        }
                     }
                 }
+                keep.push((fi, ri));
             }
-            keep.push((fi, ri));
+            let batch = (!keep.is_empty()).then(|| interleave_record_batch(&batches, &keep));
+            (counts, batch)
+        })
+        .collect();
+
+    let mut counts = DedupCounts::default();
+    let mut out = Vec::new();
+    for ((partition, _, idx), (c, batch)) in work.into_iter().zip(results) {
+        counts.duplicate += c.duplicate;
+        counts.collision += c.collision;
+        if let Some(batch) = batch {
+            out.push(PartitionRows {
+                partition: partition.clone(),
+                batch: batch?,
+            });
         }
-        if !keep.is_empty() {
-            selections.push((partition.clone(), keep));
-        }
+        index.parts.insert(partition, idx);
     }
     index.evict();
-
-    let batches: Vec<&RecordBatch> = files.iter().map(|f| &f.batch).collect();
-    let out = selections
-        .into_par_iter()
-        .map(|(partition, keep)| {
-            let batch = interleave_record_batch(&batches, &keep)?;
-            Ok(PartitionRows { partition, batch })
-        })
-        .collect::<Result<Vec<_>, arrow::error::ArrowError>>()?;
     Ok((out, counts))
 }

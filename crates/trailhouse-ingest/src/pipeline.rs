@@ -244,6 +244,7 @@ impl BatchContext<'_> {
         let progress = self.progress;
         let threads = self.pool.current_num_threads().max(1);
         let chunk = files.len().div_ceil(threads * 8).clamp(1, 256);
+        let t = Instant::now();
         let outputs: Vec<ChunkOutput> = self.pool.install(|| {
             files
                 .par_chunks(chunk)
@@ -260,6 +261,7 @@ impl BatchContext<'_> {
             o.results
         });
         let results: Vec<FileResult> = results.collect();
+        self.report.stage_seconds.read += t.elapsed().as_secs_f64();
         for (file, result) in files.iter().zip(results) {
             let r = &mut *self.report;
             match result {
@@ -323,14 +325,19 @@ impl BatchContext<'_> {
         };
         self.fail_at(FailPoint::AfterPlan(seq));
 
+        let t = Instant::now();
         let (parts, counts) = partition(&rows, self.index)?;
         drop(rows);
+        self.report.stage_seconds.partition += t.elapsed().as_secs_f64();
         self.report.records_duplicate += counts.duplicate;
         self.report.records_collision += counts.collision;
         self.report.records_written += parts.iter().map(|p| p.batch.num_rows() as u64).sum::<u64>();
 
         let main_root = self.lake.table_dir(TableKind::CloudTrail);
+        let t = Instant::now();
         let adds = self.pool.install(|| write_partitions(&main_root, &parts))?;
+        self.report.stage_seconds.write += t.elapsed().as_secs_f64();
+        let t = Instant::now();
         let quarantine_done = self.lake.committed_seq(quarantine, APP_ID).await? >= seq;
         let quarantine_add = if qrows.is_empty() || quarantine_done {
             None
@@ -369,6 +376,7 @@ impl BatchContext<'_> {
             .commit(main, TableKind::CloudTrail, adds, APP_ID, seq, meta)
             .await?;
         self.fail_at(FailPoint::AfterCommit(seq));
+        self.report.stage_seconds.commit += t.elapsed().as_secs_f64();
 
         for (partition, path) in new_files {
             self.index.add_files(&partition, main_root.join(path));

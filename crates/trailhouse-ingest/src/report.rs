@@ -31,11 +31,23 @@ pub struct Report {
     /// Bytes of JSON after decompression.
     pub bytes_json: u64,
     pub seconds: f64,
+    /// Where the time went: reading (decompress, parse, normalize; parallel), partitioning and
+    /// deduplication, writing Parquet (parallel), and committing.
+    pub stage_seconds: StageSeconds,
     /// Delta table version after the run.
     pub table_version: Option<u64>,
     /// Quarantined records by reason (reasons naming a value are grouped by their first words).
     pub quarantine_reasons: BTreeMap<String, u64>,
     pub failures: Vec<Failure>,
+}
+
+/// Wall time per pipeline stage, summed over batches.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct StageSeconds {
+    pub read: f64,
+    pub partition: f64,
+    pub write: f64,
+    pub commit: f64,
 }
 
 /// A file that could not be read to its end.

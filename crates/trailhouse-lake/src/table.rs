@@ -278,12 +278,30 @@ impl Lake {
     }
 }
 
-/// Parquet settings of our data files: zstd, page statistics, rows sorted by `eventtime`.
+/// Parquet settings of our data files: zstd, rows sorted by `eventtime` with page statistics on
+/// it (file and page skipping by time), chunk statistics elsewhere, and no dictionary for the
+/// columns that are nearly unique per row (ids, hashes, free-form JSON): trying one costs time
+/// and the writer falls back to plain anyway.
 pub fn writer_properties(sorted: bool) -> WriterProperties {
+    use parquet::schema::types::ColumnPath;
     let mut b = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap_or_default()))
-        .set_statistics_enabled(EnabledStatistics::Page)
+        .set_statistics_enabled(EnabledStatistics::Chunk)
+        .set_column_statistics_enabled(ColumnPath::from(schema::EVENTTIME), EnabledStatistics::Page)
         .set_max_row_group_row_count(Some(128 * 1024));
+    for column in [
+        "eventid",
+        "requestid",
+        "sharedeventid",
+        "requestparameters",
+        "responseelements",
+        "additionaleventdata",
+        "serviceeventdetails",
+        schema::EXTRA,
+        schema::RECORDHASH,
+    ] {
+        b = b.set_column_dictionary_enabled(ColumnPath::from(column), false);
+    }
     if sorted {
         let idx = schema::file_schema()
             .index_of(schema::EVENTTIME)

@@ -41,7 +41,7 @@ QUERIES = {
                    min(useridentity.accesskeyid) AS caller_key, min({PRINCIPAL}) AS caller, min(eventtime) AS eventtime
             FROM t WHERE eventsource = 'sts.amazonaws.com' AND eventname IN {STS} AND errorcode IS NULL
               AND json_extract_string(responseelements, '$.credentials.accessKeyId') IS NOT NULL
-            GROUP BY 1, coalesce(requestid, sharedeventid, eventid)),
+            GROUP BY 1),
         chain AS (
             SELECT 1 AS depth, c.* FROM calls c WHERE c.minted_key = $key
             UNION ALL
@@ -73,7 +73,9 @@ def main():
     a = ap.parse_args()
     files = DeltaTable(f"{a.lake}/cloudtrail").file_uris()
     con = duckdb.connect()
-    con.execute("CREATE VIEW t AS SELECT * FROM read_parquet($files, hive_partitioning = true)", {"files": files})
+    # A view cannot take a prepared parameter: materialise the file list as a table function call.
+    file_list = "[" + ", ".join("'" + f.replace("'", "''") + "'" for f in files) + "]"
+    con.execute(f"CREATE VIEW t AS SELECT * FROM read_parquet({file_list}, hive_partitioning = true)")
     params = {"who-deleted": {"resource": a.bucket}, "session-origin": {"key": a.key},
               "principal-activity": {"principal": a.principal}, "errors": {}}
     for name, sql in QUERIES.items():

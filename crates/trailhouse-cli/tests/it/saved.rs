@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 
 use crate::support::*;
 
-fn fixtures() -> Vec<(String, PathBuf)> {
+/// Files under `queries/` whose names end in `suffix`, as (query name, path), sorted.
+fn query_files(suffix: &str) -> Vec<(String, PathBuf)> {
     let root = repo_root().join("queries");
     let mut out = Vec::new();
     let mut stack = vec![root.clone()];
@@ -14,13 +15,13 @@ fn fixtures() -> Vec<(String, PathBuf)> {
             let path = entry.expect("entry").path();
             if path.is_dir() {
                 stack.push(path);
-            } else if path.to_string_lossy().ends_with(".test.json") {
-                let rel = path.strip_prefix(&root).expect("under queries");
-                let name = rel
-                    .to_string_lossy()
-                    .trim_end_matches(".test.json")
-                    .to_string();
-                out.push((name, path));
+            } else if let Some(rel) = path
+                .strip_prefix(&root)
+                .ok()
+                .and_then(|r| r.to_str())
+                .and_then(|r| r.strip_suffix(suffix))
+            {
+                out.push((rel.to_string(), path.clone()));
             }
         }
     }
@@ -28,26 +29,12 @@ fn fixtures() -> Vec<(String, PathBuf)> {
     out
 }
 
+fn fixtures() -> Vec<(String, PathBuf)> {
+    query_files(".test.json")
+}
+
 fn sql_files() -> Vec<String> {
-    let root = repo_root().join("queries");
-    let mut out = Vec::new();
-    let mut stack = vec![root.clone()];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).expect("queries dir") {
-            let path = entry.expect("entry").path();
-            if path.is_dir() {
-                stack.push(path);
-            } else if path.extension().is_some_and(|e| e == "sql") {
-                let rel = path
-                    .strip_prefix(&root)
-                    .expect("under queries")
-                    .with_extension("");
-                out.push(rel.to_string_lossy().to_string());
-            }
-        }
-    }
-    out.sort();
-    out
+    query_files(".sql").into_iter().map(|(n, _)| n).collect()
 }
 
 #[test]

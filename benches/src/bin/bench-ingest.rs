@@ -22,8 +22,8 @@ struct Args {
     /// Lake directory (default: a fresh temporary one).
     #[arg(long)]
     lake: Option<PathBuf>,
-    /// Memory budget in MiB.
-    #[arg(long, default_value_t = 1024)]
+    /// Memory budget in MiB (the CLI's default).
+    #[arg(long, default_value_t = 768)]
     memory: u64,
     /// Skip the `gzip -dc` comparison.
     #[arg(long)]

@@ -197,12 +197,15 @@ impl Lake {
 
     /// The last batch sequence number committed by `app_id` (0 when none).
     pub async fn committed_seq(&self, table: &DeltaTable, app_id: &str) -> Result<i64, LakeError> {
-        let kind = TableKind::CloudTrail;
-        let snapshot = table.snapshot().map_err(self.delta_err(kind))?;
+        let err = |source| LakeError::Delta {
+            table: table.table_url().to_string(),
+            source: Box::new(source),
+        };
+        let snapshot = table.snapshot().map_err(err)?;
         let v = snapshot
             .transaction_version(table.log_store().as_ref(), app_id)
             .await
-            .map_err(self.delta_err(kind))?;
+            .map_err(err)?;
         Ok(v.unwrap_or(0))
     }
 

@@ -331,25 +331,7 @@ pub fn write_data_file(
         partition.dir(),
         uuid::Uuid::new_v4()
     );
-    let path = table_root.join(&rel);
-    let io = |source| LakeError::Io {
-        path: path.clone(),
-        source,
-    };
-    if let Some(dir) = path.parent() {
-        fs::create_dir_all(dir).map_err(io)?;
-    }
-    let file = File::create(&path).map_err(io)?;
-    let pq = |source| LakeError::Parquet {
-        path: path.clone(),
-        source,
-    };
-    let mut writer =
-        ArrowWriter::try_new(file, batch.schema(), Some(writer_properties(true))).map_err(pq)?;
-    writer.write(batch).map_err(pq)?;
-    writer.close().map_err(pq)?;
-    let size = fs::metadata(&path).map_err(io)?.len() as i64;
-    let stats = file_stats(batch)?;
+    let size = write_parquet(&table_root.join(&rel), batch, true)?;
     Ok(Add {
         path: rel,
         partition_values: HashMap::from([
@@ -362,7 +344,7 @@ pub fn write_data_file(
         size,
         modification_time: chrono::Utc::now().timestamp_millis(),
         data_change: true,
-        stats: Some(stats),
+        stats: Some(file_stats(batch)?),
         ..Default::default()
     })
 }
@@ -370,29 +352,7 @@ pub fn write_data_file(
 /// Writes quarantined records as one data file of table `quarantine`.
 pub fn write_quarantine_file(table_root: &Path, batch: &RecordBatch) -> Result<Add, LakeError> {
     let rel = format!("part-{}.zstd.parquet", uuid::Uuid::new_v4());
-    let path = table_root.join(&rel);
-    let pq = |source| LakeError::Parquet {
-        path: path.clone(),
-        source,
-    };
-    fs::create_dir_all(table_root).map_err(|source| LakeError::Io {
-        path: table_root.to_path_buf(),
-        source,
-    })?;
-    let file = File::create(&path).map_err(|source| LakeError::Io {
-        path: path.clone(),
-        source,
-    })?;
-    let mut writer =
-        ArrowWriter::try_new(file, batch.schema(), Some(writer_properties(false))).map_err(pq)?;
-    writer.write(batch).map_err(pq)?;
-    writer.close().map_err(pq)?;
-    let size = fs::metadata(&path)
-        .map_err(|source| LakeError::Io {
-            path: path.clone(),
-            source,
-        })?
-        .len() as i64;
+    let size = write_parquet(&table_root.join(&rel), batch, false)?;
     Ok(Add {
         path: rel,
         size,
@@ -401,6 +361,27 @@ pub fn write_quarantine_file(table_root: &Path, batch: &RecordBatch) -> Result<A
         stats: Some(serde_json::json!({ "numRecords": batch.num_rows() }).to_string()),
         ..Default::default()
     })
+}
+
+/// Writes `batch` as a Parquet file at `path` (creating its directory); returns its size.
+fn write_parquet(path: &Path, batch: &RecordBatch, sorted: bool) -> Result<i64, LakeError> {
+    let io = |source| LakeError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let pq = |source| LakeError::Parquet {
+        path: path.to_path_buf(),
+        source,
+    };
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir).map_err(io)?;
+    }
+    let file = File::create(path).map_err(io)?;
+    let mut writer =
+        ArrowWriter::try_new(file, batch.schema(), Some(writer_properties(sorted))).map_err(pq)?;
+    writer.write(batch).map_err(pq)?;
+    writer.close().map_err(pq)?;
+    Ok(fs::metadata(path).map_err(io)?.len() as i64)
 }
 
 /// Delta per-file statistics: `numRecords`, and min/max/nullCount of `eventtime` (timestamps at

@@ -234,6 +234,26 @@ impl RecordBuilder {
     }
 }
 
+/// Whether `text`, parsed as `micros`, is written exactly as export writes it back. CloudTrail's
+/// own `YYYY-MM-DDTHH:MM:SSZ` is recognised by its shape (formatting every record's time to
+/// compare was a measurable share of ingest); anything else is compared with the formatted value.
+fn is_canonical_time(text: &str, micros: i64) -> bool {
+    let b = text.as_bytes();
+    let shape = b.len() == 20
+        && b.iter().enumerate().all(|(i, c)| match i {
+            4 | 7 => *c == b'-',
+            10 => *c == b'T',
+            13 | 16 => *c == b':',
+            19 => *c == b'Z',
+            _ => c.is_ascii_digit(),
+        })
+        && b[17] < b'6';
+    if shape && micros % 1_000_000 == 0 {
+        return true;
+    }
+    schema::format_event_time(micros).as_deref() == Some(text)
+}
+
 /// Parses CloudTrail's `YYYY-MM-DDTHH:MM:SSZ` and the variants real producers write: fractional
 /// seconds, a numeric offset, a space for `T`, no zone at all (taken as UTC).
 pub fn parse_event_time(text: &str) -> Option<i64> {
@@ -476,7 +496,7 @@ impl Col {
                 match parsed {
                     Some((t, s)) => {
                         b.append_value(t);
-                        schema::format_event_time(t).as_deref() == Some(s.as_ref())
+                        is_canonical_time(&s, t)
                     }
                     None => {
                         b.append_null();
@@ -685,6 +705,20 @@ mod tests {
                 "record is not a JSON object"
             ]
         );
+    }
+
+    #[test]
+    fn canonical_times() {
+        for (t, canonical) in [
+            ("2024-09-09T17:51:44Z", true),
+            ("2024-09-09T17:51:44.120Z", true),
+            ("2024-09-09T17:51:44.12Z", false),
+            ("2024-09-09 17:51:44", false),
+            ("2024-09-09T19:51:44+02:00", false),
+        ] {
+            let micros = parse_event_time(t).expect("time");
+            assert_eq!(is_canonical_time(t, micros), canonical, "{t}");
+        }
     }
 
     #[test]

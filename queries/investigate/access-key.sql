@@ -25,16 +25,15 @@ used AS (
     FROM uses
 ),
 minted AS (
-    SELECT min(responseelements -> 'credentials' ->> 'accessKeyId') AS accesskeyid,
-           first_value(coalesce(useridentity.arn, useridentity.principalid, useridentity.type) ORDER BY eventtime) AS minted_by,
-           first_value(eventname ORDER BY eventtime) AS minted_with,
+    -- At most one row: the STS call that minted the key, and the origin of its chain.
+    SELECT min(minted_key) AS accesskeyid,
+           min(caller) AS minted_by,
+           min(eventname) AS minted_with,
            min(eventtime) AS minted_at,
-           first_value(eventid ORDER BY eventtime) AS eventid
-    FROM cloudtrail
-    WHERE eventtime < $until
-      AND eventsource = 'sts.amazonaws.com'
-      AND errorcode IS NULL
-      AND (responseelements -> 'credentials' ->> 'accessKeyId') = $key
+           min(eventid) AS eventid,
+           min(origin || ' via ' || origin_call) AS origin
+    FROM credentials
+    WHERE minted_key = $key AND eventtime < $until
 )
 SELECT coalesce(used.accesskeyid, minted.accesskeyid) AS accesskeyid,
        used.owner,
@@ -48,5 +47,6 @@ SELECT coalesce(used.accesskeyid, minted.accesskeyid) AS accesskeyid,
        minted.minted_by,
        minted.minted_with,
        minted.minted_at,
-       minted.eventid
+       minted.eventid,
+       minted.origin
 FROM used CROSS JOIN minted

@@ -2,6 +2,7 @@
 //! `quarantine`, read-only SQL, result formats, and the export of original records. Writing the
 //! lake is not this crate's business.
 
+pub mod credentials;
 pub mod error;
 pub mod export;
 pub mod output;

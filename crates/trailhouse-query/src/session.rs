@@ -13,6 +13,7 @@ use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
 use deltalake_core::DeltaTable;
 use trailhouse_lake::{Lake, TableKind, schema};
 
+use crate::credentials;
 use crate::error::QueryError;
 use crate::saved::{SavedQuery, SavedQueryError, WINDOW_PARAMS};
 
@@ -25,23 +26,48 @@ pub struct Session {
 impl Session {
     /// Opens the lake's tables for reading; fails with a clear message when there is no lake.
     pub async fn open(lake: &Lake) -> Result<Self, QueryError> {
-        // Plain Utf8 strings: with view types, a placeholder compared with a column (Utf8View)
-        // and with a JSON function's result (Utf8) gets two conflicting types.
-        let config = SessionConfig::new()
-            .set_bool(
-                "datafusion.execution.parquet.schema_force_view_types",
-                false,
-            )
+        // DATAFUSION_* environment variables tune the engine (DataFusion's names); the settings
+        // below are ours unless the environment sets them.
+        let mut config = SessionConfig::from_env()?
             .with_information_schema(true)
             .with_default_catalog_and_schema("trailhouse", "public");
+        let ours = [
+            // Plain Utf8 strings: with view types, a placeholder compared with a column
+            // (Utf8View) and with a JSON function's result (Utf8) get two conflicting types.
+            (
+                "datafusion.execution.parquet.schema_force_view_types",
+                false,
+            ),
+            // Decode the filter columns first and the other columns only for rows that pass:
+            // most questions pick a few events out of millions.
+            ("datafusion.execution.parquet.pushdown_filters", true),
+            ("datafusion.execution.parquet.reorder_filters", true),
+        ];
+        for (key, value) in ours {
+            let var = key.replace('.', "_").to_uppercase();
+            if std::env::var_os(var).is_none() {
+                config = config.set_bool(key, value);
+            }
+        }
         let mut ctx = SessionContext::new_with_config(config);
         datafusion_functions_json::register_all(&mut ctx)?;
         ctx.register_udf(crate::udf::cidr_match());
+        ctx.register_udf(crate::udf::resource_arns());
         let main = lake.open(TableKind::CloudTrail).await?;
         register(&ctx, &main, schema::TABLE_NAME).await?;
         if let Ok(q) = lake.open(TableKind::Quarantine).await {
             register(&ctx, &q, schema::QUARANTINE_TABLE_NAME).await?;
         }
+        // Planned before `credentials` exists, so its plan reads `cloudtrail` only.
+        let plan = ctx.sql(credentials::build_sql()).await?;
+        let cache = main.version().and_then(|v| {
+            let id = main.snapshot().ok()?.metadata().id().to_string();
+            Some((lake.state_dir().join("credentials"), format!("{id}-v{v}")))
+        });
+        ctx.register_table(
+            credentials::TABLE_NAME,
+            Arc::new(credentials::CredentialsTable::new(plan, cache)),
+        )?;
         Ok(Self { ctx, main })
     }
 

@@ -3,11 +3,15 @@
 //! `cidr_match(ip, network)`: whether `ip` (IPv4 or IPv6 text) lies in `network`, written as a
 //! CIDR block (`192.0.2.0/24`, `2001:db8::/32`) or a single address. Values that are not
 //! addresses (`AWS Internal`, service host names) do not match; NULL in gives NULL out.
+//!
+//! `resource_arns(resources)`: the ARNs of a record's `resources` list as one text, separated by
+//! new lines (empty when there are none), so that one `strpos`/`LIKE` over it matches any of them
+//! without an `unnest` and a join back.
 
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray, BooleanArray};
+use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, StringArray, StringBuilder};
 use arrow::compute::cast;
 use arrow::datatypes::DataType;
 use datafusion::common::{Result, ScalarValue, exec_err};
@@ -100,6 +104,78 @@ impl ScalarUDFImpl for CidrMatch {
 pub fn cidr_match() -> ScalarUDF {
     ScalarUDF::new_from_impl(CidrMatch {
         signature: Signature::string(2, Volatility::Immutable),
+    })
+}
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct ResourceArns {
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for ResourceArns {
+    fn name(&self) -> &str {
+        "resource_arns"
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, _: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let rows = args.number_rows;
+        let [resources] = args.args.as_slice() else {
+            return exec_err!("resource_arns takes (resources)");
+        };
+        let resources = resources.to_array(rows)?;
+        let out = arns_text(resources.as_ref())?;
+        Ok(ColumnarValue::Array(Arc::new(out)))
+    }
+}
+
+/// One text per row: the `arn` members of the list's structs joined by new lines.
+fn arns_text(resources: &dyn Array) -> Result<StringArray> {
+    let DataType::List(_) = resources.data_type() else {
+        return exec_err!(
+            "resource_arns expects the resources column (a list of structs), got {}",
+            resources.data_type()
+        );
+    };
+    let list = resources.as_list::<i32>();
+    let Some(structs) = list.values().as_struct_opt() else {
+        return exec_err!("resource_arns expects a list of structs");
+    };
+    let Some(arn) = structs.column_by_name("arn") else {
+        return exec_err!("resource_arns expects structs with an `arn` member");
+    };
+    let arn = cast(arn, &DataType::Utf8)?;
+    let arn = arn.as_string::<i32>();
+    let mut out = StringBuilder::with_capacity(list.len(), list.len() * 48);
+    let mut text = String::new();
+    for i in 0..list.len() {
+        if list.is_null(i) {
+            out.append_null();
+            continue;
+        }
+        text.clear();
+        let offsets = list.value_offsets();
+        for j in offsets[i] as usize..offsets[i + 1] as usize {
+            if arn.is_valid(j) {
+                if !text.is_empty() {
+                    text.push('\n');
+                }
+                text.push_str(arn.value(j));
+            }
+        }
+        out.append_value(&text);
+    }
+    Ok(out.finish())
+}
+
+/// The `resource_arns` function, for registration.
+pub fn resource_arns() -> ScalarUDF {
+    ScalarUDF::new_from_impl(ResourceArns {
+        signature: Signature::any(1, Volatility::Immutable),
     })
 }
 

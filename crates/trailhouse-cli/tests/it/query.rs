@@ -271,3 +271,74 @@ fn the_window_of_a_saved_query_prunes_files_by_eventtime() {
         r.stderr
     );
 }
+
+/// An STS call minting `minted` for the caller holding `caller_key`.
+fn assume_role(
+    id: &str,
+    time: &str,
+    caller_arn: &str,
+    caller_key: &str,
+    minted: &str,
+) -> serde_json::Value {
+    let mut e = event(id, time, "AssumeRole", "us-east-1");
+    e["eventSource"] = json!("sts.amazonaws.com");
+    e["userIdentity"] = json!({"type": "AssumedRole", "arn": caller_arn, "accessKeyId": caller_key, "accountId": "111122223333"});
+    e["requestParameters"] =
+        json!({"roleArn": "arn:aws:iam::111122223333:role/Next", "roleSessionName": "s"});
+    e["responseElements"] =
+        json!({"credentials": {"accessKeyId": minted, "expiration": "Nov 3, 2026, 11:00:00 PM"}});
+    e
+}
+
+#[test]
+fn the_credentials_table_follows_each_ingest_and_survives_an_unwritable_cache() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (src, lake) = (dir.path().join("src"), dir.path().join("lake"));
+    let mut first = assume_role(
+        "m1",
+        "2026-11-01T10:00:00Z",
+        "arn:aws:iam::111122223333:user/alice",
+        "AKIAALICE",
+        "ASIAONE",
+    );
+    first["userIdentity"]["type"] = json!("IAMUser");
+    write_trail_file(&src, "us-east-1", 1, "a.json.gz", &[first]);
+    let (run, _) = ingest_json(&lake, &[&src], &[]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    let q = "SELECT minted_key, origin, origin_call, hops FROM credentials ORDER BY minted_key";
+    assert_eq!(
+        sql_csv(&lake, q),
+        "minted_key,origin,origin_call,hops\nASIAONE,arn:aws:iam::111122223333:user/alice,AssumeRole,1\n"
+    );
+
+    // A later delivery chains a second role from the first session: the derived table follows.
+    let second = assume_role(
+        "m2",
+        "2026-11-02T10:00:00Z",
+        "arn:aws:sts::111122223333:assumed-role/Next/s",
+        "ASIAONE",
+        "ASIATWO",
+    );
+    write_trail_file(&src, "us-east-1", 2, "b.json.gz", &[second]);
+    let (run, _) = ingest_json(&lake, &[&src], &[]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    let expected = "minted_key,origin,origin_call,hops\n\
+        ASIAONE,arn:aws:iam::111122223333:user/alice,AssumeRole,1\n\
+        ASIATWO,arn:aws:iam::111122223333:user/alice,AssumeRole,2\n";
+    assert_eq!(sql_csv(&lake, q), expected);
+    let cache = lake.join("_trailhouse/credentials");
+    let files: Vec<_> = std::fs::read_dir(&cache)
+        .expect("cache dir")
+        .flatten()
+        .collect();
+    assert_eq!(
+        files.len(),
+        1,
+        "only the current state is cached: {files:?}"
+    );
+
+    // Where the cache cannot be written, the table is derived in memory, with the same rows.
+    std::fs::remove_dir_all(&cache).expect("rm cache");
+    std::fs::write(&cache, b"not a directory").expect("block the cache");
+    assert_eq!(sql_csv(&lake, q), expected);
+}

@@ -1,0 +1,410 @@
+//! The `credentials` table: one row per temporary access key that STS minted (AssumeRole,
+//! AssumeRoleWithSAML, AssumeRoleWithWebIdentity, GetSessionToken, GetFederationToken), with the
+//! call that minted it and the **origin** of its chain of STS calls, followed through role
+//! chaining back to the first caller (a long-term key, a federated sign-in, or a principal of
+//! an AWS service), cycle-safe and at most [`MAX_HOPS`] calls deep.
+//!
+//! It is derived from `cloudtrail` (`credentials.sql`, then the chains are walked here) on the
+//! first query that reads it after the table changed, and kept beside the table in
+//! `_trailhouse/credentials/` keyed by the table's id and version, so that questions about
+//! temporary keys ("who is behind ASIA…", "who deleted the bucket, really") join a small,
+//! key-sorted table instead of re-reading every STS call of the window on each step of a chain.
+//! When the cache cannot be written (a read-only lake) the table lives in memory for the session.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, AsArray, Int64Array, RecordBatch, StringArray, StringBuilder};
+use arrow::compute::{cast, concat_batches};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use async_trait::async_trait;
+use datafusion::catalog::{Session as CatalogSession, TableProvider};
+use datafusion::common::{DataFusionError, Result};
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::{
+    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
+};
+use datafusion::datasource::{MemTable, TableType};
+use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::prelude::DataFrame;
+use futures::lock::Mutex;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+
+/// The table's name in SQL.
+pub const TABLE_NAME: &str = "credentials";
+
+/// The longest chain of STS calls followed back to its origin.
+pub const MAX_HOPS: usize = 10;
+
+/// Bumped when the cached file's columns change, so an old cache is rebuilt, not misread.
+const CACHE_FORMAT: u32 = 1;
+
+const BUILD_SQL: &str = include_str!("credentials.sql");
+
+/// Columns added to the STS calls by walking their chains.
+const ORIGIN_COLUMNS: [&str; 6] = [
+    "origin",
+    "origin_type",
+    "origin_key",
+    "origin_call",
+    "origin_subject",
+    "origin_source_identity",
+];
+
+/// The SQL that derives the table's STS calls from `cloudtrail`.
+pub fn build_sql() -> &'static str {
+    BUILD_SQL
+}
+
+/// The `credentials` table provider: derived on first scan, then cached.
+pub struct CredentialsTable {
+    plan: DataFrame,
+    schema: SchemaRef,
+    cache_file: Option<PathBuf>,
+    table: Mutex<Option<Arc<dyn TableProvider>>>,
+}
+
+impl fmt::Debug for CredentialsTable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CredentialsTable")
+            .field("cache_file", &self.cache_file)
+            .finish()
+    }
+}
+
+impl CredentialsTable {
+    /// `plan` is [`build_sql`] planned against `cloudtrail`; `cache_dir/<id>-v<version>` names
+    /// this state of the table (None: do not cache).
+    pub fn new(plan: DataFrame, cache: Option<(PathBuf, String)>) -> Self {
+        let calls = plan.schema().inner().clone();
+        let mut fields: Vec<Field> = calls.fields().iter().map(|f| f.as_ref().clone()).collect();
+        fields.extend(
+            ORIGIN_COLUMNS
+                .iter()
+                .map(|c| Field::new(*c, DataType::Utf8, true)),
+        );
+        fields.push(Field::new("hops", DataType::Int64, false));
+        let cache_file =
+            cache.map(|(dir, state)| dir.join(format!("{state}-f{CACHE_FORMAT}.parquet")));
+        Self {
+            plan,
+            schema: Arc::new(Schema::new(fields)),
+            cache_file,
+            table: Mutex::new(None),
+        }
+    }
+
+    async fn table(&self) -> Result<Arc<dyn TableProvider>> {
+        let mut table = self.table.lock().await;
+        if let Some(t) = table.as_ref() {
+            return Ok(Arc::clone(t));
+        }
+        let t = match &self.cache_file {
+            Some(path) if path.is_file() => self.listing(path)?,
+            Some(path) => {
+                let batch = self.derive().await?;
+                match write_cache(path, &batch) {
+                    Ok(()) => self.listing(path)?,
+                    // An unwritable lake: the table lives in memory for this session.
+                    Err(_) => self.in_memory(batch)?,
+                }
+            }
+            None => self.in_memory(self.derive().await?)?,
+        };
+        *table = Some(Arc::clone(&t));
+        Ok(t)
+    }
+
+    fn in_memory(&self, batch: RecordBatch) -> Result<Arc<dyn TableProvider>> {
+        Ok(Arc::new(MemTable::try_new(
+            Arc::clone(&self.schema),
+            vec![vec![batch]],
+        )?))
+    }
+
+    fn listing(&self, path: &Path) -> Result<Arc<dyn TableProvider>> {
+        let url = ListingTableUrl::parse(path.to_string_lossy())?;
+        let options =
+            ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
+        let config = ListingTableConfig::new(url)
+            .with_listing_options(options)
+            .with_schema(Arc::clone(&self.schema));
+        Ok(Arc::new(ListingTable::try_new(config)?))
+    }
+
+    /// Runs the STS-call query and walks every key's chain.
+    async fn derive(&self) -> Result<RecordBatch> {
+        let batches = self.plan.clone().collect().await?;
+        let calls = concat_batches(&self.plan.schema().inner().clone(), &batches)?;
+        with_origins(&calls, &self.schema)
+    }
+}
+
+#[async_trait]
+impl TableProvider for CredentialsTable {
+    fn schema(&self) -> SchemaRef {
+        Arc::clone(&self.schema)
+    }
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> Result<Vec<TableProviderFilterPushDown>> {
+        // Passed on to the Parquet scan for row-group pruning; applied again above it.
+        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
+    }
+    async fn scan(
+        &self,
+        state: &dyn CatalogSession,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        self.table()
+            .await?
+            .scan(state, projection, filters, limit)
+            .await
+    }
+}
+
+fn utf8(batch: &RecordBatch, name: &str) -> Result<ArrayRef> {
+    let col = batch
+        .column_by_name(name)
+        .ok_or_else(|| DataFusionError::Internal(format!("credentials: no column {name}")))?;
+    Ok(cast(col, &DataType::Utf8)?)
+}
+
+/// Appends the origin columns: for each minted key, the STS call that minted the caller's key,
+/// and so on, until a caller whose key no STS call in the table minted.
+pub(crate) fn with_origins(calls: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
+    let minted = utf8(calls, "minted_key")?;
+    let caller_key = utf8(calls, "caller_key")?;
+    let caller = utf8(calls, "caller")?;
+    let caller_type = utf8(calls, "caller_type")?;
+    let call = utf8(calls, "eventname")?;
+    let subject = utf8(calls, "federated_subject")?;
+    let source_identity = utf8(calls, "source_identity")?;
+    let (minted, caller_key, caller, caller_type, call, subject, source_identity) = (
+        minted.as_string::<i32>(),
+        caller_key.as_string::<i32>(),
+        caller.as_string::<i32>(),
+        caller_type.as_string::<i32>(),
+        call.as_string::<i32>(),
+        subject.as_string::<i32>(),
+        source_identity.as_string::<i32>(),
+    );
+
+    let by_key: HashMap<&str, usize> = (0..minted.len())
+        .filter_map(|i| value(minted, i).map(|k| (k, i)))
+        .collect();
+    let rows = calls.num_rows();
+    let mut builders: Vec<StringBuilder> = (0..ORIGIN_COLUMNS.len())
+        .map(|_| StringBuilder::with_capacity(rows, rows * 32))
+        .collect();
+    let mut hops = Vec::with_capacity(rows);
+    let mut seen = HashSet::new();
+    for i in 0..rows {
+        seen.clear();
+        if let Some(k) = value(minted, i) {
+            seen.insert(k);
+        }
+        let mut at = i;
+        let mut depth = 1usize;
+        let mut identity = value(source_identity, i);
+        while depth < MAX_HOPS {
+            let Some(next) = value(caller_key, at).and_then(|k| by_key.get(k).copied()) else {
+                break;
+            };
+            if !value(minted, next).is_some_and(|k| seen.insert(k)) {
+                break; // a cycle
+            }
+            at = next;
+            depth += 1;
+            identity = value(source_identity, at).or(identity);
+        }
+        let origin = [
+            value(caller, at),
+            value(caller_type, at),
+            value(caller_key, at),
+            value(call, at),
+            value(subject, at),
+            identity,
+        ];
+        for (b, v) in builders.iter_mut().zip(origin) {
+            b.append_option(v);
+        }
+        hops.push(depth as i64);
+    }
+    let mut columns: Vec<ArrayRef> = calls.columns().to_vec();
+    columns.extend(
+        builders
+            .into_iter()
+            .map(|mut b| Arc::new(b.finish()) as ArrayRef),
+    );
+    columns.push(Arc::new(Int64Array::from(hops)));
+    Ok(RecordBatch::try_new(Arc::clone(schema), columns)?)
+}
+
+fn value(a: &StringArray, i: usize) -> Option<&str> {
+    a.is_valid(i).then(|| a.value(i))
+}
+
+/// Writes the table beside the lake (to a temporary name, then renamed into place), removing
+/// the files of earlier states.
+fn write_cache(path: &Path, batch: &RecordBatch) -> std::io::Result<()> {
+    let dir = path
+        .parent()
+        .ok_or_else(|| std::io::Error::other("cache file without a directory"))?;
+    fs::create_dir_all(dir)?;
+    let tmp = dir.join(format!(".tmp-{}", uuid::Uuid::new_v4()));
+    let props = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::default()))
+        .set_statistics_enabled(EnabledStatistics::Page)
+        .set_max_row_group_row_count(Some(64 * 1024))
+        .build();
+    let write = || -> std::result::Result<(), parquet::errors::ParquetError> {
+        let mut w = ArrowWriter::try_new(fs::File::create(&tmp)?, batch.schema(), Some(props))?;
+        w.write(batch)?;
+        w.close()?;
+        Ok(())
+    };
+    if let Err(e) = write() {
+        let _ = fs::remove_file(&tmp);
+        return Err(std::io::Error::other(e));
+    }
+    fs::rename(&tmp, path)?;
+    for entry in fs::read_dir(dir)?.flatten() {
+        let p = entry.path();
+        if p != path
+            && !p
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with(".tmp-"))
+        {
+            let _ = fs::remove_file(p);
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn calls(rows: &[(&str, Option<&str>, &str, &str)]) -> RecordBatch {
+        let s = |v: Vec<Option<&str>>| Arc::new(StringArray::from(v)) as ArrayRef;
+        let schema = Arc::new(Schema::new(
+            [
+                "minted_key",
+                "caller_key",
+                "caller",
+                "caller_type",
+                "eventname",
+                "federated_subject",
+                "source_identity",
+            ]
+            .iter()
+            .map(|n| Field::new(*n, DataType::Utf8, true))
+            .collect::<Vec<_>>(),
+        ));
+        RecordBatch::try_new(
+            schema,
+            vec![
+                s(rows.iter().map(|r| Some(r.0)).collect()),
+                s(rows.iter().map(|r| r.1).collect()),
+                s(rows.iter().map(|r| Some(r.2)).collect()),
+                s(rows.iter().map(|r| Some(r.3)).collect()),
+                s(vec![Some("AssumeRole"); rows.len()]),
+                s(vec![None; rows.len()]),
+                s(vec![None; rows.len()]),
+            ],
+        )
+        .expect("batch")
+    }
+
+    fn origins(batch: &RecordBatch) -> Vec<(String, i64)> {
+        let mut fields: Vec<Field> = batch
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
+        fields.extend(
+            ORIGIN_COLUMNS
+                .iter()
+                .map(|c| Field::new(*c, DataType::Utf8, true)),
+        );
+        fields.push(Field::new("hops", DataType::Int64, false));
+        let out = with_origins(batch, &Arc::new(Schema::new(fields))).expect("origins");
+        let o = out.column_by_name("origin").expect("origin");
+        let h = out.column_by_name("hops").expect("hops");
+        (0..out.num_rows())
+            .map(|i| {
+                (
+                    o.as_string::<i32>().value(i).to_string(),
+                    h.as_primitive::<arrow::datatypes::Int64Type>().value(i),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn chains_are_followed_to_the_first_caller() {
+        let b = calls(&[
+            ("ASIA1", Some("AKIAALICE"), "user/alice", "IAMUser"),
+            (
+                "ASIA2",
+                Some("ASIA1"),
+                "assumed-role/Ops/alice",
+                "AssumedRole",
+            ),
+            (
+                "ASIA3",
+                Some("ASIA2"),
+                "assumed-role/Admin/alice",
+                "AssumedRole",
+            ),
+            ("ASIA9", None, "ec2.amazonaws.com", "AWSService"),
+        ]);
+        assert_eq!(
+            origins(&b),
+            vec![
+                ("user/alice".into(), 1),
+                ("user/alice".into(), 2),
+                ("user/alice".into(), 3),
+                ("ec2.amazonaws.com".into(), 1),
+            ]
+        );
+    }
+
+    #[test]
+    fn cycles_and_long_chains_stop() {
+        // Two keys minting each other (impossible in AWS, possible in bad data).
+        let b = calls(&[
+            ("ASIAA", Some("ASIAB"), "a", "AssumedRole"),
+            ("ASIAB", Some("ASIAA"), "b", "AssumedRole"),
+        ]);
+        assert_eq!(origins(&b), vec![("b".into(), 2), ("a".into(), 2)]);
+        let keys: Vec<String> = (0..15).map(|i| format!("ASIA{i}")).collect();
+        let rows: Vec<(&str, Option<&str>, &str, &str)> = (0..15)
+            .map(|i| {
+                let caller = if i == 0 {
+                    "AKIAROOT"
+                } else {
+                    keys[i - 1].as_str()
+                };
+                (keys[i].as_str(), Some(caller), "p", "AssumedRole")
+            })
+            .collect();
+        let got = origins(&calls(&rows));
+        assert_eq!(got[14].1, MAX_HOPS as i64);
+        assert_eq!(got[3].1, 4);
+    }
+}

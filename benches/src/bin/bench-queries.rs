@@ -51,6 +51,13 @@ fn main() -> anyhow::Result<()> {
         let bucket = first_value(&session, "SELECT json_get_str(requestparameters, 'bucketName') FROM cloudtrail WHERE eventname = 'DeleteBucket' LIMIT 1").await?;
         let key = first_value(&session, "SELECT useridentity.accesskeyid FROM cloudtrail WHERE useridentity.type = 'AssumedRole' AND eventname = 'DeleteBucket' LIMIT 1").await?;
         let ip = first_value(&session, "SELECT sourceipaddress FROM cloudtrail WHERE errorcode IS NOT NULL LIMIT 1").await?;
+        // new-behaviour: the last 7 days of the data against the 90 before (as duckdb_queries.py).
+        let last = first_value(&session, "SELECT max(eventtime) FROM cloudtrail").await?;
+        let last = chrono::DateTime::parse_from_rfc3339(&last)
+            .or_else(|_| chrono::NaiveDateTime::parse_from_str(&last, "%Y-%m-%dT%H:%M:%S%.f").map(|t| t.and_utc().fixed_offset()))?
+            .with_timezone(&chrono::Utc);
+        let recent = last - chrono::Duration::days(7);
+        let baseline = (last - chrono::Duration::days(97)).to_rfc3339();
         let cases: Vec<(&str, Vec<(String, String)>)> = vec![
             ("who-deleted", vec![("resource".into(), bucket.clone())]),
             ("resource-history", vec![("resource".into(), bucket.clone())]),
@@ -61,7 +68,7 @@ fn main() -> anyhow::Result<()> {
             ("ip-activity", vec![("ip".into(), ip.clone())]),
             ("errors", vec![]),
             ("console-logins", vec![]),
-            ("new-behaviour", vec![]),
+            ("new-behaviour", vec![("baseline".into(), baseline.clone())]),
         ];
         let catalog = Catalog::builtin()?;
         let now = chrono::Utc::now();
@@ -70,7 +77,13 @@ fn main() -> anyhow::Result<()> {
             let mut times = Vec::new();
             let mut rows = 0;
             for _ in 0..a.runs.max(1) {
-                let window = Window::default();
+                let window = match name {
+                    "new-behaviour" => Window {
+                        since: Some(recent.timestamp_micros()),
+                        until: None,
+                    },
+                    _ => Window::default(),
+                };
                 let bound = q.bind(&params, window, now)?;
                 let t = Instant::now();
                 let mut s = session.run_saved(q, bound, false).await?;

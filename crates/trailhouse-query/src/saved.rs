@@ -40,6 +40,8 @@ pub enum SavedQueryError {
     Definition { name: String, message: String },
     #[error("no saved query `{0}` (list them with `trailhouse queries`)")]
     Unknown(String),
+    #[error("no report pack `{0}` (packs: {1})")]
+    UnknownPack(String, String),
     #[error("`{0}` matches several saved queries: {1}")]
     Ambiguous(String, String),
     #[error("missing parameter `{name}` ({ty}) of `{query}`: pass --param {name}=VALUE")]
@@ -112,6 +114,13 @@ pub struct Param {
     pub description: String,
 }
 
+/// A report control a query implements: `-- control: PACK ID` (e.g. `cis-v5.0 4.3`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Control {
+    pub pack: String,
+    pub id: String,
+}
+
 /// One saved query.
 #[derive(Debug, Clone)]
 pub struct SavedQuery {
@@ -119,6 +128,10 @@ pub struct SavedQuery {
     pub name: String,
     pub summary: String,
     pub params: Vec<Param>,
+    /// The report controls it implements (none for investigation queries).
+    pub controls: Vec<Control>,
+    /// The AWS Security Hub control it corresponds to (`-- securityhub: CloudWatch.1`).
+    pub security_hub: Option<String>,
     pub sql: String,
 }
 
@@ -131,6 +144,8 @@ impl SavedQuery {
         };
         let mut summary = None;
         let mut params: Vec<Param> = Vec::new();
+        let mut controls = Vec::new();
+        let mut security_hub = None;
         for line in text.lines() {
             let Some(comment) = line.trim().strip_prefix("--") else {
                 if line.trim().is_empty() {
@@ -141,6 +156,16 @@ impl SavedQuery {
             let comment = comment.trim();
             if let Some(s) = comment.strip_prefix("summary:") {
                 summary = Some(s.trim().to_string());
+            } else if let Some(c) = comment.strip_prefix("control:") {
+                match c.split_whitespace().collect::<Vec<_>>().as_slice() {
+                    [pack, id] => controls.push(Control {
+                        pack: pack.to_string(),
+                        id: id.to_string(),
+                    }),
+                    _ => return Err(bad(format!("cannot read `-- control:{c}`: PACK ID"))),
+                }
+            } else if let Some(c) = comment.strip_prefix("securityhub:") {
+                security_hub = Some(c.trim().to_string());
             } else if let Some(p) = comment.strip_prefix("param:") {
                 let (decl, description) = match p.split_once("--") {
                     Some((d, desc)) => (d.trim(), desc.trim().to_string()),
@@ -192,6 +217,8 @@ impl SavedQuery {
             name: name.to_string(),
             summary,
             params,
+            controls,
+            security_hub,
             sql: text.to_string(),
         })
     }
@@ -386,6 +413,44 @@ impl Catalog {
         self.queries.values()
     }
 
+    /// The report packs the queries declare (`-- control: PACK ID`), sorted.
+    pub fn packs(&self) -> Vec<String> {
+        let mut packs: Vec<String> = self
+            .iter()
+            .flat_map(|q| q.controls.iter().map(|c| c.pack.clone()))
+            .collect();
+        packs.sort();
+        packs.dedup();
+        packs
+    }
+
+    /// The controls of a pack with their queries, in control order (4.2 before 4.10). A pack is
+    /// named as declared (`cis-v5.0`) or without a trailing `.0` (`cis-v5`).
+    pub fn pack(&self, name: &str) -> Result<Vec<(&Control, &SavedQuery)>, SavedQueryError> {
+        let packs = self.packs();
+        let full = if packs.iter().any(|p| p == name) {
+            name.to_string()
+        } else if packs.iter().any(|p| *p == format!("{name}.0")) {
+            format!("{name}.0")
+        } else {
+            return Err(SavedQueryError::UnknownPack(
+                name.to_string(),
+                packs.join(", "),
+            ));
+        };
+        let mut controls: Vec<(&Control, &SavedQuery)> = self
+            .iter()
+            .flat_map(|q| q.controls.iter().map(move |c| (c, q)))
+            .filter(|(c, _)| c.pack == full)
+            .collect();
+        controls.sort_by(|a, b| {
+            control_order(&a.0.id)
+                .cmp(&control_order(&b.0.id))
+                .then_with(|| a.1.name.cmp(&b.1.name))
+        });
+        Ok(controls)
+    }
+
     /// Finds a query by `pack/name`, or by `name` alone when only one pack has it.
     pub fn get(&self, name: &str) -> Result<&SavedQuery, SavedQueryError> {
         if let Some(q) = self.queries.get(name) {
@@ -409,6 +474,16 @@ impl Catalog {
             )),
         }
     }
+}
+
+/// Sort key of a control id: numeric parts as numbers (`4.10` after `4.9`), others as text.
+fn control_order(id: &str) -> Vec<(u64, String)> {
+    id.split('.')
+        .map(|p| match p.parse::<u64>() {
+            Ok(n) => (n, String::new()),
+            Err(_) => (u64::MAX, p.to_string()),
+        })
+        .collect()
 }
 
 #[cfg(test)]

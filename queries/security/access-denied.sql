@@ -1,0 +1,21 @@
+-- summary: Calls refused for lack of permission (access denied, unauthorized) — reconnaissance and broken automation, newest first
+-- control: security access-denied
+SELECT eventtime,
+       eventname,
+       eventsource,
+       coalesce(useridentity.arn, useridentity.invokedby, useridentity.principalid, useridentity.type) AS principal,
+       useridentity.accesskeyid AS accesskeyid,
+       sourceipaddress,
+       useragent,
+       awsregion AS region,
+       recipientaccountid AS account,
+       errorcode,
+       errormessage,
+       eventid
+FROM cloudtrail
+WHERE eventtime >= $since AND eventtime < $until
+  AND (errorcode IN ('AccessDenied', 'AccessDeniedException', 'UnauthorizedOperation', 'Client.UnauthorizedOperation',
+                    'UnauthorizedAccess', 'Forbidden', 'AuthorizationError', 'NotAuthorized')
+       OR errorcode LIKE '%AccessDenied%'
+       OR errorcode LIKE '%Unauthorized%')
+ORDER BY eventtime DESC, eventid

@@ -1,0 +1,23 @@
+-- summary: Calls to sensitive services (secrets, keys, parameters, S3, DynamoDB, STS by default) made from an IP address rather than through a VPC endpoint
+-- param: services string default secretsmanager.amazonaws.com,kms.amazonaws.com,ssm.amazonaws.com,s3.amazonaws.com,dynamodb.amazonaws.com,sts.amazonaws.com -- event sources to watch, comma-separated
+-- control: security no-vpc-endpoint
+SELECT eventtime,
+       eventname,
+       eventsource,
+       coalesce(useridentity.arn, useridentity.invokedby, useridentity.principalid, useridentity.type) AS principal,
+       useridentity.accesskeyid AS accesskeyid,
+       sourceipaddress,
+       useragent,
+       awsregion AS region,
+       recipientaccountid AS account,
+       errorcode,
+       vpcendpointid,
+       eventid
+FROM cloudtrail
+WHERE eventtime >= $since AND eventtime < $until
+  AND vpcendpointid IS NULL
+  AND strpos(',' || replace($services, ' ', '') || ',', ',' || eventsource || ',') > 0
+  AND eventtype = 'AwsApiCall'
+  AND coalesce(useridentity.type, '') <> 'AWSService'
+  AND (cidr_match(sourceipaddress, '0.0.0.0/0') OR cidr_match(sourceipaddress, '::/0'))
+ORDER BY eventtime DESC, eventid

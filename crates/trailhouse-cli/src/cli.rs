@@ -36,10 +36,59 @@ pub enum Command {
     Queries(QueriesArgs),
     /// Run a saved query, e.g. `trailhouse run who-deleted --param resource=my-bucket --since 30d`.
     Run(RunArgs),
+    /// Run report packs (CIS controls, security topics) over a window and write an HTML,
+    /// Markdown or JSON report; for cron: exit 1 with --fail-on-findings when a control matched.
+    Report(ReportArgs),
     /// Rewrite each partition's small files into a few large ones (one atomic commit).
     Compact(CompactArgs),
     /// Delete data files the tables no longer reference (compacted away, or left by a crash).
     Vacuum(VacuumArgs),
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ReportFormat {
+    /// One self-contained HTML file with charts.
+    Html,
+    /// Markdown, for tickets and chat.
+    Markdown,
+    /// One JSON object (`report_version` 1), for pipelines.
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// A pack to run (repeat for several): cis-v1.2, cis-v1.4, cis-v1.5, cis-v2.0 … cis-v6.0
+    /// (`cis-v5` = `cis-v5.0`), security. Default: cis-v6.0 and security.
+    #[arg(long = "pack", value_name = "PACK")]
+    pub packs: Vec<String>,
+
+    /// Start of the window: a date, a date-time, or a duration ago (7d, 24h).
+    #[arg(long, default_value = "7d")]
+    pub since: String,
+
+    /// End of the window (same forms; default: now).
+    #[arg(long)]
+    pub until: Option<String>,
+
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = ReportFormat::Html)]
+    pub format: ReportFormat,
+
+    /// Write to this file instead of standard output.
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub output: Option<PathBuf>,
+
+    /// Exit with status 1 when any control matched (0 when none did; 2 on errors).
+    #[arg(long)]
+    pub fail_on_findings: bool,
+
+    /// Matching rows kept per control in the report (the count is always the total).
+    #[arg(long, default_value_t = 20, value_name = "N")]
+    pub max_events: usize,
+
+    /// Also load the saved queries under this directory (`<pack>/<name>.sql`).
+    #[arg(long, value_name = "DIR")]
+    pub queries: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -10,6 +10,7 @@ mod export;
 mod ingest;
 mod maintenance;
 mod output;
+mod report;
 mod run;
 mod shell;
 mod sql;
@@ -72,6 +73,7 @@ async fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
         cli::Command::Export(args) => export::run(&lake, args).await,
         cli::Command::Queries(args) => run::list(&lake, args).await,
         cli::Command::Run(args) => run::run(&lake, args).await,
+        cli::Command::Report(args) => report::run(&lake, args).await,
         cli::Command::Compact(args) => maintenance::compact(&lake, args).await,
         cli::Command::Vacuum(args) => maintenance::vacuum(&lake, args).await,
     }

@@ -11,7 +11,7 @@ use trailhouse_query::{Session, write_stream};
 
 use crate::cli::{OutputFormat, QueriesArgs, RunArgs};
 
-fn catalog(dir: Option<&Path>) -> anyhow::Result<Catalog> {
+pub fn catalog(dir: Option<&Path>) -> anyhow::Result<Catalog> {
     let mut c = Catalog::builtin()?;
     if let Some(dir) = dir {
         c.add_dir(dir)?;

@@ -6,6 +6,7 @@ pub mod credentials;
 pub mod error;
 pub mod export;
 pub mod output;
+pub mod report;
 pub mod saved;
 pub mod session;
 pub mod udf;

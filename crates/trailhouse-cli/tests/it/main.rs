@@ -4,5 +4,6 @@ mod corpus;
 mod ingest;
 mod interop;
 mod query;
+mod report;
 mod saved;
 mod support;

@@ -1,0 +1,76 @@
+//! `trailhouse report`: the packs' controls over a window, as HTML, Markdown or JSON.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use trailhouse_lake::Lake;
+use trailhouse_query::Session;
+use trailhouse_query::report::{self, ReportOptions};
+use trailhouse_query::saved::parse_time;
+
+use crate::cli::{ReportArgs, ReportFormat};
+
+/// The packs a report runs when none is named.
+const DEFAULT_PACKS: [&str; 2] = ["cis-v6.0", "security"];
+
+pub async fn run(lake: &Path, args: ReportArgs) -> anyhow::Result<ExitCode> {
+    let catalog = crate::run::catalog(args.queries.as_deref())?;
+    let now = chrono::Utc::now();
+    let time = |flag: &str, t: &str| -> anyhow::Result<i64> {
+        parse_time(t, now).with_context(|| {
+            format!(
+                "{flag} `{t}` is not a date (2026-10-01), a date-time or a duration ago (7d, 12h)"
+            )
+        })
+    };
+    let since = time("--since", &args.since)?;
+    let until = match &args.until {
+        Some(t) => time("--until", t)?,
+        None => now.timestamp_micros(),
+    };
+    anyhow::ensure!(
+        since < until,
+        "the window is empty: --since is not before --until"
+    );
+    let packs: Vec<String> = if args.packs.is_empty() {
+        DEFAULT_PACKS.iter().map(|p| p.to_string()).collect()
+    } else {
+        args.packs.clone()
+    };
+    let opts = ReportOptions {
+        packs,
+        since,
+        until,
+        max_events: args.max_events,
+        lake: lake.display().to_string(),
+    };
+    let session = Session::open(&Lake::new(lake)).await?;
+    let started = std::time::Instant::now();
+    let r = report::build(&session, &catalog, &opts).await?;
+    let text = match args.format {
+        ReportFormat::Html => report::html::render(&r),
+        ReportFormat::Markdown => report::markdown::render(&r),
+        ReportFormat::Json => serde_json::to_string_pretty(&r)? + "\n",
+    };
+    let mut out = crate::output::open(args.output.as_deref())?;
+    out.write_all(text.as_bytes())?;
+    out.flush()?;
+    eprintln!(
+        "{} of {} controls matched ({} events) in {:.2} s{}",
+        r.summary.controls_with_findings,
+        r.summary.controls,
+        r.summary.findings,
+        started.elapsed().as_secs_f64(),
+        args.output
+            .as_ref()
+            .map(|p| format!("; report in {}", p.display()))
+            .unwrap_or_default()
+    );
+    Ok(if args.fail_on_findings && r.has_findings() {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}

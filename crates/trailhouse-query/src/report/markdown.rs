@@ -1,0 +1,114 @@
+//! The report as Markdown, for tickets and chat: a summary table of every control, then the
+//! findings with their principals, a few rows and the command that lists them all.
+
+use std::fmt::Write;
+
+use super::Report;
+
+/// How many rows of each control the Markdown shows (the JSON and HTML keep the full sample).
+const ROWS: usize = 10;
+
+/// Escapes a table cell: pipes and line breaks would break the table.
+fn cell(s: &str) -> String {
+    s.replace('|', "\\|").replace(['\n', '\r'], " ")
+}
+
+pub fn render(r: &Report) -> String {
+    let mut m = String::new();
+    let t = &r.table;
+    let _ = writeln!(m, "# trailhouse report: {}\n", r.packs.join(", "));
+    let _ = writeln!(
+        m,
+        "Window **{}** to **{}** (UTC) · generated {} by trailhouse {} · report format {}\n",
+        r.window.since, r.window.until, r.generated_at, r.trailhouse_version, r.report_version
+    );
+    let _ = writeln!(
+        m,
+        "**{} of {} controls matched**, {} matching events. Table `{}` version {}, last ingest {}; \
+         input {} files, {} records ({} in the window), {} quarantined.\n",
+        r.summary.controls_with_findings,
+        r.summary.controls,
+        r.summary.findings,
+        t.lake,
+        t.version.map_or("-".into(), |v| v.to_string()),
+        t.last_commit.as_deref().unwrap_or("-"),
+        t.files,
+        t.records,
+        t.records_in_window,
+        t.quarantined
+    );
+    m.push_str(
+        "| Status | Pack | Control | Query | Security Hub | Count | First seen | Last seen |\n",
+    );
+    m.push_str("|---|---|---|---|---|---:|---|---|\n");
+    for c in &r.controls {
+        let status = if c.count > 0 { "**FINDINGS**" } else { "clean" };
+        let _ = writeln!(
+            m,
+            "| {status} | {} | {} | `{}` | {} | {} | {} | {} |",
+            cell(&c.pack),
+            cell(&c.id),
+            cell(&c.query),
+            cell(c.security_hub.as_deref().unwrap_or("")),
+            c.count,
+            cell(c.first_seen.as_deref().unwrap_or("")),
+            cell(c.last_seen.as_deref().unwrap_or(""))
+        );
+    }
+    for c in r.controls.iter().filter(|c| c.count > 0) {
+        let _ = writeln!(
+            m,
+            "\n## {} {} (`{}`): {} matching\n\n{}\n",
+            c.pack, c.id, c.query, c.count, c.title
+        );
+        if !c.principals.is_empty() {
+            m.push_str(
+                "| Principal | Origin of its temporary credentials | Events |\n|---|---|---:|\n",
+            );
+            for p in &c.principals {
+                let _ = writeln!(
+                    m,
+                    "| {} | {} | {} |",
+                    cell(&p.principal),
+                    cell(&p.origins.join("; ")),
+                    p.count
+                );
+            }
+            m.push('\n');
+        }
+        if !c.source_ips.is_empty() {
+            let ips: Vec<String> = c
+                .source_ips
+                .iter()
+                .map(|i| format!("{} ({})", i.value, i.count))
+                .collect();
+            let _ = writeln!(m, "Source IPs: {}\n", ips.join(", "));
+        }
+        let shown = c.events.len().min(ROWS);
+        let _ = writeln!(m, "{shown} of {} rows:\n", c.count);
+        let _ = writeln!(
+            m,
+            "| {} |",
+            c.columns
+                .iter()
+                .map(|c| cell(c))
+                .collect::<Vec<_>>()
+                .join(" | ")
+        );
+        let _ = writeln!(m, "|{}", "---|".repeat(c.columns.len()));
+        for e in c.events.iter().take(ROWS) {
+            let values: Vec<String> = c
+                .columns
+                .iter()
+                .map(|col| match e.get(col) {
+                    None | Some(serde_json::Value::Null) => String::new(),
+                    Some(serde_json::Value::String(s)) => cell(s),
+                    Some(v) => cell(&v.to_string()),
+                })
+                .collect();
+            let _ = writeln!(m, "| {} |", values.join(" | "));
+        }
+        let _ = writeln!(m, "\n```\n{}\n```", c.command);
+    }
+    m
+}

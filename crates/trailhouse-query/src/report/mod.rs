@@ -1,0 +1,649 @@
+//! Scheduled reports: every control of one or more packs (`-- control: PACK ID` in the saved
+//! queries) run over a window, with per control its status, count, first/last seen, the
+//! principals involved (with the origin of their temporary credentials) and source IPs, and a
+//! capped sample of the matching rows; plus the activity of the window (events and errors per
+//! day, top principals and source IPs) and the state of the table.
+//!
+//! The [`Report`] value is the JSON document (its shape is versioned by [`REPORT_VERSION`]);
+//! [`html`] and [`markdown`] render it.
+
+pub mod html;
+pub mod markdown;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::compute::cast;
+use arrow::datatypes::{DataType, Int64Type, TimeUnit, TimestampMicrosecondType};
+use chrono::{DateTime, SecondsFormat, Utc};
+use datafusion::common::{ParamValues, ScalarValue};
+use futures::StreamExt;
+use serde::Serialize;
+
+use crate::credentials;
+use crate::error::QueryError;
+use crate::saved::{Catalog, SavedQuery, Window};
+use crate::session::Session;
+
+/// The version of the JSON shape; bumped when a field changes meaning or disappears (new
+/// fields may be added without a bump).
+pub const REPORT_VERSION: u32 = 1;
+
+/// How many principals and source IPs a control or chart lists.
+const TOP: usize = 10;
+
+/// What to report on.
+#[derive(Debug, Clone)]
+pub struct ReportOptions {
+    /// Pack names as `Catalog::pack` accepts them (`cis-v5`, `cis-v6.0`, `security`).
+    pub packs: Vec<String>,
+    /// The window, both ends resolved (microseconds since the epoch).
+    pub since: i64,
+    pub until: i64,
+    /// Matching rows kept per control (the count is always the total).
+    pub max_events: usize,
+    /// How the lake is named in the commands that reproduce a finding.
+    pub lake: String,
+}
+
+/// The report document.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub report_version: u32,
+    pub generated_at: String,
+    pub trailhouse_version: String,
+    pub window: WindowInfo,
+    pub table: TableInfo,
+    pub packs: Vec<String>,
+    pub summary: Summary,
+    pub controls: Vec<ControlResult>,
+    pub activity: Activity,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct WindowInfo {
+    pub since: String,
+    pub until: String,
+}
+
+/// The state of the lake the report read: how complete its input is.
+#[derive(Debug, Clone, Serialize)]
+pub struct TableInfo {
+    pub lake: String,
+    pub version: Option<u64>,
+    /// Time of the last commit (the last ingest, compaction or vacuum).
+    pub last_commit: Option<String>,
+    /// Source files with at least one stored record.
+    pub files: u64,
+    pub records: u64,
+    pub records_in_window: u64,
+    /// Records kept aside by ingest (no usable eventTime, not an object); see `quarantine`.
+    pub quarantined: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    pub controls: usize,
+    pub controls_with_findings: usize,
+    pub findings: u64,
+}
+
+/// One control's result.
+#[derive(Debug, Clone, Serialize)]
+pub struct ControlResult {
+    pub pack: String,
+    pub id: String,
+    pub query: String,
+    pub title: String,
+    pub security_hub: Option<String>,
+    /// `findings` or `clean`.
+    pub status: String,
+    pub count: u64,
+    pub first_seen: Option<String>,
+    pub last_seen: Option<String>,
+    pub principals: Vec<PrincipalCount>,
+    pub source_ips: Vec<Count>,
+    /// The columns of `events`, in the query's order.
+    pub columns: Vec<String>,
+    /// The first `max_events` matching rows, in the query's order (newest first).
+    pub events: Vec<serde_json::Map<String, serde_json::Value>>,
+    /// The command that lists every matching row.
+    pub command: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PrincipalCount {
+    pub principal: String,
+    /// For principals acting with temporary keys: the first caller of each key's STS chain.
+    pub origins: Vec<String>,
+    pub count: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Count {
+    pub value: String,
+    pub count: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DayCount {
+    pub day: String,
+    pub events: u64,
+    pub errors: u64,
+}
+
+/// The window's activity, for the charts.
+#[derive(Debug, Clone, Serialize)]
+pub struct Activity {
+    pub days: Vec<DayCount>,
+    pub top_principals: Vec<Count>,
+    pub top_source_ips: Vec<Count>,
+    /// Principals and source IPs across every control's findings.
+    pub finding_principals: Vec<Count>,
+    pub finding_source_ips: Vec<Count>,
+}
+
+impl Report {
+    /// Whether any control matched.
+    pub fn has_findings(&self) -> bool {
+        self.summary.controls_with_findings > 0
+    }
+}
+
+fn time_text(micros: i64) -> String {
+    DateTime::<Utc>::from_timestamp_micros(micros)
+        .map(|t| t.to_rfc3339_opts(SecondsFormat::AutoSi, true))
+        .unwrap_or_else(|| micros.to_string())
+}
+
+/// Runs the packs' controls and gathers the report.
+pub async fn build(
+    session: &Session,
+    catalog: &Catalog,
+    opts: &ReportOptions,
+) -> Result<Report, QueryError> {
+    let window = Window {
+        since: Some(opts.since),
+        until: Some(opts.until),
+    };
+    let now = Utc::now();
+    let mut packs = Vec::new();
+    let mut planned: Vec<(String, String, &SavedQuery)> = Vec::new();
+    for name in &opts.packs {
+        let controls = catalog.pack(name)?;
+        let full = controls
+            .first()
+            .map(|(c, _)| c.pack.clone())
+            .unwrap_or_else(|| name.clone());
+        if packs.contains(&full) {
+            continue;
+        }
+        packs.push(full);
+        planned.extend(
+            controls
+                .into_iter()
+                .map(|(c, q)| (c.pack.clone(), c.id.clone(), q)),
+        );
+    }
+
+    // A query serving several packs' controls runs once.
+    let mut results: HashMap<String, Matches> = HashMap::new();
+    for (_, _, q) in &planned {
+        if results.contains_key(&q.name) {
+            continue;
+        }
+        let params = q.bind(&[], window, now)?;
+        let stream = session.run_saved(q, params, false).await?;
+        results.insert(
+            q.name.clone(),
+            Matches::collect(stream, opts.max_events).await?,
+        );
+    }
+
+    let keys: BTreeSet<&str> = results
+        .values()
+        .flat_map(|m| m.principals.values().flat_map(|p| p.keys.iter()))
+        .map(String::as_str)
+        .collect();
+    let origins = origins(session, &keys).await?;
+
+    let window_text = WindowInfo {
+        since: time_text(opts.since),
+        until: time_text(opts.until),
+    };
+    let mut finding_principals: BTreeMap<String, u64> = BTreeMap::new();
+    let mut finding_ips: BTreeMap<String, u64> = BTreeMap::new();
+    let mut counted = BTreeSet::new();
+    let mut controls = Vec::new();
+    for (pack, id, q) in &planned {
+        let Some(m) = results.get(&q.name) else {
+            continue;
+        };
+        if counted.insert(q.name.clone()) {
+            for (p, c) in &m.principals {
+                *finding_principals.entry(p.clone()).or_default() += c.count;
+            }
+            for (ip, n) in &m.source_ips {
+                *finding_ips.entry(ip.clone()).or_default() += n;
+            }
+        }
+        controls.push(m.control(pack, id, q, &origins, opts, &window_text));
+    }
+
+    let table = table_info(session, opts).await?;
+    let (top_principals, top_source_ips) = top_actors(session, window).await?;
+    let activity = Activity {
+        days: days(session, window).await?,
+        top_principals,
+        top_source_ips,
+        finding_principals: top(finding_principals),
+        finding_source_ips: top(finding_ips),
+    };
+    let summary = Summary {
+        controls: controls.len(),
+        controls_with_findings: controls.iter().filter(|c| c.count > 0).count(),
+        findings: controls.iter().map(|c| c.count).sum(),
+    };
+    Ok(Report {
+        report_version: REPORT_VERSION,
+        generated_at: now.to_rfc3339_opts(SecondsFormat::Secs, true),
+        trailhouse_version: env!("CARGO_PKG_VERSION").to_string(),
+        window: window_text,
+        table: TableInfo {
+            records_in_window: activity.days.iter().map(|d| d.events).sum(),
+            ..table
+        },
+        packs,
+        summary,
+        controls,
+        activity,
+    })
+}
+
+fn top(counts: BTreeMap<String, u64>) -> Vec<Count> {
+    let mut v: Vec<Count> = counts
+        .into_iter()
+        .map(|(value, count)| Count { value, count })
+        .collect();
+    v.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.value.cmp(&b.value)));
+    v.truncate(TOP);
+    v
+}
+
+#[derive(Default)]
+struct PrincipalAcc {
+    count: u64,
+    keys: BTreeSet<String>,
+}
+
+/// One query's rows, reduced as they stream by: memory is bounded by the sample and the number
+/// of distinct principals and IPs, not by the number of matches.
+#[derive(Default)]
+struct Matches {
+    count: u64,
+    first: Option<i64>,
+    last: Option<i64>,
+    columns: Vec<String>,
+    events: Vec<serde_json::Map<String, serde_json::Value>>,
+    principals: BTreeMap<String, PrincipalAcc>,
+    source_ips: BTreeMap<String, u64>,
+}
+
+fn utf8_column(
+    batch: &RecordBatch,
+    name: &str,
+) -> Result<Option<arrow::array::ArrayRef>, QueryError> {
+    batch
+        .column_by_name(name)
+        .map(|c| cast(c, &DataType::Utf8))
+        .transpose()
+        .map_err(QueryError::from)
+}
+
+impl Matches {
+    async fn collect(
+        mut stream: datafusion::execution::SendableRecordBatchStream,
+        max_events: usize,
+    ) -> Result<Self, QueryError> {
+        let mut m = Matches {
+            columns: stream
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| f.name().clone())
+                .collect(),
+            ..Default::default()
+        };
+        while let Some(batch) = stream.next().await {
+            let batch = batch?;
+            m.add(&batch, max_events)?;
+        }
+        Ok(m)
+    }
+
+    fn add(&mut self, batch: &RecordBatch, max_events: usize) -> Result<(), QueryError> {
+        let rows = batch.num_rows();
+        self.count += rows as u64;
+        let room = max_events.saturating_sub(self.events.len()).min(rows);
+        if room > 0 {
+            let mut buf = Vec::new();
+            {
+                let mut w = arrow::json::WriterBuilder::new()
+                    .with_explicit_nulls(true)
+                    .build::<_, arrow::json::writer::JsonArray>(&mut buf);
+                w.write(&batch.slice(0, room))?;
+                w.finish()?;
+            }
+            let parsed: Vec<serde_json::Map<String, serde_json::Value>> =
+                serde_json::from_slice(&buf).map_err(|e| {
+                    QueryError::Io(std::io::Error::other(format!("report rows: {e}")))
+                })?;
+            self.events.extend(parsed);
+        }
+        // First/last seen: `eventtime`, or a summary query's `first_seen`/`last_seen`.
+        for (name, is_first) in [
+            ("eventtime", None),
+            ("first_seen", Some(true)),
+            ("last_seen", Some(false)),
+        ] {
+            let Some(col) = batch.column_by_name(name) else {
+                continue;
+            };
+            let DataType::Timestamp(TimeUnit::Microsecond, _) = col.data_type() else {
+                continue;
+            };
+            let t = col.as_primitive::<TimestampMicrosecondType>();
+            for v in t.iter().flatten() {
+                if is_first != Some(false) {
+                    self.first = Some(self.first.map_or(v, |f| f.min(v)));
+                }
+                if is_first != Some(true) {
+                    self.last = Some(self.last.map_or(v, |l| l.max(v)));
+                }
+            }
+        }
+        let principal = utf8_column(batch, "principal")?;
+        let key = utf8_column(batch, "accesskeyid")?;
+        let ip = utf8_column(batch, "sourceipaddress")?;
+        // Summary queries (one row per principal and day, say) count their rows' `decrypts` or
+        // `calls` as the principal's events when they have such a column.
+        let weight = ["calls", "decrypts", "events"]
+            .iter()
+            .find_map(|n| batch.column_by_name(n))
+            .and_then(|c| cast(c, &DataType::Int64).ok());
+        for i in 0..rows {
+            let w = weight
+                .as_ref()
+                .map(|c| c.as_primitive::<Int64Type>())
+                .filter(|c| c.is_valid(i))
+                .map_or(1, |c| c.value(i).max(0) as u64);
+            if let Some(p) = principal.as_ref().map(|c| c.as_string::<i32>()) {
+                let name = if p.is_valid(i) {
+                    p.value(i)
+                } else {
+                    "(unknown)"
+                };
+                let acc = self.principals.entry(name.to_string()).or_default();
+                acc.count += w;
+                if let Some(k) = key.as_ref().map(|c| c.as_string::<i32>())
+                    && k.is_valid(i)
+                    && k.value(i).starts_with("ASIA")
+                    && !acc.keys.contains(k.value(i))
+                {
+                    acc.keys.insert(k.value(i).to_string());
+                }
+            }
+            if let Some(a) = ip.as_ref().map(|c| c.as_string::<i32>())
+                && a.is_valid(i)
+            {
+                *self.source_ips.entry(a.value(i).to_string()).or_default() += w;
+            }
+        }
+        Ok(())
+    }
+
+    fn control(
+        &self,
+        pack: &str,
+        id: &str,
+        q: &SavedQuery,
+        origins: &HashMap<String, String>,
+        opts: &ReportOptions,
+        window: &WindowInfo,
+    ) -> ControlResult {
+        let mut principals: Vec<PrincipalCount> = self
+            .principals
+            .iter()
+            .map(|(p, acc)| {
+                let mut o: Vec<String> = acc
+                    .keys
+                    .iter()
+                    .filter_map(|k| origins.get(k).cloned())
+                    .collect();
+                o.sort();
+                o.dedup();
+                PrincipalCount {
+                    principal: p.clone(),
+                    origins: o,
+                    count: acc.count,
+                }
+            })
+            .collect();
+        principals.sort_by(|a, b| {
+            b.count
+                .cmp(&a.count)
+                .then_with(|| a.principal.cmp(&b.principal))
+        });
+        principals.truncate(TOP);
+        ControlResult {
+            pack: pack.to_string(),
+            id: id.to_string(),
+            query: q.name.clone(),
+            title: q.summary.clone(),
+            security_hub: q.security_hub.clone(),
+            status: if self.count > 0 { "findings" } else { "clean" }.to_string(),
+            count: self.count,
+            first_seen: self.first.map(time_text),
+            last_seen: self.last.map(time_text),
+            principals,
+            source_ips: top(self.source_ips.clone()),
+            columns: self.columns.clone(),
+            events: self.events.clone(),
+            command: format!(
+                "trailhouse --lake {} run {} --since {} --until {}",
+                shell_word(&opts.lake),
+                q.name,
+                window.since,
+                window.until
+            ),
+        }
+    }
+}
+
+/// Quotes a word for a POSIX shell when it needs it.
+fn shell_word(w: &str) -> String {
+    if !w.is_empty()
+        && w.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-+:@=".contains(c))
+    {
+        w.to_string()
+    } else {
+        format!("'{}'", w.replace('\'', r"'\''"))
+    }
+}
+
+/// The origin of each temporary key seen in the findings, from the `credentials` table.
+async fn origins(
+    session: &Session,
+    keys: &BTreeSet<&str>,
+) -> Result<HashMap<String, String>, QueryError> {
+    let mut out = HashMap::new();
+    if keys.is_empty() {
+        return Ok(out);
+    }
+    let sql = format!(
+        "SELECT minted_key, origin || ' via ' || origin_call AS origin FROM {} \
+         WHERE minted_key IS NOT NULL AND origin IS NOT NULL",
+        credentials::TABLE_NAME
+    );
+    let mut stream = session.sql(&sql).await?;
+    while let Some(batch) = stream.next().await {
+        let batch = batch?;
+        let (Some(k), Some(o)) = (
+            utf8_column(&batch, "minted_key")?,
+            utf8_column(&batch, "origin")?,
+        ) else {
+            continue;
+        };
+        let (k, o) = (k.as_string::<i32>(), o.as_string::<i32>());
+        for i in 0..batch.num_rows() {
+            if k.is_valid(i) && o.is_valid(i) && keys.contains(k.value(i)) {
+                out.insert(k.value(i).to_string(), o.value(i).to_string());
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn window_params(window: Window) -> ParamValues {
+    let ts = |v: Option<i64>| ScalarValue::TimestampMicrosecond(v, Some("UTC".into()));
+    ParamValues::from(HashMap::from([
+        ("since".to_string(), ts(window.since)),
+        ("until".to_string(), ts(window.until)),
+    ]))
+}
+
+async fn rows(
+    session: &Session,
+    sql: &str,
+    params: Option<ParamValues>,
+) -> Result<Vec<RecordBatch>, QueryError> {
+    let mut df = session.dataframe(sql).await?;
+    if let Some(p) = params {
+        df = df.with_param_values(p)?;
+    }
+    Ok(df.collect().await?)
+}
+
+fn int(batch: &RecordBatch, name: &str, row: usize) -> u64 {
+    batch
+        .column_by_name(name)
+        .and_then(|c| cast(c, &DataType::Int64).ok())
+        .map(|c| {
+            let c = c.as_primitive::<Int64Type>();
+            if c.is_valid(row) {
+                c.value(row).max(0) as u64
+            } else {
+                0
+            }
+        })
+        .unwrap_or(0)
+}
+
+/// Events and errors per day of the window.
+async fn days(session: &Session, window: Window) -> Result<Vec<DayCount>, QueryError> {
+    let sql = "SELECT CAST(day AS VARCHAR) AS day, count(*) AS events, count(errorcode) AS errors \
+               FROM cloudtrail WHERE eventtime >= $since AND eventtime < $until \
+               GROUP BY day ORDER BY day";
+    let mut out = Vec::new();
+    for b in rows(session, sql, Some(window_params(window))).await? {
+        let Some(day) = utf8_column(&b, "day")? else {
+            continue;
+        };
+        let day = day.as_string::<i32>();
+        for i in 0..b.num_rows() {
+            out.push(DayCount {
+                day: day.value(i).to_string(),
+                events: int(&b, "events", i),
+                errors: int(&b, "errors", i),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// The window's busiest principals and source IPs, in one scan.
+async fn top_actors(
+    session: &Session,
+    window: Window,
+) -> Result<(Vec<Count>, Vec<Count>), QueryError> {
+    let sql = "SELECT principal, sourceipaddress, count(*) AS events, \
+                      grouping(sourceipaddress) AS by_principal \
+               FROM (SELECT coalesce(useridentity.arn, useridentity.invokedby, useridentity.principalid, \
+                                     useridentity.type) AS principal, sourceipaddress \
+                     FROM cloudtrail WHERE eventtime >= $since AND eventtime < $until) \
+               GROUP BY GROUPING SETS ((principal), (sourceipaddress))";
+    let mut principals = BTreeMap::new();
+    let mut ips = BTreeMap::new();
+    for b in rows(session, sql, Some(window_params(window))).await? {
+        let (Some(p), Some(ip)) = (
+            utf8_column(&b, "principal")?,
+            utf8_column(&b, "sourceipaddress")?,
+        ) else {
+            continue;
+        };
+        let (p, ip) = (p.as_string::<i32>(), ip.as_string::<i32>());
+        for i in 0..b.num_rows() {
+            let n = int(&b, "events", i);
+            if int(&b, "by_principal", i) == 1 {
+                let name = if p.is_valid(i) {
+                    p.value(i)
+                } else {
+                    "(unknown)"
+                };
+                principals.insert(name.to_string(), n);
+            } else if ip.is_valid(i) {
+                ips.insert(ip.value(i).to_string(), n);
+            }
+        }
+    }
+    Ok((top(principals), top(ips)))
+}
+
+async fn table_info(session: &Session, opts: &ReportOptions) -> Result<TableInfo, QueryError> {
+    let b = rows(
+        session,
+        "SELECT count(*) AS records, count(DISTINCT sourcefile) AS files FROM cloudtrail",
+        None,
+    )
+    .await?;
+    let (records, files) = b
+        .first()
+        .map_or((0, 0), |b| (int(b, "records", 0), int(b, "files", 0)));
+    let quarantined = if session
+        .context()
+        .table_exist(trailhouse_lake::schema::QUARANTINE_TABLE_NAME)?
+    {
+        rows(session, "SELECT count(*) AS n FROM quarantine", None)
+            .await?
+            .first()
+            .map_or(0, |b| int(b, "n", 0))
+    } else {
+        0
+    };
+    Ok(TableInfo {
+        lake: opts.lake.clone(),
+        version: session.table_version(),
+        last_commit: session
+            .last_commit_millis()
+            .await
+            .and_then(DateTime::<Utc>::from_timestamp_millis)
+            .map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true)),
+        files,
+        records,
+        records_in_window: 0,
+        quarantined,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shell_words() {
+        assert_eq!(shell_word("/var/lake"), "/var/lake");
+        assert_eq!(shell_word("my lake"), "'my lake'");
+        assert_eq!(shell_word("it's"), r"'it'\''s'");
+    }
+}

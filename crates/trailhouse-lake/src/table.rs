@@ -306,6 +306,21 @@ pub fn writer_properties(sorted: bool) -> WriterProperties {
     ] {
         b = b.set_column_dictionary_enabled(ColumnPath::from(column), false);
     }
+    // Bloom filters on the columns questions test for equality (`eventname IN (…)`,
+    // `eventsource = …`, `errorcode IN (…)`, `sourceipaddress = …`): a file that does not hold
+    // the value is skipped without reading its pages. Sized for a partition's distinct values
+    // at a 1% false-positive rate; the writer folds each down to the values it actually holds.
+    for (column, ndv) in [
+        ("eventname", 2048),
+        ("eventsource", 512),
+        ("errorcode", 512),
+        ("sourceipaddress", 16384),
+    ] {
+        b = b
+            .set_column_bloom_filter_enabled(ColumnPath::from(column), true)
+            .set_column_bloom_filter_max_ndv(ColumnPath::from(column), ndv)
+            .set_column_bloom_filter_fpp(ColumnPath::from(column), 0.01);
+    }
     if sorted {
         let idx = schema::file_schema()
             .index_of(schema::EVENTTIME)
@@ -492,6 +507,16 @@ mod tests {
         // The file records the codec, not its level.
         assert!(matches!(col.compression(), Compression::ZSTD(_)));
         assert!(col.statistics().is_some());
+        let bloom = |name: &str| {
+            rg.columns()
+                .iter()
+                .find(|c| c.column_path().string() == name)
+                .and_then(|c| c.bloom_filter_offset())
+        };
+        for name in ["eventname", "eventsource", "errorcode", "sourceipaddress"] {
+            assert!(bloom(name).is_some(), "no bloom filter on {name}");
+        }
+        assert!(bloom("eventid").is_none());
     }
 
     #[test]

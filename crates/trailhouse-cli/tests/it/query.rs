@@ -342,3 +342,53 @@ fn the_credentials_table_follows_each_ingest_and_survives_an_unwritable_cache() 
     std::fs::write(&cache, b"not a directory").expect("block the cache");
     assert_eq!(sql_csv(&lake, q), expected);
 }
+
+#[test]
+fn files_without_the_event_name_asked_for_are_skipped_by_their_bloom_filters() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (src, lake) = (dir.path().join("src"), dir.path().join("lake"));
+    // Two partitions, each a file of AssumeRole and PutObject: DeleteBucket and GetObject sort
+    // between the two, so the min/max statistics cannot rule the files out; the filters can.
+    for (d, region) in [(1, "us-east-1"), (2, "eu-west-1")] {
+        let events: Vec<_> = ["AssumeRole", "PutObject"]
+            .iter()
+            .map(|name| {
+                event(
+                    &format!("{name}-{d}"),
+                    &format!("2026-11-0{d}T10:00:00Z"),
+                    name,
+                    region,
+                )
+            })
+            .collect();
+        write_trail_file(&src, region, d, "f.json.gz", &events);
+    }
+    let (run, _) = ingest_json(&lake, &[&src], &[]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    let metric = |sql: &str| {
+        let plan = sql_csv(&lake, &format!("EXPLAIN ANALYZE {sql}"));
+        let at = plan
+            .find("row_groups_pruned_bloom_filter=")
+            .unwrap_or_else(|| panic!("no bloom filter metric: {plan}"));
+        plan[at..]
+            .split([',', ']'])
+            .next()
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert_eq!(
+        metric("SELECT count(*) FROM cloudtrail WHERE eventname IN ('DeleteBucket', 'GetObject')"),
+        "row_groups_pruned_bloom_filter=2 total → 0 matched"
+    );
+    assert_eq!(
+        metric("SELECT count(*) FROM cloudtrail WHERE eventname = 'PutObject'"),
+        "row_groups_pruned_bloom_filter=2 total → 2 matched"
+    );
+    assert_eq!(
+        count(
+            &lake,
+            "SELECT count(*) FROM cloudtrail WHERE eventname = 'PutObject'"
+        ),
+        2
+    );
+}

@@ -103,6 +103,18 @@ impl Session {
         Ok(self.dataframe(sql).await?.execute_stream().await?)
     }
 
+    /// A saved query with its parameters bound, as a DataFrame to build on.
+    pub async fn saved_dataframe(
+        &self,
+        query: &SavedQuery,
+        params: HashMap<String, ScalarValue>,
+    ) -> Result<DataFrame, QueryError> {
+        Ok(self
+            .dataframe(&query.sql)
+            .await?
+            .with_param_values(ParamValues::from(params))?)
+    }
+
     /// Runs a saved query with its parameters bound as values (never spliced into the SQL);
     /// with `explain`, returns its plan (files to scan included) instead of its rows.
     pub async fn run_saved(

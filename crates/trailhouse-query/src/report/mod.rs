@@ -17,6 +17,9 @@ use arrow::compute::cast;
 use arrow::datatypes::{DataType, Int64Type, TimeUnit, TimestampMicrosecondType};
 use chrono::{DateTime, SecondsFormat, Utc};
 use datafusion::common::{ParamValues, ScalarValue};
+use datafusion::functions_aggregate::expr_fn::{count, max, min, sum};
+use datafusion::logical_expr::{Expr, cast as cast_expr};
+use datafusion::prelude::{DataFrame, col, lit};
 use futures::StreamExt;
 use serde::Serialize;
 
@@ -28,6 +31,12 @@ use crate::session::Session;
 /// The version of the JSON shape; bumped when a field changes meaning or disappears (new
 /// fields may be added without a bump).
 pub const REPORT_VERSION: u32 = 1;
+
+/// The columns a control's matches are grouped by, when its query has them.
+const GROUP_COLUMNS: [&str; 3] = ["principal", "accesskeyid", "sourceipaddress"];
+
+/// Columns of summary queries that count events (a row per principal and day, say).
+const WEIGHT_COLUMNS: [&str; 3] = ["calls", "decrypts", "events"];
 
 /// How many principals and source IPs a control or chart lists.
 const TOP: usize = 10;
@@ -109,6 +118,8 @@ pub struct ControlResult {
     pub events: Vec<serde_json::Map<String, serde_json::Value>>,
     /// The command that lists every matching row.
     pub command: String,
+    /// How long its query took.
+    pub seconds: f64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -192,12 +203,12 @@ pub async fn build(
         if results.contains_key(&q.name) {
             continue;
         }
+        let started = std::time::Instant::now();
         let params = q.bind(&[], window, now)?;
-        let stream = session.run_saved(q, params, false).await?;
-        results.insert(
-            q.name.clone(),
-            Matches::collect(stream, opts.max_events).await?,
-        );
+        let query = session.saved_dataframe(q, params).await?;
+        let mut m = Matches::run(query, opts.max_events).await?;
+        m.seconds = started.elapsed().as_secs_f64();
+        results.insert(q.name.clone(), m);
     }
 
     let keys: BTreeSet<&str> = results
@@ -287,6 +298,7 @@ struct Matches {
     events: Vec<serde_json::Map<String, serde_json::Value>>,
     principals: BTreeMap<String, PrincipalAcc>,
     source_ips: BTreeMap<String, u64>,
+    seconds: f64,
 }
 
 fn utf8_column(
@@ -301,82 +313,99 @@ fn utf8_column(
 }
 
 impl Matches {
-    async fn collect(
-        mut stream: datafusion::execution::SendableRecordBatchStream,
-        max_events: usize,
-    ) -> Result<Self, QueryError> {
+    /// Runs a control's query twice over: an aggregate on top of it (count, first/last seen, by
+    /// principal, key and source IP, reading only those columns) and, when it matched, its own
+    /// first `max_events` rows in its own order (a top-k, cheap however many rows match).
+    async fn run(query: DataFrame, max_events: usize) -> Result<Self, QueryError> {
+        let present: Vec<String> = query
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
+        let has = |c: &str| present.iter().any(|p| p == c);
+        let group: Vec<Expr> = GROUP_COLUMNS
+            .iter()
+            .filter(|c| has(c))
+            .map(|c| col(*c))
+            .collect();
+        // Summary queries (a row per principal and day, say) weigh each row by its count.
+        let weight = match WEIGHT_COLUMNS.iter().find(|c| has(c)) {
+            Some(w) => sum(cast_expr(col(*w), DataType::Int64)),
+            None => count(lit(1)),
+        };
+        let mut aggregates = vec![count(lit(1)).alias("rows_"), weight.alias("weight_")];
+        if has("eventtime") {
+            aggregates.push(min(col("eventtime")).alias("first_"));
+            aggregates.push(max(col("eventtime")).alias("last_"));
+        } else if has("first_seen") && has("last_seen") {
+            aggregates.push(min(col("first_seen")).alias("first_"));
+            aggregates.push(max(col("last_seen")).alias("last_"));
+        }
         let mut m = Matches {
-            columns: stream
-                .schema()
-                .fields()
-                .iter()
-                .map(|f| f.name().clone())
-                .collect(),
+            columns: present.clone(),
             ..Default::default()
         };
-        while let Some(batch) = stream.next().await {
-            let batch = batch?;
-            m.add(&batch, max_events)?;
+        for batch in query
+            .clone()
+            .aggregate(group, aggregates)?
+            .collect()
+            .await?
+        {
+            m.add_groups(&batch)?;
+        }
+        if m.count > 0 && max_events > 0 {
+            for batch in query.limit(0, Some(max_events))?.collect().await? {
+                m.add_sample(&batch)?;
+            }
         }
         Ok(m)
     }
 
-    fn add(&mut self, batch: &RecordBatch, max_events: usize) -> Result<(), QueryError> {
-        let rows = batch.num_rows();
-        self.count += rows as u64;
-        let room = max_events.saturating_sub(self.events.len()).min(rows);
-        if room > 0 {
-            let mut buf = Vec::new();
-            {
-                let mut w = arrow::json::WriterBuilder::new()
-                    .with_explicit_nulls(true)
-                    .build::<_, arrow::json::writer::JsonArray>(&mut buf);
-                w.write(&batch.slice(0, room))?;
-                w.finish()?;
-            }
-            let parsed: Vec<serde_json::Map<String, serde_json::Value>> =
-                serde_json::from_slice(&buf).map_err(|e| {
-                    QueryError::Io(std::io::Error::other(format!("report rows: {e}")))
-                })?;
-            self.events.extend(parsed);
+    fn add_sample(&mut self, batch: &RecordBatch) -> Result<(), QueryError> {
+        if batch.num_rows() == 0 {
+            return Ok(());
         }
-        // First/last seen: `eventtime`, or a summary query's `first_seen`/`last_seen`.
-        for (name, is_first) in [
-            ("eventtime", None),
-            ("first_seen", Some(true)),
-            ("last_seen", Some(false)),
-        ] {
-            let Some(col) = batch.column_by_name(name) else {
-                continue;
-            };
-            let DataType::Timestamp(TimeUnit::Microsecond, _) = col.data_type() else {
-                continue;
-            };
-            let t = col.as_primitive::<TimestampMicrosecondType>();
-            for v in t.iter().flatten() {
-                if is_first != Some(false) {
-                    self.first = Some(self.first.map_or(v, |f| f.min(v)));
-                }
-                if is_first != Some(true) {
-                    self.last = Some(self.last.map_or(v, |l| l.max(v)));
-                }
-            }
+        let mut buf = Vec::new();
+        {
+            let mut w = arrow::json::WriterBuilder::new()
+                .with_explicit_nulls(true)
+                .build::<_, arrow::json::writer::JsonArray>(&mut buf);
+            w.write(batch)?;
+            w.finish()?;
         }
+        let rows: Vec<serde_json::Map<String, serde_json::Value>> = serde_json::from_slice(&buf)
+            .map_err(|e| QueryError::Io(std::io::Error::other(format!("report rows: {e}"))))?;
+        self.events.extend(rows);
+        Ok(())
+    }
+
+    fn add_groups(&mut self, batch: &RecordBatch) -> Result<(), QueryError> {
         let principal = utf8_column(batch, "principal")?;
         let key = utf8_column(batch, "accesskeyid")?;
         let ip = utf8_column(batch, "sourceipaddress")?;
-        // Summary queries (one row per principal and day, say) count their rows' `decrypts` or
-        // `calls` as the principal's events when they have such a column.
-        let weight = ["calls", "decrypts", "events"]
-            .iter()
-            .find_map(|n| batch.column_by_name(n))
-            .and_then(|c| cast(c, &DataType::Int64).ok());
-        for i in 0..rows {
-            let w = weight
-                .as_ref()
-                .map(|c| c.as_primitive::<Int64Type>())
-                .filter(|c| c.is_valid(i))
-                .map_or(1, |c| c.value(i).max(0) as u64);
+        let times = |name: &str| {
+            batch
+                .column_by_name(name)
+                .and_then(|c| match c.data_type() {
+                    DataType::Timestamp(TimeUnit::Microsecond, _) => {
+                        Some(c.as_primitive::<TimestampMicrosecondType>().clone())
+                    }
+                    _ => None,
+                })
+        };
+        let (first, last) = (times("first_"), times("last_"));
+        for i in 0..batch.num_rows() {
+            self.count += int(batch, "rows_", i);
+            let w = int(batch, "weight_", i);
+            if let Some(t) = first.as_ref().filter(|t| t.is_valid(i)) {
+                let v = t.value(i);
+                self.first = Some(self.first.map_or(v, |f| f.min(v)));
+            }
+            if let Some(t) = last.as_ref().filter(|t| t.is_valid(i)) {
+                let v = t.value(i);
+                self.last = Some(self.last.map_or(v, |l| l.max(v)));
+            }
             if let Some(p) = principal.as_ref().map(|c| c.as_string::<i32>()) {
                 let name = if p.is_valid(i) {
                     p.value(i)
@@ -388,7 +417,6 @@ impl Matches {
                 if let Some(k) = key.as_ref().map(|c| c.as_string::<i32>())
                     && k.is_valid(i)
                     && k.value(i).starts_with("ASIA")
-                    && !acc.keys.contains(k.value(i))
                 {
                     acc.keys.insert(k.value(i).to_string());
                 }
@@ -456,6 +484,7 @@ impl Matches {
                 window.since,
                 window.until
             ),
+            seconds: self.seconds,
         }
     }
 }

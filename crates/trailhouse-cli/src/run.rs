@@ -46,6 +46,15 @@ pub async fn list(lake: &Path, args: QueriesArgs) -> anyhow::Result<ExitCode> {
         for p in q.describe_params() {
             writeln!(out, "    --param {p}")?;
         }
+        if !q.controls.is_empty() {
+            let controls: Vec<String> = q
+                .controls
+                .iter()
+                .map(|c| format!("{} {}", c.pack, c.id))
+                .chain(q.security_hub.iter().map(|s| format!("Security Hub {s}")))
+                .collect();
+            writeln!(out, "    report controls: {}", controls.join(", "))?;
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -262,11 +262,7 @@ fn control(h: &mut String, c: &ControlResult) {
     for e in &c.events {
         h.push_str("<tr>");
         for col in &c.columns {
-            let v = match e.get(col) {
-                None | Some(serde_json::Value::Null) => String::new(),
-                Some(serde_json::Value::String(s)) => s.clone(),
-                Some(v) => v.to_string(),
-            };
+            let v = super::value_text(e.get(col));
             let _ = write!(h, "<td title=\"{}\">{}</td>", esc(&v), esc(&v));
         }
         h.push_str("</tr>");

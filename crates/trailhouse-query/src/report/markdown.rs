@@ -100,11 +100,7 @@ pub fn render(r: &Report) -> String {
             let values: Vec<String> = c
                 .columns
                 .iter()
-                .map(|col| match e.get(col) {
-                    None | Some(serde_json::Value::Null) => String::new(),
-                    Some(serde_json::Value::String(s)) => cell(s),
-                    Some(v) => cell(&v.to_string()),
-                })
+                .map(|col| cell(&super::value_text(e.get(col))))
                 .collect();
             let _ = writeln!(m, "| {} |", values.join(" | "));
         }

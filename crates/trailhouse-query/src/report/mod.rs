@@ -161,6 +161,16 @@ impl Report {
     }
 }
 
+/// A sampled row's value as text for a table cell: strings as they are, NULL as nothing,
+/// other JSON (numbers, booleans, nested values) as JSON.
+fn value_text(v: Option<&serde_json::Value>) -> String {
+    match v {
+        None | Some(serde_json::Value::Null) => String::new(),
+        Some(serde_json::Value::String(s)) => s.clone(),
+        Some(v) => v.to_string(),
+    }
+}
+
 fn time_text(micros: i64) -> String {
     DateTime::<Utc>::from_timestamp_micros(micros)
         .map(|t| t.to_rfc3339_opts(SecondsFormat::AutoSi, true))

@@ -83,8 +83,8 @@ pub fn render(r: &Report) -> String {
                 r.summary.controls_with_findings, r.summary.controls
             ),
         ),
-        ("Matching events", r.summary.findings.to_string()),
-        ("Events in window", t.records_in_window.to_string()),
+        ("Matching events", thousands(r.summary.findings)),
+        ("Events in window", thousands(t.records_in_window)),
         (
             "Table",
             format!(
@@ -96,8 +96,18 @@ pub fn render(r: &Report) -> String {
             "Last ingest",
             t.last_commit.clone().unwrap_or_else(|| "-".into()),
         ),
-        ("Input", format!("{} files, {} records", t.files, t.records)),
-        ("Quarantined", format!("{} records", t.quarantined)),
+        (
+            "Input",
+            format!(
+                "{} files, {} records",
+                thousands(t.files),
+                thousands(t.records)
+            ),
+        ),
+        (
+            "Quarantined",
+            format!("{} records", thousands(t.quarantined)),
+        ),
     ];
     h.push_str("<div class=\"cards\">");
     for (k, v) in cards {
@@ -127,11 +137,14 @@ pub fn render(r: &Report) -> String {
         .controls
         .iter()
         .map(|c| {
-            (
-                format!("{} {}", c.id, short_name(&c.query)),
-                c.count,
-                c.count > 0,
-            )
+            // Security-topic controls are named after their query: no need to say it twice.
+            let name = short_name(&c.query);
+            let label = if c.id == name {
+                name.to_string()
+            } else {
+                format!("{} {name}", c.id)
+            };
+            (label, c.count, c.count > 0)
         })
         .collect();
     figure(&mut h, "Findings per control", &hbars(&per_control));
@@ -274,6 +287,25 @@ fn control(h: &mut String, c: &ControlResult) {
     );
 }
 
+/// Whether day `i` of `n` gets an axis label: every `every`-th day, and the last day, whose
+/// label must not run into the one before it.
+fn tick(i: usize, n: usize, every: usize) -> bool {
+    i + 1 == n || (i.is_multiple_of(every) && n - 1 - i > every / 2)
+}
+
+/// 1234567 as "1,234,567".
+fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
 /// A readable axis maximum: 1, 2 or 5 times a power of ten at or above `v`.
 fn nice_max(v: f64) -> f64 {
     if v <= 0.0 {
@@ -335,11 +367,15 @@ fn day_bars(days: &[DayCount]) -> String {
                 8.0 + plot_h - err_h
             );
         }
-        if i % label_every == 0 || i + 1 == days.len() {
+        if tick(i, days.len(), label_every) {
+            let (anchor, at) = if i + 1 == days.len() && days.len() > 1 {
+                ("end", x + bar)
+            } else {
+                ("middle", x + bar / 2.0)
+            };
             let _ = write!(
                 s,
-                "<text x=\"{:.1}\" y=\"{}\" text-anchor=\"middle\">{}</text>",
-                x + bar / 2.0,
+                "<text x=\"{at:.1}\" y=\"{}\" text-anchor=\"{anchor}\">{}</text>",
                 hgt - 6.0,
                 esc(d.day.get(5..).unwrap_or(&d.day))
             );
@@ -404,7 +440,7 @@ fn error_rate(days: &[DayCount]) -> String {
             d.errors,
             d.events
         );
-        if i % label_every == 0 || i + 1 == days.len() {
+        if tick(i, days.len(), label_every) {
             let anchor = if i + 1 == days.len() && days.len() > 1 {
                 "end"
             } else {
@@ -459,14 +495,15 @@ fn hbars(items: &[(String, u64, bool)]) -> String {
             s,
             "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\"><title>{}</title>{}</text>\
              <rect x=\"{label_w}\" y=\"{y:.1}\" width=\"{bw:.1}\" height=\"{:.1}\" fill=\"{colour}\"/>\
-             <text x=\"{:.1}\" y=\"{:.1}\">{n}</text>",
+             <text x=\"{:.1}\" y=\"{:.1}\">{}</text>",
             label_w - 6.0,
             y + row * 0.7,
             esc(label),
             esc(&shown),
             row - 5.0,
             label_w + bw + 4.0,
-            y + row * 0.7
+            y + row * 0.7,
+            thousands(*n)
         );
     }
     s.push_str("</svg>");
@@ -487,5 +524,11 @@ mod tests {
         assert_eq!(nice_max(7.0), 10.0);
         assert_eq!(nice_max(130.0), 200.0);
         assert_eq!(nice_max(4000.0), 5000.0);
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1_337_204), "1,337,204");
+        // 90 days labelled every 11th: day 88 is too close to the last to get its own.
+        assert!(tick(0, 90, 11) && tick(89, 90, 11) && tick(77, 90, 11) && !tick(88, 90, 11));
+        assert!((0..3).all(|i| tick(i, 3, 1)));
     }
 }

@@ -47,6 +47,9 @@ const CACHE_FORMAT: u32 = 1;
 
 const BUILD_SQL: &str = include_str!("credentials.sql");
 
+/// A temporary cache file older than this was left by a process that died.
+const ABANDONED_AFTER: std::time::Duration = std::time::Duration::from_secs(3600);
+
 /// Columns added to the STS calls by walking their chains.
 const ORIGIN_COLUMNS: [&str; 6] = [
     "origin",
@@ -283,11 +286,20 @@ fn write_cache(path: &Path, batch: &RecordBatch) -> std::io::Result<()> {
     fs::rename(&tmp, path)?;
     for entry in fs::read_dir(dir)?.flatten() {
         let p = entry.path();
-        if p != path
-            && !p
-                .file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with(".tmp-"))
-        {
+        let temporary = p
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with(".tmp-"));
+        // Another process may be writing its temporary file now; one an hour old was left by a
+        // process that died.
+        let abandoned = || {
+            entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age > ABANDONED_AFTER)
+        };
+        if p != path && (!temporary || abandoned()) {
             let _ = fs::remove_file(p);
         }
     }

@@ -311,6 +311,20 @@ fn the_credentials_table_follows_each_ingest_and_survives_an_unwritable_cache() 
         "minted_key,origin,origin_call,hops\nASIAONE,arn:aws:iam::111122223333:user/alice,AssumeRole,1\n"
     );
 
+    // Temporary files: one a crashed build left two hours ago, one a concurrent build is writing.
+    let cache = lake.join("_trailhouse/credentials");
+    let abandoned = cache.join(".tmp-abandoned");
+    let fresh = cache.join(".tmp-in-progress");
+    std::fs::write(&abandoned, b"x").expect("tmp");
+    std::fs::File::options()
+        .write(true)
+        .open(&abandoned)
+        .and_then(|f| {
+            f.set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(7200))
+        })
+        .expect("age the file");
+    std::fs::write(&fresh, b"x").expect("tmp");
+
     // A later delivery chains a second role from the first session: the derived table follows.
     let second = assume_role(
         "m2",
@@ -326,15 +340,24 @@ fn the_credentials_table_follows_each_ingest_and_survives_an_unwritable_cache() 
         ASIAONE,arn:aws:iam::111122223333:user/alice,AssumeRole,1\n\
         ASIATWO,arn:aws:iam::111122223333:user/alice,AssumeRole,2\n";
     assert_eq!(sql_csv(&lake, q), expected);
-    let cache = lake.join("_trailhouse/credentials");
     let files: Vec<_> = std::fs::read_dir(&cache)
         .expect("cache dir")
         .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.starts_with(".tmp-"))
         .collect();
     assert_eq!(
         files.len(),
         1,
         "only the current state is cached: {files:?}"
+    );
+    assert!(
+        !abandoned.exists(),
+        "an abandoned temporary file is removed"
+    );
+    assert!(
+        fresh.exists(),
+        "a temporary file being written is left alone"
     );
 
     // Where the cache cannot be written, the table is derived in memory, with the same rows.

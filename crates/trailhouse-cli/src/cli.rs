@@ -27,7 +27,7 @@ pub enum Command {
     /// Load CloudTrail log files (directories are walked) into the lake; files already loaded are
     /// skipped, records already stored are not stored twice.
     Ingest(IngestArgs),
-    /// Run one read-only SQL statement over tables `cloudtrail` and `quarantine`; with no
+    /// Run one read-only SQL statement over tables `cloudtrail`, `quarantine` and `credentials`; with no
     /// statement, an interactive shell on a terminal, or the statement from standard input.
     Sql(SqlArgs),
     /// Write the stored records back as CloudTrail JSON, one per line.

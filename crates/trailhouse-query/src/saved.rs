@@ -29,6 +29,24 @@ pub struct Window {
     pub until: Option<i64>,
 }
 
+impl Window {
+    /// `$since` and `$until` as bound values; an open end is year 1 or year 9999, wider than
+    /// any CloudTrail record.
+    pub fn params(self) -> HashMap<String, ScalarValue> {
+        let ts = |v: i64| ScalarValue::TimestampMicrosecond(Some(v), Some("UTC".into()));
+        HashMap::from([
+            (
+                "since".to_string(),
+                ts(self.since.unwrap_or(-62_135_596_800_000_000)),
+            ),
+            (
+                "until".to_string(),
+                ts(self.until.unwrap_or(253_402_300_799_000_000)),
+            ),
+        ])
+    }
+}
+
 mod builtin {
     include!(concat!(env!("OUT_DIR"), "/queries.rs"));
 }
@@ -248,18 +266,7 @@ impl SavedQuery {
                 });
             }
         }
-        let ts = |v: i64| ScalarValue::TimestampMicrosecond(Some(v), Some("UTC".into()));
-        // Year 1 to year 9999: wider than any CloudTrail record.
-        let mut out = HashMap::from([
-            (
-                "since".to_string(),
-                ts(window.since.unwrap_or(-62_135_596_800_000_000)),
-            ),
-            (
-                "until".to_string(),
-                ts(window.until.unwrap_or(253_402_300_799_000_000)),
-            ),
-        ]);
+        let mut out = window.params();
         for p in &self.params {
             let value = given
                 .iter()

@@ -123,10 +123,7 @@ impl Session {
         params: HashMap<String, ScalarValue>,
         explain: bool,
     ) -> Result<SendableRecordBatchStream, QueryError> {
-        let mut df = self
-            .dataframe(&query.sql)
-            .await?
-            .with_param_values(ParamValues::from(params))?;
+        let mut df = self.saved_dataframe(query, params).await?;
         if explain {
             df = df.explain(false, false)?;
         }

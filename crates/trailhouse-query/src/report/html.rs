@@ -83,7 +83,10 @@ pub fn render(r: &Report) -> String {
                 r.summary.controls_with_findings, r.summary.controls
             ),
         ),
-        ("Matching events", thousands(r.summary.findings)),
+        (
+            "Matches, summed over controls",
+            thousands(r.summary.findings),
+        ),
         ("Events in window", thousands(t.records_in_window)),
         (
             "Table",

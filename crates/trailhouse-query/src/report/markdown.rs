@@ -24,7 +24,7 @@ pub fn render(r: &Report) -> String {
     );
     let _ = writeln!(
         m,
-        "**{} of {} controls matched**, {} matching events. Table `{}` version {}, last ingest {}; \
+        "**{} of {} controls matched**, {} matches summed over controls. Table `{}` version {}, last ingest {}; \
          input {} files, {} records ({} in the window), {} quarantined.\n",
         r.summary.controls_with_findings,
         r.summary.controls,

@@ -16,7 +16,7 @@ use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, Int64Type, TimeUnit, TimestampMicrosecondType};
 use chrono::{DateTime, SecondsFormat, Utc};
-use datafusion::common::{ParamValues, ScalarValue};
+use datafusion::common::ParamValues;
 use datafusion::functions_aggregate::expr_fn::{count, max, min, sum};
 use datafusion::logical_expr::{Expr, cast as cast_expr};
 use datafusion::prelude::{DataFrame, col, lit};
@@ -94,6 +94,8 @@ pub struct TableInfo {
 pub struct Summary {
     pub controls: usize,
     pub controls_with_findings: usize,
+    /// The controls' counts added up: an event matching two controls (or one query serving a
+    /// control in two packs) counts twice.
     pub findings: u64,
 }
 
@@ -297,8 +299,8 @@ struct PrincipalAcc {
     keys: BTreeSet<String>,
 }
 
-/// One query's rows, reduced as they stream by: memory is bounded by the sample and the number
-/// of distinct principals and IPs, not by the number of matches.
+/// One query's matches, reduced by an aggregate in the engine: memory is bounded by the sample
+/// and the number of distinct principals, keys and IPs, not by the number of matches.
 #[derive(Default)]
 struct Matches {
     count: u64,
@@ -544,14 +546,6 @@ async fn origins(
     Ok(out)
 }
 
-fn window_params(window: Window) -> ParamValues {
-    let ts = |v: Option<i64>| ScalarValue::TimestampMicrosecond(v, Some("UTC".into()));
-    ParamValues::from(HashMap::from([
-        ("since".to_string(), ts(window.since)),
-        ("until".to_string(), ts(window.until)),
-    ]))
-}
-
 async fn rows(
     session: &Session,
     sql: &str,
@@ -585,7 +579,7 @@ async fn days(session: &Session, window: Window) -> Result<Vec<DayCount>, QueryE
                FROM cloudtrail WHERE eventtime >= $since AND eventtime < $until \
                GROUP BY day ORDER BY day";
     let mut out = Vec::new();
-    for b in rows(session, sql, Some(window_params(window))).await? {
+    for b in rows(session, sql, Some(ParamValues::from(window.params()))).await? {
         let Some(day) = utf8_column(&b, "day")? else {
             continue;
         };
@@ -614,7 +608,7 @@ async fn top_actors(
                GROUP BY GROUPING SETS ((principal), (sourceipaddress))";
     let mut principals = BTreeMap::new();
     let mut ips = BTreeMap::new();
-    for b in rows(session, sql, Some(window_params(window))).await? {
+    for b in rows(session, sql, Some(ParamValues::from(window.params()))).await? {
         let (Some(p), Some(ip)) = (
             utf8_column(&b, "principal")?,
             utf8_column(&b, "sourceipaddress")?,

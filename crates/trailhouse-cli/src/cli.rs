@@ -86,6 +86,12 @@ pub struct ReportArgs {
     #[arg(long, default_value_t = 20, value_name = "N")]
     pub max_events: usize,
 
+    /// Memory, in MiB, for the events the controls share: they are read from the lake in one
+    /// scan and handed to the controls in chunks of this size (same report whatever the size;
+    /// 0 turns the shared scan off and each control reads the lake itself).
+    #[arg(long, default_value_t = 256, value_name = "MIB")]
+    pub memory: u64,
+
     /// Also load the saved queries under this directory (`<pack>/<name>.sql`).
     #[arg(long, value_name = "DIR")]
     pub queries: Option<PathBuf>,

@@ -45,6 +45,8 @@ pub async fn run(lake: &Path, args: ReportArgs) -> anyhow::Result<ExitCode> {
         until,
         max_events: args.max_events,
         lake: lake.display().to_string(),
+        shared_scan_bytes: usize::try_from(args.memory.saturating_mul(1 << 20))
+            .unwrap_or(usize::MAX),
     };
     let session = Session::open(&Lake::new(lake)).await?;
     let started = std::time::Instant::now();
@@ -57,8 +59,23 @@ pub async fn run(lake: &Path, args: ReportArgs) -> anyhow::Result<ExitCode> {
     let mut out = crate::output::open(args.output.as_deref())?;
     out.write_all(text.as_bytes())?;
     out.flush()?;
+    let shared = r
+        .shared_scan
+        .as_ref()
+        .map(|s| {
+            format!(
+                "; {} of {} queries shared one scan ({} events, {} MiB in {} chunk{})",
+                s.queries,
+                s.of,
+                s.rows,
+                s.bytes.div_ceil(1 << 20),
+                s.chunks,
+                if s.chunks == 1 { "" } else { "s" }
+            )
+        })
+        .unwrap_or_default();
     eprintln!(
-        "{} of {} controls matched ({} events) in {:.2} s{}",
+        "{} of {} controls matched ({} events) in {:.2} s{shared}{}",
         r.summary.controls_with_findings,
         r.summary.controls,
         r.summary.findings,

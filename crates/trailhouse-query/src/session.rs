@@ -8,8 +8,9 @@ use std::sync::Arc;
 use datafusion::common::{ParamValues, ScalarValue};
 use datafusion::prelude::DataFrame;
 
+use datafusion::catalog::TableProvider;
 use datafusion::execution::SendableRecordBatchStream;
-use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
 use deltalake_core::DeltaTable;
 use trailhouse_lake::{Lake, TableKind, schema};
@@ -59,10 +60,7 @@ impl Session {
         let runtime = RuntimeEnvBuilder::new()
             .with_metadata_cache_limit(METADATA_CACHE_BYTES)
             .build_arc()?;
-        let mut ctx = SessionContext::new_with_config_rt(config, runtime);
-        datafusion_functions_json::register_all(&mut ctx)?;
-        ctx.register_udf(crate::udf::cidr_match());
-        ctx.register_udf(crate::udf::resource_arns());
+        let ctx = context(config, runtime)?;
         let main = lake.open(TableKind::CloudTrail).await?;
         register(&ctx, &main, schema::TABLE_NAME).await?;
         if let Ok(q) = lake.open(TableKind::Quarantine).await {
@@ -79,6 +77,22 @@ impl Session {
             Arc::new(credentials::CredentialsTable::new(plan, cache)),
         )?;
         Ok(Self { ctx, main })
+    }
+
+    /// A session like this one (settings, functions, caches, `quarantine` and `credentials`) in
+    /// which `cloudtrail` is `table`: the rows of the lake a group of queries shares, read once.
+    pub async fn with_cloudtrail(&self, table: Arc<dyn TableProvider>) -> Result<Self, QueryError> {
+        let ctx = context(self.ctx.copied_config(), self.ctx.runtime_env())?;
+        ctx.register_table(schema::TABLE_NAME, table)?;
+        for name in [schema::QUARANTINE_TABLE_NAME, credentials::TABLE_NAME] {
+            if self.ctx.table_exist(name)? {
+                ctx.register_table(name, self.ctx.table_provider(name).await?)?;
+            }
+        }
+        Ok(Self {
+            ctx,
+            main: self.main.clone(),
+        })
     }
 
     pub fn context(&self) -> &SessionContext {
@@ -197,6 +211,15 @@ impl Session {
             })?;
         Ok(df)
     }
+}
+
+/// A context with our settings and functions, and no tables yet.
+fn context(config: SessionConfig, runtime: Arc<RuntimeEnv>) -> Result<SessionContext, QueryError> {
+    let mut ctx = SessionContext::new_with_config_rt(config, runtime);
+    datafusion_functions_json::register_all(&mut ctx)?;
+    ctx.register_udf(crate::udf::cidr_match());
+    ctx.register_udf(crate::udf::resource_arns());
+    Ok(ctx)
 }
 
 async fn register(ctx: &SessionContext, table: &DeltaTable, name: &str) -> Result<(), QueryError> {

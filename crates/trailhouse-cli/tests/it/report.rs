@@ -442,3 +442,98 @@ fn the_html_report_is_self_contained_and_renders_in_chromium() {
         image.len()
     );
 }
+
+/// The report's content without what differs between runs (when it ran, how long it took), the
+/// sampled rows as a sorted list (rows tied in a query's order may come in either order).
+fn content(run: &Run) -> Value {
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    let mut r: Value = serde_json::from_str(&run.stdout).expect("json");
+    r.as_object_mut().expect("object").remove("generated_at");
+    for c in r["controls"].as_array_mut().expect("controls") {
+        let c = c.as_object_mut().expect("control");
+        c.remove("seconds");
+        let mut events: Vec<String> = c["events"]
+            .as_array()
+            .expect("events")
+            .iter()
+            .map(|e| e.to_string())
+            .collect();
+        events.sort();
+        c.insert("events".into(), json!(events));
+    }
+    r
+}
+
+#[test]
+fn the_shared_scan_in_one_chunk_or_many_gives_the_report_each_control_gives_alone() {
+    // Every pattern of every pack, over the messy third-party corpus and the sample trail.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lake = dir.path().join("lake");
+    ingest_json(
+        &lake,
+        &[&repo_root().join("sample-logs"), &corpus_dir()],
+        &[],
+    );
+    let run = |memory: &str| {
+        trailhouse(
+            &lake,
+            &[
+                "report",
+                "--pack",
+                "cis-v1.2",
+                "--pack",
+                "cis-v1.4",
+                "--pack",
+                "cis-v5.0",
+                "--pack",
+                "cis-v6.0",
+                "--pack",
+                "security",
+                "--since",
+                "2000-01-01",
+                "--until",
+                "2026-11-29",
+                "--format",
+                "json",
+                "--max-events",
+                "10000",
+                "--memory",
+                memory,
+            ],
+        )
+    };
+    let alone = run("0");
+    assert!(
+        !alone.stderr.contains("shared one scan"),
+        "{}",
+        alone.stderr
+    );
+    let one_chunk = run("256");
+    assert!(
+        one_chunk
+            .stderr
+            .contains("32 of 32 queries shared one scan")
+            && one_chunk.stderr.contains("in 1 chunk)"),
+        "{}",
+        one_chunk.stderr
+    );
+    // 1 MiB chunks: several, and the queries that are not row by row (an aggregate with a
+    // join) read the lake themselves.
+    let chunks = run("1");
+    assert!(
+        chunks.stderr.contains("31 of 32 queries shared one scan")
+            && chunks.stderr.contains("chunks)"),
+        "{}",
+        chunks.stderr
+    );
+    let expected = content(&alone);
+    let with_findings = expected["controls"]
+        .as_array()
+        .expect("controls")
+        .iter()
+        .filter(|c| c["count"].as_u64().unwrap_or(0) > 0)
+        .count();
+    assert!(with_findings > 40, "{with_findings} controls with findings");
+    assert_eq!(content(&one_chunk), expected);
+    assert_eq!(content(&chunks), expected);
+}

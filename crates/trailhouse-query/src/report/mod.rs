@@ -9,17 +9,19 @@
 
 pub mod html;
 pub mod markdown;
+pub mod shared_scan;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use arrow::array::{Array, AsArray, RecordBatch};
-use arrow::compute::cast;
+use arrow::compute::{
+    SortColumn, SortOptions, cast, concat_batches, lexsort_to_indices, take_record_batch,
+};
 use arrow::datatypes::{DataType, Int64Type, TimeUnit, TimestampMicrosecondType};
 use chrono::{DateTime, SecondsFormat, Utc};
 use datafusion::common::ParamValues;
-use datafusion::functions_aggregate::expr_fn::{count, max, min, sum};
-use datafusion::logical_expr::{Expr, cast as cast_expr};
-use datafusion::prelude::{DataFrame, col, lit};
+use datafusion::logical_expr::{Expr, LogicalPlan};
+use datafusion::prelude::DataFrame;
 use futures::StreamExt;
 use serde::Serialize;
 
@@ -27,13 +29,11 @@ use crate::credentials;
 use crate::error::QueryError;
 use crate::saved::{Catalog, SavedQuery, Window};
 use crate::session::Session;
+use shared_scan::SharedScan;
 
 /// The version of the JSON shape; bumped when a field changes meaning or disappears (new
 /// fields may be added without a bump).
 pub const REPORT_VERSION: u32 = 1;
-
-/// The columns a control's matches are grouped by, when its query has them.
-const GROUP_COLUMNS: [&str; 3] = ["principal", "accesskeyid", "sourceipaddress"];
 
 /// Columns of summary queries that count events (a row per principal and day, say).
 const WEIGHT_COLUMNS: [&str; 3] = ["calls", "decrypts", "events"];
@@ -53,6 +53,9 @@ pub struct ReportOptions {
     pub max_events: usize,
     /// How the lake is named in the commands that reproduce a finding.
     pub lake: String,
+    /// Memory for the rows the controls share, read from the lake in one scan
+    /// ([`shared_scan`]); over it, or at 0, each control reads the lake itself.
+    pub shared_scan_bytes: usize,
 }
 
 /// The report document.
@@ -67,6 +70,19 @@ pub struct Report {
     pub summary: Summary,
     pub controls: Vec<ControlResult>,
     pub activity: Activity,
+    /// How the controls read the lake (not part of the document).
+    #[serde(skip)]
+    pub shared_scan: Option<SharedScanInfo>,
+}
+
+/// The controls' shared scan: how many queries read it, out of how many, and what it held.
+#[derive(Debug, Clone)]
+pub struct SharedScanInfo {
+    pub queries: usize,
+    pub of: usize,
+    pub rows: usize,
+    pub bytes: usize,
+    pub chunks: usize,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -210,16 +226,62 @@ pub async fn build(
     }
 
     // A query serving several packs' controls runs once.
-    let mut results: HashMap<String, Matches> = HashMap::new();
+    let mut distinct: Vec<&SavedQuery> = Vec::new();
     for (_, _, q) in &planned {
-        if results.contains_key(&q.name) {
-            continue;
+        if !distinct.iter().any(|d| d.name == q.name) {
+            distinct.push(q);
         }
-        let started = std::time::Instant::now();
+    }
+    let mut bound = Vec::with_capacity(distinct.len());
+    let mut frames = Vec::with_capacity(distinct.len());
+    for q in &distinct {
         let params = q.bind(&[], window, now)?;
-        let query = session.saved_dataframe(q, params).await?;
-        let mut m = Matches::run(query, opts.max_events).await?;
-        m.seconds = started.elapsed().as_secs_f64();
+        frames.push(session.saved_dataframe(q, params.clone()).await?);
+        bound.push(params);
+    }
+    let mut matches: Vec<Option<Matches>> = distinct.iter().map(|_| None).collect();
+    let mut shared_scan = None;
+    if opts.shared_scan_bytes > 0
+        && let Some(mut scan) = SharedScan::start(session, &frames, opts.shared_scan_bytes).await?
+    {
+        while scan.next_chunk().await? {
+            // Every query the scan serves reads a chunk that holds all the shared rows; when
+            // the rows come in several chunks, only the row-level ones do.
+            let whole = scan.chunks == 1 && scan.finished();
+            for (i, q) in distinct.iter().enumerate() {
+                if !scan.serves(i) || !(whole || scan.row_level(i)) {
+                    continue;
+                }
+                let started = std::time::Instant::now();
+                let query = scan.session().saved_dataframe(q, bound[i].clone()).await?;
+                let mut m = Matches::run(query, opts.max_events).await?;
+                m.seconds = started.elapsed().as_secs_f64();
+                match &mut matches[i] {
+                    Some(acc) => acc.merge(m)?,
+                    slot => *slot = Some(m),
+                }
+            }
+        }
+        shared_scan = Some(SharedScanInfo {
+            queries: matches.iter().filter(|m| m.is_some()).count(),
+            of: distinct.len(),
+            rows: scan.rows,
+            bytes: scan.bytes,
+            chunks: scan.chunks,
+        });
+    }
+    let mut results: HashMap<String, Matches> = HashMap::new();
+    for ((q, frame), m) in distinct.iter().zip(frames).zip(matches) {
+        let mut m = match m {
+            Some(m) => m,
+            None => {
+                let started = std::time::Instant::now();
+                let mut m = Matches::run(frame, opts.max_events).await?;
+                m.seconds = started.elapsed().as_secs_f64();
+                m
+            }
+        };
+        m.finish()?;
         results.insert(q.name.clone(), m);
     }
 
@@ -280,6 +342,7 @@ pub async fn build(
         summary,
         controls,
         activity,
+        shared_scan,
     })
 }
 
@@ -307,6 +370,11 @@ struct Matches {
     first: Option<i64>,
     last: Option<i64>,
     columns: Vec<String>,
+    /// The first rows in the query's order (`max_events` at most), and that order's keys when
+    /// it is an ORDER BY of the query's columns.
+    sample: Vec<RecordBatch>,
+    order: Option<Vec<(usize, SortOptions)>>,
+    max_events: usize,
     events: Vec<serde_json::Map<String, serde_json::Value>>,
     principals: BTreeMap<String, PrincipalAcc>,
     source_ips: BTreeMap<String, u64>,
@@ -325,53 +393,108 @@ fn utf8_column(
 }
 
 impl Matches {
-    /// Runs a control's query twice over: an aggregate on top of it (count, first/last seen, by
-    /// principal, key and source IP, reading only those columns) and, when it matched, its own
-    /// first `max_events` rows in its own order (a top-k, cheap however many rows match).
+    /// Runs a control's query once, reducing its rows as they stream: count, first/last seen,
+    /// by principal, key and source IP, and its first `max_events` rows in its own order. When
+    /// the query ends in an ORDER BY of its columns (they all do), the rows are taken unsorted
+    /// and the first ones kept in a bounded top-k, so memory holds the sample and the distinct
+    /// principals and IPs, however many rows match.
     async fn run(query: DataFrame, max_events: usize) -> Result<Self, QueryError> {
-        let present: Vec<String> = query
+        let columns: Vec<String> = query
             .schema()
             .fields()
             .iter()
             .map(|f| f.name().clone())
             .collect();
-        let has = |c: &str| present.iter().any(|p| p == c);
-        let group: Vec<Expr> = GROUP_COLUMNS
-            .iter()
-            .filter(|c| has(c))
-            .map(|c| col(*c))
-            .collect();
-        // Summary queries (a row per principal and day, say) weigh each row by its count.
-        let weight = match WEIGHT_COLUMNS.iter().find(|c| has(c)) {
-            Some(w) => sum(cast_expr(col(*w), DataType::Int64)),
-            None => count(lit(1)),
-        };
-        let mut aggregates = vec![count(lit(1)).alias("rows_"), weight.alias("weight_")];
-        if has("eventtime") {
-            aggregates.push(min(col("eventtime")).alias("first_"));
-            aggregates.push(max(col("eventtime")).alias("last_"));
-        } else if has("first_seen") && has("last_seen") {
-            aggregates.push(min(col("first_seen")).alias("first_"));
-            aggregates.push(max(col("last_seen")).alias("last_"));
-        }
         let mut m = Matches {
-            columns: present.clone(),
+            columns,
+            max_events,
             ..Default::default()
         };
-        for batch in query
-            .clone()
-            .aggregate(group, aggregates)?
-            .collect()
-            .await?
-        {
-            m.add_groups(&batch)?;
-        }
-        if m.count > 0 && max_events > 0 {
-            for batch in query.limit(0, Some(max_events))?.collect().await? {
-                m.add_sample(&batch)?;
+        let (state, plan) = query.into_parts();
+        let (input, mut top) = match TopK::for_plan(&plan, max_events) {
+            Some((input, top)) => (input, Some(top)),
+            None => (plan, None),
+        };
+        m.order = top.as_ref().map(|t| t.keys.clone());
+        let mut stream = DataFrame::new(state, input).execute_stream().await?;
+        let mut kept = 0;
+        while let Some(batch) = stream.next().await {
+            let batch = batch?;
+            if batch.num_rows() == 0 {
+                continue;
+            }
+            m.add_rows(&batch)?;
+            match top.as_mut() {
+                Some(t) => t.push(batch)?,
+                None if kept < max_events => {
+                    let n = (max_events - kept).min(batch.num_rows());
+                    kept += n;
+                    m.sample.push(batch.slice(0, n));
+                }
+                None => {}
             }
         }
+        if let Some(t) = top {
+            m.sample.extend(t.into_batch());
+        }
         Ok(m)
+    }
+
+    /// Adds the matches of the same query over other rows (the next chunk of a shared scan).
+    fn merge(&mut self, other: Matches) -> Result<(), QueryError> {
+        self.count += other.count;
+        self.first = match (self.first, other.first) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        self.last = match (self.last, other.last) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+        for (p, acc) in other.principals {
+            let mine = self.principals.entry(p).or_default();
+            mine.count += acc.count;
+            mine.keys.extend(acc.keys);
+        }
+        for (ip, n) in other.source_ips {
+            *self.source_ips.entry(ip).or_default() += n;
+        }
+        self.seconds += other.seconds;
+        let batches = std::mem::take(&mut self.sample)
+            .into_iter()
+            .chain(other.sample);
+        match &self.order {
+            Some(keys) => {
+                let mut top = TopK {
+                    limit: self.max_events,
+                    keys: keys.clone(),
+                    best: None,
+                };
+                for b in batches {
+                    top.push(b)?;
+                }
+                self.sample.extend(top.into_batch());
+            }
+            None => {
+                let mut kept = 0;
+                for b in batches {
+                    let n = (self.max_events - kept).min(b.num_rows());
+                    if n > 0 {
+                        self.sample.push(b.slice(0, n));
+                        kept += n;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Turns the sample into the report's rows.
+    fn finish(&mut self) -> Result<(), QueryError> {
+        for b in std::mem::take(&mut self.sample) {
+            self.add_sample(&b)?;
+        }
+        Ok(())
     }
 
     fn add_sample(&mut self, batch: &RecordBatch) -> Result<(), QueryError> {
@@ -392,10 +515,18 @@ impl Matches {
         Ok(())
     }
 
-    fn add_groups(&mut self, batch: &RecordBatch) -> Result<(), QueryError> {
+    /// Adds matching rows to the count, first/last seen, principals (with their temporary
+    /// keys) and source IPs. Summary queries (a row per principal and day, say) weigh each row
+    /// by its count column.
+    fn add_rows(&mut self, batch: &RecordBatch) -> Result<(), QueryError> {
         let principal = utf8_column(batch, "principal")?;
         let key = utf8_column(batch, "accesskeyid")?;
         let ip = utf8_column(batch, "sourceipaddress")?;
+        let weight = WEIGHT_COLUMNS
+            .iter()
+            .find_map(|w| batch.column_by_name(w))
+            .map(|c| cast(c, &DataType::Int64))
+            .transpose()?;
         let times = |name: &str| {
             batch
                 .column_by_name(name)
@@ -406,10 +537,23 @@ impl Matches {
                     _ => None,
                 })
         };
-        let (first, last) = (times("first_"), times("last_"));
+        let (first, last) = match times("eventtime") {
+            Some(t) => (Some(t.clone()), Some(t)),
+            None => (times("first_seen"), times("last_seen")),
+        };
+        let principal = principal.as_ref().map(|c| c.as_string::<i32>());
+        let key = key.as_ref().map(|c| c.as_string::<i32>());
+        let ip = ip.as_ref().map(|c| c.as_string::<i32>());
+        let weight = weight.as_ref().map(|c| c.as_primitive::<Int64Type>());
         for i in 0..batch.num_rows() {
-            self.count += int(batch, "rows_", i);
-            let w = int(batch, "weight_", i);
+            self.count += 1;
+            let w = weight.map_or(1, |c| {
+                if c.is_valid(i) {
+                    c.value(i).max(0) as u64
+                } else {
+                    0
+                }
+            });
             if let Some(t) = first.as_ref().filter(|t| t.is_valid(i)) {
                 let v = t.value(i);
                 self.first = Some(self.first.map_or(v, |f| f.min(v)));
@@ -418,25 +562,34 @@ impl Matches {
                 let v = t.value(i);
                 self.last = Some(self.last.map_or(v, |l| l.max(v)));
             }
-            if let Some(p) = principal.as_ref().map(|c| c.as_string::<i32>()) {
+            if let Some(p) = principal {
                 let name = if p.is_valid(i) {
                     p.value(i)
                 } else {
                     "(unknown)"
                 };
-                let acc = self.principals.entry(name.to_string()).or_default();
+                let acc = match self.principals.get_mut(name) {
+                    Some(acc) => acc,
+                    None => self.principals.entry(name.to_string()).or_default(),
+                };
                 acc.count += w;
-                if let Some(k) = key.as_ref().map(|c| c.as_string::<i32>())
+                if let Some(k) = key
                     && k.is_valid(i)
                     && k.value(i).starts_with("ASIA")
+                    && !acc.keys.contains(k.value(i))
                 {
                     acc.keys.insert(k.value(i).to_string());
                 }
             }
-            if let Some(a) = ip.as_ref().map(|c| c.as_string::<i32>())
+            if let Some(a) = ip
                 && a.is_valid(i)
             {
-                *self.source_ips.entry(a.value(i).to_string()).or_default() += w;
+                match self.source_ips.get_mut(a.value(i)) {
+                    Some(n) => *n += w,
+                    None => {
+                        self.source_ips.insert(a.value(i).to_string(), w);
+                    }
+                }
             }
         }
         Ok(())
@@ -498,6 +651,77 @@ impl Matches {
             ),
             seconds: self.seconds,
         }
+    }
+}
+
+/// The first `limit` rows of a stream in the order of an ORDER BY over its columns, kept as
+/// the rows arrive (a bounded top-k), so the stream need not be sorted whole.
+struct TopK {
+    limit: usize,
+    keys: Vec<(usize, SortOptions)>,
+    best: Option<RecordBatch>,
+}
+
+impl TopK {
+    /// For a plan that ends in an ORDER BY of its own columns (no LIMIT): the plan below the
+    /// sort and the top-k that replaces it.
+    fn for_plan(plan: &LogicalPlan, limit: usize) -> Option<(LogicalPlan, Self)> {
+        let LogicalPlan::Sort(sort) = plan else {
+            return None;
+        };
+        if sort.fetch.is_some() {
+            return None;
+        }
+        let schema = sort.input.schema();
+        let keys = sort
+            .expr
+            .iter()
+            .map(|e| match &e.expr {
+                Expr::Column(c) => schema.index_of_column(c).ok().map(|i| {
+                    (
+                        i,
+                        SortOptions {
+                            descending: !e.asc,
+                            nulls_first: e.nulls_first,
+                        },
+                    )
+                }),
+                _ => None,
+            })
+            .collect::<Option<Vec<_>>>()?;
+        Some((
+            sort.input.as_ref().clone(),
+            Self {
+                limit,
+                keys,
+                best: None,
+            },
+        ))
+    }
+
+    fn push(&mut self, batch: RecordBatch) -> Result<(), QueryError> {
+        if self.limit == 0 {
+            return Ok(());
+        }
+        let all = match self.best.take() {
+            Some(best) => concat_batches(&batch.schema(), [&best, &batch])?,
+            None => batch,
+        };
+        let columns: Vec<SortColumn> = self
+            .keys
+            .iter()
+            .map(|(i, options)| SortColumn {
+                values: all.column(*i).clone(),
+                options: Some(*options),
+            })
+            .collect();
+        let order = lexsort_to_indices(&columns, Some(self.limit))?;
+        self.best = Some(take_record_batch(&all, &order)?);
+        Ok(())
+    }
+
+    fn into_batch(self) -> Option<RecordBatch> {
+        self.best
     }
 }
 

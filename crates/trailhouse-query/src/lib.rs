@@ -5,6 +5,7 @@
 pub mod credentials;
 pub mod error;
 pub mod export;
+pub mod lake_table;
 pub mod output;
 pub mod report;
 pub mod saved;

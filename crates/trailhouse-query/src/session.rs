@@ -1,6 +1,7 @@
 //! A DataFusion session over the lake: `cloudtrail` and `quarantine` registered from their Delta
-//! tables (partition and file-statistics pruning come with the Delta provider), and the JSON
-//! functions of datafusion-functions-json (`json_get_str(requestparameters, 'bucketName')`, `->>`).
+//! tables (the files of the snapshot, pruned by partition and file statistics, see
+//! `lake_table`), and the JSON functions of datafusion-functions-json
+//! (`json_get_str(requestparameters, 'bucketName')`, `->>`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -232,6 +233,11 @@ async fn register(ctx: &SessionContext, table: &DeltaTable, name: &str) -> Resul
         .with_session(Arc::new(ctx.state()))
         .await
         .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
-    ctx.register_table(name, provider)?;
+    // DataFusion's own Parquet scan over the snapshot's files when the table allows it (see
+    // `lake_table`), delta-rs's otherwise.
+    match crate::lake_table::LakeTable::try_new(table, provider.schema())? {
+        Some(files) => ctx.register_table(name, Arc::new(files))?,
+        None => ctx.register_table(name, provider)?,
+    };
     Ok(())
 }

@@ -15,16 +15,17 @@
 //! in turn, and the others (aggregates, joins) read the lake themselves. A query whose scans
 //! narrow the table by time alone (a whole-window summary) always reads the lake.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use arrow::array::RecordBatch;
-use datafusion::common::Column;
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
+use datafusion::common::{Column, ScalarValue};
 use datafusion::datasource::MemTable;
 use datafusion::execution::SendableRecordBatchStream;
+use datafusion::functions::core::expr_fn::{get_field, named_struct};
 use datafusion::logical_expr::utils::{conjunction, disjunction};
-use datafusion::logical_expr::{Expr, LogicalPlan};
+use datafusion::logical_expr::{Expr, LogicalPlan, col, lit};
 use datafusion::prelude::DataFrame;
 use futures::StreamExt;
 use trailhouse_lake::schema;
@@ -71,9 +72,11 @@ impl SharedScan {
         let mut shared: Vec<(Expr, BTreeSet<String>)> = Vec::new();
         let mut serves = Vec::with_capacity(queries.len());
         let mut row_level = Vec::with_capacity(queries.len());
+        let mut fields = FieldUse::default();
         for q in queries {
             let plan = state.optimize(q.logical_plan())?;
             row_level.push(is_row_level(&plan));
+            fields.add(&plan)?;
             let narrowed: Option<Vec<(Expr, BTreeSet<String>)>> = scans(&plan)?
                 .into_iter()
                 .map(|s| s.predicate.map(|p| (p, s.columns)))
@@ -93,13 +96,30 @@ impl SharedScan {
             .iter()
             .flat_map(|(_, c)| c.iter().map(String::as_str))
             .collect();
-        let columns: Vec<&str> = columns.into_iter().collect();
+        // A struct column is kept with only the fields the queries name (`useridentity.arn`):
+        // the scan decodes those leaves only, and the chunks are smaller.
+        let columns: Vec<Expr> = columns
+            .into_iter()
+            .map(|name| {
+                let column = col(Column::new_unqualified(name));
+                match fields.named.get(name) {
+                    Some(names) if !fields.whole.contains(name) => {
+                        let args = names
+                            .iter()
+                            .flat_map(|f| [lit(f.as_str()), get_field(column.clone(), f.as_str())])
+                            .collect();
+                        named_struct(args).alias(name)
+                    }
+                    _ => column,
+                }
+            })
+            .collect();
         let lake = session.context().table_provider(schema::TABLE_NAME).await?;
         let stream = session
             .context()
             .read_table(lake)?
             .filter(filter)?
-            .select_columns(&columns)?
+            .select(columns)?
             .execute_stream()
             .await?;
         let partitions = session.context().copied_config().target_partitions().max(1);
@@ -189,6 +209,44 @@ impl SharedScan {
     /// Whether the `i`th query's result over the chunks adds up to its result over all rows.
     pub fn row_level(&self, i: usize) -> bool {
         self.row_level.get(i).copied().unwrap_or(false)
+    }
+}
+
+/// How queries use the struct columns of `cloudtrail`: the first-level fields they name
+/// (`get_field(useridentity, 'arn')`), and the columns they also use whole.
+#[derive(Default)]
+struct FieldUse {
+    named: HashMap<String, BTreeSet<String>>,
+    whole: HashSet<String>,
+}
+
+impl FieldUse {
+    fn add(&mut self, plan: &LogicalPlan) -> Result<(), QueryError> {
+        plan.apply_with_subqueries(|node| {
+            node.apply_expressions(|e| {
+                e.apply(|e| {
+                    if let Expr::ScalarFunction(f) = e
+                        && f.name() == "get_field"
+                        && let [
+                            Expr::Column(c),
+                            Expr::Literal(ScalarValue::Utf8(Some(field)), _),
+                            ..,
+                        ] = f.args.as_slice()
+                    {
+                        self.named
+                            .entry(c.name.clone())
+                            .or_default()
+                            .insert(field.clone());
+                        return Ok(TreeNodeRecursion::Jump);
+                    }
+                    if let Expr::Column(c) = e {
+                        self.whole.insert(c.name.clone());
+                    }
+                    Ok(TreeNodeRecursion::Continue)
+                })
+            })
+        })?;
+        Ok(())
     }
 }
 

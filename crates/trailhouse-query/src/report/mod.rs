@@ -316,9 +316,9 @@ pub async fn build(
     }
 
     let table = table_info(session, opts).await?;
-    let (top_principals, top_source_ips) = top_actors(session, window).await?;
+    let (days, top_principals, top_source_ips) = activity(session, window).await?;
     let activity = Activity {
-        days: days(session, window).await?,
+        days,
         top_principals,
         top_source_ips,
         finding_principals: top(finding_principals),
@@ -797,52 +797,41 @@ fn int(batch: &RecordBatch, name: &str, row: usize) -> u64 {
         .unwrap_or(0)
 }
 
-/// Events and errors per day of the window.
-async fn days(session: &Session, window: Window) -> Result<Vec<DayCount>, QueryError> {
-    let sql = "SELECT CAST(day AS VARCHAR) AS day, count(*) AS events, count(errorcode) AS errors \
-               FROM cloudtrail WHERE eventtime >= $since AND eventtime < $until \
-               GROUP BY day ORDER BY day";
-    let mut out = Vec::new();
-    for b in rows(session, sql, Some(ParamValues::from(window.params()))).await? {
-        let Some(day) = utf8_column(&b, "day")? else {
-            continue;
-        };
-        let day = day.as_string::<i32>();
-        for i in 0..b.num_rows() {
-            out.push(DayCount {
-                day: day.value(i).to_string(),
-                events: int(&b, "events", i),
-                errors: int(&b, "errors", i),
-            });
-        }
-    }
-    Ok(out)
-}
-
-/// The window's busiest principals and source IPs, in one scan.
-async fn top_actors(
+/// The window's activity in one scan: events and errors per day, and the busiest principals
+/// and source IPs.
+async fn activity(
     session: &Session,
     window: Window,
-) -> Result<(Vec<Count>, Vec<Count>), QueryError> {
-    let sql = "SELECT principal, sourceipaddress, count(*) AS events, \
-                      grouping(sourceipaddress) AS by_principal \
-               FROM (SELECT coalesce(useridentity.arn, useridentity.invokedby, useridentity.principalid, \
-                                     useridentity.type) AS principal, sourceipaddress \
+) -> Result<(Vec<DayCount>, Vec<Count>, Vec<Count>), QueryError> {
+    let sql = "SELECT day, principal, sourceipaddress, count(*) AS events, \
+                      count(errorcode) AS errors, \
+                      grouping(day) AS not_by_day, grouping(principal) AS not_by_principal \
+               FROM (SELECT CAST(day AS VARCHAR) AS day, \
+                            coalesce(useridentity.arn, useridentity.invokedby, useridentity.principalid, \
+                                     useridentity.type) AS principal, sourceipaddress, errorcode \
                      FROM cloudtrail WHERE eventtime >= $since AND eventtime < $until) \
-               GROUP BY GROUPING SETS ((principal), (sourceipaddress))";
+               GROUP BY GROUPING SETS ((day), (principal), (sourceipaddress))";
+    let mut days = BTreeMap::new();
     let mut principals = BTreeMap::new();
     let mut ips = BTreeMap::new();
     for b in rows(session, sql, Some(ParamValues::from(window.params()))).await? {
-        let (Some(p), Some(ip)) = (
+        let (Some(d), Some(p), Some(ip)) = (
+            utf8_column(&b, "day")?,
             utf8_column(&b, "principal")?,
             utf8_column(&b, "sourceipaddress")?,
         ) else {
             continue;
         };
-        let (p, ip) = (p.as_string::<i32>(), ip.as_string::<i32>());
+        let (d, p, ip) = (
+            d.as_string::<i32>(),
+            p.as_string::<i32>(),
+            ip.as_string::<i32>(),
+        );
         for i in 0..b.num_rows() {
             let n = int(&b, "events", i);
-            if int(&b, "by_principal", i) == 1 {
+            if int(&b, "not_by_day", i) == 0 {
+                days.insert(d.value(i).to_string(), (n, int(&b, "errors", i)));
+            } else if int(&b, "not_by_principal", i) == 0 {
                 let name = if p.is_valid(i) {
                     p.value(i)
                 } else {
@@ -854,7 +843,15 @@ async fn top_actors(
             }
         }
     }
-    Ok((top(principals), top(ips)))
+    let days = days
+        .into_iter()
+        .map(|(day, (events, errors))| DayCount {
+            day,
+            events,
+            errors,
+        })
+        .collect();
+    Ok((days, top(principals), top(ips)))
 }
 
 async fn table_info(session: &Session, opts: &ReportOptions) -> Result<TableInfo, QueryError> {

@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch, UInt64Array};
 use arrow::compute::cast;
-use arrow::datatypes::{FieldRef, Schema, SchemaRef};
+use arrow::datatypes::{DataType, FieldRef, Schema, SchemaRef};
 use async_trait::async_trait;
 use datafusion::catalog::{Session as CatalogSession, TableProvider};
 use datafusion::common::pruning::PruningStatistics;
@@ -89,15 +89,15 @@ impl LakeTable {
         let (Some(paths), Some(sizes)) = (column("path"), column("size_bytes")) else {
             return Ok(None);
         };
-        let paths = cast(&paths, &arrow::datatypes::DataType::Utf8)?;
+        let paths = cast(&paths, &DataType::Utf8)?;
         let paths = paths
             .as_any()
             .downcast_ref::<arrow::array::StringArray>()
             .cloned();
-        let sizes = cast(&sizes, &arrow::datatypes::DataType::UInt64)?;
+        let sizes = cast(&sizes, &DataType::UInt64)?;
         let sizes = sizes.as_any().downcast_ref::<UInt64Array>().cloned();
         let rows = column("num_records")
-            .map(|c| cast(&c, &arrow::datatypes::DataType::UInt64))
+            .map(|c| cast(&c, &DataType::UInt64))
             .transpose()?;
         let rows = rows
             .as_ref()
@@ -290,7 +290,7 @@ impl FileStats {
             min.extend(typed("min", field));
             max.extend(typed("max", field));
             if let Some(c) = actions.column_by_name(&format!("null_count.{}", field.name()))
-                && let Ok(c) = cast(c, &arrow::datatypes::DataType::UInt64)
+                && let Ok(c) = cast(c, &DataType::UInt64)
             {
                 nulls.push((field.name().clone(), c));
             }
@@ -301,7 +301,7 @@ impl FileStats {
         }
         let rows = actions
             .column_by_name("num_records")
-            .and_then(|c| cast(c, &arrow::datatypes::DataType::UInt64).ok());
+            .and_then(|c| cast(c, &DataType::UInt64).ok());
         Self {
             files: actions.num_rows(),
             min,

@@ -252,10 +252,8 @@ pub async fn build(
                 if !scan.serves(i) || !(whole || scan.row_level(i)) {
                     continue;
                 }
-                let started = std::time::Instant::now();
                 let query = scan.session().saved_dataframe(q, bound[i].clone()).await?;
-                let mut m = Matches::run(query, opts.max_events).await?;
-                m.seconds = started.elapsed().as_secs_f64();
+                let m = Matches::run(query, opts.max_events).await?;
                 match &mut matches[i] {
                     Some(acc) => acc.merge(m)?,
                     slot => *slot = Some(m),
@@ -274,12 +272,7 @@ pub async fn build(
     for ((q, frame), m) in distinct.iter().zip(frames).zip(matches) {
         let mut m = match m {
             Some(m) => m,
-            None => {
-                let started = std::time::Instant::now();
-                let mut m = Matches::run(frame, opts.max_events).await?;
-                m.seconds = started.elapsed().as_secs_f64();
-                m
-            }
+            None => Matches::run(frame, opts.max_events).await?,
         };
         m.finish()?;
         results.insert(q.name.clone(), m);
@@ -399,6 +392,7 @@ impl Matches {
     /// and the first ones kept in a bounded top-k, so memory holds the sample and the distinct
     /// principals and IPs, however many rows match.
     async fn run(query: DataFrame, max_events: usize) -> Result<Self, QueryError> {
+        let started = std::time::Instant::now();
         let columns: Vec<String> = query
             .schema()
             .fields()
@@ -437,6 +431,7 @@ impl Matches {
         if let Some(t) = top {
             m.sample.extend(t.into_batch());
         }
+        m.seconds = started.elapsed().as_secs_f64();
         Ok(m)
     }
 

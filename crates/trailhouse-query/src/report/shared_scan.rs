@@ -46,10 +46,9 @@ pub struct SharedScan {
     partitions: usize,
     serves: Vec<bool>,
     row_level: Vec<bool>,
-    /// Rows and bytes (Arrow memory) read so far, and the largest chunk's bytes.
+    /// Rows, bytes (Arrow memory) and chunks read so far.
     pub rows: usize,
     pub bytes: usize,
-    pub chunk_bytes: usize,
     pub chunks: usize,
 }
 
@@ -138,7 +137,6 @@ impl SharedScan {
             row_level,
             rows: 0,
             bytes: 0,
-            chunk_bytes: 0,
             chunks: 0,
         }))
     }
@@ -185,7 +183,6 @@ impl SharedScan {
         }
         self.chunks += 1;
         self.bytes += bytes;
-        self.chunk_bytes = self.chunk_bytes.max(bytes);
         let table = MemTable::try_new(schema, parts)?;
         self.session = self.session.with_cloudtrail(Arc::new(table)).await?;
         Ok(true)

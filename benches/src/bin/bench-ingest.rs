@@ -1,6 +1,10 @@
 //! Ingest benchmark: trailhouse's end-to-end ingest of a trail against single-core `gzip -dc` of
 //! the same files. Reports events/s, MB/s of JSON, peak memory (VmHWM) and the ratio.
 //!
+//! Both are measured with the trail in the page cache (it is read once first), or, with `--cold`,
+//! after dropping the page cache before each (needs root): the two differ by a factor of several
+//! on storage with latency, and a machine's cache state between runs is otherwise a coin toss.
+//!
 //! `cargo run --release -p trailhouse-benches --bin bench-ingest -- --trail /tmp/trail`
 
 use std::path::PathBuf;
@@ -28,6 +32,33 @@ struct Args {
     /// Skip the `gzip -dc` comparison.
     #[arg(long)]
     no_gzip: bool,
+    /// Drop the page cache before ingest and before `gzip -dc` (root only) instead of warming it.
+    #[arg(long)]
+    cold: bool,
+}
+
+/// Puts the trail's files in the page cache (`warm`) or drops the whole page cache.
+fn cache(trail: &std::path::Path, warm: bool) -> anyhow::Result<()> {
+    if !warm {
+        let synced = Command::new("sync").status()?;
+        anyhow::ensure!(synced.success(), "sync failed");
+        std::fs::write("/proc/sys/vm/drop_caches", "1")
+            .map_err(|e| anyhow::anyhow!("cannot drop the page cache (--cold needs root): {e}"))?;
+        return Ok(());
+    }
+    let t = Instant::now();
+    let status = Command::new("sh")
+        .arg("-c")
+        .arg("find \"$1\" -type f -print0 | xargs -0 -P 16 -n 256 cat > /dev/null")
+        .arg("sh")
+        .arg(trail)
+        .status()?;
+    anyhow::ensure!(status.success(), "reading the trail failed");
+    println!(
+        "page cache: trail read in {:.2} s",
+        t.elapsed().as_secs_f64()
+    );
+    Ok(())
 }
 
 fn peak_rss_mib() -> Option<f64> {
@@ -46,6 +77,7 @@ fn main() -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
+    cache(&a.trail, !a.cold)?;
     let t = Instant::now();
     let report = rt.block_on(ingest(&opts, &NoProgress))?;
     let secs = t.elapsed().as_secs_f64();
@@ -59,7 +91,8 @@ fn main() -> anyhow::Result<()> {
         report.partitions
     );
     println!(
-        "ingest: {:.2} s, {:.0} events/s, {:.1} MB/s JSON ({:.1} MB), peak RSS {:.0} MiB",
+        "ingest{}: {:.2} s, {:.0} events/s, {:.1} MB/s JSON ({:.1} MB), peak RSS {:.0} MiB",
+        if a.cold { " (cold cache)" } else { "" },
         secs,
         report.records_read as f64 / secs,
         report.bytes_json as f64 / 1e6 / secs,
@@ -73,6 +106,7 @@ fn main() -> anyhow::Result<()> {
     );
     if !a.no_gzip {
         // Single-core decompression of the same bytes: concatenated gzip members are one stream.
+        cache(&a.trail, !a.cold)?;
         let t = Instant::now();
         let status = Command::new("sh")
             .arg("-c")
@@ -83,7 +117,8 @@ fn main() -> anyhow::Result<()> {
             .status()?;
         let gz = t.elapsed().as_secs_f64();
         println!(
-            "gzip -dc: {:.2} s ({}); ingest / gzip = {:.2}x",
+            "gzip -dc{}: {:.2} s ({}); ingest / gzip = {:.2}x",
+            if a.cold { " (cold cache)" } else { "" },
             gz,
             if status.success() { "ok" } else { "failed" },
             secs / gz

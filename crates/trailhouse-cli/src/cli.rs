@@ -127,6 +127,11 @@ pub struct IngestArgs {
     #[arg(long, short = 'j', default_value_t = 0)]
     pub jobs: usize,
 
+    /// Source files read at once, ahead of the workers: storage that is not in the page cache
+    /// (network disks, EBS, a trail synced a while ago) is latency-bound, not CPU-bound.
+    #[arg(long, default_value_t = 16, value_name = "N")]
+    pub io_threads: usize,
+
     /// Memory for data in flight, in MiB (batches and the deduplication index); the process
     /// peaks at about 1.2 times this.
     #[arg(long, default_value_t = 768, value_name = "MIB")]

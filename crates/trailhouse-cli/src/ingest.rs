@@ -32,6 +32,7 @@ impl Progress for Bar {
 pub async fn run(lake: &Path, args: IngestArgs) -> anyhow::Result<ExitCode> {
     let mut opts = Options::new(lake, args.sources);
     opts.jobs = args.jobs;
+    opts.io_threads = args.io_threads;
     opts.memory_budget = args.memory.max(1) << 20;
     opts.max_batch_files = args.batch_files;
     opts.max_file_size = args.max_file_size.max(1) << 20;

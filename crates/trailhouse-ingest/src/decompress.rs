@@ -1,11 +1,10 @@
-//! Reads a source file and, when it starts with the gzip magic, decompresses it.
+//! Decompresses a source file's bytes when they start with the gzip magic.
 //!
 //! Files are recognised by content, not by name. Gzip members are read one after another
 //! (CloudTrail and `gzip -c a b > c` both produce multi-member files), and the output is capped so
 //! that a small malicious file cannot exhaust memory.
 
 use std::io::Read;
-use std::path::Path;
 
 use flate2::read::MultiGzDecoder;
 
@@ -24,9 +23,9 @@ pub struct Content {
     pub broken: Option<FileError>,
 }
 
-/// Reads `path`, decompressing gzip, refusing output larger than `limit` bytes.
-pub fn read(path: &Path, limit: u64) -> Result<Content, FileError> {
-    let stored = std::fs::read(path).map_err(FileError::Read)?;
+/// Decompresses a file's stored bytes when they are gzip, refusing output larger than `limit`
+/// bytes.
+pub fn decode(stored: Vec<u8>, limit: u64) -> Result<Content, FileError> {
     let stored_len = stored.len() as u64;
     if !stored.starts_with(&GZIP_MAGIC) {
         if stored_len > limit {

@@ -1,13 +1,15 @@
 //! Ingest of CloudTrail log files into a trailhouse lake.
 //!
-//! The stages are modules named after what they do — [`discover`], [`decompress`], [`parse`],
-//! [`normalize`], [`partition`], [`write`] — and [`pipeline`] runs them batch by batch, recording
-//! progress in the [`ledger`] and accounting for every file and record in a [`report::Report`].
+//! The stages are modules named after what they do — [`discover`], [`fetch`], [`decompress`],
+//! [`parse`], [`normalize`], [`partition`], [`write`] — and [`pipeline`] runs them batch by
+//! batch, recording progress in the [`ledger`] and accounting for every file and record in a
+//! [`report::Report`].
 //! Querying the lake is not this crate's business.
 
 pub mod decompress;
 pub mod discover;
 pub mod error;
+pub mod fetch;
 pub mod ledger;
 pub mod normalize;
 pub mod parse;

@@ -15,6 +15,7 @@ use trailhouse_lake::{Lake, Partition, TableKind};
 use crate::decompress;
 use crate::discover::{SourceFile, discover};
 use crate::error::{FileError, IngestError};
+use crate::fetch::{ReadAhead, Stored};
 use crate::ledger::{Ledger, Plan};
 use crate::normalize::{Placed, RecordBuilder};
 use crate::parse::{self, Parsed, RecordText};
@@ -32,6 +33,8 @@ pub struct Options {
     pub sources: Vec<PathBuf>,
     /// Worker threads; 0 = one per core.
     pub jobs: usize,
+    /// Threads reading source files ahead of the workers (reads in flight, for storage latency).
+    pub io_threads: usize,
     /// Memory the run may use for data in flight (batches and the dedup index), in bytes.
     pub memory_budget: u64,
     /// Largest decompressed file accepted, in bytes.
@@ -48,6 +51,7 @@ impl Options {
             lake: lake.into(),
             sources,
             jobs: 0,
+            io_threads: 16,
             memory_budget: 1 << 30,
             max_file_size: 1 << 30,
             max_batch_files: 20_000,
@@ -175,20 +179,10 @@ pub async fn ingest(opts: &Options, progress: &dyn Progress) -> Result<Report, I
             .sum::<u64>();
     progress.begin(todo.len() as u64 + pending_paths.len() as u64, total_bytes);
 
-    let mut ctx = BatchContext {
-        lake: &lake,
-        opts,
-        pool: &pool,
-        progress,
-        index: &mut index,
-        ledger: &mut ledger,
-        report: &mut report,
-        partitions: HashSet::new(),
-    };
+    // The interrupted batch first, replayed as planned; then batches within the budget.
+    let mut batches: Vec<(Vec<SourceFile>, Option<Plan>)> = Vec::new();
     if let Some(plan) = pending {
-        let files = plan.files.clone();
-        ctx.run_batch(&mut main, &mut quarantine, &files, Some(plan))
-            .await?;
+        batches.push((plan.files.clone(), Some(plan)));
     }
     let mut start = 0;
     while start < todo.len() {
@@ -203,9 +197,33 @@ pub async fn ingest(opts: &Options, progress: &dyn Progress) -> Result<Report, I
             estimate += todo[end].size * 8;
             end += 1;
         }
-        ctx.run_batch(&mut main, &mut quarantine, &todo[start..end], None)
-            .await?;
+        batches.push((todo[start..end].to_vec(), None));
         start = end;
+    }
+    drop(todo);
+
+    let mut ahead = ReadAhead::new(opts.io_threads, opts.max_file_size)?;
+    let mut ctx = BatchContext {
+        lake: &lake,
+        opts,
+        pool: &pool,
+        progress,
+        index: &mut index,
+        ledger: &mut ledger,
+        report: &mut report,
+        partitions: HashSet::new(),
+    };
+    if let Some((files, _)) = batches.first() {
+        ahead.start(files.clone());
+    }
+    for i in 0..batches.len() {
+        let stored = ahead.take(&batches[i].0);
+        if let Some((next, _)) = batches.get(i + 1) {
+            ahead.start(next.clone());
+        }
+        let (files, replay) = std::mem::take(&mut batches[i]);
+        ctx.run_batch(&mut main, &mut quarantine, &files, stored, replay)
+            .await?;
     }
     report.partitions = ctx.partitions.len() as u64;
     progress.end();
@@ -237,6 +255,7 @@ impl BatchContext<'_> {
         main: &mut deltalake_core::DeltaTable,
         quarantine: &mut deltalake_core::DeltaTable,
         files: &[SourceFile],
+        mut stored: Vec<Stored>,
         replay: Option<Plan>,
     ) -> Result<(), IngestError> {
         let seq = self.ledger.committed_seq + 1;
@@ -248,9 +267,11 @@ impl BatchContext<'_> {
         let outputs: Vec<ChunkOutput> = self.pool.install(|| {
             files
                 .par_chunks(chunk)
-                .map(|c| read_chunk(c, limit, progress))
+                .zip(stored.par_chunks_mut(chunk))
+                .map(|(c, s)| read_chunk(c, s, limit, progress))
                 .collect()
         });
+        drop(stored);
 
         let mut rows = Vec::new();
         let mut qrows = Vec::new();
@@ -422,14 +443,27 @@ fn quarantine_batch(rows: &[QuarantineRow]) -> Result<RecordBatch, arrow::error:
     )
 }
 
-/// Reads a run of files into one set of columns.
-fn read_chunk(files: &[SourceFile], limit: u64, progress: &dyn Progress) -> ChunkOutput {
+/// Reads a run of files (their stored bytes are taken from `stored`) into one set of columns.
+fn read_chunk(
+    files: &[SourceFile],
+    stored: &mut [Stored],
+    limit: u64,
+    progress: &dyn Progress,
+) -> ChunkOutput {
     let mut builder = RecordBuilder::new(Arc::from(""));
     let mut placed: Vec<Placed> = Vec::new();
     let mut quarantined = Vec::new();
     let mut results = Vec::with_capacity(files.len());
-    for file in files {
-        let result = read_file(file, limit, &mut builder, &mut placed, &mut quarantined);
+    for (file, stored) in files.iter().zip(stored) {
+        let stored = std::mem::replace(stored, Ok(Vec::new()));
+        let result = read_file(
+            file,
+            stored,
+            limit,
+            &mut builder,
+            &mut placed,
+            &mut quarantined,
+        );
         progress.advance(file.size);
         results.push(result);
     }
@@ -459,12 +493,13 @@ fn read_chunk(files: &[SourceFile], limit: u64, progress: &dyn Progress) -> Chun
 
 fn read_file(
     file: &SourceFile,
+    stored: Stored,
     limit: u64,
     builder: &mut RecordBuilder,
     placed: &mut Vec<Placed>,
     quarantined: &mut Vec<QuarantineRow>,
 ) -> FileResult {
-    let content = match decompress::read(&file.path, limit) {
+    let content = match stored.and_then(|bytes| decompress::decode(bytes, limit)) {
         Ok(c) => c,
         Err(e) => return FileResult::Failed(e),
     };

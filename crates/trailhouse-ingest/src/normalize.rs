@@ -25,6 +25,8 @@ use trailhouse_lake::entries::Entries;
 use trailhouse_lake::schema::{self, FieldSpec, Kind, RECORD_FIELDS};
 use xxhash_rust::xxh3::xxh3_64_with_seed;
 
+mod scan;
+
 /// Where a normalized record goes and what identifies it.
 #[derive(Debug, Clone)]
 pub struct Placed {
@@ -135,9 +137,17 @@ impl RecordBuilder {
         raw: &RawValue,
         path_region: Option<&str>,
     ) -> Result<Placed, QuarantineReason> {
-        let entries =
-            Entries::parse(raw).ok_or_else(|| "record is not a JSON object".to_string())?;
-        let entries = entries.0;
+        let not_object = || "record is not a JSON object".to_string();
+        let (entries, record_hash) = match scan::record(raw.get()) {
+            Ok(Some(scanned)) => scanned,
+            Ok(None) => return Err(not_object()),
+            Err(scan::GiveUp) => {
+                let entries = Entries::parse(raw).ok_or_else(not_object)?.0;
+                let hash = members_hash(&entries);
+                let entries = entries.into_iter().map(|(k, v)| (k, v.get())).collect();
+                (entries, hash)
+            }
+        };
         self.slots.iter_mut().for_each(|s| *s = Slot::default());
         let mut unknown = Vec::new();
         for (i, (key, _)) in entries.iter().enumerate() {
@@ -152,8 +162,8 @@ impl RecordBuilder {
             return Err("record has no eventTime".into());
         };
         let time_raw = entries[time_entry].1;
-        let Some(time_text) = json_str(time_raw.get()) else {
-            return Err(format!("eventTime `{}` is not a string", time_raw.get()));
+        let Some(time_text) = json_str(time_raw) else {
+            return Err(format!("eventTime `{time_raw}` is not a string"));
         };
         let Some(event_time) = parse_event_time(&time_text) else {
             return Err(format!("eventTime `{time_text}` is not a date-time"));
@@ -164,16 +174,15 @@ impl RecordBuilder {
 
         let region = self.slots[*AWS_REGION]
             .best
-            .and_then(|e| json_str(entries[e].1.get()))
+            .and_then(|e| json_str(entries[e].1))
             .filter(|r| !r.is_empty())
             .map(Cow::into_owned)
             .or_else(|| path_region.map(str::to_string))
             .unwrap_or_else(|| "unknown".to_string());
         let event_id_hash = self.slots[*EVENT_ID]
             .best
-            .and_then(|e| json_str(entries[e].1.get()))
+            .and_then(|e| json_str(entries[e].1))
             .map(|id| xxhash_rust::xxh3::xxh3_64(id.as_bytes()));
-        let record_hash = members_hash(&entries);
 
         let mut extra: Vec<usize> = unknown;
         for (f, slot) in self.slots.iter().enumerate() {
@@ -208,7 +217,7 @@ impl RecordBuilder {
                 let (key, value) = &entries[i];
                 text.push_str(&serde_json::Value::from(key.as_ref()).to_string());
                 text.push(':');
-                text.push_str(value.get());
+                text.push_str(value);
             }
             text.push('}');
             self.extra.append_value(text);
@@ -314,6 +323,16 @@ fn value_hash(raw: &RawValue) -> u64 {
 
 /// The canonical hash of one JSON value, built by serde_json's single pass over it.
 struct Canonical(u64);
+
+/// The content hash of a record the way ingest computes it: by [`scan::record`] when it can,
+/// else by serde. Equal to [`content_hash`] (tested).
+#[cfg(test)]
+fn scanned_hash(raw: &RawValue) -> Option<u64> {
+    match scan::record(raw.get()) {
+        Ok(Some((_, hash))) => Some(hash),
+        _ => None,
+    }
+}
 
 impl<'de> serde::Deserialize<'de> for Canonical {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -442,8 +461,7 @@ impl Col {
         }
     }
 
-    fn append(&mut self, raw: &RawValue) -> bool {
-        let text = raw.get();
+    fn append(&mut self, text: &str) -> bool {
         match self {
             Col::Json(b) => {
                 b.append_value(text);
@@ -510,7 +528,7 @@ impl Col {
                 valid,
                 len,
             } => {
-                let Some(entries) = Entries::parse(raw) else {
+                let Some(entries) = Entries::parse_str(text) else {
                     children.iter_mut().for_each(Col::append_null);
                     valid.append_null();
                     *len += 1;
@@ -527,7 +545,7 @@ impl Col {
                 for (c, child) in children.iter_mut().enumerate() {
                     match slots.get(c).and_then(|s| s.best) {
                         Some(e) => {
-                            let ok = child.append(entries.0[e].1);
+                            let ok = child.append(entries.0[e].1.get());
                             faithful &= ok && slots[c].faithful();
                         }
                         None => child.append_null(),
@@ -555,7 +573,7 @@ impl Col {
                         item.append_null();
                     } else {
                         // A non-object item becomes a null struct and marks the list unfaithful.
-                        faithful &= item.append(it);
+                        faithful &= item.append(it.get());
                     }
                 }
                 let last = offsets.last().copied().unwrap_or(0);
@@ -734,6 +752,81 @@ mod tests {
             assert_eq!(parse_event_time(t), Some(base), "{t}");
         }
         assert_eq!(parse_event_time("..."), None);
+    }
+
+    /// The scanner's hash must be the serde visitor's, bit for bit: stored hashes identify
+    /// records across runs and versions.
+    fn assert_same_hash(text: &str) {
+        let raw: &RawValue = serde_json::from_str(text).expect("json");
+        assert_eq!(scanned_hash(raw), Some(content_hash(raw)), "{text}");
+    }
+
+    #[test]
+    fn the_scan_hashes_as_the_serde_visitor_does() {
+        for text in [
+            r#"{}"#,
+            r#"{"a":{},"b":[],"c":[[]],"d":[{}]}"#,
+            r#"{ "a" : "x y" , "b" :{"e":null,"c":[1,{"d":"\/"}]}}"#,
+            r#"{"k\"q":"v\u00e9\n","\u00e9":"\ud83d\ude00","e":"é😀"}"#,
+            r#"{"n":[0,-0,1.50,1.5,1e3,1E+3,-2.5e-3,0.0000882145,18446744073709551615,18446744073709551616,-9223372036854775809,123456789012345678901234567890]}"#,
+            r#"{"lone":"\ud800","big":1e400,"small":1e-400,"ok":"x"}"#,
+            r#"{"b":true,"f":false,"z":null,"nested":{"lone":["\udc00"]},"t":"\t\"\\"}"#,
+            r#"{"a":1,"a":2,"A":"3"}"#,
+            "{\"ws\":\t[ 1 ,\r\n 2 ] ,\n\"o\" : { \"p\" : \"q\" } }",
+        ] {
+            assert_same_hash(text);
+        }
+        // Not an object: the scan says so, the caller quarantines.
+        for text in ["[1]", "\"s\"", "3", "null"] {
+            let raw: &RawValue = serde_json::from_str(text).expect("json");
+            assert!(matches!(scan::record(raw.get()), Ok(None)), "{text}");
+        }
+        // A key serde_json cannot decode: the scan gives up and serde decides.
+        let raw: &RawValue = serde_json::from_str(r#"{"\ud800":1}"#).expect("json");
+        assert!(scan::record(raw.get()).is_err());
+    }
+
+    #[test]
+    fn the_scan_hashes_every_corpus_and_sample_record_as_the_serde_visitor_does() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let mut stack = vec![root.join("../shared/corpus"), root.join("sample-logs")];
+        let mut records = 0;
+        while let Some(dir) = stack.pop() {
+            for entry in std::fs::read_dir(&dir).expect("dir") {
+                let path = entry.expect("entry").path();
+                if path.is_dir() {
+                    stack.push(path);
+                    continue;
+                }
+                let stored = std::fs::read(&path).expect("read");
+                let Ok(content) = crate::decompress::decode(stored, 1 << 30) else {
+                    continue;
+                };
+                let Ok(crate::parse::Parsed::Events { records: rs, .. }) =
+                    crate::parse::parse(&content.bytes, content.gzip)
+                else {
+                    continue;
+                };
+                for r in rs {
+                    let raw = match &r {
+                        crate::parse::RecordText::Borrowed(raw) => *raw,
+                        crate::parse::RecordText::Owned(raw) => raw.as_ref(),
+                        crate::parse::RecordText::Reject(..) => continue,
+                    };
+                    if raw.get().starts_with('{') {
+                        assert_eq!(
+                            scanned_hash(raw),
+                            Some(content_hash(raw)),
+                            "{}: {}",
+                            path.display(),
+                            raw.get()
+                        );
+                        records += 1;
+                    }
+                }
+            }
+        }
+        assert!(records > 1000, "only {records} records found");
     }
 
     #[test]

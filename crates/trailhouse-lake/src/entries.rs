@@ -16,7 +16,12 @@ pub struct Entries<'a>(pub Vec<(Cow<'a, str>, &'a RawValue)>);
 impl<'a> Entries<'a> {
     /// Parses `raw` as a JSON object; `None` when it is any other JSON value.
     pub fn parse(raw: &'a RawValue) -> Option<Self> {
-        let text = raw.get();
+        Self::parse_str(raw.get())
+    }
+
+    /// Parses `text`, one JSON value with no surrounding white space, as a JSON object; `None`
+    /// when it is any other JSON value (or not JSON).
+    pub fn parse_str(text: &'a str) -> Option<Self> {
         if !text.starts_with('{') {
             return None;
         }

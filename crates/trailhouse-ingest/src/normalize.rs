@@ -799,7 +799,7 @@ mod tests {
                     continue;
                 }
                 let stored = std::fs::read(&path).expect("read");
-                let Ok(content) = crate::decompress::decode(stored, 1 << 30) else {
+                let Ok(content) = crate::decompress::decode(stored, 1 << 30, Vec::new()) else {
                     continue;
                 };
                 let Ok(crate::parse::Parsed::Events { records: rs, .. }) =

@@ -454,11 +454,13 @@ fn read_chunk(
     let mut placed: Vec<Placed> = Vec::new();
     let mut quarantined = Vec::new();
     let mut results = Vec::with_capacity(files.len());
+    let mut buffer = Vec::new();
     for (file, stored) in files.iter().zip(stored) {
         let stored = std::mem::replace(stored, Ok(Vec::new()));
         let result = read_file(
             file,
             stored,
+            &mut buffer,
             limit,
             &mut builder,
             &mut placed,
@@ -491,15 +493,19 @@ fn read_chunk(
     }
 }
 
+/// Reads one file's records into `builder`; `buffer` is the decompression buffer, handed from
+/// file to file.
 fn read_file(
     file: &SourceFile,
     stored: Stored,
+    buffer: &mut Vec<u8>,
     limit: u64,
     builder: &mut RecordBuilder,
     placed: &mut Vec<Placed>,
     quarantined: &mut Vec<QuarantineRow>,
 ) -> FileResult {
-    let content = match stored.and_then(|bytes| decompress::decode(bytes, limit)) {
+    let recycled = std::mem::take(buffer);
+    let content = match stored.and_then(|bytes| decompress::decode(bytes, limit, recycled)) {
         Ok(c) => c,
         Err(e) => return FileResult::Failed(e),
     };
@@ -545,9 +551,11 @@ fn read_file(
             }),
         }
     }
+    let json_bytes = content.bytes.len() as u64;
+    *buffer = content.bytes;
     FileResult::Events {
         read,
-        json_bytes: content.bytes.len() as u64,
+        json_bytes,
         broken: content.broken.or(parse_broken),
     }
 }

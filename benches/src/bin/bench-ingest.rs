@@ -101,8 +101,8 @@ fn main() -> anyhow::Result<()> {
     );
     let st = &report.stage_seconds;
     println!(
-        "stages: read {:.2} s, partition {:.2} s, write {:.2} s, commit {:.2} s",
-        st.read, st.partition, st.write, st.commit
+        "stages: read {:.2} s, partition and write {:.2} s, commit {:.2} s",
+        st.read, st.write, st.commit
     );
     if !a.no_gzip {
         // Single-core decompression of the same bytes: concatenated gzip members are one stream.

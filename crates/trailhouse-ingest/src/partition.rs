@@ -27,10 +27,11 @@ pub struct FileRows {
     pub placed: Vec<Placed>,
 }
 
-/// One partition's new rows, sorted by `eventtime`.
-pub struct PartitionRows {
+/// What the sink made of one partition's new rows.
+pub struct PartitionOutput<T> {
     pub partition: Partition,
-    pub batch: RecordBatch,
+    pub rows: usize,
+    pub output: T,
 }
 
 /// What partitioning found.
@@ -175,11 +176,16 @@ use arrow::array::Array;
 type RowRef = (i64, usize, usize);
 
 /// Splits `files` into per-partition batches of new rows, in deterministic order: by
-/// `eventtime`, then by file and position (so the first delivery of a record is the one kept).
-pub fn partition(
+/// `eventtime`, then by file and position (so the first delivery of a record is the one kept),
+/// and hands each batch to `sink` (the writer) as soon as it is built, in parallel across
+/// partitions. Each batch is dropped once the sink is done with it, so a worker's memory cycles
+/// through one partition at a time instead of the whole batch being copied before anything is
+/// written. Outputs come back in partition order.
+pub fn partition<T: Send>(
     files: &[FileRows],
     index: &mut DedupIndex,
-) -> Result<(Vec<PartitionRows>, DedupCounts), IngestError> {
+    sink: impl Fn(&Partition, RecordBatch) -> Result<T, IngestError> + Sync,
+) -> Result<(Vec<PartitionOutput<T>>, DedupCounts), IngestError> {
     // Group rows by partition without a key per row: a batch has few distinct partitions.
     let mut groups: HashMap<(NaiveDate, &str), Vec<RowRef>> = HashMap::new();
     for (fi, f) in files.iter().enumerate() {
@@ -213,12 +219,10 @@ pub fn partition(
         })
         .collect();
     let batches: Vec<&RecordBatch> = files.iter().map(|f| &f.batch).collect();
-    let results: Vec<(
-        DedupCounts,
-        Option<Result<RecordBatch, arrow::error::ArrowError>>,
-    )> = work
+    type Sunk<T> = Option<Result<(usize, T), IngestError>>;
+    let results: Vec<(DedupCounts, Sunk<T>)> = work
         .par_iter_mut()
-        .map(|(_, rows, idx)| {
+        .map(|(partition, rows, idx)| {
             let mut counts = DedupCounts::default();
             rows.sort_unstable();
             let mut keep = Vec::with_capacity(rows.len());
@@ -239,23 +243,34 @@ pub fn partition(
                 }
                 keep.push((fi, ri));
             }
-            let batch = (!keep.is_empty()).then(|| interleave_record_batch(&batches, &keep));
-            (counts, batch)
+            let sunk = (!keep.is_empty()).then(|| {
+                let batch = interleave_record_batch(&batches, &keep)?;
+                let output = sink(partition, batch)?;
+                Ok((keep.len(), output))
+            });
+            (counts, sunk)
         })
         .collect();
 
     let mut counts = DedupCounts::default();
     let mut out = Vec::new();
-    for ((partition, _, idx), (c, batch)) in work.into_iter().zip(results) {
+    let mut failed = None;
+    for ((partition, _, idx), (c, sunk)) in work.into_iter().zip(results) {
         counts.duplicate += c.duplicate;
         counts.collision += c.collision;
-        if let Some(batch) = batch {
-            out.push(PartitionRows {
+        match sunk {
+            Some(Ok((rows, output))) => out.push(PartitionOutput {
                 partition: partition.clone(),
-                batch: batch?,
-            });
+                rows,
+                output,
+            }),
+            Some(Err(e)) => failed = failed.or(Some(e)),
+            None => {}
         }
         index.parts.insert(partition, idx);
+    }
+    if let Some(e) = failed {
+        return Err(e);
     }
     index.evict();
     Ok((out, counts))

@@ -21,7 +21,7 @@ use crate::normalize::{Placed, RecordBuilder};
 use crate::parse::{self, Parsed, RecordText};
 use crate::partition::{DedupIndex, FileRows, partition};
 use crate::report::{Failure, Report};
-use crate::write::write_partitions;
+use crate::write::write_partition;
 
 /// The `txn` application id of trailhouse's ingest in the Delta log.
 pub const APP_ID: &str = "trailhouse-ingest";
@@ -346,18 +346,20 @@ impl BatchContext<'_> {
         };
         self.fail_at(FailPoint::AfterPlan(seq));
 
-        let t = Instant::now();
-        let (parts, counts) = partition(&rows, self.index)?;
-        drop(rows);
-        self.report.stage_seconds.partition += t.elapsed().as_secs_f64();
-        self.report.records_duplicate += counts.duplicate;
-        self.report.records_collision += counts.collision;
-        self.report.records_written += parts.iter().map(|p| p.batch.num_rows() as u64).sum::<u64>();
-
+        // Deduplicate, sort and write each partition's rows, partitions in parallel.
         let main_root = self.lake.table_dir(TableKind::CloudTrail);
         let t = Instant::now();
-        let adds = self.pool.install(|| write_partitions(&main_root, &parts))?;
+        let (parts, counts) = self.pool.install(|| {
+            partition(&rows, self.index, |p, batch| {
+                write_partition(&main_root, p, &batch)
+            })
+        })?;
+        drop(rows);
         self.report.stage_seconds.write += t.elapsed().as_secs_f64();
+        self.report.records_duplicate += counts.duplicate;
+        self.report.records_collision += counts.collision;
+        let written: usize = parts.iter().map(|p| p.rows).sum();
+        self.report.records_written += written as u64;
         let t = Instant::now();
         let quarantine_done = self.lake.committed_seq(quarantine, APP_ID).await? >= seq;
         let quarantine_add = if qrows.is_empty() || quarantine_done {
@@ -386,13 +388,12 @@ impl BatchContext<'_> {
         }
         self.fail_at(FailPoint::AfterQuarantineCommit(seq));
 
-        let written: usize = parts.iter().map(|p| p.batch.num_rows()).sum();
         let meta = commit_metadata(seq, files.len(), written);
         let new_files: Vec<(Partition, String)> = parts
             .iter()
-            .zip(&adds)
-            .map(|(p, a)| (p.partition.clone(), a.path.clone()))
+            .map(|p| (p.partition.clone(), p.output.path.clone()))
             .collect();
+        let adds = parts.into_iter().map(|p| p.output).collect();
         self.lake
             .commit(main, TableKind::CloudTrail, adds, APP_ID, seq, meta)
             .await?;

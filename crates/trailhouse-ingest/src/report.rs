@@ -44,9 +44,11 @@ pub struct Report {
 /// Wall time per pipeline stage, summed over batches.
 #[derive(Debug, Default, Clone, serde::Serialize)]
 pub struct StageSeconds {
+    /// Read, decompress, parse and normalize the batch's files.
     pub read: f64,
-    pub partition: f64,
+    /// Deduplicate, sort and write each partition's rows (one parallel pass over partitions).
     pub write: f64,
+    /// Commit to the Delta log (quarantine, then cloudtrail).
     pub commit: f64,
 }
 

@@ -1,18 +1,22 @@
-//! Writes each partition's new rows as one Parquet data file, in parallel.
+//! Writes one partition's new rows as a Parquet data file of table `cloudtrail`.
+//!
+//! [`crate::partition::partition`] calls it for each partition as soon as the partition's rows
+//! are deduplicated and sorted, in parallel across partitions.
 
 use std::path::Path;
 
+use arrow::array::RecordBatch;
 use deltalake_core::kernel::Add;
-use rayon::prelude::*;
-use trailhouse_lake::LakeError;
+use trailhouse_lake::Partition;
 use trailhouse_lake::table::write_data_file;
 
-use crate::partition::PartitionRows;
+use crate::error::IngestError;
 
-/// Writes every partition's rows under `table_root`; returns the `add` actions to commit.
-pub fn write_partitions(table_root: &Path, parts: &[PartitionRows]) -> Result<Vec<Add>, LakeError> {
-    parts
-        .par_iter()
-        .map(|p| write_data_file(table_root, &p.partition, &p.batch))
-        .collect()
+/// Writes `batch` under `table_root`; returns the `add` action to commit.
+pub fn write_partition(
+    table_root: &Path,
+    partition: &Partition,
+    batch: &RecordBatch,
+) -> Result<Add, IngestError> {
+    Ok(write_data_file(table_root, partition, batch)?)
 }

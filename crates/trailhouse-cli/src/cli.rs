@@ -133,7 +133,7 @@ pub struct IngestArgs {
     pub io_threads: usize,
 
     /// Memory for data in flight, in MiB (batches and the deduplication index); the process
-    /// peaks at about 1.2 times this.
+    /// peaks near this figure.
     #[arg(long, default_value_t = 768, value_name = "MIB")]
     pub memory: u64,
 

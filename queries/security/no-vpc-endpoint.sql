@@ -16,7 +16,7 @@ SELECT eventtime,
 FROM cloudtrail
 WHERE eventtime >= $since AND eventtime < $until
   AND vpcendpointid IS NULL
-  AND strpos(',' || replace($services, ' ', '') || ',', ',' || eventsource || ',') > 0
+  AND array_has(string_to_array(replace($services, ' ', ''), ','), eventsource)
   AND eventtype = 'AwsApiCall'
   AND coalesce(useridentity.type, '') <> 'AWSService'
   AND (cidr_match(sourceipaddress, '0.0.0.0/0') OR cidr_match(sourceipaddress, '::/0'))

@@ -8,14 +8,15 @@ use std::time::Instant;
 
 use rustyline::DefaultEditor;
 use rustyline::error::ReadlineError;
-use trailhouse_query::saved::{Catalog, Window};
+use trailhouse_query::saved::{Catalog, Window, parse_time};
 use trailhouse_query::{Format, Session, write_stream};
 
 const HELP: &str = "\
   SQL ending in ;      run it (tables: cloudtrail, quarantine)
   \\d                   list tables
   \\d NAME              columns of a table
-  \\run NAME k=v …      a saved query with its parameters (\\queries lists them)
+  \\run NAME k=v …      a saved query with its parameters (\\queries lists them);
+                       --param k=v, --since and --until work as on the command line
   \\queries             the saved queries
   \\q                   quit (or Ctrl-D)
   \\?                   this help";
@@ -109,14 +110,9 @@ async fn command(
         }
         (Some("\\run"), Some(name)) => {
             let query = catalog.get(name)?;
-            let params: Vec<(String, String)> = words
-                .map(|w| {
-                    w.split_once('=')
-                        .map(|(k, v)| (k.to_string(), v.to_string()))
-                        .ok_or_else(|| anyhow::anyhow!("expected NAME=VALUE, got `{w}`"))
-                })
-                .collect::<Result<_, _>>()?;
-            let bound = query.bind(&params, Window::default(), chrono::Utc::now())?;
+            let now = chrono::Utc::now();
+            let (params, window) = run_words(words, now)?;
+            let bound = query.bind(&params, window, now)?;
             let started = Instant::now();
             let stream = session.run_saved(query, bound, false).await?;
             show(stream, format, started).await?;
@@ -194,4 +190,95 @@ fn page(text: &[u8]) -> bool {
         let _ = stdin.write_all(text);
     }
     child.wait().is_ok()
+}
+
+/// The words after `\run NAME`: `k=v`, or as on the command line `--param k=v`, `--since T`,
+/// `--until T` (also `--flag=value`).
+fn run_words<'a>(
+    words: impl Iterator<Item = &'a str>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> anyhow::Result<(Vec<(String, String)>, Window)> {
+    let mut params = Vec::new();
+    let mut window = Window::default();
+    let mut words = words.peekable();
+    while let Some(word) = words.next() {
+        let (flag, inline) = match word.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (Some(f), Some(v)),
+            _ if word.starts_with("--") => (Some(word), None),
+            _ => (None, None),
+        };
+        let Some(flag) = flag else {
+            let (k, v) = word
+                .split_once('=')
+                .ok_or_else(|| anyhow::anyhow!("expected NAME=VALUE, got `{word}`"))?;
+            params.push((k.to_string(), v.to_string()));
+            continue;
+        };
+        let value = match inline {
+            Some(v) => v,
+            None => words
+                .next()
+                .ok_or_else(|| anyhow::anyhow!("`{flag}` needs a value"))?,
+        };
+        match flag {
+            "--param" | "-p" => {
+                let (k, v) = value.split_once('=').ok_or_else(|| {
+                    anyhow::anyhow!("expected NAME=VALUE after {flag}, got `{value}`")
+                })?;
+                params.push((k.to_string(), v.to_string()));
+            }
+            "--since" | "--until" => {
+                let t = parse_time(value, now).ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "{flag} `{value}` is not a date (2026-10-01), a date-time or a duration ago (7d, 12h)"
+                    )
+                })?;
+                if flag == "--since" {
+                    window.since = Some(t);
+                } else {
+                    window.until = Some(t);
+                }
+            }
+            _ => anyhow::bail!(
+                "unknown option `{flag}` (\\run takes k=v, --param k=v, --since, --until)"
+            ),
+        }
+    }
+    Ok((params, window))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_takes_the_command_line_forms_too() {
+        let now = chrono::DateTime::parse_from_rfc3339("2026-11-10T00:00:00Z")
+            .expect("time")
+            .with_timezone(&chrono::Utc);
+        let words = "resource=a --param principal=b --param=key=c=d --since 7d --until=2026-11-09";
+        let (params, window) = run_words(words.split_whitespace(), now).expect("parsed");
+        let pairs = |v: &[(&str, &str)]| -> Vec<(String, String)> {
+            v.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        assert_eq!(
+            params,
+            pairs(&[("resource", "a"), ("principal", "b"), ("key", "c=d")])
+        );
+        assert_eq!(window.since, parse_time("2026-11-03", now));
+        assert_eq!(window.until, parse_time("2026-11-09", now));
+
+        for (bad, why) in [
+            ("--since", "needs a value"),
+            ("--since never", "is not a date"),
+            ("--limit 3", "unknown option `--limit`"),
+            ("resource", "expected NAME=VALUE"),
+            ("--param resource", "expected NAME=VALUE after --param"),
+        ] {
+            let err = run_words(bad.split_whitespace(), now).expect_err(bad);
+            assert!(err.to_string().contains(why), "{bad}: {err}");
+        }
+    }
 }

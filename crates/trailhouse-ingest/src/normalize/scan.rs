@@ -31,39 +31,26 @@ pub fn record(text: &str) -> Result<Option<Scanned<'_>>, GiveUp> {
     if s.peek() != Some(b'{') {
         return Ok(None);
     }
-    s.pos += 1;
     let mut members = Vec::with_capacity(24);
     let mut sum = 0u64;
-    s.skip_ws();
-    if s.peek() == Some(b'}') {
-        s.pos += 1;
-    } else {
-        loop {
-            s.skip_ws();
-            let key = s.key()?;
-            s.skip_ws();
-            s.expect(b':')?;
-            s.skip_ws();
-            let start = s.pos;
-            let hash = s.value()?;
-            let value = text.get(start..s.pos).ok_or(GiveUp)?;
-            let hash = hash.unwrap_or_else(|| xxh3_64_with_seed(value.as_bytes(), 4));
-            sum = sum.wrapping_add(member_hash(xxh3_64_with_seed(key.as_bytes(), 1), hash));
-            members.push((key, value));
-            s.skip_ws();
-            match s.next()? {
-                b',' => continue,
-                b'}' => break,
-                _ => return Err(GiveUp),
-            }
-        }
-    }
+    s.list(b'}', |s| {
+        let (key, value, hash) = s.member()?;
+        // A key serde_json cannot decode: serde's path decides what the record is.
+        let key = key.ok_or(GiveUp)?;
+        let hash = hash.unwrap_or_else(|| xxh3_64_with_seed(value.as_bytes(), 4));
+        sum = sum.wrapping_add(member_hash(xxh3_64_with_seed(key.as_bytes(), 1), hash));
+        members.push((key, value));
+        Ok(())
+    })?;
     s.skip_ws();
     if s.pos != text.len() {
         return Err(GiveUp);
     }
     Ok(Some((members, xxh3_64_with_seed(&sum.to_le_bytes(), 3))))
 }
+
+/// An object member as [`Scanner::member`] reads it.
+type Member<'a> = (Option<Cow<'a, str>>, &'a str, Option<u64>);
 
 struct Scanner<'a> {
     text: &'a str,
@@ -120,17 +107,49 @@ impl<'a> Scanner<'a> {
         }
     }
 
-    /// A member's key, decoded.
-    fn key(&mut self) -> Result<Cow<'a, str>, GiveUp> {
-        let (inner, escaped) = self.string()?;
-        if !escaped {
-            return Ok(Cow::Borrowed(inner));
+    /// The elements of the list (`[…]` or `{…}`) starting at `pos`, each read by `item`
+    /// between the separators; leaves `pos` after `close`.
+    fn list(
+        &mut self,
+        close: u8,
+        mut item: impl FnMut(&mut Self) -> Result<(), GiveUp>,
+    ) -> Result<(), GiveUp> {
+        self.pos += 1;
+        self.skip_ws();
+        if self.peek() == Some(close) {
+            self.pos += 1;
+            return Ok(());
         }
-        let quoted = self
-            .text
-            .get(self.pos - inner.len() - 2..self.pos)
-            .ok_or(GiveUp)?;
-        serde_json::from_str::<Cow<'a, str>>(quoted).map_err(|_| GiveUp)
+        loop {
+            self.skip_ws();
+            item(self)?;
+            self.skip_ws();
+            match self.next()? {
+                b',' => {}
+                b if b == close => return Ok(()),
+                _ => return Err(GiveUp),
+            }
+        }
+    }
+
+    /// One member of an object: its key decoded (`None` where serde_json cannot decode it), its
+    /// value's text and the value's hash (see [`Scanner::value`]).
+    fn member(&mut self) -> Result<Member<'a>, GiveUp> {
+        let key_start = self.pos;
+        let (inner, escaped) = self.string()?;
+        let key = if escaped {
+            let quoted = self.text.get(key_start..self.pos).ok_or(GiveUp)?;
+            serde_json::from_str::<Cow<'a, str>>(quoted).ok()
+        } else {
+            Some(Cow::Borrowed(inner))
+        };
+        self.skip_ws();
+        self.expect(b':')?;
+        self.skip_ws();
+        let start = self.pos;
+        let hash = self.value()?;
+        let value = self.text.get(start..self.pos).ok_or(GiveUp)?;
+        Ok((key, value, hash))
     }
 
     /// Skips one value, returning its canonical hash (`None` where serde_json cannot decode it).
@@ -148,65 +167,30 @@ impl<'a> Scanner<'a> {
                     .map(|s| xxh3_64_with_seed(s.as_bytes(), 6)))
             }
             b'{' => {
-                self.pos += 1;
                 let mut sum = 0u64;
                 let mut ok = true;
-                self.skip_ws();
-                if self.peek() == Some(b'}') {
-                    self.pos += 1;
-                } else {
-                    loop {
-                        self.skip_ws();
-                        let start = self.pos;
-                        let (inner, escaped) = self.string()?;
-                        let key_hash = if escaped {
-                            let quoted = self.text.get(start..self.pos).ok_or(GiveUp)?;
-                            serde_json::from_str::<Cow<'_, str>>(quoted)
-                                .ok()
-                                .map(|k| xxh3_64_with_seed(k.as_bytes(), 1))
-                        } else {
-                            Some(xxh3_64_with_seed(inner.as_bytes(), 1))
-                        };
-                        self.skip_ws();
-                        self.expect(b':')?;
-                        self.skip_ws();
-                        let value = self.value()?;
-                        match (key_hash, value) {
-                            (Some(k), Some(v)) => sum = sum.wrapping_add(member_hash(k, v)),
-                            _ => ok = false,
+                self.list(b'}', |s| {
+                    match s.member()? {
+                        (Some(key), _, Some(value)) => {
+                            let key = xxh3_64_with_seed(key.as_bytes(), 1);
+                            sum = sum.wrapping_add(member_hash(key, value));
                         }
-                        self.skip_ws();
-                        match self.next()? {
-                            b',' => continue,
-                            b'}' => break,
-                            _ => return Err(GiveUp),
-                        }
+                        _ => ok = false,
                     }
-                }
+                    Ok(())
+                })?;
                 Ok(ok.then(|| xxh3_64_with_seed(&sum.to_le_bytes(), 3)))
             }
             b'[' => {
-                self.pos += 1;
                 let mut h = 5u64;
                 let mut ok = true;
-                self.skip_ws();
-                if self.peek() == Some(b']') {
-                    self.pos += 1;
-                } else {
-                    loop {
-                        self.skip_ws();
-                        match self.value()? {
-                            Some(item) => h = member_hash(h, item),
-                            None => ok = false,
-                        }
-                        self.skip_ws();
-                        match self.next()? {
-                            b',' => continue,
-                            b']' => break,
-                            _ => return Err(GiveUp),
-                        }
+                self.list(b']', |s| {
+                    match s.value()? {
+                        Some(item) => h = member_hash(h, item),
+                        None => ok = false,
                     }
-                }
+                    Ok(())
+                })?;
                 Ok(ok.then(|| xxh3_64_with_seed(&h.to_le_bytes(), 5)))
             }
             b't' => self.literal("true", xxh3_64_with_seed(&[1], 8)),

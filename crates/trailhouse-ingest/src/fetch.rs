@@ -9,6 +9,7 @@
 //! decompressed, parsed and written. What is held is the stored (compressed) bytes of at most two
 //! batches.
 
+use std::sync::Arc;
 use std::sync::mpsc::{Receiver, channel};
 
 use rayon::prelude::*;
@@ -21,9 +22,15 @@ pub type Stored = Result<Vec<u8>, FileError>;
 
 /// Reads one batch of files in the background while the caller works on the previous one.
 pub struct ReadAhead {
-    pool: std::sync::Arc<rayon::ThreadPool>,
+    pool: Arc<rayon::ThreadPool>,
     limit: u64,
-    next: Option<Receiver<Vec<Stored>>>,
+    next: Option<Started>,
+}
+
+/// Files being read, and where their bytes will arrive.
+struct Started {
+    files: Arc<[SourceFile]>,
+    bytes: Receiver<Vec<Stored>>,
 }
 
 impl ReadAhead {
@@ -35,17 +42,21 @@ impl ReadAhead {
             .thread_name(|i| format!("trailhouse-read-{i}"))
             .build()?;
         Ok(Self {
-            pool: std::sync::Arc::new(pool),
+            pool: Arc::new(pool),
             limit,
             next: None,
         })
     }
 
     /// Starts reading `files`; [`ReadAhead::take`] returns their bytes, in order.
-    pub fn start(&mut self, files: Vec<SourceFile>) {
+    pub fn start(&mut self, files: Arc<[SourceFile]>) {
         let (tx, rx) = channel();
         let pool = self.pool.clone();
         let limit = self.limit;
+        self.next = Some(Started {
+            files: Arc::clone(&files),
+            bytes: rx,
+        });
         self.pool.spawn(move || {
             let stored: Vec<Stored> = pool.install(|| {
                 files
@@ -57,15 +68,19 @@ impl ReadAhead {
             // The receiver is gone only when the run stopped early; nothing to deliver then.
             let _ = tx.send(stored);
         });
-        self.next = Some(rx);
     }
 
-    /// The bytes of the files last passed to [`ReadAhead::start`], reading them now if nothing
-    /// was started (or the background read was lost).
-    pub fn take(&mut self, files: &[SourceFile]) -> Vec<Stored> {
-        match self.next.take().and_then(|rx| rx.recv().ok()) {
-            Some(stored) if stored.len() == files.len() => stored,
-            _ => self.pool.install(|| {
+    /// The bytes of `files`, in order: from the background read when they are the files last
+    /// passed to [`ReadAhead::start`], else read now.
+    pub fn take(&mut self, files: &Arc<[SourceFile]>) -> Vec<Stored> {
+        let started = self
+            .next
+            .take()
+            .filter(|s| Arc::ptr_eq(&s.files, files))
+            .and_then(|s| s.bytes.recv().ok());
+        match started {
+            Some(stored) => stored,
+            None => self.pool.install(|| {
                 files
                     .par_iter()
                     .with_max_len(16)
@@ -111,10 +126,12 @@ mod tests {
         files.push(source(big));
 
         let mut ahead = ReadAhead::new(4, 99).expect("pool");
-        ahead.start(files[..25].to_vec());
-        let first = ahead.take(&files[..25]);
-        ahead.start(files[25..].to_vec());
-        let second = ahead.take(&files[25..]);
+        let (a, b): (Arc<[SourceFile]>, Arc<[SourceFile]>) =
+            (files[..25].into(), files[25..].into());
+        ahead.start(Arc::clone(&a));
+        let first = ahead.take(&a);
+        ahead.start(Arc::clone(&b));
+        let second = ahead.take(&b);
         let all: Vec<Stored> = first.into_iter().chain(second).collect();
         assert_eq!(all.len(), 52);
         for (i, s) in all.iter().take(50).enumerate() {
@@ -123,7 +140,10 @@ mod tests {
         assert!(matches!(all[50], Err(FileError::Read(_))));
         assert!(matches!(all[51], Err(FileError::TooLarge { limit: 99 })));
 
-        // Without a started read, take reads on the spot.
-        assert_eq!(ahead.take(&files[..3]).len(), 3);
+        // Other files than those started (or none started): take reads them on the spot.
+        ahead.start(Arc::clone(&a));
+        let c: Arc<[SourceFile]> = files[..3].into();
+        assert_eq!(ahead.take(&c)[2].as_deref().expect("read"), b"file 2");
+        assert_eq!(ahead.take(&c).len(), 3);
     }
 }

@@ -180,9 +180,9 @@ pub async fn ingest(opts: &Options, progress: &dyn Progress) -> Result<Report, I
     progress.begin(todo.len() as u64 + pending_paths.len() as u64, total_bytes);
 
     // The interrupted batch first, replayed as planned; then batches within the budget.
-    let mut batches: Vec<(Vec<SourceFile>, Option<Plan>)> = Vec::new();
+    let mut batches: Vec<(Arc<[SourceFile]>, Option<Plan>)> = Vec::new();
     if let Some(plan) = pending {
-        batches.push((plan.files.clone(), Some(plan)));
+        batches.push((plan.files.as_slice().into(), Some(plan)));
     }
     let mut start = 0;
     while start < todo.len() {
@@ -197,7 +197,7 @@ pub async fn ingest(opts: &Options, progress: &dyn Progress) -> Result<Report, I
             estimate += todo[end].size * 8;
             end += 1;
         }
-        batches.push((todo[start..end].to_vec(), None));
+        batches.push((todo[start..end].into(), None));
         start = end;
     }
     drop(todo);
@@ -214,14 +214,14 @@ pub async fn ingest(opts: &Options, progress: &dyn Progress) -> Result<Report, I
         partitions: HashSet::new(),
     };
     if let Some((files, _)) = batches.first() {
-        ahead.start(files.clone());
+        ahead.start(Arc::clone(files));
     }
     for i in 0..batches.len() {
-        let stored = ahead.take(&batches[i].0);
+        let (files, replay) = (Arc::clone(&batches[i].0), batches[i].1.take());
+        let stored = ahead.take(&files);
         if let Some((next, _)) = batches.get(i + 1) {
-            ahead.start(next.clone());
+            ahead.start(Arc::clone(next));
         }
-        let (files, replay) = std::mem::take(&mut batches[i]);
         ctx.run_batch(&mut main, &mut quarantine, &files, stored, replay)
             .await?;
     }

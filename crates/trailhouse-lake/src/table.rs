@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::compute::{max, min};
+use arrow::datatypes::DataType;
 use arrow::datatypes::TimestampMicrosecondType;
 use chrono::NaiveDate;
 use deltalake_core::kernel::engine::arrow_conversion::TryFromArrow;
@@ -21,10 +22,11 @@ use deltalake_core::kernel::transaction::{CommitBuilder, CommitProperties};
 use deltalake_core::kernel::{Action, Add, StructType, Transaction};
 use deltalake_core::protocol::{DeltaOperation, SaveMode};
 use deltalake_core::{DeltaTable, DeltaTableError};
-use parquet::arrow::ArrowWriter;
+use parquet::arrow::{ArrowSchemaConverter, ArrowWriter};
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::SortingColumn;
-use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterPropertiesBuilder};
+use parquet::schema::types::ColumnPath;
 use url::Url;
 
 use crate::error::LakeError;
@@ -287,7 +289,10 @@ impl Lake {
 /// columns that are nearly unique per row (ids, hashes, free-form JSON): trying one costs time
 /// and the writer falls back to plain anyway.
 pub fn writer_properties(sorted: bool) -> WriterProperties {
-    use parquet::schema::types::ColumnPath;
+    writer_properties_builder(sorted).build()
+}
+
+fn writer_properties_builder(sorted: bool) -> WriterPropertiesBuilder {
     let mut b = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).unwrap_or_default()))
         .set_statistics_enabled(EnabledStatistics::Chunk)
@@ -331,7 +336,51 @@ pub fn writer_properties(sorted: bool) -> WriterProperties {
             nulls_first: false,
         }]));
     }
-    b.build()
+    b
+}
+
+/// The Parquet leaf columns of `batch` that hold no value at all. Most optional CloudTrail
+/// fields are absent from a whole partition's rows; their column chunks are a few bytes of
+/// definition levels, and writing them without compression saves the zstd contexts the writer
+/// would create for each (measured: a twentieth of ingest CPU went to creating them).
+fn all_null_leaves(batch: &RecordBatch) -> Result<Vec<ColumnPath>, LakeError> {
+    let descriptor = ArrowSchemaConverter::new()
+        .convert(&batch.schema())
+        .map_err(|e| LakeError::Schema(e.to_string()))?;
+    let mut nulls = Vec::with_capacity(descriptor.num_columns());
+    for column in batch.columns() {
+        leaf_nulls(column.as_ref(), false, &mut nulls);
+    }
+    if nulls.len() != descriptor.num_columns() {
+        return Err(LakeError::Schema(format!(
+            "{} leaf columns in the batch, {} in its Parquet schema",
+            nulls.len(),
+            descriptor.num_columns()
+        )));
+    }
+    Ok(descriptor
+        .columns()
+        .iter()
+        .zip(nulls)
+        .filter(|(_, null)| *null)
+        .map(|(c, _)| c.path().clone())
+        .collect())
+}
+
+/// Appends, for each leaf under `array` in Parquet's depth-first order, whether it holds no value
+/// (`parent_null`: an ancestor is null on every row).
+fn leaf_nulls(array: &dyn Array, parent_null: bool, out: &mut Vec<bool>) {
+    let null = parent_null || array.null_count() == array.len();
+    match array.data_type() {
+        DataType::Struct(_) => {
+            for child in array.as_struct().columns() {
+                leaf_nulls(child.as_ref(), null, out);
+            }
+        }
+        DataType::List(_) => leaf_nulls(array.as_list::<i32>().values().as_ref(), null, out),
+        DataType::LargeList(_) => leaf_nulls(array.as_list::<i64>().values().as_ref(), null, out),
+        _ => out.push(null),
+    }
 }
 
 /// Writes one sorted batch as a data file of `partition` under `table_root` and returns its
@@ -392,8 +441,11 @@ fn write_parquet(path: &Path, batch: &RecordBatch, sorted: bool) -> Result<i64, 
         fs::create_dir_all(dir).map_err(io)?;
     }
     let file = File::create(path).map_err(io)?;
-    let mut writer =
-        ArrowWriter::try_new(file, batch.schema(), Some(writer_properties(sorted))).map_err(pq)?;
+    let mut props = writer_properties_builder(sorted);
+    for column in all_null_leaves(batch)? {
+        props = props.set_column_compression(column, Compression::UNCOMPRESSED);
+    }
+    let mut writer = ArrowWriter::try_new(file, batch.schema(), Some(props.build())).map_err(pq)?;
     writer.write(batch).map_err(pq)?;
     writer.close().map_err(pq)?;
     Ok(fs::metadata(path).map_err(io)?.len() as i64)
@@ -517,6 +569,83 @@ mod tests {
             assert!(bloom(name).is_some(), "no bloom filter on {name}");
         }
         assert!(bloom("eventid").is_none());
+    }
+
+    #[test]
+    fn columns_without_values_are_written_uncompressed() {
+        use arrow::array::{ArrayRef, Int64Array, StringArray, StructArray};
+        use arrow::array::{TimestampMicrosecondArray, new_null_array};
+        use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+        use parquet::file::reader::{FileReader, SerializedFileReader};
+        use std::sync::Arc;
+
+        let schema = schema::file_schema();
+        let n = 2;
+        let columns: Vec<ArrayRef> = schema
+            .fields()
+            .iter()
+            .map(|f| match (f.name().as_str(), f.data_type()) {
+                (schema::EVENTTIME, _) => Arc::new(
+                    TimestampMicrosecondArray::from(vec![1_000_000, 2_000_000])
+                        .with_timezone("UTC"),
+                ) as ArrayRef,
+                (schema::SOURCEFILE, _) => Arc::new(StringArray::from(vec!["f"; n])),
+                (schema::RECORDHASH, _) => Arc::new(Int64Array::from(vec![1, 2])),
+                ("eventname", _) => Arc::new(StringArray::from(vec![Some("A"), None])),
+                // A struct with one member set on one row: that member's leaf has a value,
+                // its siblings and nested structs have none.
+                ("useridentity", DataType::Struct(children)) => {
+                    let arrays = children
+                        .iter()
+                        .map(|c| match c.name().as_str() {
+                            "type" => Arc::new(StringArray::from(vec![None, Some("Root")])),
+                            _ => new_null_array(c.data_type(), n),
+                        })
+                        .collect();
+                    Arc::new(StructArray::new(children.clone(), arrays, None))
+                }
+                _ => new_null_array(f.data_type(), n),
+            })
+            .collect();
+        let batch = RecordBatch::try_new(schema, columns).expect("batch");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let partition = Partition {
+            day: NaiveDate::from_ymd_opt(1970, 1, 1).expect("date"),
+            region: "us-east-1".into(),
+        };
+        let add = write_data_file(dir.path(), &partition, &batch).expect("write");
+        let path = dir.path().join(&add.path);
+
+        let reader = SerializedFileReader::new(File::open(&path).expect("open")).expect("parquet");
+        let rg = reader.metadata().row_group(0);
+        let codec = |name: &str| {
+            rg.columns()
+                .iter()
+                .find(|c| c.column_path().string() == name)
+                .unwrap_or_else(|| panic!("no column chunk {name}"))
+                .compression()
+        };
+        for name in ["eventtime", "eventname", "useridentity.type", "sourcefile"] {
+            assert!(matches!(codec(name), Compression::ZSTD(_)), "{name}");
+        }
+        for name in [
+            "errorcode",
+            "useridentity.arn",
+            "useridentity.sessioncontext.sessionissuer.arn",
+            "resources.list.element.arn",
+            "tlsdetails.tlsversion",
+        ] {
+            assert_eq!(codec(name), Compression::UNCOMPRESSED, "{name}");
+        }
+        // The file reads back as written.
+        let read: Vec<RecordBatch> =
+            ParquetRecordBatchReaderBuilder::try_new(File::open(&path).expect("open"))
+                .expect("reader")
+                .build()
+                .expect("build")
+                .collect::<Result<_, _>>()
+                .expect("read");
+        assert_eq!(read, vec![batch]);
     }
 
     #[test]

@@ -9,9 +9,9 @@
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 
-use arrow::array::{ArrayRef, AsArray, RecordBatch};
+use arrow::array::{ArrayRef, AsArray, RecordBatch, new_null_array};
 use arrow::compute::cast;
-use arrow::compute::interleave_record_batch;
+use arrow::compute::interleave;
 use arrow::datatypes::{DataType, TimeUnit};
 use arrow::datatypes::{Int64Type, TimestampMicrosecondType};
 use chrono::NaiveDate;
@@ -171,6 +171,23 @@ fn load_partition(files: &[PathBuf]) -> Result<PartIndex, LakeError> {
 
 use arrow::array::Array;
 
+/// The rows `keep` ((batch, row) pairs) of `batches`, in that order. A column without a value in
+/// any batch (most optional fields, in most partitions) is made null at once instead of being
+/// gathered row by row.
+fn gather(batches: &[&RecordBatch], keep: &[(usize, usize)]) -> Result<RecordBatch, IngestError> {
+    let schema = schema::file_schema();
+    let mut columns = Vec::with_capacity(schema.fields().len());
+    for (i, field) in schema.fields().iter().enumerate() {
+        let arrays: Vec<&dyn Array> = batches.iter().map(|b| b.column(i).as_ref()).collect();
+        if arrays.iter().all(|a| a.null_count() == a.len()) {
+            columns.push(new_null_array(field.data_type(), keep.len()));
+        } else {
+            columns.push(interleave(&arrays, keep)?);
+        }
+    }
+    Ok(RecordBatch::try_new(schema, columns)?)
+}
+
 /// A row of a batch: (eventtime, file index, row index) — sorting by it orders rows by time,
 /// then by delivery.
 type RowRef = (i64, usize, usize);
@@ -244,7 +261,7 @@ pub fn partition<T: Send>(
                 keep.push((fi, ri));
             }
             let sunk = (!keep.is_empty()).then(|| {
-                let batch = interleave_record_batch(&batches, &keep)?;
+                let batch = gather(&batches, &keep)?;
                 let output = sink(partition, batch)?;
                 Ok((keep.len(), output))
             });

@@ -10,9 +10,10 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Arc, LazyLock};
 
-use arrow::array::builder::NullBufferBuilder;
+use arrow::array::builder::{ArrayBuilder, NullBufferBuilder};
 use arrow::array::{
     ArrayRef, BooleanBuilder, Int64Builder, ListArray, RecordBatch, StringBuilder, StructArray,
     TimestampMicrosecondBuilder,
@@ -41,14 +42,30 @@ pub struct Placed {
 /// Why a record cannot be placed in table `cloudtrail`.
 pub type QuarantineReason = String;
 
-static FIELD_INDEX: LazyLock<HashMap<&'static str, usize>> = LazyLock::new(|| {
+/// Key → field lookups run for every member of every record: keys are hashed with one-shot
+/// xxh3, not SipHash (which was a fiftieth of ingest CPU here).
+type FieldIndex<K> = HashMap<K, usize, BuildHasherDefault<KeyHasher>>;
+
+#[derive(Default)]
+struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        self.0 = xxh3_64_with_seed(bytes, self.0);
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+static FIELD_INDEX: LazyLock<FieldIndex<&'static str>> = LazyLock::new(|| {
     RECORD_FIELDS
         .iter()
         .enumerate()
         .map(|(i, f)| (f.key, i))
         .collect()
 });
-static FIELD_INDEX_LOWER: LazyLock<HashMap<String, usize>> = LazyLock::new(|| {
+static FIELD_INDEX_LOWER: LazyLock<FieldIndex<String>> = LazyLock::new(|| {
     RECORD_FIELDS
         .iter()
         .enumerate()
@@ -113,15 +130,62 @@ pub struct RecordBuilder {
     slots: Vec<Slot>,
 }
 
+/// How large a builder's columns grew, per source file read into it: the next builder reserves
+/// that much up front instead of growing each buffer by doubling (every doubling copies the
+/// buffer and touches fresh pages; reserved pages cost nothing until written).
+#[derive(Debug, Clone, Default)]
+pub struct Sizes {
+    /// (items, bytes of string values) per column node, in [`RecordBuilder`]'s order, per file.
+    per_file: Vec<(f64, f64)>,
+}
+
 impl RecordBuilder {
     pub fn new(source_file: Arc<str>) -> Self {
+        Self::with_sizes(source_file, &Sizes::default(), 0)
+    }
+
+    /// A builder sized for `files` files like those `sizes` was measured on.
+    pub fn with_sizes(source_file: Arc<str>, sizes: &Sizes, files: usize) -> Self {
+        // A fifth of headroom: a chunk larger than the last one still fits.
+        let scale = files as f64 * 1.2;
+        let mut hints = sizes
+            .per_file
+            .iter()
+            .map(|&(items, bytes)| ((items * scale) as usize, (bytes * scale) as usize));
+        let columns = RECORD_FIELDS
+            .iter()
+            .map(|f| Col::new(f.kind, &mut hints))
+            .collect();
+        let mut string = || {
+            let (items, bytes) = hints.next().unwrap_or_default();
+            StringBuilder::with_capacity(items, bytes)
+        };
+        let (extra, source) = (string(), string());
         Self {
-            columns: RECORD_FIELDS.iter().map(|f| Col::new(f.kind)).collect(),
-            extra: StringBuilder::new(),
-            source: StringBuilder::new(),
-            hash: Int64Builder::new(),
+            columns,
+            extra,
+            source,
+            hash: Int64Builder::with_capacity(hints.next().unwrap_or_default().0),
             source_file,
             slots: vec![Slot::default(); RECORD_FIELDS.len()],
+        }
+    }
+
+    /// The sizes of the columns built so far, per file of `files` (read before [`Self::finish`]).
+    pub fn sizes(&self, files: usize) -> Sizes {
+        let mut nodes = Vec::new();
+        for c in &self.columns {
+            c.sizes(&mut nodes);
+        }
+        nodes.push((self.extra.len(), self.extra.values_slice().len()));
+        nodes.push((self.source.len(), self.source.values_slice().len()));
+        nodes.push((self.hash.len(), 0));
+        let files = files.max(1) as f64;
+        Sizes {
+            per_file: nodes
+                .into_iter()
+                .map(|(items, bytes)| (items as f64 / files, bytes as f64 / files))
+                .collect(),
         }
     }
 
@@ -417,24 +481,50 @@ enum Col {
 }
 
 impl Col {
-    fn new(kind: Kind) -> Col {
+    /// A column of `kind`, its nodes (this one, then its children depth-first) reserving the
+    /// (items, string bytes) `hints` gives, as [`Col::sizes`] lists them.
+    fn new(kind: Kind, hints: &mut impl Iterator<Item = (usize, usize)>) -> Col {
+        let (items, bytes) = hints.next().unwrap_or_default();
         match kind {
-            Kind::Str => Col::Str(StringBuilder::new()),
-            Kind::Json => Col::Json(StringBuilder::new()),
-            Kind::Bool => Col::Bool(BooleanBuilder::new()),
-            Kind::Timestamp => Col::Time(TimestampMicrosecondBuilder::new().with_timezone("UTC")),
+            Kind::Str => Col::Str(StringBuilder::with_capacity(items, bytes)),
+            Kind::Json => Col::Json(StringBuilder::with_capacity(items, bytes)),
+            Kind::Bool => Col::Bool(BooleanBuilder::with_capacity(items)),
+            Kind::Timestamp => {
+                Col::Time(TimestampMicrosecondBuilder::with_capacity(items).with_timezone("UTC"))
+            }
             Kind::Struct(fields) => Col::Struct {
                 fields,
-                children: fields.iter().map(|f| Col::new(f.kind)).collect(),
-                valid: NullBufferBuilder::new(0),
+                children: fields.iter().map(|f| Col::new(f.kind, hints)).collect(),
+                valid: NullBufferBuilder::new(items),
                 len: 0,
             },
-            Kind::List(fields) => Col::List {
-                fields,
-                item: Box::new(Col::new(Kind::Struct(fields))),
-                offsets: vec![0],
-                valid: NullBufferBuilder::new(0),
-            },
+            Kind::List(fields) => {
+                let mut offsets = Vec::with_capacity(items + 1);
+                offsets.push(0);
+                Col::List {
+                    fields,
+                    item: Box::new(Col::new(Kind::Struct(fields), hints)),
+                    offsets,
+                    valid: NullBufferBuilder::new(items),
+                }
+            }
+        }
+    }
+
+    /// Appends (items, string bytes) of this node and its children, depth-first.
+    fn sizes(&self, out: &mut Vec<(usize, usize)>) {
+        match self {
+            Col::Str(b) | Col::Json(b) => out.push((b.len(), b.values_slice().len())),
+            Col::Bool(b) => out.push((b.len(), 0)),
+            Col::Time(b) => out.push((b.len(), 0)),
+            Col::Struct { children, len, .. } => {
+                out.push((*len, 0));
+                children.iter().for_each(|c| c.sizes(out));
+            }
+            Col::List { item, offsets, .. } => {
+                out.push((offsets.len() - 1, 0));
+                item.sizes(out);
+            }
         }
     }
 
@@ -666,6 +756,37 @@ mod tests {
             let want: serde_json::Value = serde_json::from_str(r).expect("json");
             assert_eq!(rebuilt(&batch, i), want, "record {i}");
         }
+    }
+
+    #[test]
+    fn a_builder_sized_from_another_builds_the_same_columns() {
+        let records = [
+            r#"{"eventTime":"2024-01-02T03:04:05Z","awsRegion":"us-east-1","userIdentity":{"type":"Root","sessionContext":{"attributes":{"mfaAuthenticated":"true"}}},"resources":[{"ARN":"a"},{"ARN":"b"}],"readOnly":true}"#,
+            r#"{"eventTime":"2024-01-02T03:04:06Z","eventName":"X","requestParameters":{"k":[1,2]},"unknownKey":1}"#,
+        ];
+        let push_all = |b: &mut RecordBuilder| {
+            for r in records {
+                let raw: &RawValue = serde_json::from_str(r).expect("valid json");
+                b.push(raw, None).expect("placed");
+            }
+        };
+        let mut first = RecordBuilder::new(Arc::from("a.json"));
+        push_all(&mut first);
+        let sizes = first.sizes(1);
+        // One node per column and nested member, plus extra, sourcefile and recordhash; the
+        // list's items (two resources) and a string column's bytes are among them.
+        assert!(sizes.per_file.len() > RECORD_FIELDS.len() + 3, "{sizes:?}");
+        assert!(sizes.per_file.contains(&(2.0, 0.0)), "{sizes:?}");
+        assert!(
+            sizes.per_file.contains(&(2.0, 12.0)),
+            "sourcefile: {sizes:?}"
+        );
+        let mut second = RecordBuilder::with_sizes(Arc::from("a.json"), &sizes, 3);
+        push_all(&mut second);
+        assert_eq!(
+            second.finish().expect("batch"),
+            first.finish().expect("batch")
+        );
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use arrow::array::{Int64Builder, RecordBatch, StringBuilder};
@@ -17,7 +17,7 @@ use crate::discover::{SourceFile, discover};
 use crate::error::{FileError, IngestError};
 use crate::fetch::{ReadAhead, Stored};
 use crate::ledger::{Ledger, Plan};
-use crate::normalize::{Placed, RecordBuilder};
+use crate::normalize::{Placed, RecordBuilder, Sizes};
 use crate::parse::{self, Parsed, RecordText};
 use crate::partition::{DedupIndex, FileRows, partition};
 use crate::report::{Failure, Report};
@@ -216,6 +216,7 @@ pub async fn ingest(opts: &Options, progress: &dyn Progress) -> Result<Report, I
         ledger: &mut ledger,
         report: &mut report,
         partitions: HashSet::new(),
+        sizes: Mutex::default(),
     };
     if let Some((files, _)) = batches.first() {
         ahead.start(Arc::clone(files));
@@ -245,6 +246,8 @@ struct BatchContext<'a> {
     ledger: &'a mut Ledger,
     report: &'a mut Report,
     partitions: HashSet<Partition>,
+    /// How large the last chunk's columns grew (the next chunk's builder reserves as much).
+    sizes: Mutex<Sizes>,
 }
 
 impl BatchContext<'_> {
@@ -265,6 +268,7 @@ impl BatchContext<'_> {
         let seq = self.ledger.committed_seq + 1;
         let limit = self.opts.max_file_size;
         let progress = self.progress;
+        let sizes = &self.sizes;
         let threads = self.pool.current_num_threads().max(1);
         let chunk = files.len().div_ceil(threads * 8).clamp(1, 256);
         let t = Instant::now();
@@ -272,7 +276,7 @@ impl BatchContext<'_> {
             files
                 .par_chunks(chunk)
                 .zip(stored.par_chunks_mut(chunk))
-                .map(|(c, s)| read_chunk(c, s, limit, progress))
+                .map(|(c, s)| read_chunk(c, s, limit, progress, sizes))
                 .collect()
         });
         drop(stored);
@@ -454,8 +458,10 @@ fn read_chunk(
     stored: &mut [Stored],
     limit: u64,
     progress: &dyn Progress,
+    sizes: &Mutex<Sizes>,
 ) -> ChunkOutput {
-    let mut builder = RecordBuilder::new(Arc::from(""));
+    let hint = sizes.lock().map(|s| s.clone()).unwrap_or_default();
+    let mut builder = RecordBuilder::with_sizes(Arc::from(""), &hint, files.len());
     let mut placed: Vec<Placed> = Vec::new();
     let mut quarantined = Vec::new();
     let mut results = Vec::with_capacity(files.len());
@@ -477,6 +483,9 @@ fn read_chunk(
     let rows = if placed.is_empty() {
         None
     } else {
+        if let Ok(mut s) = sizes.lock() {
+            *s = builder.sizes(files.len());
+        }
         match builder.finish() {
             Ok(batch) => Some(FileRows { batch, placed }),
             Err(e) => {

@@ -28,6 +28,8 @@ use xxhash_rust::xxh3::xxh3_64_with_seed;
 
 mod scan;
 
+pub use scan::{Scanned, trail as scan_trail};
+
 /// Where a normalized record goes and what identifies it.
 #[derive(Debug, Clone)]
 pub struct Placed {
@@ -202,7 +204,7 @@ impl RecordBuilder {
         path_region: Option<&str>,
     ) -> Result<Placed, QuarantineReason> {
         let not_object = || "record is not a JSON object".to_string();
-        let (entries, record_hash) = match scan::record(raw.get()) {
+        let scanned = match scan::record(raw.get()) {
             Ok(Some(scanned)) => scanned,
             Ok(None) => return Err(not_object()),
             Err(scan::GiveUp) => {
@@ -212,6 +214,15 @@ impl RecordBuilder {
                 (entries, hash)
             }
         };
+        self.push_scanned(scanned, path_region)
+    }
+
+    /// Appends one record already split into members and hashed (by [`scan_trail`]).
+    pub fn push_scanned(
+        &mut self,
+        (entries, record_hash): Scanned<'_>,
+        path_region: Option<&str>,
+    ) -> Result<Placed, QuarantineReason> {
         self.slots.iter_mut().for_each(|s| *s = Slot::default());
         let mut unknown = Vec::new();
         for (i, (key, _)) in entries.iter().enumerate() {
@@ -911,7 +922,7 @@ mod tests {
     fn the_scan_hashes_every_corpus_and_sample_record_as_the_serde_visitor_does() {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
         let mut stack = vec![root.join("../shared/corpus"), root.join("sample-logs")];
-        let mut records = 0;
+        let (mut records, mut scanned) = (0, 0);
         while let Some(dir) = stack.pop() {
             for entry in std::fs::read_dir(&dir).expect("dir") {
                 let path = entry.expect("entry").path();
@@ -932,6 +943,13 @@ mod tests {
                     let raw = match &r {
                         crate::parse::RecordText::Borrowed(raw) => *raw,
                         crate::parse::RecordText::Owned(raw) => raw.as_ref(),
+                        crate::parse::RecordText::Scanned(text, (_, hash)) => {
+                            // Read by the trail scan: its hash is the serde visitor's too.
+                            let raw: &RawValue = serde_json::from_str(text).expect("valid JSON");
+                            assert_eq!(*hash, content_hash(raw), "{}: {text}", path.display());
+                            scanned += 1;
+                            raw
+                        }
                         crate::parse::RecordText::Reject(..) => continue,
                     };
                     if raw.get().starts_with('{') {
@@ -948,6 +966,10 @@ mod tests {
             }
         }
         assert!(records > 1000, "only {records} records found");
+        assert!(
+            scanned > 500,
+            "only {scanned} records read by the trail scan"
+        );
     }
 
     #[test]

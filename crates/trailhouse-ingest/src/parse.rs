@@ -17,6 +17,7 @@ use serde_json::value::RawValue;
 use trailhouse_lake::entries::Entries;
 
 use crate::error::FileError;
+use crate::normalize::{Scanned, scan_trail};
 
 /// The envelope a file's records came in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -38,6 +39,8 @@ pub enum RecordText<'a> {
     Borrowed(&'a RawValue),
     /// Raw JSON text decoded from a string inside the file (`CloudTrailEvent`, `message`).
     Owned(Box<RawValue>),
+    /// A trail file's record as the validating scan read it: its text, members and hash.
+    Scanned(&'a str, Scanned<'a>),
     /// Something in the place of a record that cannot be one, with the reason.
     Reject(Cow<'a, str>, String),
 }
@@ -94,6 +97,20 @@ pub fn parse(bytes: &[u8], strict: bool) -> Result<Parsed<'_>, FileError> {
             (t, Some(FileError::NotUtf8(valid)))
         }
     };
+    // A whole, valid trail log file (nearly every file) is read in one pass; anything else, or
+    // a file that breaks off, takes serde_json's path, which finds the break.
+    if utf8_break.is_none()
+        && let Some(records) = scan_trail(text)
+    {
+        return Ok(Parsed::Events {
+            envelope: Envelope::Trail,
+            records: records
+                .into_iter()
+                .map(|(text, scanned)| RecordText::Scanned(text, scanned))
+                .collect(),
+            broken: None,
+        });
+    }
     let parsed = parse_text(text, strict)?;
     Ok(match (parsed, utf8_break) {
         (
@@ -371,6 +388,7 @@ mod tests {
             .map(|r| match r {
                 RecordText::Borrowed(r) => r.get().to_string(),
                 RecordText::Owned(r) => r.get().to_string(),
+                RecordText::Scanned(t, _) => t.to_string(),
                 RecordText::Reject(t, why) => format!("REJECT {t} {why}"),
             })
             .collect()
@@ -381,6 +399,166 @@ mod tests {
             Parsed::Events { envelope, .. } => *envelope,
             other => panic!("expected events, got {other:?}"),
         }
+    }
+
+    /// What serde_json's path makes of `text`: the records' texts, or `None` when it fails or
+    /// the file is not a whole trail file.
+    fn serde_trail(text: &str) -> Option<Vec<String>> {
+        match parse_text(text, true) {
+            Ok(
+                p @ Parsed::Events {
+                    envelope: Envelope::Trail,
+                    broken: None,
+                    ..
+                },
+            ) => Some(texts(&p)),
+            _ => None,
+        }
+    }
+
+    /// The validating scan accepts `text` only where serde_json does, with the same records,
+    /// each split and hashed as the per-record path would.
+    fn check_scan(text: &str) -> bool {
+        let Some(scanned) = scan_trail(text) else {
+            return false;
+        };
+        // As serde_json reads a raw value (a lone surrogate escape is accepted there).
+        assert!(
+            serde_json::from_str::<&RawValue>(text).is_ok(),
+            "the scan accepted invalid JSON: {text:?}"
+        );
+        let got: Vec<String> = scanned.iter().map(|(t, _)| t.to_string()).collect();
+        assert_eq!(Some(got), serde_trail(text), "{text:?}");
+        for (t, (members, hash)) in scanned {
+            let raw: &RawValue = serde_json::from_str(t).expect("json");
+            assert_eq!(hash, crate::normalize::content_hash(raw), "{t}");
+            let entries: Vec<(Cow<'_, str>, &str)> = Entries::parse(raw)
+                .expect("object")
+                .0
+                .into_iter()
+                .map(|(k, v)| (k, v.get()))
+                .collect();
+            assert_eq!(members, entries, "{t}");
+        }
+        true
+    }
+
+    #[test]
+    fn the_validating_scan_takes_only_whole_valid_trail_files() {
+        let ok = [
+            r#"{"Records":[]}"#,
+            " {\"Records\" :\t[ {\"eventTime\":\"x\"} ,\n{\"a\":[1,-0.5e+3,{\"b\":null}],\"t\":true,\"f\":false}] }\n",
+            r#"{"Records":[{"s":"\"\\\/\b\f\n\r\t\u00e9\ud800"}]}"#,
+            r#"{"Records":[{"n":0,"m":-0,"big":1e400,"k":18446744073709551616}]}"#,
+        ];
+        for text in ok {
+            assert!(check_scan(text), "not taken: {text}");
+        }
+        let deep = format!(
+            "{{\"Records\":[{{\"a\":{}1{}}}]}}",
+            "[".repeat(200),
+            "]".repeat(200)
+        );
+        let hostile = format!("{{\"Records\":[{{\"a\":{}", "[".repeat(1_000_000));
+        let not_taken = [
+            // Other envelopes and shapes: serde's path reads them.
+            r#"{"Records":[{"a":1}],"Other":1}"#,
+            r#"{"Other":1,"Records":[{"a":1}]}"#,
+            r#"{"Records":{"a":1}}"#,
+            r#"{"Records":[1,{"a":1}]}"#,
+            r#"[{"a":1}]"#,
+            "{\"Records\":[{\"a\":1}]}\n{\"Records\":[]}",
+            // Not JSON.
+            "{\"Records\":[{\"a\":\"tab\there\"}]}",
+            r#"{"Records":[{"a":"\x"}]}"#,
+            r#"{"Records":[{"a":"\u12G4"}]}"#,
+            r#"{"Records":[{"a":"\u12"}]}"#,
+            r#"{"Records":[{"a":01}]}"#,
+            r#"{"Records":[{"a":1.}]}"#,
+            r#"{"Records":[{"a":.5}]}"#,
+            r#"{"Records":[{"a":1e}]}"#,
+            r#"{"Records":[{"a":-}]}"#,
+            r#"{"Records":[{"a":+1}]}"#,
+            r#"{"Records":[{"a":1,}]}"#,
+            r#"{"Records":[{"a":1},]}"#,
+            r#"{"Records":[{"a" 1}]}"#,
+            r#"{"Records":[{"a":tru}]}"#,
+            r#"{"Records":[{"a":nul}]}"#,
+            r#"{"Records":[{a:1}]}"#,
+            r#"{"Records":[{"a":1}]"#,
+            r#"{"Records":[{"a":1}]}x"#,
+            r#"{"Records":[{"a":"unterminated}]}"#,
+            &deep,
+            &hostile,
+        ];
+        for text in not_taken {
+            assert!(!check_scan(text), "taken: {}", &text[..text.len().min(80)]);
+        }
+        // serde's path still reads the deeply nested record (and quarantines nothing here).
+        assert_eq!(serde_trail(&deep).map(|r| r.len()), Some(1));
+    }
+
+    /// Thousands of corrupted copies of real trail files: wherever the scan takes one, serde_json
+    /// accepts it too and finds the same records.
+    #[test]
+    fn the_validating_scan_agrees_with_serde_on_corrupted_files() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../sample-logs");
+        let mut stack = vec![root];
+        let mut texts = Vec::new();
+        while let Some(dir) = stack.pop() {
+            for entry in std::fs::read_dir(&dir).expect("dir") {
+                let path = entry.expect("entry").path();
+                if path.is_dir() {
+                    stack.push(path);
+                } else if let Ok(c) = crate::decompress::decode(
+                    std::fs::read(&path).expect("read"),
+                    1 << 30,
+                    Vec::new(),
+                ) && let Ok(text) = String::from_utf8(c.bytes)
+                    && scan_trail(&text).is_some()
+                {
+                    texts.push(text);
+                }
+            }
+        }
+        assert!(texts.len() >= 5, "{} trail files", texts.len());
+        // xorshift: the same corruptions on every run.
+        let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let alphabet = b"{}[]:,\"\\ \tnulltruefalse0123456789-+.eEu\x01abc";
+        let (mut taken, mut refused) = (0, 0);
+        for i in 0..3000 {
+            let mut bytes = texts[i % texts.len()].clone().into_bytes();
+            for _ in 0..1 + next() % 3 {
+                let at = (next() % bytes.len() as u64) as usize;
+                let b = alphabet[(next() % alphabet.len() as u64) as usize];
+                match next() % 3 {
+                    0 => bytes[at] = b,
+                    1 => bytes.insert(at, b),
+                    _ => {
+                        bytes.remove(at);
+                    }
+                }
+            }
+            let Ok(text) = String::from_utf8(bytes) else {
+                continue;
+            };
+            if check_scan(&text) {
+                taken += 1;
+            } else {
+                refused += 1;
+            }
+        }
+        // Both outcomes are exercised (many corruptions land inside a string and stay valid).
+        assert!(
+            taken > 100 && refused > 100,
+            "{taken} taken, {refused} refused"
+        );
     }
 
     #[test]

@@ -544,16 +544,17 @@ fn read_file(
     let region = file.key_region();
     let read = records.len() as u64;
     for (i, record) in records.into_iter().enumerate() {
-        let (raw, reject) = match &record {
-            RecordText::Borrowed(r) => (Some(*r), None),
-            RecordText::Owned(r) => (Some(r.as_ref()), None),
-            RecordText::Reject(text, why) => (None, Some((text.to_string(), why.clone()))),
-        };
-        let outcome = match raw {
-            Some(raw) => builder
+        let outcome = match record {
+            RecordText::Scanned(text, scanned) => builder
+                .push_scanned(scanned, region.as_deref())
+                .map_err(|why| (text.to_string(), why)),
+            RecordText::Borrowed(raw) => builder
                 .push(raw, region.as_deref())
                 .map_err(|why| (raw.get().to_string(), why)),
-            None => Err(reject.unwrap_or_default()),
+            RecordText::Owned(raw) => builder
+                .push(&raw, region.as_deref())
+                .map_err(|why| (raw.get().to_string(), why)),
+            RecordText::Reject(text, why) => Err((text.into_owned(), why)),
         };
         match outcome {
             Ok(p) => placed.push(p),

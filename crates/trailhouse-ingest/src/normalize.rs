@@ -464,7 +464,7 @@ impl<'de> serde::de::Visitor<'de> for CanonicalVisitor {
 /// decoded otherwise; `None` when `text` is not a JSON string.
 fn json_str(text: &str) -> Option<Cow<'_, str>> {
     let inner = text.strip_prefix('"')?.strip_suffix('"')?;
-    if !inner.contains('\\') {
+    if memchr::memchr(b'\\', inner.as_bytes()).is_none() {
         return Some(Cow::Borrowed(inner));
     }
     serde_json::from_str::<Cow<'_, str>>(text).ok()
@@ -629,7 +629,12 @@ impl Col {
                 valid,
                 len,
             } => {
-                let Some(entries) = Entries::parse_str(text) else {
+                let entries = match scan::members(text) {
+                    Ok(members) => members,
+                    Err(scan::GiveUp) => Entries::parse_str(text)
+                        .map(|e| e.0.into_iter().map(|(k, v)| (k, v.get())).collect()),
+                };
+                let Some(entries) = entries else {
                     children.iter_mut().for_each(Col::append_null);
                     valid.append_null();
                     *len += 1;
@@ -637,7 +642,7 @@ impl Col {
                 };
                 let mut slots = [Slot::default(); 16];
                 let mut faithful = fields.len() <= slots.len();
-                for (i, (key, _)) in entries.0.iter().enumerate() {
+                for (i, (key, _)) in entries.iter().enumerate() {
                     match child_field(fields, key) {
                         Some((c, exact)) if c < slots.len() => slots[c].add(i, exact),
                         _ => faithful = false,
@@ -646,7 +651,7 @@ impl Col {
                 for (c, child) in children.iter_mut().enumerate() {
                     match slots.get(c).and_then(|s| s.best) {
                         Some(e) => {
-                            let ok = child.append(entries.0[e].1.get());
+                            let ok = child.append(entries[e].1);
                             faithful &= ok && slots[c].faithful();
                         }
                         None => child.append_null(),
@@ -662,19 +667,25 @@ impl Col {
                 valid,
                 ..
             } => {
-                let Ok(items) = serde_json::from_str::<Vec<&RawValue>>(text) else {
+                let items = match scan::items(text) {
+                    Ok(items) => items,
+                    Err(scan::GiveUp) => serde_json::from_str::<Vec<&RawValue>>(text)
+                        .ok()
+                        .map(|items| items.into_iter().map(RawValue::get).collect()),
+                };
+                let Some(items) = items else {
                     let last = offsets.last().copied().unwrap_or(0);
                     offsets.push(last);
                     valid.append_null();
                     return false;
                 };
                 let mut faithful = true;
-                for it in &items {
-                    if it.get() == "null" {
+                for &it in &items {
+                    if it == "null" {
                         item.append_null();
                     } else {
                         // A non-object item becomes a null struct and marks the list unfaithful.
-                        faithful &= item.append(it.get());
+                        faithful &= item.append(it);
                     }
                 }
                 let last = offsets.last().copied().unwrap_or(0);
@@ -918,6 +929,40 @@ mod tests {
         assert!(scan::record(raw.get()).is_err());
     }
 
+    /// The scan splits `text` (a member's value) into members or items as serde_json does.
+    fn assert_same_split(text: &str) {
+        let members = scan::members(text).expect("scan");
+        let serde_members = Entries::parse_str(text).map(|e| {
+            e.0.into_iter()
+                .map(|(k, v)| (k, v.get()))
+                .collect::<Vec<_>>()
+        });
+        assert_eq!(members, serde_members, "{text}");
+        let items = scan::items(text).expect("scan");
+        let serde_items = serde_json::from_str::<Vec<&RawValue>>(text)
+            .ok()
+            .map(|items| items.into_iter().map(RawValue::get).collect::<Vec<_>>());
+        assert_eq!(items, serde_items, "{text}");
+    }
+
+    #[test]
+    fn the_scan_splits_nested_values_as_serde_does() {
+        for text in [
+            r#"{}"#,
+            r#"[]"#,
+            r#"{ "a" : 1 , "b" : [ 1 , { "c" : null } ] }"#,
+            r#"{"k\"q":"v\u00e9","\u00e9":{"x":[true,false]},"a":1,"a":2}"#,
+            r#"[{"type":"AWS::S3::Bucket","ARN":"arn:x"},null,"str",1.5e3,[]]"#,
+            r#""text""#,
+            "3",
+            "null",
+        ] {
+            assert_same_split(text);
+        }
+        // A key serde_json cannot decode: the scan gives up and serde decides.
+        assert!(scan::members(r#"{"\ud800":1}"#).is_err());
+    }
+
     #[test]
     fn the_scan_hashes_every_corpus_and_sample_record_as_the_serde_visitor_does() {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
@@ -953,6 +998,9 @@ mod tests {
                         crate::parse::RecordText::Reject(..) => continue,
                     };
                     if raw.get().starts_with('{') {
+                        for (_, value) in Entries::parse(raw).expect("object").0 {
+                            assert_same_split(value.get());
+                        }
                         assert_eq!(
                             scanned_hash(raw),
                             Some(content_hash(raw)),

@@ -25,7 +25,10 @@ pub struct GiveUp;
 
 /// A record's top-level members (decoded key, value text as written) and its content hash, or
 /// `Ok(None)` when the text is not a JSON object.
-pub type Scanned<'a> = (Vec<(Cow<'a, str>, &'a str)>, u64);
+pub type Scanned<'a> = (Members<'a>, u64);
+
+/// An object's members: decoded key, value text as written.
+pub type Members<'a> = Vec<(Cow<'a, str>, &'a str)>;
 
 pub fn record(text: &str) -> Result<Option<Scanned<'_>>, GiveUp> {
     let mut s = Scanner::new(text);
@@ -105,6 +108,41 @@ fn string_stop(bytes: &[u8]) -> Option<usize> {
         .iter()
         .position(|&b| b == b'"' || b == b'\\' || b < 0x20)
         .map(|i| at + i)
+}
+
+/// The members of the JSON object `text` (decoded key, value text), split as [`record`] splits
+/// a record but without hashing; `Ok(None)` when `text` is another JSON value.
+pub fn members(text: &str) -> Result<Option<Members<'_>>, GiveUp> {
+    let mut s = Scanner::new(text);
+    if s.peek() != Some(b'{') {
+        return Ok(None);
+    }
+    let mut members = Vec::with_capacity(8);
+    s.list(b'}', |s| {
+        let key = s.key()?.ok_or(GiveUp)?;
+        let start = s.pos;
+        s.skip()?;
+        members.push((key, s.text.get(start..s.pos).ok_or(GiveUp)?));
+        Ok(())
+    })?;
+    s.whole(members).map(Some)
+}
+
+/// The items of the JSON array `text` (their texts), without hashing; `Ok(None)` when `text` is
+/// another JSON value.
+pub fn items(text: &str) -> Result<Option<Vec<&str>>, GiveUp> {
+    let mut s = Scanner::new(text);
+    if s.peek() != Some(b'[') {
+        return Ok(None);
+    }
+    let mut items = Vec::with_capacity(4);
+    s.list(b']', |s| {
+        let start = s.pos;
+        s.skip()?;
+        items.push(s.text.get(start..s.pos).ok_or(GiveUp)?);
+        Ok(())
+    })?;
+    s.whole(items).map(Some)
 }
 
 /// Nesting deeper than this makes the scan give up (serde's path has its own limit), so that a
@@ -277,9 +315,19 @@ impl<'a> Scanner<'a> {
         }
     }
 
-    /// One member of an object: its key decoded (`None` where serde_json cannot decode it), its
-    /// value's text and the value's hash (see [`Scanner::value`]).
-    fn member(&mut self) -> Result<Member<'a>, GiveUp> {
+    /// `out` when nothing but white space follows.
+    fn whole<T>(&mut self, out: T) -> Result<T, GiveUp> {
+        self.skip_ws();
+        if self.pos == self.text.len() {
+            Ok(out)
+        } else {
+            Err(GiveUp)
+        }
+    }
+
+    /// An object member's key, decoded (`None` where serde_json cannot decode it), and the colon
+    /// after it; leaves `pos` at the value.
+    fn key(&mut self) -> Result<Option<Cow<'a, str>>, GiveUp> {
         let key_start = self.pos;
         let (inner, escaped) = self.string()?;
         let key = if escaped {
@@ -291,6 +339,30 @@ impl<'a> Scanner<'a> {
         self.skip_ws();
         self.expect(b':')?;
         self.skip_ws();
+        Ok(key)
+    }
+
+    /// Skips one value, checking it as [`Scanner::value`] does, without hashing it.
+    fn skip(&mut self) -> Result<(), GiveUp> {
+        match self.peek().ok_or(GiveUp)? {
+            b'"' => self.string().map(drop),
+            b'{' => self.list(b'}', |s| {
+                s.key()?;
+                s.skip()
+            }),
+            b'[' => self.list(b']', Self::skip),
+            b't' => self.literal("true", 0).map(drop),
+            b'f' => self.literal("false", 0).map(drop),
+            b'n' => self.literal("null", 0).map(drop),
+            b'-' | b'0'..=b'9' => self.number(),
+            _ => Err(GiveUp),
+        }
+    }
+
+    /// One member of an object: its key decoded (`None` where serde_json cannot decode it), its
+    /// value's text and the value's hash (see [`Scanner::value`]).
+    fn member(&mut self) -> Result<Member<'a>, GiveUp> {
+        let key = self.key()?;
         let start = self.pos;
         let hash = self.value()?;
         let value = self.text.get(start..self.pos).ok_or(GiveUp)?;

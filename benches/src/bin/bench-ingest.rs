@@ -101,8 +101,8 @@ fn main() -> anyhow::Result<()> {
     );
     let st = &report.stage_seconds;
     println!(
-        "stages: read {:.2} s, partition and write {:.2} s, commit {:.2} s",
-        st.read, st.write, st.commit
+        "stages: discover {:.2} s, wait for storage {:.2} s, read {:.2} s, partition and write {:.2} s, commit {:.2} s",
+        st.discover, st.wait, st.read, st.write, st.commit
     );
     if !a.no_gzip {
         // Single-core decompression of the same bytes: concatenated gzip members are one stream.

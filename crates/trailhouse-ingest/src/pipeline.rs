@@ -175,6 +175,7 @@ pub async fn ingest(opts: &Options, progress: &dyn Progress) -> Result<Report, I
         }
     }
     report.files_seen += pending_paths.len() as u64;
+    report.stage_seconds.discover = started.elapsed().as_secs_f64();
     let total_bytes: u64 = todo.iter().map(|f| f.size).sum::<u64>()
         + pending
             .iter()
@@ -223,7 +224,9 @@ pub async fn ingest(opts: &Options, progress: &dyn Progress) -> Result<Report, I
     }
     for i in 0..batches.len() {
         let (files, replay) = (Arc::clone(&batches[i].0), batches[i].1.take());
+        let t = Instant::now();
         let stored = ahead.take(&files);
+        ctx.report.stage_seconds.wait += t.elapsed().as_secs_f64();
         if let Some((next, _)) = batches.get(i + 1) {
             ahead.start(Arc::clone(next));
         }

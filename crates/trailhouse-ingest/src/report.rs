@@ -44,6 +44,10 @@ pub struct Report {
 /// Wall time per pipeline stage, summed over batches.
 #[derive(Debug, Default, Clone, serde::Serialize)]
 pub struct StageSeconds {
+    /// Open the lake, list the sources and check them against what was ingested before.
+    pub discover: f64,
+    /// Wait for source files still being read from storage (the read-ahead had not finished).
+    pub wait: f64,
     /// Read, decompress, parse and normalize the batch's files.
     pub read: f64,
     /// Deduplicate, sort and write each partition's rows (one parallel pass over partitions).

@@ -530,33 +530,60 @@ pub fn read_columns(path: &Path, columns: &[&str]) -> Result<Vec<RecordBatch>, L
 mod tests {
     use super::*;
 
-    #[test]
-    fn data_files_are_zstd_sorted_with_statistics() {
-        use arrow::array::{ArrayRef, Int64Array, StringArray, TimestampMicrosecondArray};
-        use parquet::file::reader::{FileReader, SerializedFileReader};
+    use arrow::array::{ArrayRef, Int64Array, StringArray, TimestampMicrosecondArray};
+    use arrow::datatypes::Field;
+    use parquet::file::metadata::{ColumnChunkMetaData, RowGroupMetaData};
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    use std::sync::Arc;
 
+    /// A batch of file-schema rows at `times` (microseconds): eventtime, sourcefile and recordhash
+    /// set, other columns as `column` gives them or null.
+    fn batch(times: &[i64], column: impl Fn(&Field, usize) -> Option<ArrayRef>) -> RecordBatch {
         let schema = schema::file_schema();
-        let n = 3;
+        let n = times.len();
         let columns: Vec<ArrayRef> = schema
             .fields()
             .iter()
             .map(|f| match f.name().as_str() {
-                schema::EVENTTIME => std::sync::Arc::new(
-                    TimestampMicrosecondArray::from(vec![1_000_000, 2_000_000, 3_500_000])
+                schema::EVENTTIME => Arc::new(
+                    TimestampMicrosecondArray::from_iter_values(times.iter().copied())
                         .with_timezone("UTC"),
                 ) as ArrayRef,
-                schema::SOURCEFILE => std::sync::Arc::new(StringArray::from(vec!["f"; n])),
-                schema::RECORDHASH => std::sync::Arc::new(Int64Array::from(vec![1, 2, 3])),
-                _ => arrow::array::new_null_array(f.data_type(), n),
+                schema::SOURCEFILE => Arc::new(StringArray::from(vec!["f"; n])),
+                schema::RECORDHASH => Arc::new(Int64Array::from_iter_values(0..n as i64)),
+                _ => column(f, n).unwrap_or_else(|| arrow::array::new_null_array(f.data_type(), n)),
             })
             .collect();
-        let batch = RecordBatch::try_new(schema, columns).expect("batch");
+        RecordBatch::try_new(schema, columns).expect("batch")
+    }
+
+    /// Writes `batch` as a data file of 1970-01-01/us-east-1 under a new directory.
+    fn written(batch: &RecordBatch) -> (tempfile::TempDir, Add) {
         let dir = tempfile::tempdir().expect("tempdir");
         let partition = Partition {
             day: NaiveDate::from_ymd_opt(1970, 1, 1).expect("date"),
             region: "us-east-1".into(),
         };
-        let add = write_data_file(dir.path(), &partition, &batch).expect("write");
+        let add = write_data_file(dir.path(), &partition, batch).expect("write");
+        (dir, add)
+    }
+
+    fn row_group(path: &Path) -> RowGroupMetaData {
+        let reader = SerializedFileReader::new(File::open(path).expect("open")).expect("parquet");
+        reader.metadata().row_group(0).clone()
+    }
+
+    fn chunk<'a>(rg: &'a RowGroupMetaData, name: &str) -> &'a ColumnChunkMetaData {
+        rg.columns()
+            .iter()
+            .find(|c| c.column_path().string() == name)
+            .unwrap_or_else(|| panic!("no column chunk {name}"))
+    }
+
+    #[test]
+    fn data_files_are_zstd_sorted_with_statistics() {
+        let batch = batch(&[1_000_000, 2_000_000, 3_500_400], |_, _| None);
+        let (dir, add) = written(&batch);
         assert!(
             add.path
                 .starts_with("day=1970-01-01/region=us-east-1/part-")
@@ -565,19 +592,14 @@ mod tests {
             serde_json::from_str(add.stats.as_deref().expect("stats")).expect("json");
         assert_eq!(stats["numRecords"], 3);
         assert_eq!(stats["minValues"]["eventtime"], "1970-01-01T00:00:01.000Z");
-        assert_eq!(stats["maxValues"]["eventtime"], "1970-01-01T00:00:03.500Z");
+        // Rounded up to the millisecond, so that it still bounds the file.
+        assert_eq!(stats["maxValues"]["eventtime"], "1970-01-01T00:00:03.501Z");
 
-        let file = File::open(dir.path().join(&add.path)).expect("open");
-        let reader = SerializedFileReader::new(file).expect("parquet");
-        let rg = reader.metadata().row_group(0);
+        let rg = row_group(&dir.path().join(&add.path));
         let idx = batch.schema().index_of(schema::EVENTTIME).expect("col");
         let sorting = rg.sorting_columns().expect("sorting columns declared");
         assert_eq!(sorting[0].column_idx as usize, idx);
-        let col = rg
-            .columns()
-            .iter()
-            .find(|c| c.column_path().string() == schema::EVENTTIME)
-            .expect("eventtime chunk");
+        let col = chunk(&rg, schema::EVENTTIME);
         // The file records the codec, not its level.
         assert!(matches!(col.compression(), Compression::ZSTD(_)));
         assert!(col.statistics().is_some());
@@ -591,80 +613,54 @@ mod tests {
             !encodings.contains(&Encoding::RLE_DICTIONARY),
             "{encodings:?}"
         );
-        let hash = rg
-            .columns()
-            .iter()
-            .find(|c| c.column_path().string() == schema::RECORDHASH)
-            .expect("recordhash chunk");
-        assert_eq!(hash.compression(), Compression::UNCOMPRESSED);
-        let bloom = |name: &str| {
-            rg.columns()
-                .iter()
-                .find(|c| c.column_path().string() == name)
-                .and_then(|c| c.bloom_filter_offset())
-        };
+        assert_eq!(
+            chunk(&rg, schema::RECORDHASH).compression(),
+            Compression::UNCOMPRESSED
+        );
         for name in ["eventname", "eventsource", "errorcode", "sourceipaddress"] {
-            assert!(bloom(name).is_some(), "no bloom filter on {name}");
+            assert!(
+                chunk(&rg, name).bloom_filter_offset().is_some(),
+                "no bloom filter on {name}"
+            );
         }
-        assert!(bloom("eventid").is_none());
+        assert!(chunk(&rg, "eventid").bloom_filter_offset().is_none());
     }
 
     #[test]
     fn columns_without_values_are_written_uncompressed() {
-        use arrow::array::{ArrayRef, Int64Array, StringArray, StructArray};
-        use arrow::array::{TimestampMicrosecondArray, new_null_array};
+        use arrow::array::{StructArray, new_null_array};
         use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-        use parquet::file::reader::{FileReader, SerializedFileReader};
-        use std::sync::Arc;
 
-        let schema = schema::file_schema();
-        let n = 2;
-        let columns: Vec<ArrayRef> = schema
-            .fields()
-            .iter()
-            .map(|f| match (f.name().as_str(), f.data_type()) {
-                (schema::EVENTTIME, _) => Arc::new(
-                    TimestampMicrosecondArray::from(vec![1_000_000, 2_000_000])
-                        .with_timezone("UTC"),
-                ) as ArrayRef,
-                (schema::SOURCEFILE, _) => Arc::new(StringArray::from(vec!["f"; n])),
-                (schema::RECORDHASH, _) => Arc::new(Int64Array::from(vec![1, 2])),
-                ("eventname", _) => Arc::new(StringArray::from(vec![Some("A"), None])),
-                // A struct with one member set on one row: that member's leaf has a value,
-                // its siblings and nested structs have none.
+        let batch = batch(&[1_000_000, 2_000_000], |f, n| {
+            match (f.name().as_str(), f.data_type()) {
+                ("eventname", _) => {
+                    Some(Arc::new(StringArray::from(vec![Some("A"), None])) as ArrayRef)
+                }
+                // A struct with one member set on one row: that member's leaf has a value, its
+                // siblings and nested structs have none.
                 ("useridentity", DataType::Struct(children)) => {
                     let arrays = children
                         .iter()
                         .map(|c| match c.name().as_str() {
-                            "type" => Arc::new(StringArray::from(vec![None, Some("Root")])),
+                            "type" => {
+                                Arc::new(StringArray::from(vec![None, Some("Root")])) as ArrayRef
+                            }
                             _ => new_null_array(c.data_type(), n),
                         })
                         .collect();
-                    Arc::new(StructArray::new(children.clone(), arrays, None))
+                    Some(Arc::new(StructArray::new(children.clone(), arrays, None)))
                 }
-                _ => new_null_array(f.data_type(), n),
-            })
-            .collect();
-        let batch = RecordBatch::try_new(schema, columns).expect("batch");
-        let dir = tempfile::tempdir().expect("tempdir");
-        let partition = Partition {
-            day: NaiveDate::from_ymd_opt(1970, 1, 1).expect("date"),
-            region: "us-east-1".into(),
-        };
-        let add = write_data_file(dir.path(), &partition, &batch).expect("write");
+                _ => None,
+            }
+        });
+        let (dir, add) = written(&batch);
         let path = dir.path().join(&add.path);
-
-        let reader = SerializedFileReader::new(File::open(&path).expect("open")).expect("parquet");
-        let rg = reader.metadata().row_group(0);
-        let codec = |name: &str| {
-            rg.columns()
-                .iter()
-                .find(|c| c.column_path().string() == name)
-                .unwrap_or_else(|| panic!("no column chunk {name}"))
-                .compression()
-        };
+        let rg = row_group(&path);
         for name in ["eventtime", "eventname", "useridentity.type", "sourcefile"] {
-            assert!(matches!(codec(name), Compression::ZSTD(_)), "{name}");
+            assert!(
+                matches!(chunk(&rg, name).compression(), Compression::ZSTD(_)),
+                "{name}"
+            );
         }
         for name in [
             "errorcode",
@@ -673,7 +669,11 @@ mod tests {
             "resources.list.element.arn",
             "tlsdetails.tlsversion",
         ] {
-            assert_eq!(codec(name), Compression::UNCOMPRESSED, "{name}");
+            assert_eq!(
+                chunk(&rg, name).compression(),
+                Compression::UNCOMPRESSED,
+                "{name}"
+            );
         }
         // The file reads back as written.
         let read: Vec<RecordBatch> =

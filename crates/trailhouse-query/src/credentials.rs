@@ -4,12 +4,16 @@
 //! chaining back to the first caller (a long-term key, a federated sign-in, or a principal of
 //! an AWS service), cycle-safe and at most [`MAX_HOPS`] calls deep.
 //!
-//! It is derived from `cloudtrail` (`credentials.sql`, then the chains are walked here) on the
-//! first query that reads it after the table changed, and kept beside the table in
+//! It is derived from `cloudtrail` (`credentials_mints.sql` finds the calls,
+//! `credentials_agg.sql` keeps one row per key, then the chains are walked here) on the first
+//! query that reads it after the table changed, and kept beside the table in
 //! `_trailhouse/credentials/` keyed by the table's id and version, so that questions about
 //! temporary keys ("who is behind ASIA…", "who deleted the bucket, really") join a small,
 //! key-sorted table instead of re-reading every STS call of the window on each step of a chain.
-//! When the cache cannot be written (a read-only lake) the table lives in memory for the session.
+//! When an earlier version is cached and the table has only grown since (ingest adds files), only
+//! the added files are read and their calls merged into the cached rows: the cost of an ingest's
+//! derivation follows what it ingested, not the size of the lake. When the cache cannot be
+//! written (a read-only lake) the table lives in memory for the session.
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -30,7 +34,11 @@ use datafusion::datasource::listing::{
 use datafusion::datasource::{MemTable, TableType};
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
-use datafusion::prelude::DataFrame;
+use datafusion::prelude::SessionContext;
+use deltalake_core::DeltaTable;
+use trailhouse_lake::schema;
+
+use crate::lake_table::LakeTable;
 use futures::lock::Mutex;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
@@ -43,9 +51,17 @@ pub const TABLE_NAME: &str = "credentials";
 pub const MAX_HOPS: usize = 10;
 
 /// Bumped when the cached file's columns change, so an old cache is rebuilt, not misread.
-const CACHE_FORMAT: u32 = 1;
+/// Format 2 holds `pref`, which copy of a call each row took, so that it can be merged.
+const CACHE_FORMAT: u32 = 2;
 
-const BUILD_SQL: &str = include_str!("credentials.sql");
+const MINTS_SQL: &str = include_str!("credentials_mints.sql");
+const AGG_SQL: &str = include_str!("credentials_agg.sql");
+
+/// The cached rows of an earlier state of the table, as `credentials_agg.sql` reads them.
+const PREVIOUS: &str = "credentials_previous";
+
+/// The cache file's column that says which copy of a call a row took (not shown in SQL).
+const PREF: &str = "pref";
 
 /// A temporary cache file older than this was left by a process that died.
 const ABANDONED_AFTER: std::time::Duration = std::time::Duration::from_secs(3600);
@@ -61,31 +77,115 @@ const ORIGIN_COLUMNS: [&str; 6] = [
 ];
 
 /// The SQL that derives the table's STS calls from `cloudtrail`.
-pub fn build_sql() -> &'static str {
-    BUILD_SQL
+pub fn build_sql() -> String {
+    format!("WITH mints AS (\n{MINTS_SQL}\n)\n{AGG_SQL}")
+}
+
+/// The same, merging the cached calls of an earlier state (table `credentials_previous`) with
+/// the calls of the files added since. The merge gives what [`build_sql`] gives over the whole
+/// table: `max` of maxima is the maximum, and a cached row carries the `(pref, eventid)` it was
+/// chosen by, so the first of it and the new copies is the first of all copies.
+fn merge_sql() -> String {
+    let columns = MINTS_COLUMNS.join(", ");
+    format!(
+        "WITH mints AS (\n{MINTS_SQL}\nUNION ALL\nSELECT {columns} FROM {PREVIOUS}\n)\n{AGG_SQL}"
+    )
+}
+
+/// The columns of `credentials_mints.sql`, in order (the cache file's first columns).
+const MINTS_COLUMNS: [&str; 16] = [
+    "minted_key",
+    "minted_session",
+    "caller_key",
+    "caller",
+    "caller_type",
+    "eventname",
+    "eventtime",
+    "role_arn",
+    "session_name",
+    "source_identity",
+    "federated_subject",
+    "federated_issuer",
+    "sourceipaddress",
+    "account",
+    "eventid",
+    PREF,
+];
+
+/// Where the table of each state of the lake is kept: `<dir>/<table id>-v<version>-f<format>`.
+#[derive(Debug, Clone)]
+pub struct CacheDir {
+    pub dir: PathBuf,
+    pub table_id: String,
+    pub version: u64,
+}
+
+impl CacheDir {
+    fn file(&self, version: u64) -> PathBuf {
+        self.dir.join(format!(
+            "{}-v{version}-f{CACHE_FORMAT}.parquet",
+            self.table_id
+        ))
+    }
+
+    /// The newest cached earlier state of the same table, with its version.
+    fn previous(&self) -> Option<(PathBuf, u64)> {
+        let prefix = format!("{}-v", self.table_id);
+        let suffix = format!("-f{CACHE_FORMAT}.parquet");
+        fs::read_dir(&self.dir)
+            .ok()?
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let version: u64 = name
+                    .strip_prefix(&prefix)?
+                    .strip_suffix(&suffix)?
+                    .parse()
+                    .ok()?;
+                (version < self.version).then(|| (e.path(), version))
+            })
+            .max_by_key(|(_, v)| *v)
+    }
+}
+
+/// What the table is derived from: a context of its own with the session's settings and
+/// functions and the whole `cloudtrail` registered, and the Delta table itself for finding the
+/// files added since a cached state.
+pub struct Sources {
+    pub ctx: SessionContext,
+    pub delta: Option<DeltaTable>,
 }
 
 /// The `credentials` table provider: derived on first scan, then cached.
 pub struct CredentialsTable {
-    plan: DataFrame,
+    sources: Sources,
+    /// The STS calls' columns, with `pref`, then the origin columns and `hops`: the cache file's.
+    file_schema: SchemaRef,
+    /// The same without `pref`: what SQL sees.
     schema: SchemaRef,
-    cache_file: Option<PathBuf>,
+    cache: Option<CacheDir>,
     table: Mutex<Option<Arc<dyn TableProvider>>>,
 }
 
 impl fmt::Debug for CredentialsTable {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CredentialsTable")
-            .field("cache_file", &self.cache_file)
+            .field("cache", &self.cache)
             .finish()
     }
 }
 
 impl CredentialsTable {
-    /// `plan` is [`build_sql`] planned against `cloudtrail`; `cache_dir/<id>-v<version>` names
-    /// this state of the table (None: do not cache).
-    pub fn new(plan: DataFrame, cache: Option<(PathBuf, String)>) -> Self {
-        let calls = plan.schema().inner().clone();
+    /// `sources.ctx` has `cloudtrail` registered; `cache` names this state of the table (None:
+    /// do not cache).
+    pub async fn new(sources: Sources, cache: Option<CacheDir>) -> Result<Self> {
+        let calls = sources
+            .ctx
+            .sql(&build_sql())
+            .await?
+            .schema()
+            .inner()
+            .clone();
         let mut fields: Vec<Field> = calls.fields().iter().map(|f| f.as_ref().clone()).collect();
         fields.extend(
             ORIGIN_COLUMNS
@@ -93,14 +193,17 @@ impl CredentialsTable {
                 .map(|c| Field::new(*c, DataType::Utf8, true)),
         );
         fields.push(Field::new("hops", DataType::Int64, false));
-        let cache_file =
-            cache.map(|(dir, state)| dir.join(format!("{state}-f{CACHE_FORMAT}.parquet")));
-        Self {
-            plan,
-            schema: Arc::new(Schema::new(fields)),
-            cache_file,
+        let file_schema = Arc::new(Schema::new(fields));
+        let visible: Vec<usize> = (0..file_schema.fields().len())
+            .filter(|&i| file_schema.field(i).name() != PREF)
+            .collect();
+        Ok(Self {
+            sources,
+            schema: Arc::new(file_schema.project(&visible)?),
+            file_schema,
+            cache,
             table: Mutex::new(None),
-        }
+        })
     }
 
     async fn table(&self) -> Result<Arc<dyn TableProvider>> {
@@ -108,44 +211,106 @@ impl CredentialsTable {
         if let Some(t) = table.as_ref() {
             return Ok(Arc::clone(t));
         }
-        let t = match &self.cache_file {
-            Some(path) if path.is_file() => self.listing(path)?,
-            Some(path) => {
-                let batch = self.derive().await?;
-                match write_cache(path, &batch) {
-                    Ok(()) => self.listing(path)?,
+        let t = match &self.cache {
+            Some(cache) if cache.file(cache.version).is_file() => {
+                self.listing(&cache.file(cache.version), &self.schema)?
+            }
+            Some(cache) => {
+                let batch = self.derive(Some(cache)).await?;
+                let path = cache.file(cache.version);
+                match write_cache(&path, &batch) {
+                    Ok(()) => self.listing(&path, &self.schema)?,
                     // An unwritable lake: the table lives in memory for this session.
                     Err(_) => self.in_memory(batch)?,
                 }
             }
-            None => self.in_memory(self.derive().await?)?,
+            None => self.in_memory(self.derive(None).await?)?,
         };
         *table = Some(Arc::clone(&t));
         Ok(t)
     }
 
     fn in_memory(&self, batch: RecordBatch) -> Result<Arc<dyn TableProvider>> {
+        let visible: Vec<usize> = (0..batch.num_columns())
+            .filter(|&i| batch.schema().field(i).name() != PREF)
+            .collect();
         Ok(Arc::new(MemTable::try_new(
             Arc::clone(&self.schema),
-            vec![vec![batch]],
+            vec![vec![batch.project(&visible)?]],
         )?))
     }
 
-    fn listing(&self, path: &Path) -> Result<Arc<dyn TableProvider>> {
+    fn listing(&self, path: &Path, schema: &SchemaRef) -> Result<Arc<dyn TableProvider>> {
         let url = ListingTableUrl::parse(path.to_string_lossy())?;
         let options =
             ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
         let config = ListingTableConfig::new(url)
             .with_listing_options(options)
-            .with_schema(Arc::clone(&self.schema));
+            .with_schema(Arc::clone(schema));
         Ok(Arc::new(ListingTable::try_new(config)?))
     }
 
-    /// Runs the STS-call query and walks every key's chain.
-    async fn derive(&self) -> Result<RecordBatch> {
-        let batches = self.plan.clone().collect().await?;
-        let calls = concat_batches(&self.plan.schema().inner().clone(), &batches)?;
-        with_origins(&calls, &self.schema)
+    /// Runs the STS-call query and walks every key's chain: over the files added since the
+    /// newest cached earlier state, merged with that state's calls, when the table has only
+    /// grown since (ingest only adds files); over the whole table otherwise.
+    async fn derive(&self, cache: Option<&CacheDir>) -> Result<RecordBatch> {
+        let merged = match cache.and_then(CacheDir::previous) {
+            Some((path, version)) => self.merge(&path, version).await?,
+            None => None,
+        };
+        let calls = match merged {
+            Some(calls) => calls,
+            None => {
+                let df = self.sources.ctx.sql(&build_sql()).await?;
+                let schema = df.schema().inner().clone();
+                concat_batches(&schema, &df.collect().await?)?
+            }
+        };
+        with_origins(&calls, &self.file_schema)
+    }
+
+    /// The calls of `previous` (the cache of `version`) merged with those of the files added
+    /// since; `None` when files were removed since (compaction), or the files cannot be told.
+    async fn merge(&self, previous: &Path, version: u64) -> Result<Option<RecordBatch>> {
+        let Some(delta) = &self.sources.delta else {
+            return Ok(None);
+        };
+        let provider_schema = self
+            .sources
+            .ctx
+            .table_provider(schema::TABLE_NAME)
+            .await?
+            .schema();
+        // Anything unreadable here: derive from the whole table instead.
+        let Ok(Some(now)) = LakeTable::try_new(delta, Arc::clone(&provider_schema)) else {
+            return Ok(None);
+        };
+        let mut then = delta.clone();
+        if then.load_version(version).await.is_err() {
+            return Ok(None);
+        }
+        let Ok(Some(before)) = LakeTable::try_new(&then, provider_schema) else {
+            return Ok(None);
+        };
+        let before: HashSet<&str> = before.paths().collect();
+        let now_paths: HashSet<&str> = now.paths().collect();
+        if !before.is_subset(&now_paths) {
+            return Ok(None);
+        }
+        let added: HashSet<String> = now_paths
+            .difference(&before)
+            .map(|p| p.to_string())
+            .collect();
+        let ctx = crate::session::context(
+            self.sources.ctx.copied_config(),
+            self.sources.ctx.runtime_env(),
+        )
+        .map_err(|e| DataFusionError::External(Box::new(e)))?;
+        ctx.register_table(schema::TABLE_NAME, Arc::new(now.restricted_to(&added)))?;
+        ctx.register_table(PREVIOUS, self.listing(previous, &self.file_schema)?)?;
+        let df = ctx.sql(&merge_sql()).await?;
+        let schema = df.schema().inner().clone();
+        Ok(Some(concat_batches(&schema, &df.collect().await?)?))
     }
 }
 

@@ -52,6 +52,10 @@ pub struct LakeTable {
     file_schema: SchemaRef,
     partition_fields: Vec<FieldRef>,
     files: Vec<DataFile>,
+    /// Each file's path in the Delta log, relative to the table.
+    paths: Vec<String>,
+    /// Which files a scan may read (all when `None`): see [`LakeTable::restricted_to`].
+    only: Option<Vec<bool>>,
     stats: FileStats,
 }
 
@@ -118,7 +122,9 @@ impl LakeTable {
             })
             .collect::<Result<_>>()?;
         let mut files = Vec::with_capacity(actions.num_rows());
+        let mut relative = Vec::with_capacity(actions.num_rows());
         for i in 0..actions.num_rows() {
+            relative.push(paths.value(i).to_string());
             let url = root.join(paths.value(i)).map_err(|e| {
                 datafusion::error::DataFusionError::Plan(format!(
                     "data file `{}` of the Delta log: {e}",
@@ -144,8 +150,21 @@ impl LakeTable {
             file_schema,
             partition_fields,
             files,
+            paths: relative,
+            only: None,
             stats,
         }))
+    }
+
+    /// The data files' paths in the Delta log, relative to the table.
+    pub fn paths(&self) -> impl Iterator<Item = &str> {
+        self.paths.iter().map(String::as_str)
+    }
+
+    /// The same table, scanning only the files of `paths` (the files added since a version).
+    pub fn restricted_to(mut self, paths: &HashSet<String>) -> Self {
+        self.only = Some(self.paths.iter().map(|p| paths.contains(p)).collect());
+        self
     }
 
     /// Which files may hold rows passing `filters` (all of them when the filters say nothing
@@ -197,7 +216,10 @@ impl TableProvider for LakeTable {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let keep = self.keep(state, filters);
+        let mut keep = self.keep(state, filters);
+        if let Some(only) = &self.only {
+            keep.iter_mut().zip(only).for_each(|(k, o)| *k &= *o);
+        }
         let mut kept: Vec<&DataFile> = self
             .files
             .iter()

@@ -67,15 +67,26 @@ impl Session {
         if let Ok(q) = lake.open(TableKind::Quarantine).await {
             register(&ctx, &q, schema::QUARANTINE_TABLE_NAME).await?;
         }
-        // Planned before `credentials` exists, so its plan reads `cloudtrail` only.
-        let plan = ctx.sql(credentials::build_sql()).await?;
-        let cache = main.version().and_then(|v| {
-            let id = main.snapshot().ok()?.metadata().id().to_string();
-            Some((lake.state_dir().join("credentials"), format!("{id}-v{v}")))
+        // `credentials` is derived in a context of its own that holds `cloudtrail` only.
+        let own = context(ctx.copied_config(), ctx.runtime_env())?;
+        own.register_table(
+            schema::TABLE_NAME,
+            ctx.table_provider(schema::TABLE_NAME).await?,
+        )?;
+        let cache = main.version().and_then(|version| {
+            Some(credentials::CacheDir {
+                dir: lake.state_dir().join("credentials"),
+                table_id: main.snapshot().ok()?.metadata().id().to_string(),
+                version,
+            })
         });
+        let sources = credentials::Sources {
+            ctx: own,
+            delta: Some(main.clone()),
+        };
         ctx.register_table(
             credentials::TABLE_NAME,
-            Arc::new(credentials::CredentialsTable::new(plan, cache)),
+            Arc::new(credentials::CredentialsTable::new(sources, cache).await?),
         )?;
         Ok(Self { ctx, main })
     }
@@ -215,7 +226,10 @@ impl Session {
 }
 
 /// A context with our settings and functions, and no tables yet.
-fn context(config: SessionConfig, runtime: Arc<RuntimeEnv>) -> Result<SessionContext, QueryError> {
+pub(crate) fn context(
+    config: SessionConfig,
+    runtime: Arc<RuntimeEnv>,
+) -> Result<SessionContext, QueryError> {
     let mut ctx = SessionContext::new_with_config_rt(config, runtime);
     datafusion_functions_json::register_all(&mut ctx)?;
     ctx.register_udf(crate::udf::cidr_match());

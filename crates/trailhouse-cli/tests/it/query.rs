@@ -372,6 +372,92 @@ fn the_credentials_table_follows_each_ingest_and_survives_an_unwritable_cache() 
     assert_eq!(sql_csv(&lake, q), expected);
 }
 
+/// Two deliveries of STS calls: the second chains a role from the first's session and holds
+/// the preferred copy (named by ARN) of a call the first had only the role account's copy of.
+fn two_deliveries_of_sts_calls(
+    src: &std::path::Path,
+) -> (Vec<serde_json::Value>, Vec<serde_json::Value>) {
+    let mut one = assume_role(
+        "m1",
+        "2026-11-01T10:00:00Z",
+        "arn:aws:iam::111122223333:user/alice",
+        "AKIAALICE",
+        "ASIAONE",
+    );
+    one["userIdentity"]["type"] = json!("IAMUser");
+    // Copies of one call in two accounts; in two deliveries (days) here, so that the test can
+    // take the first day's files away.
+    let bob = |id: &str, time: &str, arn: Option<&str>| {
+        let mut e = assume_role(id, time, "", "AKIABOB", "ASIATHREE");
+        e["userIdentity"] = match arn {
+            Some(arn) => json!({"type": "IAMUser", "arn": arn, "accessKeyId": "AKIABOB"}),
+            None => {
+                json!({"type": "AWSAccount", "principalId": "AIDABOB", "accountId": "444455556666"})
+            }
+        };
+        e
+    };
+    let two = assume_role(
+        "m2",
+        "2026-11-02T10:00:00Z",
+        "arn:aws:sts::111122223333:assumed-role/Next/s",
+        "ASIAONE",
+        "ASIATWO",
+    );
+    let first = vec![one, bob("z3", "2026-11-01T11:00:00Z", None)];
+    let second = vec![
+        two,
+        bob(
+            "y3",
+            "2026-11-02T11:00:00Z",
+            Some("arn:aws:iam::444455556666:user/bob"),
+        ),
+    ];
+    write_trail_file(src, "us-east-1", 1, "a.json.gz", &first);
+    (first, second)
+}
+
+#[test]
+fn a_later_ingest_merges_its_sts_calls_into_the_cached_credentials() {
+    let q = "SELECT minted_key, caller, eventid, origin, hops FROM credentials ORDER BY minted_key";
+    let expected = "minted_key,caller,eventid,origin,hops\n\
+        ASIAONE,arn:aws:iam::111122223333:user/alice,m1,arn:aws:iam::111122223333:user/alice,1\n\
+        ASIATHREE,arn:aws:iam::444455556666:user/bob,y3,arn:aws:iam::444455556666:user/bob,1\n\
+        ASIATWO,arn:aws:sts::111122223333:assumed-role/Next/s,m2,arn:aws:iam::111122223333:user/alice,2\n";
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lakes = [dir.path().join("merged"), dir.path().join("whole")];
+    for (n, lake) in lakes.iter().enumerate() {
+        let src = dir.path().join(format!("src{n}"));
+        let (_, second) = two_deliveries_of_sts_calls(&src);
+        let (run, _) = ingest_json(lake, &[&src], &[]);
+        assert_eq!(run.code, Some(0), "{}", run.stderr);
+        assert!(sql_csv(lake, q).contains("ASIATHREE,AIDABOB,z3,"));
+        if n == 0 {
+            // The first delivery's data files are gone from disk (not from the table): only a
+            // derivation that merges the cached rows with the new files can still succeed.
+            let day = lake.join("cloudtrail/day=2026-11-01");
+            std::fs::remove_dir_all(&day).expect("remove the first day's files");
+        }
+        write_trail_file(&src, "us-east-1", 2, "b.json.gz", &second);
+        let (run, _) = ingest_json(lake, &[&src], &[]);
+        assert_eq!(run.code, Some(0), "{}", run.stderr);
+        assert!(
+            run.stderr.contains("credentials: 3 temporary keys indexed"),
+            "{}",
+            run.stderr
+        );
+        assert_eq!(sql_csv(lake, q), expected, "lake {n}");
+    }
+    // Derived afresh from the whole table: the same rows.
+    let whole = &lakes[1];
+    std::fs::remove_dir_all(whole.join("_trailhouse/credentials")).expect("rm cache");
+    assert_eq!(sql_csv(whole, q), expected);
+    // Compaction rewrites files (the table did not only grow): derived from the whole table.
+    let r = trailhouse(whole, &["compact"]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    assert_eq!(sql_csv(whole, q), expected);
+}
+
 #[test]
 fn files_without_the_event_name_asked_for_are_skipped_by_their_bloom_filters() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -148,12 +148,19 @@ impl CacheDir {
     }
 }
 
+/// The columns SQL sees of the cache file's (all but `pref`).
+fn visible(file_schema: &Schema) -> Vec<usize> {
+    (0..file_schema.fields().len())
+        .filter(|&i| file_schema.field(i).name() != PREF)
+        .collect()
+}
+
 /// What the table is derived from: a context of its own with the session's settings and
 /// functions and the whole `cloudtrail` registered, and the Delta table itself for finding the
 /// files added since a cached state.
 pub struct Sources {
     pub ctx: SessionContext,
-    pub delta: Option<DeltaTable>,
+    pub delta: DeltaTable,
 }
 
 /// The `credentials` table provider: derived on first scan, then cached.
@@ -194,12 +201,9 @@ impl CredentialsTable {
         );
         fields.push(Field::new("hops", DataType::Int64, false));
         let file_schema = Arc::new(Schema::new(fields));
-        let visible: Vec<usize> = (0..file_schema.fields().len())
-            .filter(|&i| file_schema.field(i).name() != PREF)
-            .collect();
         Ok(Self {
             sources,
-            schema: Arc::new(file_schema.project(&visible)?),
+            schema: Arc::new(file_schema.project(&visible(&file_schema))?),
             file_schema,
             cache,
             table: Mutex::new(None),
@@ -231,12 +235,10 @@ impl CredentialsTable {
     }
 
     fn in_memory(&self, batch: RecordBatch) -> Result<Arc<dyn TableProvider>> {
-        let visible: Vec<usize> = (0..batch.num_columns())
-            .filter(|&i| batch.schema().field(i).name() != PREF)
-            .collect();
+        let columns = visible(&batch.schema());
         Ok(Arc::new(MemTable::try_new(
             Arc::clone(&self.schema),
-            vec![vec![batch.project(&visible)?]],
+            vec![vec![batch.project(&columns)?]],
         )?))
     }
 
@@ -272,9 +274,7 @@ impl CredentialsTable {
     /// The calls of `previous` (the cache of `version`) merged with those of the files added
     /// since; `None` when files were removed since (compaction), or the files cannot be told.
     async fn merge(&self, previous: &Path, version: u64) -> Result<Option<RecordBatch>> {
-        let Some(delta) = &self.sources.delta else {
-            return Ok(None);
-        };
+        let delta = &self.sources.delta;
         let provider_schema = self
             .sources
             .ctx

@@ -82,7 +82,7 @@ impl Session {
         });
         let sources = credentials::Sources {
             ctx: own,
-            delta: Some(main.clone()),
+            delta: main.clone(),
         };
         ctx.register_table(
             credentials::TABLE_NAME,

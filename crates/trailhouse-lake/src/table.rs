@@ -23,7 +23,7 @@ use deltalake_core::kernel::{Action, Add, StructType, Transaction};
 use deltalake_core::protocol::{DeltaOperation, SaveMode};
 use deltalake_core::{DeltaTable, DeltaTableError};
 use parquet::arrow::{ArrowSchemaConverter, ArrowWriter};
-use parquet::basic::{Compression, Encoding, ZstdLevel};
+use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::SortingColumn;
 use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterPropertiesBuilder};
 use parquet::schema::types::ColumnPath;
@@ -298,14 +298,6 @@ fn writer_properties_builder(sorted: bool) -> WriterPropertiesBuilder {
         .set_statistics_enabled(EnabledStatistics::Chunk)
         .set_column_statistics_enabled(ColumnPath::from(schema::EVENTTIME), EnabledStatistics::Page)
         .set_max_row_group_row_count(Some(128 * 1024));
-    // Sorted, nearly unique times: deltas pack them in a few bits each, where a dictionary would
-    // be a second copy of the column.
-    b = b
-        .set_column_dictionary_enabled(ColumnPath::from(schema::EVENTTIME), false)
-        .set_column_encoding(
-            ColumnPath::from(schema::EVENTTIME),
-            Encoding::DELTA_BINARY_PACKED,
-        );
     // Columns zstd does not shrink (measured: their chunks came out a few bytes larger):
     // random hashes, bit-packed booleans, and the dictionary indices of a handful of values
     // (one region per partition). Not compressing them saves creating a compressor per chunk.
@@ -321,6 +313,10 @@ fn writer_properties_builder(sorted: bool) -> WriterPropertiesBuilder {
         b = b.set_column_compression(ColumnPath::from(column), Compression::UNCOMPRESSED);
     }
     for column in [
+        // Sorted, nearly unique times: a dictionary would be a second copy of the column.
+        // (Delta packing was smaller still but slowed the queries that pick rows out of
+        // pages, as a delta page is decoded from its start.)
+        schema::EVENTTIME,
         "eventid",
         "requestid",
         "sharedeventid",
@@ -532,6 +528,7 @@ mod tests {
 
     use arrow::array::{ArrayRef, Int64Array, StringArray, TimestampMicrosecondArray};
     use arrow::datatypes::Field;
+    use parquet::basic::Encoding;
     use parquet::file::metadata::{ColumnChunkMetaData, RowGroupMetaData};
     use parquet::file::reader::{FileReader, SerializedFileReader};
     use std::sync::Arc;
@@ -603,12 +600,9 @@ mod tests {
         // The file records the codec, not its level.
         assert!(matches!(col.compression(), Compression::ZSTD(_)));
         assert!(col.statistics().is_some());
-        // Sorted times are delta-packed, not dictionary-encoded; random hashes stay as they are.
+        // Sorted times are stored plain, not dictionary-encoded; random hashes stay as they are.
         let encodings: Vec<Encoding> = col.encodings().collect();
-        assert!(
-            encodings.contains(&Encoding::DELTA_BINARY_PACKED),
-            "{encodings:?}"
-        );
+        assert!(encodings.contains(&Encoding::PLAIN), "{encodings:?}");
         assert!(
             !encodings.contains(&Encoding::RLE_DICTIONARY),
             "{encodings:?}"

@@ -48,6 +48,12 @@ impl ReadAhead {
         })
     }
 
+    /// Runs `work` on the I/O threads (listing the sources: one `stat` per file, latency-bound
+    /// on cold metadata as reads are).
+    pub fn install<R: Send>(&self, work: impl FnOnce() -> R + Send) -> R {
+        self.pool.install(work)
+    }
+
     /// Starts reading `files`; [`ReadAhead::take`] returns their bytes, in order.
     pub fn start(&mut self, files: Arc<[SourceFile]>) {
         let (tx, rx) = channel();

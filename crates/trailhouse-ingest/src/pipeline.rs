@@ -139,11 +139,8 @@ pub async fn ingest(opts: &Options, progress: &dyn Progress) -> Result<Report, I
     let mut quarantine = lake.open_or_create(TableKind::Quarantine).await?;
     let committed = lake.committed_seq(&main, APP_ID).await?;
     let mut ledger = Ledger::load(&lake.state_dir().join("ledger"), committed)?;
-    // Listing is one `stat` per file: as many in flight as reads, for cold metadata.
-    let discovered = rayon::ThreadPoolBuilder::new()
-        .num_threads(opts.io_threads.max(1))
-        .build()?
-        .install(|| discover(&opts.sources, lake.root()))?;
+    let mut ahead = ReadAhead::new(opts.io_threads, opts.max_file_size)?;
+    let discovered = ahead.install(|| discover(&opts.sources, lake.root()))?;
 
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(opts.jobs)
@@ -207,7 +204,6 @@ pub async fn ingest(opts: &Options, progress: &dyn Progress) -> Result<Report, I
     }
     drop(todo);
 
-    let mut ahead = ReadAhead::new(opts.io_threads, opts.max_file_size)?;
     let mut ctx = BatchContext {
         lake: &lake,
         opts,

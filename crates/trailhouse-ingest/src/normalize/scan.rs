@@ -4,8 +4,8 @@
 //! Splitting a record into members (`Entries`) and hashing its content (`Canonical`, a serde
 //! visitor) were two further serde_json passes over every record after the envelope's, a fifth of
 //! ingest's CPU; the envelope's own serde pass was another twentieth. The scanner does all of it at
-//! once: strings are found with `memchr` and hashed as they stand when they hold no escape (the
-//! common case), so nothing is copied. It accepts exactly the JSON serde_json accepts as a raw
+//! once: strings are found eight bytes at a time ([`string_stop`]) and hashed as they stand when
+//! they hold no escape (the common case), so nothing is copied. It accepts exactly the JSON serde_json accepts as a raw
 //! value (control characters, escapes and the number grammar are checked; nesting deeper than
 //! [`MAX_DEPTH`] gives up) and computes exactly the hash [`super::content_hash`] defines —
 //! escaped strings and numbers are decoded by serde_json itself, and a value serde_json cannot
@@ -37,11 +37,7 @@ pub fn record(text: &str) -> Result<Option<Scanned<'_>>, GiveUp> {
         return Ok(None);
     }
     let scanned = s.record()?;
-    s.skip_ws();
-    if s.pos != text.len() {
-        return Err(GiveUp);
-    }
-    Ok(Some(scanned))
+    s.whole(scanned).map(Some)
 }
 
 /// The records of a trail log file — `{"Records":[{…},…]}` and nothing else — each with its
@@ -77,8 +73,7 @@ pub fn trail(text: &str) -> Option<Vec<(&str, Scanned<'_>)>> {
     .ok()?;
     s.skip_ws();
     s.expect(b'}').ok()?;
-    s.skip_ws();
-    (s.pos == text.len()).then_some(records)
+    s.whole(records).ok()
 }
 
 /// Where a string's run of plain characters stops: the first `"`, `\\` or control character of

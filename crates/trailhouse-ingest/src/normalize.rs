@@ -966,7 +966,7 @@ mod tests {
     #[test]
     fn the_scan_hashes_every_corpus_and_sample_record_as_the_serde_visitor_does() {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-        let mut stack = vec![root.join("../shared/corpus"), root.join("sample-logs")];
+        let mut stack = vec![root.join("tests/corpus"), root.join("sample-logs")];
         let (mut records, mut scanned) = (0, 0);
         while let Some(dir) = stack.pop() {
             for entry in std::fs::read_dir(&dir).expect("dir") {

@@ -14,9 +14,10 @@ pub fn repo_root() -> PathBuf {
         .expect("repo root")
 }
 
-/// `../shared/corpus` beside the checkout.
+/// The third-party corpus carried in the repository (`tests/corpus/README.md` says where each
+/// record comes from, under which licence).
 pub fn corpus_dir() -> PathBuf {
-    repo_root().join("../shared/corpus")
+    repo_root().join("tests/corpus")
 }
 
 pub struct Run {

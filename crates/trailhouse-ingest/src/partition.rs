@@ -1,8 +1,8 @@
-//! Groups a batch's rows by partition (UTC day of `eventTime`, region), drops records already
-//! stored, and orders each partition's rows by `eventTime`.
+//! Groups a batch's rows by partition (UTC day of `eventTime`), drops records already stored, and
+//! orders each partition's rows by region, then `eventTime`.
 //!
-//! A re-delivered record has the same content, hence the same `eventTime` and region, hence the
-//! same partition: deduplication needs to look only there. [`DedupIndex`] holds, per partition,
+//! A re-delivered record has the same content, hence the same `eventTime`, hence the same
+//! partition: deduplication needs to look only there. [`DedupIndex`] holds, per partition,
 //! the identities of stored records, loaded from the partition's committed files on first touch
 //! and evicted (least recently used first) beyond a budget, so memory does not grow with the table.
 
@@ -188,11 +188,23 @@ fn gather(batches: &[&RecordBatch], keep: &[(usize, usize)]) -> Result<RecordBat
     Ok(RecordBatch::try_new(schema, columns)?)
 }
 
-/// A row of a batch: (eventtime, file index, row index) — sorting by it orders rows by time,
-/// then by delivery.
-type RowRef = (i64, usize, usize);
+/// A row of a batch: (region's rank in its partition, eventtime, file index, row index) — sorting
+/// by it orders rows by region, then time, then delivery.
+type RowRef = (u32, i64, usize, usize);
 
-/// Splits `files` into per-partition batches of new rows, in deterministic order: by
+/// Sets each row's region rank: its region's position among the partition's regions in order.
+fn rank_regions(files: &[FileRows], rows: &mut [RowRef]) {
+    let region = |&(_, _, fi, ri): &RowRef| files[fi].placed[ri].region.as_str();
+    let mut regions: Vec<&str> = rows.iter().map(region).collect();
+    regions.sort_unstable();
+    regions.dedup();
+    for row in rows.iter_mut() {
+        let rank = regions.binary_search(&region(row)).unwrap_or_default();
+        row.0 = rank as u32;
+    }
+}
+
+/// Splits `files` into per-partition batches of new rows, in deterministic order: by region, then
 /// `eventtime`, then by file and position (so the first delivery of a record is the one kept),
 /// and hands each batch to `sink` (the writer) as soon as it is built, in parallel across
 /// partitions. Each batch is dropped once the sink is done with it, so a worker's memory cycles
@@ -204,24 +216,18 @@ pub fn partition<T: Send>(
     sink: impl Fn(&Partition, RecordBatch) -> Result<T, IngestError> + Sync,
 ) -> Result<(Vec<PartitionOutput<T>>, DedupCounts), IngestError> {
     // Group rows by partition without a key per row: a batch has few distinct partitions.
-    let mut groups: HashMap<(NaiveDate, &str), Vec<RowRef>> = HashMap::new();
+    let mut groups: HashMap<NaiveDate, Vec<RowRef>> = HashMap::new();
     for (fi, f) in files.iter().enumerate() {
         for (ri, p) in f.placed.iter().enumerate() {
             groups
-                .entry((p.day, p.region.as_str()))
+                .entry(p.day)
                 .or_default()
-                .push((p.event_time, fi, ri));
+                .push((0, p.event_time, fi, ri));
         }
     }
     let mut ordered: Vec<(Partition, Vec<RowRef>)> = groups
         .into_iter()
-        .map(|((day, region), rows)| {
-            let partition = Partition {
-                day,
-                region: region.to_string(),
-            };
-            (partition, rows)
-        })
+        .map(|(day, rows)| (Partition { day }, rows))
         .collect();
     ordered.sort_by(|a, b| a.0.cmp(&b.0));
     let wanted: Vec<&Partition> = ordered.iter().map(|(p, _)| p).collect();
@@ -241,9 +247,10 @@ pub fn partition<T: Send>(
         .par_iter_mut()
         .map(|(partition, rows, idx)| {
             let mut counts = DedupCounts::default();
+            rank_regions(files, rows);
             rows.sort_unstable();
             let mut keep = Vec::with_capacity(rows.len());
-            for &(time, fi, ri) in rows.iter() {
+            for &(_, time, fi, ri) in rows.iter() {
                 let p = &files[fi].placed[ri];
                 if !idx.seen.insert((p.record_hash, time)) {
                     counts.duplicate += 1;

@@ -31,4 +31,9 @@ pub enum LakeError {
     Locked(PathBuf),
     #[error("no lake at `{0}`: run `trailhouse ingest` first")]
     Missing(PathBuf),
+    #[error(
+        "the lake `{0}` was written by an earlier trailhouse ({1}); this one cannot read or add to it: \
+         ingest the trail again into a new lake (`--lake NEW_DIR`)"
+    )]
+    OldLayout(PathBuf, String),
 }

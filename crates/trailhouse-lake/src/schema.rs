@@ -5,6 +5,14 @@
 //! unquoted in SQL. Everything else about a record (unknown keys, values of an unexpected JSON
 //! type, keys that collide by case) is kept verbatim in [`EXTRA`]. The normalizer (ingest) and the
 //! rebuild (export) both walk this one list, so adding a field here is the whole change.
+//!
+//! After the record's columns come the columns ingest derives: where the row came from
+//! ([`SOURCEFILE`], [`RECORDHASH`]), its [`REGION`], and for an STS call that minted temporary
+//! credentials, the key and session it minted ([`MINTEDKEY`], [`MINTEDSESSION`]), so that "who
+//! is behind this key" is a point lookup pruned by bloom filters instead of a scan of every STS
+//! call's JSON. The table is partitioned by [`DAY`] only; within a day's files rows are ordered by
+//! region, then time, so a region or a time range is found through row-group and page statistics
+//! (a partition per day and region made thousands of small files, and every query paid for each).
 
 use std::sync::{Arc, LazyLock};
 
@@ -139,12 +147,30 @@ pub const EXTRA: &str = "extra";
 pub const SOURCEFILE: &str = "sourcefile";
 /// 64-bit content hash of the record (whitespace-insensitive); identical records share it.
 pub const RECORDHASH: &str = "recordhash";
+/// The record's region: `awsRegion`, or else the region segment of the source key. Rows of a
+/// data file are ordered by it (then by time).
+pub const REGION: &str = "region";
+/// For a successful STS call that minted temporary credentials ([`MINTING_CALLS`]): the access
+/// key it minted (`responseElements.credentials.accessKeyId`); null on every other row.
+pub const MINTEDKEY: &str = "mintedkey";
+/// For the same calls: the assumed-role session the credentials belong to
+/// (`responseElements.assumedRoleUser.arn`), when the call names one.
+pub const MINTEDSESSION: &str = "mintedsession";
+/// The STS calls whose response carries newly minted temporary credentials.
+pub const MINTING_CALLS: [&str; 6] = [
+    "AssumeRole",
+    "AssumeRoleWithSAML",
+    "AssumeRoleWithWebIdentity",
+    "GetSessionToken",
+    "GetFederationToken",
+    "AssumeRoot",
+];
+/// The event source of those calls.
+pub const STS_SOURCE: &str = "sts.amazonaws.com";
 /// Partition column: UTC date of `eventTime`.
 pub const DAY: &str = "day";
-/// Partition column: `awsRegion`, or the region segment of the source key.
-pub const REGION: &str = "region";
 /// Partition columns, in path order.
-pub const PARTITION_COLUMNS: [&str; 2] = [DAY, REGION];
+pub const PARTITION_COLUMNS: [&str; 1] = [DAY];
 
 /// Name of the main table in SQL.
 pub const TABLE_NAME: &str = "cloudtrail";
@@ -199,6 +225,9 @@ static FILE_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
     fields.push(Field::new(EXTRA, DataType::Utf8, true));
     fields.push(Field::new(SOURCEFILE, DataType::Utf8, false));
     fields.push(Field::new(RECORDHASH, DataType::Int64, false));
+    fields.push(Field::new(REGION, DataType::Utf8, false));
+    fields.push(Field::new(MINTEDKEY, DataType::Utf8, true));
+    fields.push(Field::new(MINTEDSESSION, DataType::Utf8, true));
     Arc::new(Schema::new(fields))
 });
 
@@ -207,7 +236,7 @@ pub fn file_schema() -> SchemaRef {
     FILE_SCHEMA.clone()
 }
 
-/// Schema of table `cloudtrail`: the file schema plus `day` DATE and `region` STRING.
+/// Schema of table `cloudtrail`: the file schema plus the partition column `day` DATE.
 pub fn table_schema() -> SchemaRef {
     let mut fields: Vec<Field> = file_schema()
         .fields()
@@ -215,7 +244,6 @@ pub fn table_schema() -> SchemaRef {
         .map(|f| f.as_ref().clone())
         .collect();
     fields.push(Field::new(DAY, DataType::Date32, false));
-    fields.push(Field::new(REGION, DataType::Utf8, false));
     Arc::new(Schema::new(fields))
 }
 

@@ -3,7 +3,7 @@
 //!
 //! Layout under the lake root:
 //! ```text
-//! cloudtrail/    Delta table, partitioned day=YYYY-MM-DD/region=R
+//! cloudtrail/    Delta table, partitioned day=YYYY-MM-DD, rows ordered by region and time
 //! quarantine/    Delta table of records that could not be placed
 //! _trailhouse/   ingest state (ledger of source files, writer lock)
 //! ```
@@ -13,7 +13,7 @@ use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 
 use arrow::array::{Array, AsArray, RecordBatch};
-use arrow::compute::{max, min};
+use arrow::compute::{max, max_string, min, min_string};
 use arrow::datatypes::DataType;
 use arrow::datatypes::TimestampMicrosecondType;
 use chrono::NaiveDate;
@@ -21,7 +21,7 @@ use deltalake_core::kernel::engine::arrow_conversion::TryFromArrow;
 use deltalake_core::kernel::transaction::{CommitBuilder, CommitProperties};
 use deltalake_core::kernel::{Action, Add, StructType, Transaction};
 use deltalake_core::protocol::{DeltaOperation, SaveMode};
-use deltalake_core::{DeltaTable, DeltaTableError};
+use deltalake_core::{DeltaTable, DeltaTableError, TableProperty};
 use parquet::arrow::{ArrowSchemaConverter, ArrowWriter};
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::SortingColumn;
@@ -48,33 +48,16 @@ impl TableKind {
     }
 }
 
-/// A partition of table `cloudtrail`.
+/// A partition of table `cloudtrail`: one UTC day of `eventTime`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Partition {
     pub day: NaiveDate,
-    pub region: String,
 }
 
 impl Partition {
-    /// The partition's directory, relative to the table root. Region values are free text in
-    /// CloudTrail (`region-code`, `...`), so every byte outside `[a-z0-9-]` is percent-encoded;
-    /// readers take the value from the Delta log, not from the path.
+    /// The partition's directory, relative to the table root.
     pub fn dir(&self) -> String {
-        let mut region = String::with_capacity(self.region.len());
-        for b in self.region.bytes() {
-            if b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' {
-                region.push(b as char);
-            } else {
-                region.push_str(&format!("%{b:02X}"));
-            }
-        }
-        format!(
-            "{}={}/{}={}",
-            schema::DAY,
-            self.day.format("%Y-%m-%d"),
-            schema::REGION,
-            region
-        )
+        format!("{}={}", schema::DAY, self.day.format("%Y-%m-%d"))
     }
 }
 
@@ -162,15 +145,57 @@ impl Lake {
         }
     }
 
-    /// Opens a table for reading; fails when the lake has not been created.
+    /// Opens a table for reading; fails when the lake has not been created, or was written by an
+    /// earlier trailhouse whose layout this one does not read.
     pub async fn open(&self, kind: TableKind) -> Result<DeltaTable, LakeError> {
         if !self.table_dir(kind).join("_delta_log").is_dir() {
             return Err(LakeError::Missing(self.root.clone()));
         }
         let url = self.table_url(kind)?;
-        deltalake_core::open_table(url)
+        let table = deltalake_core::open_table(url)
             .await
-            .map_err(self.delta_err(kind))
+            .map_err(self.delta_err(kind))?;
+        self.check_layout(&table, kind)?;
+        Ok(table)
+    }
+
+    /// Refuses a table partitioned otherwise or missing columns of this version's schema (a lake
+    /// of an earlier trailhouse): reading it would give wrong answers, adding to it mixed files.
+    fn check_layout(&self, table: &DeltaTable, kind: TableKind) -> Result<(), LakeError> {
+        if kind != TableKind::CloudTrail {
+            return Ok(());
+        }
+        let snapshot = table.snapshot().map_err(self.delta_err(kind))?;
+        let metadata = snapshot.metadata();
+        let partitions: Vec<String> = metadata
+            .partition_columns()
+            .iter()
+            .map(|c| c.to_string())
+            .collect();
+        if partitions != schema::PARTITION_COLUMNS {
+            return Err(LakeError::OldLayout(
+                self.root.clone(),
+                format!("partitioned by {}", partitions.join(", ")),
+            ));
+        }
+        let columns: Vec<String> = snapshot
+            .schema()
+            .fields()
+            .map(|f| f.name().to_string())
+            .collect();
+        let missing: Vec<String> = schema::table_schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .filter(|name| !columns.contains(name))
+            .collect();
+        if !missing.is_empty() {
+            return Err(LakeError::OldLayout(
+                self.root.clone(),
+                format!("no column {}", missing.join(", ")),
+            ));
+        }
+        Ok(())
     }
 
     /// Opens a table, creating it (empty, with its schema) when absent.
@@ -180,6 +205,7 @@ impl Lake {
             .await
             .map_err(self.delta_err(kind))?;
         if table.version().is_some() {
+            self.check_layout(&table, kind)?;
             return Ok(table);
         }
         let (arrow_schema, partitions): (_, &[&str]) = match kind {
@@ -187,11 +213,20 @@ impl Lake {
             TableKind::Quarantine => (schema::quarantine_schema(), &[]),
         };
         let delta_schema = StructType::try_from_arrow(arrow_schema.as_ref())?;
-        table
+        let mut create = table
             .create()
             .with_table_name(kind.dir())
             .with_columns(delta_schema.fields().cloned())
-            .with_partition_columns(partitions.iter().copied())
+            .with_partition_columns(partitions.iter().copied());
+        if kind == TableKind::CloudTrail {
+            // Readers keep statistics of the first 32 columns unless told which: ours are
+            // `eventtime` and `region` (the 37th), and a file's are in its `add` action.
+            create = create.with_configuration_property(
+                TableProperty::DataSkippingStatsColumns,
+                Some(STATS_COLUMNS.join(",")),
+            );
+        }
+        create
             .with_save_mode(SaveMode::Ignore)
             .await
             .map_err(self.delta_err(kind))
@@ -268,14 +303,13 @@ impl Lake {
                 .get(schema::DAY)
                 .and_then(|d| d.as_deref())
                 .and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok());
-            let region = values.get(schema::REGION).and_then(|r| r.clone());
-            let (Some(day), Some(region)) = (day, region) else {
+            let Some(day) = day else {
                 return Err(LakeError::Schema(format!(
-                    "file `{}` has no day/region partition values",
+                    "file `{}` has no day partition value",
                     file.path()
                 )));
             };
-            out.entry(Partition { day, region })
+            out.entry(Partition { day })
                 .or_default()
                 .push(root.join(file.path().as_ref()));
         }
@@ -284,10 +318,11 @@ impl Lake {
 }
 
 /// Parquet settings of our data files: zstd level 1 (measured: a quarter faster to write than
-/// level 3 on CloudTrail rows, files no larger), rows sorted by `eventtime` with page statistics on
-/// it (file and page skipping by time), chunk statistics elsewhere, and no dictionary for the
-/// columns that are nearly unique per row (ids, hashes, free-form JSON): trying one costs time
-/// and the writer falls back to plain anyway.
+/// level 3 on CloudTrail rows, files no larger), rows ordered by region, then `eventtime`, with page
+/// statistics on both (a region or a time range reads only its pages), chunk statistics elsewhere,
+/// no statistics for free-form JSON and per-row ids (nothing prunes by them; they made every
+/// footer larger), and no dictionary for the columns that are nearly unique per row: trying one
+/// costs time and the writer falls back to plain anyway.
 pub fn writer_properties(sorted: bool) -> WriterProperties {
     writer_properties_builder(sorted).build()
 }
@@ -297,7 +332,24 @@ fn writer_properties_builder(sorted: bool) -> WriterPropertiesBuilder {
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).unwrap_or_default()))
         .set_statistics_enabled(EnabledStatistics::Chunk)
         .set_column_statistics_enabled(ColumnPath::from(schema::EVENTTIME), EnabledStatistics::Page)
-        .set_max_row_group_row_count(Some(128 * 1024));
+        .set_column_statistics_enabled(ColumnPath::from(schema::REGION), EnabledStatistics::Page)
+        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS));
+    for column in [
+        "requestparameters",
+        "responseelements",
+        "additionaleventdata",
+        "serviceeventdetails",
+        "addendum",
+        "insightdetails",
+        "edgedevicedetails",
+        "eventcontext",
+        schema::EXTRA,
+        "requestid",
+        "sharedeventid",
+        schema::RECORDHASH,
+    ] {
+        b = b.set_column_statistics_enabled(ColumnPath::from(column), EnabledStatistics::None);
+    }
     // Columns zstd does not shrink (measured: their chunks came out a few bytes larger):
     // random hashes, bit-packed booleans, and the dictionary indices of a handful of values
     // (one region per partition). Not compressing them saves creating a compressor per chunk.
@@ -305,7 +357,7 @@ fn writer_properties_builder(sorted: bool) -> WriterPropertiesBuilder {
         schema::RECORDHASH,
         "readonly",
         "managementevent",
-        "awsregion",
+        schema::REGION,
         "eventversion",
         "eventtype",
         "eventcategory",
@@ -330,32 +382,43 @@ fn writer_properties_builder(sorted: bool) -> WriterPropertiesBuilder {
         b = b.set_column_dictionary_enabled(ColumnPath::from(column), false);
     }
     // Bloom filters on the columns questions test for equality (`eventname IN (…)`,
-    // `eventsource = …`, `errorcode IN (…)`, `sourceipaddress = …`): a file that does not hold
-    // the value is skipped without reading its pages. Sized for a partition's distinct values
-    // at a 1% false-positive rate; the writer folds each down to the values it actually holds.
+    // `eventsource = …`, `errorcode IN (…)`, `sourceipaddress = …`, an access key, the key or
+    // session an STS call minted): a row group that does not hold the value is skipped without
+    // reading its pages. Sized for a row group's distinct values at a 1% false-positive rate.
     for (column, ndv) in [
         ("eventname", 2048),
         ("eventsource", 512),
         ("errorcode", 512),
-        ("sourceipaddress", 16384),
+        ("sourceipaddress", 32768),
+        ("useridentity.accesskeyid", 32768),
+        (schema::MINTEDKEY, 32768),
+        (schema::MINTEDSESSION, 16384),
     ] {
+        // `a.b` names a struct member: a path of two parts, not a column named `a.b`.
+        let path = ColumnPath::new(column.split('.').map(str::to_string).collect());
         b = b
-            .set_column_bloom_filter_enabled(ColumnPath::from(column), true)
-            .set_column_bloom_filter_max_ndv(ColumnPath::from(column), ndv)
-            .set_column_bloom_filter_fpp(ColumnPath::from(column), 0.01);
+            .set_column_bloom_filter_enabled(path.clone(), true)
+            .set_column_bloom_filter_max_ndv(path.clone(), ndv)
+            .set_column_bloom_filter_fpp(path, 0.01);
     }
     if sorted {
-        let idx = schema::file_schema()
-            .index_of(schema::EVENTTIME)
-            .unwrap_or_default();
-        b = b.set_sorting_columns(Some(vec![SortingColumn {
-            column_idx: idx as i32,
-            descending: false,
-            nulls_first: false,
-        }]));
+        let file_schema = schema::file_schema();
+        let columns = [schema::REGION, schema::EVENTTIME]
+            .iter()
+            .map(|name| SortingColumn {
+                column_idx: file_schema.index_of(name).unwrap_or_default() as i32,
+                descending: false,
+                nulls_first: false,
+            })
+            .collect();
+        b = b.set_sorting_columns(Some(columns));
     }
     b
 }
+
+/// Rows per row group: a day of a busy trail is a few row groups, a quiet one a single one (each
+/// row group costs every query its column metadata).
+pub const ROW_GROUP_ROWS: usize = 128 * 1024;
 
 /// The Parquet leaf columns of `batch` that hold no value at all. Most optional CloudTrail
 /// fields are absent from a whole partition's rows; their column chunks are a few bytes of
@@ -401,8 +464,9 @@ fn leaf_nulls(array: &dyn Array, parent_null: bool, out: &mut Vec<bool>) {
     }
 }
 
-/// Writes one sorted batch as a data file of `partition` under `table_root` and returns its
-/// `add` action, with the per-file statistics Delta uses to skip files by `eventtime`.
+/// Writes one batch, its rows ordered by region and time, as a data file of `partition` under
+/// `table_root` and returns its `add` action, with the per-file statistics Delta uses to skip
+/// files by `eventtime` and `region`.
 pub fn write_data_file(
     table_root: &Path,
     partition: &Partition,
@@ -416,13 +480,10 @@ pub fn write_data_file(
     let size = write_parquet(&table_root.join(&rel), batch, true)?;
     Ok(Add {
         path: rel,
-        partition_values: HashMap::from([
-            (
-                schema::DAY.to_string(),
-                Some(partition.day.format("%Y-%m-%d").to_string()),
-            ),
-            (schema::REGION.to_string(), Some(partition.region.clone())),
-        ]),
+        partition_values: HashMap::from([(
+            schema::DAY.to_string(),
+            Some(partition.day.format("%Y-%m-%d").to_string()),
+        )]),
         size,
         modification_time: chrono::Utc::now().timestamp_millis(),
         data_change: true,
@@ -470,7 +531,8 @@ fn write_parquet(path: &Path, batch: &RecordBatch, sorted: bool) -> Result<i64, 
 }
 
 /// Delta per-file statistics: `numRecords`, and min/max/nullCount of `eventtime` (timestamps at
-/// millisecond precision, the maximum rounded up so that it still bounds the file).
+/// millisecond precision, the maximum rounded up so that it still bounds the file) and of `region`
+/// (left out when a bound is longer than [`MAX_STAT_TEXT`]: a truncated maximum would not bound).
 fn file_stats(batch: &RecordBatch) -> Result<String, LakeError> {
     let times = batch
         .column_by_name(schema::EVENTTIME)
@@ -483,15 +545,36 @@ fn file_stats(batch: &RecordBatch) -> Result<String, LakeError> {
     let mut stats = serde_json::json!({
         "numRecords": batch.num_rows(),
         "nullCount": { schema::EVENTTIME: times.null_count() },
+        "minValues": {},
+        "maxValues": {},
     });
     if let (Some(lo), Some(hi)) = (min(times), max(times)) {
         let lo_ms = lo.div_euclid(1000) * 1000;
         let hi_ms = (hi + 999).div_euclid(1000) * 1000;
-        stats["minValues"] = serde_json::json!({ schema::EVENTTIME: fmt(lo_ms) });
-        stats["maxValues"] = serde_json::json!({ schema::EVENTTIME: fmt(hi_ms) });
+        stats["minValues"][schema::EVENTTIME] = serde_json::json!(fmt(lo_ms));
+        stats["maxValues"][schema::EVENTTIME] = serde_json::json!(fmt(hi_ms));
+    }
+    if let Some(regions) = batch
+        .column_by_name(schema::REGION)
+        .and_then(|c| c.as_string_opt::<i32>())
+    {
+        stats["nullCount"][schema::REGION] = serde_json::json!(regions.null_count());
+        if let (Some(lo), Some(hi)) = (min_string(regions), max_string(regions))
+            && lo.len() <= MAX_STAT_TEXT
+            && hi.len() <= MAX_STAT_TEXT
+        {
+            stats["minValues"][schema::REGION] = serde_json::json!(lo);
+            stats["maxValues"][schema::REGION] = serde_json::json!(hi);
+        }
     }
     Ok(stats.to_string())
 }
+
+/// The columns whose bounds each data file's `add` action carries.
+const STATS_COLUMNS: [&str; 2] = [schema::EVENTTIME, schema::REGION];
+
+/// The longest text kept as a file's bound in the Delta log.
+const MAX_STAT_TEXT: usize = 64;
 
 /// Reads the named columns of a committed data file.
 pub fn read_columns(path: &Path, columns: &[&str]) -> Result<Vec<RecordBatch>, LakeError> {
@@ -547,6 +630,8 @@ mod tests {
                         .with_timezone("UTC"),
                 ) as ArrayRef,
                 schema::SOURCEFILE => Arc::new(StringArray::from(vec!["f"; n])),
+                schema::REGION => column(f, n)
+                    .unwrap_or_else(|| Arc::new(StringArray::from(vec!["us-east-1"; n]))),
                 schema::RECORDHASH => Arc::new(Int64Array::from_iter_values(0..n as i64)),
                 _ => column(f, n).unwrap_or_else(|| arrow::array::new_null_array(f.data_type(), n)),
             })
@@ -554,12 +639,11 @@ mod tests {
         RecordBatch::try_new(schema, columns).expect("batch")
     }
 
-    /// Writes `batch` as a data file of 1970-01-01/us-east-1 under a new directory.
+    /// Writes `batch` as a data file of 1970-01-01 under a new directory.
     fn written(batch: &RecordBatch) -> (tempfile::TempDir, Add) {
         let dir = tempfile::tempdir().expect("tempdir");
         let partition = Partition {
             day: NaiveDate::from_ymd_opt(1970, 1, 1).expect("date"),
-            region: "us-east-1".into(),
         };
         let add = write_data_file(dir.path(), &partition, batch).expect("write");
         (dir, add)
@@ -581,21 +665,26 @@ mod tests {
     fn data_files_are_zstd_sorted_with_statistics() {
         let batch = batch(&[1_000_000, 2_000_000, 3_500_400], |_, _| None);
         let (dir, add) = written(&batch);
-        assert!(
-            add.path
-                .starts_with("day=1970-01-01/region=us-east-1/part-")
-        );
+        assert!(add.path.starts_with("day=1970-01-01/part-"), "{}", add.path);
         let stats: serde_json::Value =
             serde_json::from_str(add.stats.as_deref().expect("stats")).expect("json");
         assert_eq!(stats["numRecords"], 3);
         assert_eq!(stats["minValues"]["eventtime"], "1970-01-01T00:00:01.000Z");
         // Rounded up to the millisecond, so that it still bounds the file.
         assert_eq!(stats["maxValues"]["eventtime"], "1970-01-01T00:00:03.501Z");
+        assert_eq!(stats["minValues"]["region"], "us-east-1");
+        assert_eq!(stats["maxValues"]["region"], "us-east-1");
+        assert_eq!(stats["nullCount"]["region"], 0);
 
         let rg = row_group(&dir.path().join(&add.path));
-        let idx = batch.schema().index_of(schema::EVENTTIME).expect("col");
-        let sorting = rg.sorting_columns().expect("sorting columns declared");
-        assert_eq!(sorting[0].column_idx as usize, idx);
+        let order: Vec<usize> = rg
+            .sorting_columns()
+            .expect("sorting columns declared")
+            .iter()
+            .map(|c| c.column_idx as usize)
+            .collect();
+        let index = |name| batch.schema().index_of(name).expect("col");
+        assert_eq!(order, [index(schema::REGION), index(schema::EVENTTIME)]);
         let col = chunk(&rg, schema::EVENTTIME);
         // The file records the codec, not its level.
         assert!(matches!(col.compression(), Compression::ZSTD(_)));
@@ -611,7 +700,15 @@ mod tests {
             chunk(&rg, schema::RECORDHASH).compression(),
             Compression::UNCOMPRESSED
         );
-        for name in ["eventname", "eventsource", "errorcode", "sourceipaddress"] {
+        for name in [
+            "eventname",
+            "eventsource",
+            "errorcode",
+            "sourceipaddress",
+            "useridentity.accesskeyid",
+            "mintedkey",
+            "mintedsession",
+        ] {
             assert!(
                 chunk(&rg, name).bloom_filter_offset().is_some(),
                 "no bloom filter on {name}"
@@ -681,18 +778,21 @@ mod tests {
     }
 
     #[test]
-    fn partition_dir_escapes_odd_regions() {
+    fn a_region_too_long_to_bound_has_no_statistics() {
+        // A record may say anything in awsRegion; a bound the log would have to truncate would
+        // not bound the file, so there is none and region filters read the file.
+        let long = "x".repeat(MAX_STAT_TEXT + 1);
+        let batch = batch(&[1_000_000, 2_000_000], |f, n| {
+            (f.name() == schema::REGION)
+                .then(|| Arc::new(StringArray::from(vec![long.as_str(); n])) as ArrayRef)
+        });
+        let (_dir, add) = written(&batch);
+        let stats: serde_json::Value =
+            serde_json::from_str(add.stats.as_deref().expect("stats")).expect("json");
+        assert!(stats["minValues"].get("region").is_none(), "{stats}");
+        assert!(stats["maxValues"].get("region").is_none(), "{stats}");
+        assert_eq!(stats["minValues"]["eventtime"], "1970-01-01T00:00:01.000Z");
         let day = NaiveDate::from_ymd_opt(2024, 1, 2).expect("date");
-        let p = |r: &str| {
-            Partition {
-                day,
-                region: r.to_string(),
-            }
-            .dir()
-        };
-        assert_eq!(p("us-east-1"), "day=2024-01-02/region=us-east-1");
-        assert_eq!(p("..."), "day=2024-01-02/region=%2E%2E%2E");
-        // Upper case too: partitions must not collide on case-insensitive file systems.
-        assert_eq!(p("a/B"), "day=2024-01-02/region=a%2F%42");
+        assert_eq!(Partition { day }.dir(), "day=2024-01-02");
     }
 }

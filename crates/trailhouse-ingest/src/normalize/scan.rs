@@ -17,7 +17,7 @@ use std::borrow::Cow;
 
 use xxhash_rust::xxh3::xxh3_64_with_seed;
 
-use super::{Canonical, member_hash};
+use super::hash::{Canonical, member_hash};
 
 /// The scan met text it does not handle; the caller takes the serde path.
 #[derive(Debug)]

@@ -6,7 +6,7 @@ WITH uses AS (
            errorcode,
            sourceipaddress,
            awsregion,
-           coalesce(useridentity.arn, useridentity.principalid, useridentity.type) AS principal,
+           actor(useridentity) AS principal,
            useridentity.accesskeyid AS accesskeyid
     FROM cloudtrail
     WHERE eventtime >= $since AND eventtime < $until

@@ -1,7 +1,7 @@
 -- summary: Console sign-ins with or without MFA, success or failure, by user and source IP, newest first
 -- param: principal string default * -- only this user (user name, ARN or principal id); * for all
 SELECT eventtime,
-       coalesce(useridentity.username, useridentity.arn, useridentity.principalid, useridentity.type) AS principal,
+       actor(useridentity) AS principal,
        useridentity.type AS identity_type,
        (responseelements ->> 'ConsoleLogin') AS result,
        (additionaleventdata ->> 'MFAUsed') AS mfa_used,

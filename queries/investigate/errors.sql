@@ -1,6 +1,6 @@
 -- summary: Access-denied and unauthorized calls by principal and API (a reconnaissance signal), most frequent first
 -- param: principal string default * -- only this principal (user name, ARN, principal id, access key); * for all
-SELECT coalesce(useridentity.arn, useridentity.invokedby, useridentity.principalid, useridentity.type) AS principal,
+SELECT actor(useridentity) AS principal,
        eventsource,
        eventname,
        errorcode,

@@ -2,7 +2,7 @@
 -- param: principal string default * -- only this principal (user name, ARN, principal id, access key); * for all
 -- param: baseline timestamp default 90d -- start of the baseline; it ends where the window starts
 WITH calls AS (
-    SELECT coalesce(useridentity.arn, useridentity.invokedby, useridentity.principalid, useridentity.type) AS principal,
+    SELECT actor(useridentity) AS principal,
            eventsource,
            eventname,
            eventtime,

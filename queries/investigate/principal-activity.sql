@@ -4,7 +4,7 @@ SELECT DISTINCT
        eventtime,
        eventname,
        eventsource,
-       coalesce(useridentity.arn, useridentity.invokedby, useridentity.principalid, useridentity.type) AS principal,
+       actor(useridentity) AS principal,
        useridentity.accesskeyid AS accesskeyid,
        sourceipaddress,
        useragent,

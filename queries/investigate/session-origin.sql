@@ -7,7 +7,8 @@
 -- caller's own key leads to the next step. Depth 1 minted `key` (or created `session`). The chain stops at a long-term
 -- key (AKIA…), a federated sign-in (SAML/OIDC subject shown), or after 10 steps (cycle-safe).
 -- When the role's account and the caller's account both log the call, it is shown once. The
--- steps come from the `credentials` table (one row per minted key).
+-- steps come from the `credentials` table (one row per minted key); a key is used within 36 hours
+-- of the call that minted it, so each step is looked for in the 36 hours before the next.
 WITH RECURSIVE chain AS (
     SELECT 1 AS depth, c.*
     FROM credentials c
@@ -16,7 +17,9 @@ WITH RECURSIVE chain AS (
     UNION ALL
     SELECT chain.depth + 1 AS depth, c.*
     FROM chain
-    JOIN credentials c ON c.minted_key = chain.caller_key
+    JOIN credentials c
+      ON c.minted_key = chain.caller_key
+     AND c.eventtime BETWEEN chain.eventtime - INTERVAL '36 hours' AND chain.eventtime
     WHERE chain.depth < 10 AND c.minted_key <> chain.minted_key AND c.eventtime < $until
 )
 SELECT depth,

@@ -5,7 +5,9 @@
 -- resources[].arn contain the text. For a call signed with temporary credentials, `origin` is
 -- the first principal of the chain of STS calls (AssumeRole*, GetSessionToken,
 -- GetFederationToken) that led to its key, through role chaining (`hops` calls away), from the
--- `credentials` table; see session-origin for the whole chain.
+-- `credentials` table; see session-origin for the whole chain. A temporary key is used within 36
+-- hours of the call that minted it (the longest any STS credential lives), so only those hours
+-- are searched for that call.
 WITH hits AS (
     SELECT *
     FROM cloudtrail
@@ -18,7 +20,7 @@ WITH hits AS (
 SELECT h.eventtime,
        h.eventname,
        h.eventsource,
-       coalesce(h.useridentity.arn, h.useridentity.invokedby, h.useridentity.principalid, h.useridentity.type) AS principal,
+       actor(h.useridentity) AS principal,
        c.origin || ' via ' || c.origin_call AS origin,
        c.hops,
        h.useridentity.accesskeyid AS accesskeyid,
@@ -29,5 +31,7 @@ SELECT h.eventtime,
        h.errorcode,
        h.eventid
 FROM hits h
-LEFT JOIN credentials c ON c.minted_key = h.useridentity.accesskeyid
+LEFT JOIN credentials c
+       ON c.minted_key = h.useridentity.accesskeyid
+      AND c.eventtime BETWEEN h.eventtime - INTERVAL '36 hours' AND h.eventtime
 ORDER BY h.eventtime DESC, h.eventid

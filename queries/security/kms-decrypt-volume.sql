@@ -7,7 +7,7 @@
 -- One row per principal and day of the window. A principal absent from the baseline has an average
 -- of 0, so any day with `minimum` calls or more is reported. eventid is the day's first call.
 WITH decrypts AS (
-    SELECT coalesce(useridentity.arn, useridentity.invokedby, useridentity.principalid, useridentity.type) AS principal,
+    SELECT actor(useridentity) AS principal,
            useridentity.accesskeyid AS accesskeyid,
            eventtime,
            date_trunc('day', eventtime) AS day,

@@ -3,7 +3,7 @@
 SELECT eventtime,
        eventname,
        eventsource,
-       coalesce(useridentity.arn, useridentity.invokedby, useridentity.principalid, useridentity.type) AS principal,
+       actor(useridentity) AS principal,
        useridentity.accesskeyid AS accesskeyid,
        sourceipaddress,
        useragent,

@@ -7,12 +7,6 @@ use std::process::ExitCode;
 use indicatif::{ProgressBar, ProgressStyle};
 use trailhouse_ingest::{Options, Progress, Report, ingest};
 
-use arrow::array::AsArray;
-use arrow::datatypes::Int64Type;
-use futures::StreamExt;
-use trailhouse_lake::Lake;
-use trailhouse_query::{Session, credentials};
-
 use crate::cli::IngestArgs;
 
 struct Bar(ProgressBar);
@@ -51,12 +45,7 @@ pub async fn run(lake: &Path, args: IngestArgs) -> anyhow::Result<ExitCode> {
         ingest(&opts, &trailhouse_ingest::NoProgress).await?
     };
 
-    let credentials = if report.records_written > 0 {
-        Some(index_credentials(lake).await)
-    } else {
-        None
-    };
-    print_summary(lake, &report, credentials.as_deref());
+    print_summary(lake, &report);
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
     }
@@ -67,36 +56,7 @@ pub async fn run(lake: &Path, args: IngestArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// Derives the `credentials` table (temporary keys and the origin of their STS chains) for the
-/// new table version now, so that the first question after an ingest does not wait for it. A
-/// failure here does not fail the ingest: the next query derives the table itself.
-async fn index_credentials(lake: &Path) -> String {
-    let started = std::time::Instant::now();
-    let result = async {
-        let session = Session::open(&Lake::new(lake)).await?;
-        let mut rows = session
-            .sql(&format!("SELECT count(*) FROM {}", credentials::TABLE_NAME))
-            .await?;
-        let mut keys = 0;
-        while let Some(batch) = rows.next().await {
-            let batch = batch.map_err(trailhouse_query::QueryError::from)?;
-            if let Some(n) = batch.column(0).as_primitive_opt::<Int64Type>() {
-                keys += n.values().iter().sum::<i64>();
-            }
-        }
-        Ok::<i64, trailhouse_query::QueryError>(keys)
-    }
-    .await;
-    match result {
-        Ok(keys) => format!(
-            "  credentials: {keys} temporary keys indexed in {:.2} s",
-            started.elapsed().as_secs_f64()
-        ),
-        Err(e) => format!("  credentials: not indexed ({e}); the next query derives them"),
-    }
-}
-
-fn print_summary(lake: &Path, r: &Report, credentials: Option<&str>) {
+fn print_summary(lake: &Path, r: &Report) {
     let version = r
         .table_version
         .map_or_else(|| "-".to_string(), |v| v.to_string());
@@ -123,10 +83,7 @@ fn print_summary(lake: &Path, r: &Report, credentials: Option<&str>) {
         r.records_quarantined,
         r.records_collision
     );
-    eprintln!("  partitions: {} (day, region) received rows", r.partitions);
-    if let Some(line) = credentials {
-        eprintln!("{line}");
-    }
+    eprintln!("  partitions: {} days received rows", r.partitions);
     if r.seconds > 0.0 && r.records_read > 0 {
         eprintln!(
             "  throughput: {:.0} events/s, {:.1} MB/s of JSON",

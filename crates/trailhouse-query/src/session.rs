@@ -6,105 +6,82 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use datafusion::common::{ParamValues, ScalarValue};
-use datafusion::prelude::DataFrame;
-
 use datafusion::catalog::TableProvider;
+use datafusion::common::{ParamValues, ScalarValue};
 use datafusion::execution::SendableRecordBatchStream;
-use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
-use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
+use datafusion::prelude::{DataFrame, SQLOptions, SessionContext};
 use deltalake_core::DeltaTable;
 use trailhouse_lake::{Lake, TableKind, schema};
 
-use crate::credentials;
+use crate::credentials::{self, Lookup};
+use crate::engine::{self, EngineOptions, Extensions};
 use crate::error::QueryError;
 use crate::saved::{SavedQuery, SavedQueryError, WINDOW_PARAMS};
-
-/// Parquet metadata kept in memory per session.
-const METADATA_CACHE_BYTES: usize = 512 << 20;
 
 /// A query session bound to one lake.
 pub struct Session {
     ctx: SessionContext,
     main: DeltaTable,
+    /// Where `credentials` looks minting calls up: the lake's whole `cloudtrail`, whatever
+    /// `cloudtrail` is in this session (a report hands its controls chunks of it).
+    lookup: Arc<Lookup>,
 }
 
 impl Session {
-    /// Opens the lake's tables for reading; fails with a clear message when there is no lake.
+    /// Opens the lake's tables for reading with the default engine settings; fails with a
+    /// clear message when there is no lake.
     pub async fn open(lake: &Lake) -> Result<Self, QueryError> {
-        // DATAFUSION_* environment variables tune the engine (DataFusion's names); the settings
-        // below are ours unless the environment sets them.
-        let mut config = SessionConfig::from_env()?
-            .with_information_schema(true)
-            .with_default_catalog_and_schema("trailhouse", "public");
-        let ours = [
-            // Plain Utf8 strings: with view types, a placeholder compared with a column
-            // (Utf8View) and with a JSON function's result (Utf8) get two conflicting types.
-            (
-                "datafusion.execution.parquet.schema_force_view_types",
-                false,
-            ),
-            // Decode the filter columns first and the other columns only for rows that pass:
-            // most questions pick a few events out of millions.
-            ("datafusion.execution.parquet.pushdown_filters", true),
-            ("datafusion.execution.parquet.reorder_filters", true),
-        ];
-        for (key, value) in ours {
-            let var = key.replace('.', "_").to_uppercase();
-            if std::env::var_os(var).is_none() {
-                config = config.set_bool(key, value);
-            }
-        }
-        // Parquet footers and page indexes stay cached for the session: a report or a shell runs
-        // many queries over the same files. DataFusion's default (50 MiB) holds about 500 of our
-        // files' metadata; a 90-day, many-region table has more.
-        let runtime = RuntimeEnvBuilder::new()
-            .with_metadata_cache_limit(METADATA_CACHE_BYTES)
-            .build_arc()?;
-        let ctx = context(config, runtime)?;
+        Self::open_with(lake, EngineOptions::default()).await
+    }
+
+    /// Opens the lake's tables for reading, the engine set up by `options`.
+    pub async fn open_with(lake: &Lake, options: EngineOptions) -> Result<Self, QueryError> {
+        let ctx = engine::context(
+            engine::config()?,
+            engine::runtime(options)?,
+            &credentials::extensions(),
+        )?;
         let main = lake.open(TableKind::CloudTrail).await?;
         register(&ctx, &main, schema::TABLE_NAME).await?;
         if let Ok(q) = lake.open(TableKind::Quarantine).await {
             register(&ctx, &q, schema::QUARANTINE_TABLE_NAME).await?;
         }
-        // `credentials` is derived in a context of its own that holds `cloudtrail` only.
-        let own = context(ctx.copied_config(), ctx.runtime_env())?;
+        let own = engine::context(ctx.copied_config(), ctx.runtime_env(), &Extensions::default())?;
         own.register_table(
             schema::TABLE_NAME,
             ctx.table_provider(schema::TABLE_NAME).await?,
         )?;
-        let cache = main.version().and_then(|version| {
-            Some(credentials::CacheDir {
-                dir: lake.state_dir().join("credentials"),
-                table_id: main.snapshot().ok()?.metadata().id().to_string(),
-                version,
-            })
-        });
-        let sources = credentials::Sources {
-            ctx: own,
-            delta: main.clone(),
-        };
-        ctx.register_table(
-            credentials::TABLE_NAME,
-            Arc::new(credentials::CredentialsTable::new(sources, cache).await?),
-        )?;
-        Ok(Self { ctx, main })
+        let lookup = Arc::new(Lookup::new(own));
+        credentials::register(&ctx, Arc::clone(&lookup))?;
+        Ok(Self { ctx, main, lookup })
     }
 
     /// A session like this one (settings, functions, caches, `quarantine` and `credentials`) in
     /// which `cloudtrail` is `table`: the rows of the lake a group of queries shares, read once.
     pub async fn with_cloudtrail(&self, table: Arc<dyn TableProvider>) -> Result<Self, QueryError> {
-        let ctx = context(self.ctx.copied_config(), self.ctx.runtime_env())?;
+        let ctx = engine::context(
+            self.ctx.copied_config(),
+            self.ctx.runtime_env(),
+            &credentials::extensions(),
+        )?;
         ctx.register_table(schema::TABLE_NAME, table)?;
-        for name in [schema::QUARANTINE_TABLE_NAME, credentials::TABLE_NAME] {
-            if self.ctx.table_exist(name)? {
-                ctx.register_table(name, self.ctx.table_provider(name).await?)?;
-            }
+        if self.ctx.table_exist(schema::QUARANTINE_TABLE_NAME)? {
+            ctx.register_table(
+                schema::QUARANTINE_TABLE_NAME,
+                self.ctx.table_provider(schema::QUARANTINE_TABLE_NAME).await?,
+            )?;
         }
+        credentials::register(&ctx, Arc::clone(&self.lookup))?;
         Ok(Self {
             ctx,
             main: self.main.clone(),
+            lookup: Arc::clone(&self.lookup),
         })
+    }
+
+    /// Where temporary keys are looked up (see [`credentials::lookup`]).
+    pub fn credentials(&self) -> &Arc<Lookup> {
+        &self.lookup
     }
 
     pub fn context(&self) -> &SessionContext {
@@ -223,18 +200,6 @@ impl Session {
             })?;
         Ok(df)
     }
-}
-
-/// A context with our settings and functions, and no tables yet.
-pub(crate) fn context(
-    config: SessionConfig,
-    runtime: Arc<RuntimeEnv>,
-) -> Result<SessionContext, QueryError> {
-    let mut ctx = SessionContext::new_with_config_rt(config, runtime);
-    datafusion_functions_json::register_all(&mut ctx)?;
-    ctx.register_udf(crate::udf::cidr_match());
-    ctx.register_udf(crate::udf::resource_arns());
-    Ok(ctx)
 }
 
 async fn register(ctx: &SessionContext, table: &DeltaTable, name: &str) -> Result<(), QueryError> {

@@ -7,6 +7,11 @@
 //! `resource_arns(resources)`: the ARNs of a record's `resources` list as one text, separated by
 //! new lines (empty when there are none), so that one `strpos`/`LIKE` over it matches any of them
 //! without an `unnest` and a join back.
+//!
+//! `actor(useridentity)`: who acted, as one text: the identity's ARN, else the AWS service that
+//! made the call (`invokedBy`), else its principal id, else its type. The one definition every
+//! saved query, report and derived table uses; it is rewritten at planning into the `coalesce` of
+//! those four members, so a scan reads only them.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -15,8 +20,10 @@ use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, StringArray, StringBu
 use arrow::compute::cast;
 use arrow::datatypes::DataType;
 use datafusion::common::{Result, ScalarValue, exec_err};
+use datafusion::functions::core::expr_fn::{coalesce, get_field};
+use datafusion::logical_expr::simplify::{ExprSimplifyResult, SimplifyContext};
 use datafusion::logical_expr::{
-    ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
+    ColumnarValue, Expr, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
 };
 
 /// Parses `a.b.c.d/n`, `x::y/n` or a bare address into (network, prefix length).
@@ -175,6 +182,67 @@ fn arns_text(resources: &dyn Array) -> Result<StringArray> {
 /// The `resource_arns` function, for registration.
 pub fn resource_arns() -> ScalarUDF {
     ScalarUDF::new_from_impl(ResourceArns {
+        signature: Signature::any(1, Volatility::Immutable),
+    })
+}
+
+/// The members of `userIdentity` that name the actor, most telling first.
+pub const ACTOR_MEMBERS: [&str; 4] = ["arn", "invokedby", "principalid", "type"];
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct Actor {
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for Actor {
+    fn name(&self) -> &str {
+        "actor"
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, _: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+    fn simplify(&self, args: Vec<Expr>, _: &SimplifyContext) -> Result<ExprSimplifyResult> {
+        let [identity] = args.as_slice() else {
+            return exec_err!("actor takes (useridentity)");
+        };
+        let members = ACTOR_MEMBERS
+            .iter()
+            .map(|m| get_field(identity.clone(), *m))
+            .collect();
+        Ok(ExprSimplifyResult::Simplified(coalesce(members)))
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        // Only reached where the planner did not simplify (the rewrite above is the usual path).
+        let rows = args.number_rows;
+        let [identity] = args.args.as_slice() else {
+            return exec_err!("actor takes (useridentity)");
+        };
+        let identity = identity.to_array(rows)?;
+        let Some(identity) = identity.as_struct_opt() else {
+            return exec_err!("actor expects the useridentity column (a struct)");
+        };
+        let members: Vec<StringArray> = ACTOR_MEMBERS
+            .iter()
+            .filter_map(|m| identity.column_by_name(m))
+            .map(|c| cast(c, &DataType::Utf8).map(|c| c.as_string::<i32>().clone()))
+            .collect::<std::result::Result<_, _>>()?;
+        let out: StringArray = (0..rows)
+            .map(|i| {
+                (identity.is_valid(i))
+                    .then(|| members.iter().find(|m| m.is_valid(i)).map(|m| m.value(i)))
+                    .flatten()
+            })
+            .collect();
+        Ok(ColumnarValue::Array(Arc::new(out)))
+    }
+}
+
+/// The `actor` function, for registration.
+pub fn actor() -> ScalarUDF {
+    ScalarUDF::new_from_impl(Actor {
         signature: Signature::any(1, Volatility::Immutable),
     })
 }

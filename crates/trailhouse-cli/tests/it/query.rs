@@ -53,20 +53,26 @@ fn writing_statements_are_refused() {
 }
 
 #[test]
-fn a_query_for_one_day_and_region_reads_only_that_partition() {
+fn a_day_reads_only_its_files_and_a_region_only_the_files_that_hold_it() {
     let (_dir, lake) = small_lake();
-    let plan = sql_csv(
-        &lake,
-        "EXPLAIN SELECT eventid FROM cloudtrail WHERE day = DATE '2026-11-01' AND region = 'eu-west-1'",
+    let files = |sql: &str| {
+        let plan = sql_csv(&lake, &format!("EXPLAIN {sql}"));
+        let days: Vec<&str> = ["day=2026-11-01/", "day=2026-11-02/", "day=2026-11-03/"]
+            .into_iter()
+            .filter(|d| plan.contains(d))
+            .collect();
+        days.join(" ")
+    };
+    // One partition per day: its file holds every region of the day.
+    assert_eq!(
+        files("SELECT eventid FROM cloudtrail WHERE day = DATE '2026-11-01'"),
+        "day=2026-11-01/"
     );
-    assert!(plan.contains("day=2026-11-01/region=eu-west-1/"), "{plan}");
-    for other in [
-        "day=2026-11-01/region=us-east-1",
-        "day=2026-11-02",
-        "day=2026-11-03",
-    ] {
-        assert!(!plan.contains(other), "{other} should be pruned: {plan}");
-    }
+    // A region is pruned by the files' statistics: 2026-11-02 saw only us-east-1.
+    assert_eq!(
+        files("SELECT eventid FROM cloudtrail WHERE region = 'eu-west-1'"),
+        "day=2026-11-01/ day=2026-11-03/"
+    );
     let out = sql_csv(
         &lake,
         "SELECT eventid FROM cloudtrail WHERE day = '2026-11-01' AND region = 'eu-west-1'",
@@ -221,7 +227,9 @@ fn the_window_of_a_saved_query_prunes_files_by_eventtime() {
     );
     let window = plan(&["--since", "2026-11-03", "--until", "2026-11-04"]);
     // Every scan bounded below by the window reads only the files of that day (Delta file
-    // statistics on eventtime); the look-up of who minted the key reads back in time on purpose.
+    // statistics on eventtime); who minted a key is looked up as the query runs, not scanned.
+    assert!(window.contains("CredentialsLookupJoinExec"), "{window}");
+    assert!(!window.contains("CredentialsExec"), "{window}");
     let windowed: Vec<&str> = window
         .split("DataSourceExec")
         .filter(|scan| {
@@ -239,7 +247,7 @@ fn the_window_of_a_saved_query_prunes_files_by_eventtime() {
             .nth(1)
             .and_then(|f| f.split("]]}").next())
             .unwrap_or("");
-        assert!(files.contains("day=2026-11-03/region=eu-west-1"), "{scan}");
+        assert!(files.contains("day=2026-11-03/"), "{scan}");
         assert!(
             !files.contains("day=2026-11-01") && !files.contains("day=2026-11-02"),
             "{scan}"
@@ -297,7 +305,7 @@ fn assume_role(
 }
 
 #[test]
-fn the_credentials_table_follows_each_ingest_and_survives_an_unwritable_cache() {
+fn the_credentials_table_follows_each_ingest_and_stores_nothing() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (src, lake) = (dir.path().join("src"), dir.path().join("lake"));
     let mut first = assume_role(
@@ -316,25 +324,10 @@ fn the_credentials_table_follows_each_ingest_and_survives_an_unwritable_cache() 
         sql_csv(&lake, q),
         "minted_key,origin,origin_call,hops\nASIAONE,arn:aws:iam::111122223333:user/alice,AssumeRole,1\n"
     );
-
-    // Temporary files: one a crashed build left two hours ago, one a concurrent build is writing.
-    let cache = lake.join("_trailhouse/credentials");
-    let abandoned = cache.join(".tmp-abandoned");
-    let fresh = cache.join(".tmp-in-progress");
-    std::fs::write(&abandoned, b"x").expect("tmp");
-    std::fs::File::options()
-        .write(true)
-        .open(&abandoned)
-        .and_then(|f| {
-            f.set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(7200))
-        })
-        .expect("age the file");
-    std::fs::write(&fresh, b"x").expect("tmp");
-
-    // A later delivery chains a second role from the first session: the derived table follows.
+    // A later delivery chains a second role from the first session, the next morning.
     let second = assume_role(
         "m2",
-        "2026-11-02T10:00:00Z",
+        "2026-11-02T09:00:00Z",
         "arn:aws:sts::111122223333:assumed-role/Next/s",
         "ASIAONE",
         "ASIATWO",
@@ -346,34 +339,22 @@ fn the_credentials_table_follows_each_ingest_and_survives_an_unwritable_cache() 
         ASIAONE,arn:aws:iam::111122223333:user/alice,AssumeRole,1\n\
         ASIATWO,arn:aws:iam::111122223333:user/alice,AssumeRole,2\n";
     assert_eq!(sql_csv(&lake, q), expected);
-    let files: Vec<_> = std::fs::read_dir(&cache)
-        .expect("cache dir")
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| !n.starts_with(".tmp-"))
-        .collect();
+    // The same rows when only one key is asked for, which looks up just that key.
     assert_eq!(
-        files.len(),
-        1,
-        "only the current state is cached: {files:?}"
+        sql_csv(
+            &lake,
+            "SELECT minted_key, origin, origin_call, hops FROM credentials WHERE minted_key = 'ASIATWO'"
+        ),
+        "minted_key,origin,origin_call,hops\nASIATWO,arn:aws:iam::111122223333:user/alice,AssumeRole,2\n"
     );
     assert!(
-        !abandoned.exists(),
-        "an abandoned temporary file is removed"
+        !lake.join("_trailhouse/credentials").exists(),
+        "nothing is derived or stored beside the table"
     );
-    assert!(
-        fresh.exists(),
-        "a temporary file being written is left alone"
-    );
-
-    // Where the cache cannot be written, the table is derived in memory, with the same rows.
-    std::fs::remove_dir_all(&cache).expect("rm cache");
-    std::fs::write(&cache, b"not a directory").expect("block the cache");
-    assert_eq!(sql_csv(&lake, q), expected);
 }
 
-/// Two deliveries of STS calls: the second chains a role from the first's session and holds
-/// the preferred copy (named by ARN) of a call the first had only the role account's copy of.
+/// STS calls over two days: the second chains a role from the first's session and holds the
+/// preferred copy (named by ARN) of a call the first had only the role account's copy of.
 fn two_deliveries_of_sts_calls(
     src: &std::path::Path,
 ) -> (Vec<serde_json::Value>, Vec<serde_json::Value>) {
@@ -385,8 +366,7 @@ fn two_deliveries_of_sts_calls(
         "ASIAONE",
     );
     one["userIdentity"]["type"] = json!("IAMUser");
-    // Copies of one call in two accounts; in two deliveries (days) here, so that the test can
-    // take the first day's files away.
+    // Copies of one call in two accounts, delivered a day apart.
     let bob = |id: &str, time: &str, arn: Option<&str>| {
         let mut e = assume_role(id, time, "", "AKIABOB", "ASIATHREE");
         e["userIdentity"] = match arn {
@@ -399,7 +379,7 @@ fn two_deliveries_of_sts_calls(
     };
     let two = assume_role(
         "m2",
-        "2026-11-02T10:00:00Z",
+        "2026-11-02T09:00:00Z",
         "arn:aws:sts::111122223333:assumed-role/Next/s",
         "ASIAONE",
         "ASIATWO",
@@ -409,7 +389,7 @@ fn two_deliveries_of_sts_calls(
         two,
         bob(
             "y3",
-            "2026-11-02T11:00:00Z",
+            "2026-11-01T11:00:00Z",
             Some("arn:aws:iam::444455556666:user/bob"),
         ),
     ];
@@ -418,44 +398,118 @@ fn two_deliveries_of_sts_calls(
 }
 
 #[test]
-fn a_later_ingest_merges_its_sts_calls_into_the_cached_credentials() {
+fn the_copy_of_a_call_that_names_its_caller_is_preferred_whenever_it_arrives() {
     let q = "SELECT minted_key, caller, eventid, origin, hops FROM credentials ORDER BY minted_key";
     let expected = "minted_key,caller,eventid,origin,hops\n\
         ASIAONE,arn:aws:iam::111122223333:user/alice,m1,arn:aws:iam::111122223333:user/alice,1\n\
         ASIATHREE,arn:aws:iam::444455556666:user/bob,y3,arn:aws:iam::444455556666:user/bob,1\n\
         ASIATWO,arn:aws:sts::111122223333:assumed-role/Next/s,m2,arn:aws:iam::111122223333:user/alice,2\n";
     let dir = tempfile::tempdir().expect("tempdir");
-    let lakes = [dir.path().join("merged"), dir.path().join("whole")];
-    for (n, lake) in lakes.iter().enumerate() {
-        let src = dir.path().join(format!("src{n}"));
-        let (_, second) = two_deliveries_of_sts_calls(&src);
-        let (run, _) = ingest_json(lake, &[&src], &[]);
-        assert_eq!(run.code, Some(0), "{}", run.stderr);
-        assert!(sql_csv(lake, q).contains("ASIATHREE,AIDABOB,z3,"));
-        if n == 0 {
-            // The first delivery's data files are gone from disk (not from the table): only a
-            // derivation that merges the cached rows with the new files can still succeed.
-            let day = lake.join("cloudtrail/day=2026-11-01");
-            std::fs::remove_dir_all(&day).expect("remove the first day's files");
-        }
-        write_trail_file(&src, "us-east-1", 2, "b.json.gz", &second);
-        let (run, _) = ingest_json(lake, &[&src], &[]);
-        assert_eq!(run.code, Some(0), "{}", run.stderr);
-        assert!(
-            run.stderr.contains("credentials: 3 temporary keys indexed"),
-            "{}",
-            run.stderr
-        );
-        assert_eq!(sql_csv(lake, q), expected, "lake {n}");
-    }
-    // Derived afresh from the whole table: the same rows.
-    let whole = &lakes[1];
-    std::fs::remove_dir_all(whole.join("_trailhouse/credentials")).expect("rm cache");
-    assert_eq!(sql_csv(whole, q), expected);
-    // Compaction rewrites files (the table did not only grow): derived from the whole table.
-    let r = trailhouse(whole, &["compact"]);
+    let (src, lake) = (dir.path().join("src"), dir.path().join("lake"));
+    let (_, second) = two_deliveries_of_sts_calls(&src);
+    let (run, _) = ingest_json(&lake, &[&src], &[]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert!(sql_csv(&lake, q).contains("ASIATHREE,AIDABOB,z3,"));
+    write_trail_file(&src, "us-east-1", 2, "b.json.gz", &second);
+    let (run, _) = ingest_json(&lake, &[&src], &[]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert_eq!(sql_csv(&lake, q), expected);
+    // Compaction rewrites the files: the same rows.
+    let r = trailhouse(&lake, &["compact"]);
     assert_eq!(r.code, Some(0), "{}", r.stderr);
-    assert_eq!(sql_csv(whole, q), expected);
+    assert_eq!(sql_csv(&lake, q), expected);
+}
+
+#[test]
+fn a_join_on_minted_key_is_a_lookup_and_gives_the_rows_a_plain_join_gives() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (src, lake) = (dir.path().join("src"), dir.path().join("lake"));
+    let mut root = assume_role(
+        "m1",
+        "2026-11-01T10:00:00Z",
+        "arn:aws:iam::111122223333:user/alice",
+        "AKIAALICE",
+        "ASIAONE",
+    );
+    root["userIdentity"]["type"] = json!("IAMUser");
+    let chained = assume_role(
+        "m2",
+        "2026-11-01T10:30:00Z",
+        "arn:aws:sts::111122223333:assumed-role/Next/s",
+        "ASIAONE",
+        "ASIATWO",
+    );
+    let early = assume_role(
+        "m3",
+        "2026-11-01T11:00:00Z",
+        "arn:aws:iam::111122223333:user/carol",
+        "AKIACAROL",
+        "ASIAEARLY",
+    );
+    let use_of = |id: &str, time: &str, key: &str| {
+        let mut e = event(id, time, "DeleteBucket", "us-east-1");
+        e["userIdentity"] = json!({"type": "AssumedRole", "arn": "arn:aws:sts::111122223333:assumed-role/Next/s", "accessKeyId": key});
+        e
+    };
+    write_trail_file(&src, "us-east-1", 1, "a.json.gz", &[root, chained, early]);
+    write_trail_file(
+        &src,
+        "us-east-1",
+        2,
+        "b.json.gz",
+        &[
+            use_of("u1", "2026-11-01T12:00:00Z", "ASIATWO"),
+            // Used more than 36 hours after its minting: no STS credential lives that long.
+            use_of("u2", "2026-11-03T00:00:01Z", "ASIAEARLY"),
+            use_of("u3", "2026-11-01T12:00:00Z", "ASIANEVERMINTED"),
+            use_of("u4", "2026-11-02T22:00:00Z", "ASIAEARLY"),
+        ],
+    );
+    let (run, _) = ingest_json(&lake, &[&src], &[]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    let join = |credentials: &str| {
+        format!(
+            "SELECT h.eventid, c.minted_key, c.origin, c.hops FROM cloudtrail h \
+             LEFT JOIN {credentials} c ON c.minted_key = h.useridentity.accesskeyid \
+              AND c.eventtime BETWEEN h.eventtime - INTERVAL '36 hours' AND h.eventtime \
+             WHERE h.eventname = 'DeleteBucket' ORDER BY h.eventid"
+        )
+    };
+    let looked_up = join("credentials");
+    let plan = sql_csv(&lake, &format!("EXPLAIN {looked_up}"));
+    assert!(plan.contains("CredentialsLookupJoinExec"), "{plan}");
+    assert!(!plan.contains("CredentialsExec"), "{plan}");
+    let expected = "eventid,minted_key,origin,hops\n\
+        u1,ASIATWO,arn:aws:iam::111122223333:user/alice,2\n\
+        u2,,,\n\
+        u3,,,\n\
+        u4,ASIAEARLY,arn:aws:iam::111122223333:user/carol,1\n";
+    assert_eq!(sql_csv(&lake, &looked_up), expected);
+    // Over a filtered scan: still a lookup, the filter checked on each match.
+    let filtered = join("(SELECT * FROM credentials WHERE hops > 1)");
+    assert!(sql_csv(&lake, &format!("EXPLAIN {filtered}")).contains("CredentialsLookupJoinExec"));
+    assert_eq!(
+        sql_csv(&lake, &filtered),
+        "eventid,minted_key,origin,hops\n\
+         u1,ASIATWO,arn:aws:iam::111122223333:user/alice,2\nu2,,,\nu3,,,\nu4,,,\n"
+    );
+    // The same join over a subquery the rule does not recognise (it computes a column) is
+    // planned as DataFusion's own join of the whole table: the same rows.
+    let plain = join(
+        "(SELECT upper(lower(minted_key)) AS minted_key, eventtime, origin, hops FROM credentials)",
+    );
+    let plan = sql_csv(&lake, &format!("EXPLAIN {plain}"));
+    assert!(plan.contains("CredentialsExec"), "{plan}");
+    assert_eq!(sql_csv(&lake, &plain), expected);
+    // An inner join with credentials on the left keeps only the rows with a match.
+    let inner = "SELECT h.eventid, c.minted_key FROM credentials c JOIN cloudtrail h \
+                 ON h.useridentity.accesskeyid = c.minted_key WHERE h.eventname = 'DeleteBucket' \
+                 ORDER BY h.eventid";
+    assert!(sql_csv(&lake, &format!("EXPLAIN {inner}")).contains("CredentialsLookupJoinExec"));
+    assert_eq!(
+        sql_csv(&lake, inner),
+        "eventid,minted_key\nu1,ASIATWO\nu2,ASIAEARLY\nu4,ASIAEARLY\n"
+    );
 }
 
 #[test]

@@ -278,11 +278,14 @@ pub async fn build(
         results.insert(q.name.clone(), m);
     }
 
-    let keys: BTreeSet<&str> = results
+    let mut keys: BTreeMap<&str, i64> = BTreeMap::new();
+    for (k, t) in results
         .values()
         .flat_map(|m| m.principals.values().flat_map(|p| p.keys.iter()))
-        .map(String::as_str)
-        .collect();
+    {
+        let at = keys.entry(k.as_str()).or_insert(*t);
+        *at = (*at).max(*t);
+    }
     let origins = origins(session, &keys).await?;
 
     let window_text = WindowInfo {
@@ -352,7 +355,9 @@ fn top(counts: impl IntoIterator<Item = (String, u64)>) -> Vec<Count> {
 #[derive(Default)]
 struct PrincipalAcc {
     count: u64,
-    keys: datafusion::common::HashSet<String>,
+    /// Temporary keys the principal used, with the last time each was used (open when the
+    /// query has no times).
+    keys: FastMap<String, i64>,
 }
 
 /// One query's matches, reduced by an aggregate in the engine: memory is bounded by the sample
@@ -454,7 +459,10 @@ impl Matches {
         for (p, acc) in other.principals {
             let mine = self.principals.entry(p).or_default();
             mine.count += acc.count;
-            mine.keys.extend(acc.keys);
+            for (k, t) in acc.keys {
+                let at = mine.keys.entry(k).or_insert(t);
+                *at = (*at).max(t);
+            }
         }
         for (ip, n) in other.source_ips {
             *self.source_ips.entry(ip).or_default() += n;
@@ -576,9 +584,17 @@ impl Matches {
                 if let Some(k) = key
                     && k.is_valid(i)
                     && k.value(i).starts_with("ASIA")
-                    && !acc.keys.contains(k.value(i))
                 {
-                    acc.keys.insert(k.value(i).to_string());
+                    let t = last
+                        .as_ref()
+                        .filter(|t| t.is_valid(i))
+                        .map_or(i64::MAX, |t| t.value(i));
+                    match acc.keys.get_mut(k.value(i)) {
+                        Some(at) => *at = (*at).max(t),
+                        None => {
+                            acc.keys.insert(k.value(i).to_string(), t);
+                        }
+                    }
                 }
             }
             if let Some(a) = ip
@@ -610,7 +626,7 @@ impl Matches {
             .map(|(p, acc)| {
                 let mut o: Vec<String> = acc
                     .keys
-                    .iter()
+                    .keys()
                     .filter_map(|k| origins.get(k).cloned())
                     .collect();
                 o.sort();
@@ -737,37 +753,26 @@ fn shell_word(w: &str) -> String {
     }
 }
 
-/// The origin of each temporary key seen in the findings, from the `credentials` table.
+/// The origin of each temporary key seen in the findings: the first caller of the chain of STS
+/// calls behind it, looked up as of the key's last use.
 async fn origins(
     session: &Session,
-    keys: &BTreeSet<&str>,
+    keys: &BTreeMap<&str, i64>,
 ) -> Result<HashMap<String, String>, QueryError> {
-    let mut out = HashMap::new();
-    if keys.is_empty() {
-        return Ok(out);
-    }
-    let sql = format!(
-        "SELECT minted_key, origin || ' via ' || origin_call AS origin FROM {} \
-         WHERE minted_key IS NOT NULL AND origin IS NOT NULL",
-        credentials::TABLE_NAME
-    );
-    let mut stream = session.sql(&sql).await?;
-    while let Some(batch) = stream.next().await {
-        let batch = batch?;
-        let (Some(k), Some(o)) = (
-            utf8_column(&batch, "minted_key")?,
-            utf8_column(&batch, "origin")?,
-        ) else {
-            continue;
-        };
-        let (k, o) = (k.as_string::<i32>(), o.as_string::<i32>());
-        for i in 0..batch.num_rows() {
-            if k.is_valid(i) && o.is_valid(i) && keys.contains(k.value(i)) {
-                out.insert(k.value(i).to_string(), o.value(i).to_string());
-            }
-        }
-    }
-    Ok(out)
+    let wants: Vec<credentials::Want> = keys
+        .iter()
+        .map(|(k, t)| match *t {
+            i64::MAX => credentials::Want::anytime(*k),
+            t => credentials::Want::used_at(*k, t),
+        })
+        .collect();
+    let found = session.credentials().credentials(&wants).await?;
+    Ok(found
+        .into_iter()
+        .filter_map(|(key, c)| {
+            Some((key, format!("{} via {}", c.origin?, c.origin_call?)))
+        })
+        .collect())
 }
 
 async fn rows(
@@ -806,9 +811,8 @@ async fn activity(
     let sql = "SELECT day, principal, sourceipaddress, count(*) AS events, \
                       count(errorcode) AS errors, \
                       grouping(day) AS not_by_day, grouping(principal) AS not_by_principal \
-               FROM (SELECT CAST(day AS VARCHAR) AS day, \
-                            coalesce(useridentity.arn, useridentity.invokedby, useridentity.principalid, \
-                                     useridentity.type) AS principal, sourceipaddress, errorcode \
+               FROM (SELECT CAST(day AS VARCHAR) AS day, actor(useridentity) AS principal, \
+                            sourceipaddress, errorcode \
                      FROM cloudtrail WHERE eventtime >= $since AND eventtime < $until) \
                GROUP BY GROUPING SETS ((day), (principal), (sourceipaddress))";
     let mut days = BTreeMap::new();

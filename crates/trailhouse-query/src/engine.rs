@@ -1,0 +1,147 @@
+//! The DataFusion engine as trailhouse configures it: session settings, one memory pool with
+//! spilling, the metadata cache, and the functions every context has (the JSON functions of
+//! datafusion-functions-json, [`crate::udf`]). What tables a context holds is not decided here.
+
+use std::num::NonZeroUsize;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::execution::context::QueryPlanner;
+use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
+use datafusion::catalog::Session as CatalogSession;
+use datafusion::execution::session_state::SessionStateBuilder;
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::optimizer::OptimizerRule;
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_planner::{DefaultPhysicalPlanner, ExtensionPlanner, PhysicalPlanner};
+use datafusion::prelude::{SessionConfig, SessionContext};
+
+use crate::error::QueryError;
+
+/// Memory the engine's operators may hold (sorts, aggregates, joins) before they spill to disk,
+/// unless the caller says otherwise.
+pub const DEFAULT_MEMORY: usize = 512 << 20;
+
+/// Parquet footers and page indexes kept in memory per process: a report or a shell runs many
+/// queries over the same files.
+const METADATA_CACHE_BYTES: usize = 128 << 20;
+
+/// How the engine is set up for one command.
+#[derive(Debug, Clone, Copy)]
+pub struct EngineOptions {
+    /// The memory pool's size in bytes: operators that can spill do so beyond it, the others
+    /// fail with an error naming what used the memory.
+    pub memory: usize,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        Self {
+            memory: DEFAULT_MEMORY,
+        }
+    }
+}
+
+/// Our session settings, unless a `DATAFUSION_*` environment variable (DataFusion's names) sets
+/// them.
+pub fn config() -> Result<SessionConfig, QueryError> {
+    let mut config = SessionConfig::from_env()?
+        .with_information_schema(true)
+        .with_default_catalog_and_schema("trailhouse", "public");
+    let ours: [(&str, &str); 4] = [
+        // Plain Utf8 strings: with view types, a placeholder compared with a column
+        // (Utf8View) and with a JSON function's result (Utf8) get two conflicting types.
+        (
+            "datafusion.execution.parquet.schema_force_view_types",
+            "false",
+        ),
+        // Decode the filter columns first and the other columns only for rows that pass:
+        // most questions pick a few events out of millions.
+        ("datafusion.execution.parquet.pushdown_filters", "true"),
+        ("datafusion.execution.parquet.reorder_filters", "true"),
+        // Our footers and page indexes are tens of kilobytes; DataFusion's default guess (512
+        // KiB) read most of every small file to find them.
+        ("datafusion.execution.parquet.metadata_size_hint", "65536"),
+    ];
+    for (key, value) in ours {
+        let var = key.replace('.', "_").to_uppercase();
+        if std::env::var_os(var).is_none() {
+            config.options_mut().set(key, value)?;
+        }
+    }
+    Ok(config)
+}
+
+/// The runtime: one fair memory pool of `options.memory` bytes (spilling to the system's
+/// temporary directory) and the metadata cache.
+pub fn runtime(options: EngineOptions) -> Result<Arc<RuntimeEnv>, QueryError> {
+    let pool = TrackConsumersPool::new(
+        FairSpillPool::new(options.memory.max(16 << 20)),
+        NonZeroUsize::new(5).unwrap_or(NonZeroUsize::MIN),
+    );
+    Ok(RuntimeEnvBuilder::new()
+        .with_memory_pool(Arc::new(pool))
+        .with_metadata_cache_limit(METADATA_CACHE_BYTES)
+        .build_arc()?)
+}
+
+/// What a context plans beyond DataFusion's own: optimizer rules (run after DataFusion's) and
+/// the planners of the logical nodes those rules make.
+#[derive(Default, Clone)]
+pub struct Extensions {
+    pub rules: Vec<Arc<dyn OptimizerRule + Send + Sync>>,
+    pub planners: Vec<Arc<dyn ExtensionPlanner + Send + Sync>>,
+}
+
+/// A context with our settings, functions and `extensions`, and no tables yet.
+pub fn context(
+    config: SessionConfig,
+    runtime: Arc<RuntimeEnv>,
+    extensions: &Extensions,
+) -> Result<SessionContext, QueryError> {
+    let mut state = SessionStateBuilder::new()
+        .with_config(config)
+        .with_runtime_env(runtime)
+        .with_default_features();
+    for rule in &extensions.rules {
+        state = state.with_optimizer_rule(Arc::clone(rule));
+    }
+    if !extensions.planners.is_empty() {
+        state = state.with_query_planner(Arc::new(Planner {
+            extensions: extensions.planners.clone(),
+        }));
+    }
+    let mut ctx = SessionContext::new_with_state(state.build());
+    datafusion_functions_json::register_all(&mut ctx)?;
+    ctx.register_udf(crate::udf::cidr_match());
+    ctx.register_udf(crate::udf::resource_arns());
+    ctx.register_udf(crate::udf::actor());
+    Ok(ctx)
+}
+
+/// DataFusion's physical planner with our extension planners.
+struct Planner {
+    extensions: Vec<Arc<dyn ExtensionPlanner + Send + Sync>>,
+}
+
+impl std::fmt::Debug for Planner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Planner")
+            .field("extensions", &self.extensions.len())
+            .finish()
+    }
+}
+
+#[async_trait]
+impl QueryPlanner for Planner {
+    async fn create_physical_plan(
+        &self,
+        plan: &LogicalPlan,
+        session: &dyn CatalogSession,
+    ) -> datafusion::common::Result<Arc<dyn ExecutionPlan>> {
+        DefaultPhysicalPlanner::with_extension_planners(self.extensions.clone())
+            .create_physical_plan(plan, session)
+            .await
+    }
+}

@@ -86,15 +86,36 @@ pub struct ReportArgs {
     #[arg(long, default_value_t = 20, value_name = "N")]
     pub max_events: usize,
 
-    /// Memory, in MiB, for the events the controls share: they are read from the lake in one
-    /// scan and handed to the controls in chunks of this size (same report whatever the size;
-    /// 0 turns the shared scan off and each control reads the lake itself).
-    #[arg(long, default_value_t = 256, value_name = "MIB")]
-    pub memory: u64,
+    #[command(flatten)]
+    pub engine: EngineArgs,
+
+    /// Testing: each control reads the lake itself instead of sharing one scan (the same
+    /// report, more reading).
+    #[arg(long, hide = true)]
+    pub separate_scans: bool,
 
     /// Also load the saved queries under this directory (`<pack>/<name>.sql`).
     #[arg(long, value_name = "DIR")]
     pub queries: Option<PathBuf>,
+}
+
+/// How the query engine may use memory.
+#[derive(Debug, Args)]
+pub struct EngineArgs {
+    /// Memory for the query engine's sorts, aggregates and joins, in MiB (at least 64); beyond
+    /// it they spill to disk (the system's temporary directory). The process uses somewhat more
+    /// (files being read, their metadata, output).
+    #[arg(long, default_value_t = 512, value_name = "MIB", env = "TRAILHOUSE_MEMORY")]
+    pub memory: u64,
+}
+
+impl EngineArgs {
+    pub fn options(&self) -> trailhouse_query::engine::EngineOptions {
+        trailhouse_query::engine::EngineOptions {
+            memory: usize::try_from(self.memory.saturating_mul(1 << 20))
+                .unwrap_or(usize::MAX),
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -180,6 +201,9 @@ pub struct QueriesArgs {
     /// parameters = placeholders. Exit status 1 when any fails.
     #[arg(long)]
     pub check: bool,
+
+    #[command(flatten)]
+    pub engine: EngineArgs,
 }
 
 #[derive(Debug, Args)]
@@ -215,6 +239,9 @@ pub struct RunArgs {
     /// Print the query plan (with the files it will read) instead of running it.
     #[arg(long)]
     pub explain: bool,
+
+    #[command(flatten)]
+    pub engine: EngineArgs,
 }
 
 fn parse_param(s: &str) -> Result<(String, String), String> {
@@ -231,6 +258,9 @@ pub struct SqlArgs {
     /// Output format.
     #[arg(long, short = 'f', value_enum)]
     pub format: Option<OutputFormat>,
+
+    #[command(flatten)]
+    pub engine: EngineArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -252,4 +282,7 @@ pub struct ExportArgs {
     /// Write to this file instead of standard output.
     #[arg(long, short = 'o')]
     pub output: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub engine: EngineArgs,
 }

@@ -12,7 +12,7 @@ use crate::cli::{ExportArgs, ExportFormat};
 
 pub async fn run(lake: &Path, args: ExportArgs) -> anyhow::Result<ExitCode> {
     let ExportFormat::Ndjson = args.format;
-    let session = Session::open(&Lake::new(lake)).await?;
+    let session = Session::open_with(&Lake::new(lake), args.engine.options()).await?;
     let mut out = crate::output::open(args.output.as_deref())?;
     let counts = export_ndjson(&session, args.quarantine, &mut out).await?;
     out.flush()?;

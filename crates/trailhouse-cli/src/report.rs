@@ -45,10 +45,9 @@ pub async fn run(lake: &Path, args: ReportArgs) -> anyhow::Result<ExitCode> {
         until,
         max_events: args.max_events,
         lake: lake.display().to_string(),
-        shared_scan_bytes: usize::try_from(args.memory.saturating_mul(1 << 20))
-            .unwrap_or(usize::MAX),
+        share_scan: !args.separate_scans,
     };
-    let session = Session::open(&Lake::new(lake)).await?;
+    let session = Session::open_with(&Lake::new(lake), args.engine.options()).await?;
     let started = std::time::Instant::now();
     let r = report::build(&session, &catalog, &opts).await?;
     let text = match args.format {
@@ -64,13 +63,8 @@ pub async fn run(lake: &Path, args: ReportArgs) -> anyhow::Result<ExitCode> {
         .as_ref()
         .map(|s| {
             format!(
-                "; {} of {} queries shared one scan ({} events, {} MiB in {} chunk{})",
-                s.queries,
-                s.of,
-                s.rows,
-                s.bytes.div_ceil(1 << 20),
-                s.chunks,
-                if s.chunks == 1 { "" } else { "s" }
+                "; {} of {} queries shared one scan ({} events)",
+                s.queries, s.of, s.rows
             )
         })
         .unwrap_or_default();

@@ -12,7 +12,7 @@ use crate::cli::{OutputFormat, SqlArgs};
 use crate::shell;
 
 pub async fn run(lake: &Path, args: SqlArgs) -> anyhow::Result<ExitCode> {
-    let session = Session::open(&Lake::new(lake)).await?;
+    let session = Session::open_with(&Lake::new(lake), args.engine.options()).await?;
     let interactive = std::io::stdin().is_terminal();
     let statement = match args.statement {
         Some(s) => s,

@@ -23,6 +23,9 @@ use crate::error::QueryError;
 /// unless the caller says otherwise.
 pub const DEFAULT_MEMORY: usize = 512 << 20;
 
+/// The smallest pool: a report's few dozen queries each need a little to run at all.
+pub const MIN_MEMORY: usize = 64 << 20;
+
 /// Parquet footers and page indexes kept in memory per process: a report or a shell runs many
 /// queries over the same files.
 const METADATA_CACHE_BYTES: usize = 128 << 20;
@@ -49,7 +52,7 @@ pub fn config() -> Result<SessionConfig, QueryError> {
     let mut config = SessionConfig::from_env()?
         .with_information_schema(true)
         .with_default_catalog_and_schema("trailhouse", "public");
-    let ours: [(&str, &str); 4] = [
+    let ours: [(&str, &str); 5] = [
         // Plain Utf8 strings: with view types, a placeholder compared with a column
         // (Utf8View) and with a JSON function's result (Utf8) get two conflicting types.
         (
@@ -63,6 +66,9 @@ pub fn config() -> Result<SessionConfig, QueryError> {
         // Our footers and page indexes are tens of kilobytes; DataFusion's default guess (512
         // KiB) read most of every small file to find them.
         ("datafusion.execution.parquet.metadata_size_hint", "65536"),
+        // What each sort sets aside for merging what it spilled: a report runs dozens of
+        // sorts at once in one pool, and DataFusion's 10 MiB each was most of a small pool.
+        ("datafusion.execution.sort_spill_reservation_bytes", "1048576"),
     ];
     for (key, value) in ours {
         let var = key.replace('.', "_").to_uppercase();
@@ -77,7 +83,7 @@ pub fn config() -> Result<SessionConfig, QueryError> {
 /// temporary directory) and the metadata cache.
 pub fn runtime(options: EngineOptions) -> Result<Arc<RuntimeEnv>, QueryError> {
     let pool = TrackConsumersPool::new(
-        FairSpillPool::new(options.memory.max(16 << 20)),
+        FairSpillPool::new(options.memory.max(MIN_MEMORY)),
         NonZeroUsize::new(5).unwrap_or(NonZeroUsize::MIN),
     );
     Ok(RuntimeEnvBuilder::new()

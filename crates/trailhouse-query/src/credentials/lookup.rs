@@ -25,12 +25,16 @@ use futures::StreamExt;
 /// AssumeRole* sessions last 12 hours at most, AssumeRoot 15 minutes). In microseconds.
 pub const LIFETIME: i64 = 36 * 3600 * 1_000_000;
 
+/// What every temporary access key starts with (AWS's unique-id prefixes: `AKIA` is a long-term
+/// key).
+pub const TEMPORARY_KEY_PREFIX: &str = "ASIA";
+
 /// The longest chain of STS calls followed back to its origin.
 pub const MAX_HOPS: usize = 10;
 
-/// Above this many keys, a lookup reads every minting call of its windows and picks the keys
-/// in memory instead of asking for each (an IN list that long prunes nothing).
-const MAX_LISTED_KEYS: usize = 256;
+/// Keys asked for in one scan: the IN list is a hash set at execution, and bloom filters prune
+/// by it while it is short; longer lists are split into scans of this many.
+const MAX_LISTED_KEYS: usize = 50_000;
 
 /// A lookup's windows are merged into at most this many time ranges.
 const MAX_RANGES: usize = 32;
@@ -97,7 +101,7 @@ impl Call {
     /// Folds another copy of the same call into this one: the preferred copy (by `pref`, then
     /// `eventid`) gives the caller's side; any copy may carry the session, source identity and
     /// federated subject.
-    fn merge(&mut self, other: Call) {
+    pub(super) fn merge(&mut self, other: Call) {
         let (mut first, second) = if (other.pref, &other.eventid) < (self.pref, &self.eventid) {
             (other, std::mem::replace(self, Call::empty()))
         } else {
@@ -222,31 +226,28 @@ impl Lookup {
         if windows.is_empty() {
             return Ok(found);
         }
-        let listed = windows.len() <= MAX_LISTED_KEYS;
-        let key_predicate = if listed {
-            let keys: Vec<Expr> = windows.keys().map(|k| lit(*k)).collect();
-            col("minted_key").in_list(keys, false)
-        } else {
-            col("minted_key").is_not_null()
-        };
-        let predicate = match time_predicate(windows.values().copied()) {
-            Some(t) => key_predicate.and(t),
-            None => key_predicate,
-        };
         let mut copies: HashMap<String, Call> = HashMap::new();
-        let mut stream = self.mints(Some(predicate)).await?.execute_stream().await?;
-        while let Some(batch) = stream.next().await {
-            for call in calls_of(&batch?)? {
-                let Some(&(lo, hi)) = windows.get(call.minted_key.as_str()) else {
-                    continue;
-                };
-                if !(lo..=hi).contains(&call.eventtime) {
-                    continue;
-                }
-                match copies.get_mut(&call.minted_key) {
-                    Some(c) => c.merge(call),
-                    None => {
-                        copies.insert(call.minted_key.clone(), call);
+        let keys: Vec<&str> = windows.keys().copied().collect();
+        for chunk in keys.chunks(MAX_LISTED_KEYS) {
+            let listed: Vec<Expr> = chunk.iter().map(|k| lit(*k)).collect();
+            let mut predicate = col("minted_key").in_list(listed, false);
+            if let Some(t) = time_predicate(chunk.iter().filter_map(|k| windows.get(k).copied())) {
+                predicate = predicate.and(t);
+            }
+            let mut stream = self.mints(Some(predicate)).await?.execute_stream().await?;
+            while let Some(batch) = stream.next().await {
+                for call in calls_of(&batch?)? {
+                    let Some(&(lo, hi)) = windows.get(call.minted_key.as_str()) else {
+                        continue;
+                    };
+                    if !(lo..=hi).contains(&call.eventtime) {
+                        continue;
+                    }
+                    match copies.get_mut(&call.minted_key) {
+                        Some(c) => c.merge(call),
+                        None => {
+                            copies.insert(call.minted_key.clone(), call);
+                        }
                     }
                 }
             }
@@ -260,12 +261,15 @@ impl Lookup {
             cache.insert(key.clone(), Arc::clone(&call));
             found.insert(key, call);
         }
-        // A key found with a window wider than one want's (another want of the same key) is
-        // that want's only if it falls in its own window.
+        // A key's window is the union of its wants': a call is found only if it falls in one of
+        // them.
+        let mut own: HashMap<&str, Vec<(i64, i64)>> = HashMap::new();
+        for w in wants {
+            own.entry(w.key.as_str()).or_default().push((w.lo, w.hi));
+        }
         found.retain(|key, call| {
-            wants
-                .iter()
-                .any(|w| &w.key == key && (w.lo..=w.hi).contains(&call.eventtime))
+            own.get(key.as_str())
+                .is_some_and(|ws| ws.iter().any(|(lo, hi)| (*lo..=*hi).contains(&call.eventtime)))
         });
         Ok(found)
     }
@@ -349,10 +353,14 @@ impl Lookup {
     }
 }
 
-/// The lookup of the call that minted `call`'s caller key, unless the chain already holds that
-/// key (a cycle: impossible in AWS, possible in bad data).
+/// The lookup of the call that minted `call`'s caller key: only temporary keys (`ASIA…`) are
+/// minted by STS; a long-term key (`AKIA…`) is where a chain starts. None either when the chain
+/// already holds that key (a cycle: impossible in AWS, possible in bad data).
 fn next_want(call: &Call, chain: &[Arc<Call>]) -> Option<Want> {
-    let key = call.caller_key.as_deref().filter(|k| !k.is_empty())?;
+    let key = call
+        .caller_key
+        .as_deref()
+        .filter(|k| k.starts_with(TEMPORARY_KEY_PREFIX))?;
     if chain.iter().any(|c| c.minted_key == key) {
         return None;
     }

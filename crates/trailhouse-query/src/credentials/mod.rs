@@ -438,8 +438,9 @@ async fn named_credentials(
     batch_of(&credentials, &SCHEMA)
 }
 
-/// Every key minted in the window, in the order the calls were made, a batch of calls at a
-/// time, each batch's chains walked by lookups.
+/// Every key minted in the window, in the order the calls were made (a sort that spills beyond
+/// the memory pool), a batch of calls at a time: the copies of a call merged, each call's chain
+/// walked by lookups.
 async fn every_key(
     lookup: Arc<Lookup>,
     lo: i64,
@@ -454,16 +455,41 @@ async fn every_key(
     let mints = lookup.mints(time_predicate([(lo, hi)])).await?;
     ctx.register_table("mints", mints.into_view())?;
     let calls = ctx.sql(ALL_SQL).await?.execute_stream().await?;
-    Ok(calls
-        .and_then(move |batch| {
-            let lookup = Arc::clone(&lookup);
+    // The last call of a batch may have copies at the start of the next.
+    let pending: Arc<std::sync::Mutex<Option<lookup::Call>>> = Arc::default();
+    let batches = calls
+        .map(Some)
+        .chain(futures::stream::once(async { None }))
+        .then(move |batch| {
+            let (lookup, pending) = (Arc::clone(&lookup), Arc::clone(&pending));
             async move {
-                let firsts = calls_of(&batch)?.into_iter().map(Arc::new).collect();
+                let mut merged: Vec<lookup::Call> = Vec::new();
+                let carried = pending
+                    .lock()
+                    .map_err(|_| DataFusionError::Internal("credentials scan".into()))?
+                    .take();
+                merged.extend(carried);
+                // The end of the calls (None) flushes the last one.
+                if let Some(batch) = batch {
+                    for call in calls_of(&batch?)? {
+                        match merged.last_mut() {
+                            Some(prev) if prev.minted_key == call.minted_key => prev.merge(call),
+                            _ => merged.push(call),
+                        }
+                    }
+                    if let Some(call) = merged.pop() {
+                        *pending
+                            .lock()
+                            .map_err(|_| DataFusionError::Internal("credentials scan".into()))? =
+                            Some(call);
+                    }
+                }
+                let firsts = merged.into_iter().map(Arc::new).collect();
                 let credentials = lookup.origins(firsts).await?;
                 batch_of(&credentials, &SCHEMA)
             }
-        })
-        .boxed())
+        });
+    Ok(batches.boxed())
 }
 
 #[cfg(test)]

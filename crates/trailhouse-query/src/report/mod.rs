@@ -7,25 +7,23 @@
 //! The [`Report`] value is the JSON document (its shape is versioned by [`REPORT_VERSION`]);
 //! [`html`] and [`markdown`] render it.
 
+mod activity;
+mod channel;
+mod control;
+mod findings;
 pub mod html;
 pub mod markdown;
 pub mod shared_scan;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 
-use arrow::array::{Array, AsArray, RecordBatch};
-use arrow::compute::{
-    SortColumn, SortOptions, cast, concat_batches, lexsort_to_indices, take_record_batch,
-};
-use arrow::datatypes::{DataType, Int64Type, TimeUnit, TimestampMicrosecondType};
 use chrono::{DateTime, SecondsFormat, Utc};
-use datafusion::common::ParamValues;
-use datafusion::logical_expr::{Expr, LogicalPlan};
-use datafusion::prelude::DataFrame;
+use datafusion::common::DataFusionError;
+use datafusion::common::runtime::SpawnedTask;
 use futures::StreamExt;
 use serde::Serialize;
 
-use crate::credentials;
+use crate::credentials::Want;
 use crate::error::QueryError;
 use crate::saved::{Catalog, SavedQuery, Window};
 use crate::session::Session;
@@ -34,9 +32,6 @@ use shared_scan::SharedScan;
 /// The version of the JSON shape; bumped when a field changes meaning or disappears (new
 /// fields may be added without a bump).
 pub const REPORT_VERSION: u32 = 1;
-
-/// Columns of summary queries that count events (a row per principal and day, say).
-const WEIGHT_COLUMNS: [&str; 3] = ["calls", "decrypts", "events"];
 
 /// How many principals and source IPs a control or chart lists.
 const TOP: usize = 10;
@@ -53,9 +48,9 @@ pub struct ReportOptions {
     pub max_events: usize,
     /// How the lake is named in the commands that reproduce a finding.
     pub lake: String,
-    /// Memory for the rows the controls share, read from the lake in one scan
-    /// ([`shared_scan`]); over it, or at 0, each control reads the lake itself.
-    pub shared_scan_bytes: usize,
+    /// Whether the controls share one scan of the lake ([`shared_scan`]); otherwise each reads
+    /// the lake itself (the same report, more reading).
+    pub share_scan: bool,
 }
 
 /// The report document.
@@ -75,14 +70,13 @@ pub struct Report {
     pub shared_scan: Option<SharedScanInfo>,
 }
 
-/// The controls' shared scan: how many queries read it, out of how many, and what it held.
+/// The controls' shared scan: how many queries read it, out of how many, and how many rows
+/// it handed them.
 #[derive(Debug, Clone)]
 pub struct SharedScanInfo {
     pub queries: usize,
     pub of: usize,
     pub rows: usize,
-    pub bytes: usize,
-    pub chunks: usize,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -239,86 +233,100 @@ pub async fn build(
         frames.push(session.saved_dataframe(q, params.clone()).await?);
         bound.push(params);
     }
-    let mut matches: Vec<Option<Matches>> = distinct.iter().map(|_| None).collect();
+    let scan = if opts.share_scan {
+        SharedScan::plan(session, &frames).await?
+    } else {
+        None
+    };
+
+    // Every control runs at once: those the shared scan serves read its rows as it hands them
+    // out, the others the lake; all send their rows' principals and IPs to the totals.
+    let (finding_rows, finding_feed) = channel::table(findings::schema())?;
+    let totals = {
+        let ctx = session.context().clone();
+        SpawnedTask::spawn(async move { findings::totals(&ctx, finding_rows).await })
+    };
+    let mut feeds = Vec::new();
+    let mut runs = Vec::with_capacity(distinct.len());
+    for (i, frame) in frames.into_iter().enumerate() {
+        let frame = match &scan {
+            Some(s) if s.serves(i) => {
+                let (rows, feed) = channel::table(s.schema())?;
+                feeds.push(feed);
+                session
+                    .with_cloudtrail(rows)
+                    .await?
+                    .saved_dataframe(distinct[i], bound[i].clone())
+                    .await?
+            }
+            _ => frame,
+        };
+        let findings = Some(finding_feed.clone());
+        runs.push(SpawnedTask::spawn(control::run(
+            frame,
+            opts.max_events,
+            findings,
+        )));
+    }
+    drop(finding_feed);
     let mut shared_scan = None;
-    if opts.shared_scan_bytes > 0
-        && let Some(mut scan) = SharedScan::start(session, &frames, opts.shared_scan_bytes).await?
-    {
-        while scan.next_chunk().await? {
-            // Every query the scan serves reads a chunk that holds all the shared rows; when
-            // the rows come in several chunks, only the row-level ones do.
-            let whole = scan.chunks == 1 && scan.finished();
-            for (i, q) in distinct.iter().enumerate() {
-                if !scan.serves(i) || !(whole || scan.row_level(i)) {
-                    continue;
+    if let Some(scan) = scan {
+        let queries = scan.served();
+        let mut rows = 0;
+        let mut stream = scan.stream().await?;
+        while let Some(batch) = stream.next().await {
+            match batch {
+                Ok(batch) => {
+                    rows += batch.num_rows();
+                    for feed in feeds.iter_mut() {
+                        feed.send(batch.clone()).await;
+                    }
                 }
-                let query = scan.session().saved_dataframe(q, bound[i].clone()).await?;
-                let m = Matches::run(query, opts.max_events).await?;
-                match &mut matches[i] {
-                    Some(acc) => acc.merge(m)?,
-                    slot => *slot = Some(m),
+                Err(e) => {
+                    for feed in feeds.drain(..) {
+                        feed.fail(DataFusionError::Execution(format!(
+                            "the controls' shared scan failed: {e}"
+                        )))
+                        .await;
+                    }
+                    return Err(e.into());
                 }
             }
         }
+        drop(feeds);
         shared_scan = Some(SharedScanInfo {
-            queries: matches.iter().filter(|m| m.is_some()).count(),
+            queries,
             of: distinct.len(),
-            rows: scan.rows,
-            bytes: scan.bytes,
-            chunks: scan.chunks,
+            rows,
         });
     }
-    let mut results: HashMap<String, Matches> = HashMap::new();
-    for ((q, frame), m) in distinct.iter().zip(frames).zip(matches) {
-        let mut m = match m {
-            Some(m) => m,
-            None => Matches::run(frame, opts.max_events).await?,
-        };
-        m.finish()?;
-        results.insert(q.name.clone(), m);
+    let mut results: HashMap<String, control::Matches> = HashMap::new();
+    for (q, run) in distinct.iter().zip(runs) {
+        results.insert(q.name.clone(), joined(run).await??);
     }
+    let (finding_principals, finding_source_ips) = joined(totals).await??;
 
-    let mut keys: BTreeMap<&str, i64> = BTreeMap::new();
-    for (k, t) in results
-        .values()
-        .flat_map(|m| m.principals.values().flat_map(|p| p.keys.iter()))
-    {
-        let at = keys.entry(k.as_str()).or_insert(*t);
-        *at = (*at).max(*t);
-    }
-    let origins = origins(session, &keys).await?;
-
+    let origins = origins(session, &results).await?;
     let window_text = WindowInfo {
         since: time_text(opts.since),
         until: time_text(opts.until),
     };
-    let mut finding_principals: BTreeMap<String, u64> = BTreeMap::new();
-    let mut finding_ips: BTreeMap<String, u64> = BTreeMap::new();
-    let mut counted = BTreeSet::new();
     let mut controls = Vec::new();
     for (pack, id, q) in &planned {
         let Some(m) = results.get(&q.name) else {
             continue;
         };
-        if counted.insert(q.name.clone()) {
-            for (p, c) in &m.principals {
-                *finding_principals.entry(p.clone()).or_default() += c.count;
-            }
-            for (ip, n) in &m.source_ips {
-                *finding_ips.entry(ip.clone()).or_default() += n;
-            }
-        }
-        controls.push(m.control(pack, id, q, &origins, opts, &window_text));
+        controls.push(control_result(m, pack, id, q, &origins, opts, &window_text));
     }
 
-    let table = table_info(session, opts).await?;
-    let (days, top_principals, top_source_ips) = activity(session, window).await?;
+    let table = activity::table_info(session, opts).await?;
+    let (days, top_principals, top_source_ips) = activity::activity(session, window).await?;
     let activity = Activity {
         days,
         top_principals,
         top_source_ips,
-        finding_principals: top(finding_principals),
-        finding_source_ips: top(finding_ips),
+        finding_principals,
+        finding_source_ips,
     };
     let summary = Summary {
         controls: controls.len(),
@@ -342,6 +350,13 @@ pub async fn build(
     })
 }
 
+/// The result of a spawned task.
+async fn joined<T: Send + 'static>(task: SpawnedTask<T>) -> Result<T, QueryError> {
+    task.join()
+        .await
+        .map_err(|e| QueryError::Io(std::io::Error::other(format!("report task: {e}"))))
+}
+
 fn top(counts: impl IntoIterator<Item = (String, u64)>) -> Vec<Count> {
     let mut v: Vec<Count> = counts
         .into_iter()
@@ -352,392 +367,50 @@ fn top(counts: impl IntoIterator<Item = (String, u64)>) -> Vec<Count> {
     v
 }
 
-#[derive(Default)]
-struct PrincipalAcc {
-    count: u64,
-    /// Temporary keys the principal used, with the last time each was used (open when the
-    /// query has no times).
-    keys: FastMap<String, i64>,
-}
-
-/// One query's matches, reduced by an aggregate in the engine: memory is bounded by the sample
-/// and the number of distinct principals, keys and IPs, not by the number of matches.
-#[derive(Default)]
-struct Matches {
-    count: u64,
-    first: Option<i64>,
-    last: Option<i64>,
-    columns: Vec<String>,
-    /// The first rows in the query's order (`max_events` at most), and that order's keys when
-    /// it is an ORDER BY of the query's columns.
-    sample: Vec<RecordBatch>,
-    order: Option<Vec<(usize, SortOptions)>>,
-    max_events: usize,
-    events: Vec<serde_json::Map<String, serde_json::Value>>,
-    // Hash maps (DataFusion's, hashbrown with foldhash): a broad control adds hundreds of
-    // thousands of rows, and an ordered map's string comparisons per row were a visible share of
-    // the report. Every list taken from them is sorted by count, then value.
-    principals: FastMap<String, PrincipalAcc>,
-    source_ips: FastMap<String, u64>,
-    seconds: f64,
-}
-
-type FastMap<K, V> = datafusion::common::HashMap<K, V>;
-
-fn utf8_column(
-    batch: &RecordBatch,
-    name: &str,
-) -> Result<Option<arrow::array::ArrayRef>, QueryError> {
-    batch
-        .column_by_name(name)
-        .map(|c| cast(c, &DataType::Utf8))
-        .transpose()
-        .map_err(QueryError::from)
-}
-
-impl Matches {
-    /// Runs a control's query once, reducing its rows as they stream: count, first/last seen,
-    /// by principal, key and source IP, and its first `max_events` rows in its own order. When
-    /// the query ends in an ORDER BY of its columns (they all do), the rows are taken unsorted
-    /// and the first ones kept in a bounded top-k, so memory holds the sample and the distinct
-    /// principals and IPs, however many rows match.
-    async fn run(query: DataFrame, max_events: usize) -> Result<Self, QueryError> {
-        let started = std::time::Instant::now();
-        let columns: Vec<String> = query
-            .schema()
-            .fields()
-            .iter()
-            .map(|f| f.name().clone())
-            .collect();
-        let mut m = Matches {
-            columns,
-            max_events,
-            ..Default::default()
-        };
-        let (state, plan) = query.into_parts();
-        let (input, mut top) = match TopK::for_plan(&plan, max_events) {
-            Some((input, top)) => (input, Some(top)),
-            None => (plan, None),
-        };
-        m.order = top.as_ref().map(|t| t.keys.clone());
-        let mut stream = DataFrame::new(state, input).execute_stream().await?;
-        let mut kept = 0;
-        while let Some(batch) = stream.next().await {
-            let batch = batch?;
-            if batch.num_rows() == 0 {
-                continue;
+/// A control's part of the report.
+fn control_result(
+    m: &control::Matches,
+    pack: &str,
+    id: &str,
+    q: &SavedQuery,
+    origins: &HashMap<String, String>,
+    opts: &ReportOptions,
+    window: &WindowInfo,
+) -> ControlResult {
+    let principals = m
+        .principals
+        .iter()
+        .map(|p| {
+            let o: BTreeSet<&String> = p.keys.iter().filter_map(|(k, _)| origins.get(k)).collect();
+            PrincipalCount {
+                principal: p.principal.clone(),
+                origins: o.into_iter().cloned().collect(),
+                count: p.count,
             }
-            m.add_rows(&batch)?;
-            match top.as_mut() {
-                Some(t) => t.push(batch)?,
-                None if kept < max_events => {
-                    let n = (max_events - kept).min(batch.num_rows());
-                    kept += n;
-                    m.sample.push(batch.slice(0, n));
-                }
-                None => {}
-            }
-        }
-        if let Some(t) = top {
-            m.sample.extend(t.into_batch());
-        }
-        m.seconds = started.elapsed().as_secs_f64();
-        Ok(m)
-    }
-
-    /// Adds the matches of the same query over other rows (the next chunk of a shared scan).
-    fn merge(&mut self, other: Matches) -> Result<(), QueryError> {
-        self.count += other.count;
-        self.first = match (self.first, other.first) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        self.last = match (self.last, other.last) {
-            (Some(a), Some(b)) => Some(a.max(b)),
-            (a, b) => a.or(b),
-        };
-        for (p, acc) in other.principals {
-            let mine = self.principals.entry(p).or_default();
-            mine.count += acc.count;
-            for (k, t) in acc.keys {
-                let at = mine.keys.entry(k).or_insert(t);
-                *at = (*at).max(t);
-            }
-        }
-        for (ip, n) in other.source_ips {
-            *self.source_ips.entry(ip).or_default() += n;
-        }
-        self.seconds += other.seconds;
-        let batches = std::mem::take(&mut self.sample)
-            .into_iter()
-            .chain(other.sample);
-        match &self.order {
-            Some(keys) => {
-                let mut top = TopK {
-                    limit: self.max_events,
-                    keys: keys.clone(),
-                    best: None,
-                };
-                for b in batches {
-                    top.push(b)?;
-                }
-                self.sample.extend(top.into_batch());
-            }
-            None => {
-                let mut kept = 0;
-                for b in batches {
-                    let n = (self.max_events - kept).min(b.num_rows());
-                    if n > 0 {
-                        self.sample.push(b.slice(0, n));
-                        kept += n;
-                    }
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Turns the sample into the report's rows.
-    fn finish(&mut self) -> Result<(), QueryError> {
-        for b in std::mem::take(&mut self.sample) {
-            self.add_sample(&b)?;
-        }
-        Ok(())
-    }
-
-    fn add_sample(&mut self, batch: &RecordBatch) -> Result<(), QueryError> {
-        if batch.num_rows() == 0 {
-            return Ok(());
-        }
-        let mut buf = Vec::new();
-        {
-            let mut w = arrow::json::WriterBuilder::new()
-                .with_explicit_nulls(true)
-                .build::<_, arrow::json::writer::JsonArray>(&mut buf);
-            w.write(batch)?;
-            w.finish()?;
-        }
-        let rows: Vec<serde_json::Map<String, serde_json::Value>> = serde_json::from_slice(&buf)
-            .map_err(|e| QueryError::Io(std::io::Error::other(format!("report rows: {e}"))))?;
-        self.events.extend(rows);
-        Ok(())
-    }
-
-    /// Adds matching rows to the count, first/last seen, principals (with their temporary
-    /// keys) and source IPs. Summary queries (a row per principal and day, say) weigh each row
-    /// by its count column.
-    fn add_rows(&mut self, batch: &RecordBatch) -> Result<(), QueryError> {
-        let principal = utf8_column(batch, "principal")?;
-        let key = utf8_column(batch, "accesskeyid")?;
-        let ip = utf8_column(batch, "sourceipaddress")?;
-        let weight = WEIGHT_COLUMNS
-            .iter()
-            .find_map(|w| batch.column_by_name(w))
-            .map(|c| cast(c, &DataType::Int64))
-            .transpose()?;
-        let times = |name: &str| {
-            batch
-                .column_by_name(name)
-                .and_then(|c| match c.data_type() {
-                    DataType::Timestamp(TimeUnit::Microsecond, _) => {
-                        Some(c.as_primitive::<TimestampMicrosecondType>().clone())
-                    }
-                    _ => None,
-                })
-        };
-        let (first, last) = match times("eventtime") {
-            Some(t) => (Some(t.clone()), Some(t)),
-            None => (times("first_seen"), times("last_seen")),
-        };
-        let principal = principal.as_ref().map(|c| c.as_string::<i32>());
-        let key = key.as_ref().map(|c| c.as_string::<i32>());
-        let ip = ip.as_ref().map(|c| c.as_string::<i32>());
-        let weight = weight.as_ref().map(|c| c.as_primitive::<Int64Type>());
-        for i in 0..batch.num_rows() {
-            self.count += 1;
-            let w = weight.map_or(1, |c| {
-                if c.is_valid(i) {
-                    c.value(i).max(0) as u64
-                } else {
-                    0
-                }
-            });
-            if let Some(t) = first.as_ref().filter(|t| t.is_valid(i)) {
-                let v = t.value(i);
-                self.first = Some(self.first.map_or(v, |f| f.min(v)));
-            }
-            if let Some(t) = last.as_ref().filter(|t| t.is_valid(i)) {
-                let v = t.value(i);
-                self.last = Some(self.last.map_or(v, |l| l.max(v)));
-            }
-            if let Some(p) = principal {
-                let name = if p.is_valid(i) {
-                    p.value(i)
-                } else {
-                    "(unknown)"
-                };
-                let acc = match self.principals.get_mut(name) {
-                    Some(acc) => acc,
-                    None => self.principals.entry(name.to_string()).or_default(),
-                };
-                acc.count += w;
-                if let Some(k) = key
-                    && k.is_valid(i)
-                    && k.value(i).starts_with("ASIA")
-                {
-                    let t = last
-                        .as_ref()
-                        .filter(|t| t.is_valid(i))
-                        .map_or(i64::MAX, |t| t.value(i));
-                    match acc.keys.get_mut(k.value(i)) {
-                        Some(at) => *at = (*at).max(t),
-                        None => {
-                            acc.keys.insert(k.value(i).to_string(), t);
-                        }
-                    }
-                }
-            }
-            if let Some(a) = ip
-                && a.is_valid(i)
-            {
-                match self.source_ips.get_mut(a.value(i)) {
-                    Some(n) => *n += w,
-                    None => {
-                        self.source_ips.insert(a.value(i).to_string(), w);
-                    }
-                }
-            }
-        }
-        Ok(())
-    }
-
-    fn control(
-        &self,
-        pack: &str,
-        id: &str,
-        q: &SavedQuery,
-        origins: &HashMap<String, String>,
-        opts: &ReportOptions,
-        window: &WindowInfo,
-    ) -> ControlResult {
-        let mut principals: Vec<PrincipalCount> = self
-            .principals
-            .iter()
-            .map(|(p, acc)| {
-                let mut o: Vec<String> = acc
-                    .keys
-                    .keys()
-                    .filter_map(|k| origins.get(k).cloned())
-                    .collect();
-                o.sort();
-                o.dedup();
-                PrincipalCount {
-                    principal: p.clone(),
-                    origins: o,
-                    count: acc.count,
-                }
-            })
-            .collect();
-        principals.sort_by(|a, b| {
-            b.count
-                .cmp(&a.count)
-                .then_with(|| a.principal.cmp(&b.principal))
-        });
-        principals.truncate(TOP);
-        ControlResult {
-            pack: pack.to_string(),
-            id: id.to_string(),
-            query: q.name.clone(),
-            title: q.summary.clone(),
-            security_hub: q.security_hub.clone(),
-            status: if self.count > 0 { "findings" } else { "clean" }.to_string(),
-            count: self.count,
-            first_seen: self.first.map(time_text),
-            last_seen: self.last.map(time_text),
-            principals,
-            source_ips: top(self.source_ips.clone()),
-            columns: self.columns.clone(),
-            events: self.events.clone(),
-            command: format!(
-                "trailhouse --lake {} run {} --since {} --until {}",
-                shell_word(&opts.lake),
-                q.name,
-                window.since,
-                window.until
-            ),
-            seconds: self.seconds,
-        }
-    }
-}
-
-/// The first `limit` rows of a stream in the order of an ORDER BY over its columns, kept as
-/// the rows arrive (a bounded top-k), so the stream need not be sorted whole.
-struct TopK {
-    limit: usize,
-    keys: Vec<(usize, SortOptions)>,
-    best: Option<RecordBatch>,
-}
-
-impl TopK {
-    /// For a plan that ends in an ORDER BY of its own columns (no LIMIT): the plan below the
-    /// sort and the top-k that replaces it.
-    fn for_plan(plan: &LogicalPlan, limit: usize) -> Option<(LogicalPlan, Self)> {
-        let LogicalPlan::Sort(sort) = plan else {
-            return None;
-        };
-        if sort.fetch.is_some() {
-            return None;
-        }
-        let schema = sort.input.schema();
-        let keys = sort
-            .expr
-            .iter()
-            .map(|e| match &e.expr {
-                Expr::Column(c) => schema.index_of_column(c).ok().map(|i| {
-                    (
-                        i,
-                        SortOptions {
-                            descending: !e.asc,
-                            nulls_first: e.nulls_first,
-                        },
-                    )
-                }),
-                _ => None,
-            })
-            .collect::<Option<Vec<_>>>()?;
-        Some((
-            sort.input.as_ref().clone(),
-            Self {
-                limit,
-                keys,
-                best: None,
-            },
-        ))
-    }
-
-    fn push(&mut self, batch: RecordBatch) -> Result<(), QueryError> {
-        if self.limit == 0 {
-            return Ok(());
-        }
-        let all = match self.best.take() {
-            Some(best) => concat_batches(&batch.schema(), [&best, &batch])?,
-            None => batch,
-        };
-        let columns: Vec<SortColumn> = self
-            .keys
-            .iter()
-            .map(|(i, options)| SortColumn {
-                values: all.column(*i).clone(),
-                options: Some(*options),
-            })
-            .collect();
-        let order = lexsort_to_indices(&columns, Some(self.limit))?;
-        self.best = Some(take_record_batch(&all, &order)?);
-        Ok(())
-    }
-
-    fn into_batch(self) -> Option<RecordBatch> {
-        self.best
+        })
+        .collect();
+    ControlResult {
+        pack: pack.to_string(),
+        id: id.to_string(),
+        query: q.name.clone(),
+        title: q.summary.clone(),
+        security_hub: q.security_hub.clone(),
+        status: if m.count > 0 { "findings" } else { "clean" }.to_string(),
+        count: m.count,
+        first_seen: m.first.map(time_text),
+        last_seen: m.last.map(time_text),
+        principals,
+        source_ips: m.source_ips.clone(),
+        columns: m.columns.clone(),
+        events: m.events.clone(),
+        command: format!(
+            "trailhouse --lake {} run {} --since {} --until {}",
+            shell_word(&opts.lake),
+            q.name,
+            window.since,
+            window.until
+        ),
+        seconds: m.seconds,
     }
 }
 
@@ -753,145 +426,29 @@ fn shell_word(w: &str) -> String {
     }
 }
 
-/// The origin of each temporary key seen in the findings: the first caller of the chain of STS
-/// calls behind it, looked up as of the key's last use.
+/// The origin of each temporary key of the listed principals: the first caller of the chain of
+/// STS calls behind it, looked up as of the key's last use.
 async fn origins(
     session: &Session,
-    keys: &BTreeMap<&str, i64>,
+    results: &HashMap<String, control::Matches>,
 ) -> Result<HashMap<String, String>, QueryError> {
-    let wants: Vec<credentials::Want> = keys
-        .iter()
-        .map(|(k, t)| match *t {
-            i64::MAX => credentials::Want::anytime(*k),
-            t => credentials::Want::used_at(*k, t),
+    let wants: Vec<Want> = results
+        .values()
+        .flat_map(|m| m.principals.iter())
+        .flat_map(|p| p.keys.iter())
+        .map(|(k, t)| match t {
+            Some(t) => Want::used_at(k.as_str(), *t),
+            None => Want::anytime(k.as_str()),
         })
         .collect();
+    if wants.is_empty() {
+        return Ok(HashMap::new());
+    }
     let found = session.credentials().credentials(&wants).await?;
     Ok(found
         .into_iter()
-        .filter_map(|(key, c)| {
-            Some((key, format!("{} via {}", c.origin?, c.origin_call?)))
-        })
+        .filter_map(|(key, c)| Some((key, format!("{} via {}", c.origin?, c.origin_call?))))
         .collect())
-}
-
-async fn rows(
-    session: &Session,
-    sql: &str,
-    params: Option<ParamValues>,
-) -> Result<Vec<RecordBatch>, QueryError> {
-    let mut df = session.dataframe(sql).await?;
-    if let Some(p) = params {
-        df = df.with_param_values(p)?;
-    }
-    Ok(df.collect().await?)
-}
-
-fn int(batch: &RecordBatch, name: &str, row: usize) -> u64 {
-    batch
-        .column_by_name(name)
-        .and_then(|c| cast(c, &DataType::Int64).ok())
-        .map(|c| {
-            let c = c.as_primitive::<Int64Type>();
-            if c.is_valid(row) {
-                c.value(row).max(0) as u64
-            } else {
-                0
-            }
-        })
-        .unwrap_or(0)
-}
-
-/// The window's activity in one scan: events and errors per day, and the busiest principals
-/// and source IPs.
-async fn activity(
-    session: &Session,
-    window: Window,
-) -> Result<(Vec<DayCount>, Vec<Count>, Vec<Count>), QueryError> {
-    let sql = "SELECT day, principal, sourceipaddress, count(*) AS events, \
-                      count(errorcode) AS errors, \
-                      grouping(day) AS not_by_day, grouping(principal) AS not_by_principal \
-               FROM (SELECT CAST(day AS VARCHAR) AS day, actor(useridentity) AS principal, \
-                            sourceipaddress, errorcode \
-                     FROM cloudtrail WHERE eventtime >= $since AND eventtime < $until) \
-               GROUP BY GROUPING SETS ((day), (principal), (sourceipaddress))";
-    let mut days = BTreeMap::new();
-    let mut principals = BTreeMap::new();
-    let mut ips = BTreeMap::new();
-    for b in rows(session, sql, Some(ParamValues::from(window.params()))).await? {
-        let (Some(d), Some(p), Some(ip)) = (
-            utf8_column(&b, "day")?,
-            utf8_column(&b, "principal")?,
-            utf8_column(&b, "sourceipaddress")?,
-        ) else {
-            continue;
-        };
-        let (d, p, ip) = (
-            d.as_string::<i32>(),
-            p.as_string::<i32>(),
-            ip.as_string::<i32>(),
-        );
-        for i in 0..b.num_rows() {
-            let n = int(&b, "events", i);
-            if int(&b, "not_by_day", i) == 0 {
-                days.insert(d.value(i).to_string(), (n, int(&b, "errors", i)));
-            } else if int(&b, "not_by_principal", i) == 0 {
-                let name = if p.is_valid(i) {
-                    p.value(i)
-                } else {
-                    "(unknown)"
-                };
-                principals.insert(name.to_string(), n);
-            } else if ip.is_valid(i) {
-                ips.insert(ip.value(i).to_string(), n);
-            }
-        }
-    }
-    let days = days
-        .into_iter()
-        .map(|(day, (events, errors))| DayCount {
-            day,
-            events,
-            errors,
-        })
-        .collect();
-    Ok((days, top(principals), top(ips)))
-}
-
-async fn table_info(session: &Session, opts: &ReportOptions) -> Result<TableInfo, QueryError> {
-    let b = rows(
-        session,
-        "SELECT count(*) AS records, count(DISTINCT sourcefile) AS files FROM cloudtrail",
-        None,
-    )
-    .await?;
-    let (records, files) = b
-        .first()
-        .map_or((0, 0), |b| (int(b, "records", 0), int(b, "files", 0)));
-    let quarantined = if session
-        .context()
-        .table_exist(trailhouse_lake::schema::QUARANTINE_TABLE_NAME)?
-    {
-        rows(session, "SELECT count(*) AS n FROM quarantine", None)
-            .await?
-            .first()
-            .map_or(0, |b| int(b, "n", 0))
-    } else {
-        0
-    };
-    Ok(TableInfo {
-        lake: opts.lake.clone(),
-        version: session.table_version(),
-        last_commit: session
-            .last_commit_millis()
-            .await
-            .and_then(DateTime::<Utc>::from_timestamp_millis)
-            .map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true)),
-        files,
-        records,
-        records_in_window: 0,
-        quarantined,
-    })
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@
 mod activity;
 mod channel;
 mod control;
-mod findings;
+mod reduce;
 pub mod html;
 pub mod markdown;
 pub mod shared_scan;
@@ -240,11 +240,12 @@ pub async fn build(
     };
 
     // Every control runs at once: those the shared scan serves read its rows as it hands them
-    // out, the others the lake; all send their rows' principals and IPs to the totals.
-    let (finding_rows, finding_feed) = channel::table(findings::schema())?;
-    let totals = {
+    // out, the others the lake; all send their rows to the one aggregate that reduces them.
+    let (reduce_rows, reduce_feed) = channel::table(reduce::schema())?;
+    let reducing = {
         let ctx = session.context().clone();
-        SpawnedTask::spawn(async move { findings::totals(&ctx, finding_rows).await })
+        let controls = distinct.len();
+        SpawnedTask::spawn(async move { reduce::reduce(ctx, reduce_rows, controls).await })
     };
     let mut feeds = Vec::new();
     let mut runs = Vec::with_capacity(distinct.len());
@@ -261,14 +262,14 @@ pub async fn build(
             }
             _ => frame,
         };
-        let findings = Some(finding_feed.clone());
         runs.push(SpawnedTask::spawn(control::run(
             frame,
             opts.max_events,
-            findings,
+            i as u32,
+            reduce_feed.clone(),
         )));
     }
-    drop(finding_feed);
+    drop(reduce_feed);
     let mut shared_scan = None;
     if let Some(scan) = scan {
         let queries = scan.served();
@@ -300,11 +301,16 @@ pub async fn build(
             rows,
         });
     }
-    let mut results: HashMap<String, control::Matches> = HashMap::new();
-    for (q, run) in distinct.iter().zip(runs) {
-        results.insert(q.name.clone(), joined(run).await??);
+    let mut samples = Vec::with_capacity(runs.len());
+    for run in runs {
+        samples.push(joined(run).await??);
     }
-    let (finding_principals, finding_source_ips) = joined(totals).await??;
+    let totals = joined(reducing).await??;
+    let results: HashMap<String, (control::Sampled, reduce::Reduced)> = distinct
+        .iter()
+        .map(|q| q.name.clone())
+        .zip(samples.into_iter().zip(totals.controls))
+        .collect();
 
     let origins = origins(session, &results).await?;
     let window_text = WindowInfo {
@@ -325,8 +331,8 @@ pub async fn build(
         days,
         top_principals,
         top_source_ips,
-        finding_principals,
-        finding_source_ips,
+        finding_principals: totals.principals,
+        finding_source_ips: totals.ips,
     };
     let summary = Summary {
         controls: controls.len(),
@@ -369,7 +375,7 @@ fn top(counts: impl IntoIterator<Item = (String, u64)>) -> Vec<Count> {
 
 /// A control's part of the report.
 fn control_result(
-    m: &control::Matches,
+    (sampled, m): &(control::Sampled, reduce::Reduced),
     pack: &str,
     id: &str,
     q: &SavedQuery,
@@ -395,14 +401,14 @@ fn control_result(
         query: q.name.clone(),
         title: q.summary.clone(),
         security_hub: q.security_hub.clone(),
-        status: if m.count > 0 { "findings" } else { "clean" }.to_string(),
-        count: m.count,
+        status: if m.rows > 0 { "findings" } else { "clean" }.to_string(),
+        count: m.rows,
         first_seen: m.first.map(time_text),
         last_seen: m.last.map(time_text),
         principals,
-        source_ips: m.source_ips.clone(),
-        columns: m.columns.clone(),
-        events: m.events.clone(),
+        source_ips: m.ips.clone(),
+        columns: sampled.columns.clone(),
+        events: sampled.events.clone(),
         command: format!(
             "trailhouse --lake {} run {} --since {} --until {}",
             shell_word(&opts.lake),
@@ -410,7 +416,7 @@ fn control_result(
             window.since,
             window.until
         ),
-        seconds: m.seconds,
+        seconds: sampled.seconds,
     }
 }
 
@@ -430,11 +436,11 @@ fn shell_word(w: &str) -> String {
 /// STS calls behind it, looked up as of the key's last use.
 async fn origins(
     session: &Session,
-    results: &HashMap<String, control::Matches>,
+    results: &HashMap<String, (control::Sampled, reduce::Reduced)>,
 ) -> Result<HashMap<String, String>, QueryError> {
     let wants: Vec<Want> = results
         .values()
-        .flat_map(|m| m.principals.iter())
+        .flat_map(|(_, m)| m.principals.iter())
         .flat_map(|p| p.keys.iter())
         .map(|(k, t)| match t {
             Some(t) => Want::used_at(k.as_str(), *t),

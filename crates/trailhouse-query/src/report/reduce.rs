@@ -1,0 +1,297 @@
+//! The report's one aggregate: every control's rows, tagged with the control's number, counted
+//! by control, by control and principal, by control and source IP, by control, principal and
+//! temporary key, and across controls by principal and by source IP, in one GROUPING SETS plan
+//! that spills to disk beyond the memory pool. One aggregate for all controls holds the pool's
+//! share of one consumer, where an aggregate per control split the pool dozens of ways.
+//!
+//! Its output is sorted by control, and within a control the groups without a key (the total,
+//! the principals, the IPs) before the keys, the most recently used first: reading it, the top
+//! principals of a control are known before its keys come, and only theirs are kept.
+
+use std::sync::{Arc, LazyLock};
+
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::compute::cast;
+use arrow::datatypes::{
+    DataType, Field, Int64Type, Schema, SchemaRef, TimeUnit, TimestampMicrosecondType, UInt32Type,
+};
+use datafusion::catalog::TableProvider;
+use datafusion::functions_aggregate::expr_fn::{count, grouping, max, min, sum};
+use datafusion::logical_expr::{Expr, GroupingSet, col, lit};
+use datafusion::prelude::SessionContext;
+use futures::StreamExt;
+
+use super::{Count, TOP, top};
+use crate::error::QueryError;
+
+/// Temporary keys kept per listed principal, for their origins: the most recently used.
+pub const KEYS_PER_PRINCIPAL: usize = 1_000;
+
+static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+    let time = DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
+    Arc::new(Schema::new(vec![
+        Field::new("c", DataType::UInt32, false),
+        Field::new("p", DataType::Utf8, true),
+        Field::new("k", DataType::Utf8, true),
+        Field::new("ip", DataType::Utf8, true),
+        Field::new("w", DataType::Int64, true),
+        Field::new("t0", time.clone(), true),
+        Field::new("t1", time, true),
+    ]))
+});
+
+/// The rows the controls send: control number, principal, temporary key, source IP, weight,
+/// first and last time.
+pub fn schema() -> SchemaRef {
+    Arc::clone(&SCHEMA)
+}
+
+/// A principal of a control's findings, with its temporary keys (and when each was last used).
+#[derive(Debug, Clone, Default)]
+pub struct Principal {
+    pub principal: String,
+    pub count: u64,
+    pub keys: Vec<(String, Option<i64>)>,
+}
+
+/// One control's rows, reduced.
+#[derive(Debug, Clone, Default)]
+pub struct Reduced {
+    pub rows: u64,
+    pub first: Option<i64>,
+    pub last: Option<i64>,
+    /// The [`TOP`] principals by count.
+    pub principals: Vec<Principal>,
+    pub ips: Vec<Count>,
+}
+
+/// Every control's reduction, and the principals and IPs across all of them.
+#[derive(Debug, Default)]
+pub struct Totals {
+    pub controls: Vec<Reduced>,
+    pub principals: Vec<Count>,
+    pub ips: Vec<Count>,
+}
+
+/// A control's reduction while its groups are read.
+#[derive(Default)]
+struct Acc {
+    out: Reduced,
+    principals: Vec<(String, u64)>,
+    ips: Vec<(String, u64)>,
+    listed: Option<Vec<Principal>>,
+}
+
+impl Acc {
+    fn finish(mut self) -> Reduced {
+        self.out.principals = match self.listed {
+            Some(listed) => listed,
+            None => listed(self.principals),
+        };
+        self.out.ips = top(self.ips);
+        self.out
+    }
+}
+
+fn listed(principals: Vec<(String, u64)>) -> Vec<Principal> {
+    top(principals)
+        .into_iter()
+        .map(|c| Principal {
+            principal: c.value,
+            count: c.count,
+            keys: Vec::new(),
+        })
+        .collect()
+}
+
+/// Adds a value to a list that keeps the [`TOP`] by count (then value) and a margin, so that
+/// memory does not grow with the values offered.
+fn keep_top(list: &mut Vec<(String, u64)>, value: &str, count: u64) {
+    list.push((value.to_string(), count));
+    if list.len() >= TOP * 8 {
+        *list = top(std::mem::take(list))
+            .into_iter()
+            .map(|c| (c.value, c.count))
+            .collect();
+    }
+}
+
+/// Reduces the rows of table `rows` (of [`schema`]) sent by `controls` controls.
+pub async fn reduce(
+    ctx: SessionContext,
+    rows: Arc<dyn TableProvider>,
+    controls: usize,
+) -> Result<Totals, QueryError> {
+    let sets = Expr::GroupingSet(GroupingSet::GroupingSets(vec![
+        vec![col("c")],
+        vec![col("c"), col("p")],
+        vec![col("c"), col("ip")],
+        vec![col("c"), col("p"), col("k")],
+        vec![col("p")],
+        vec![col("ip")],
+    ]));
+    let frame = ctx
+        .read_table(rows)?
+        .aggregate(
+            vec![sets],
+            vec![
+                count(lit(1i64)).alias("rows"),
+                sum(col("w")).alias("weight"),
+                min(col("t0")).alias("first"),
+                max(col("t1")).alias("last"),
+                grouping(col("c")).alias("gc"),
+                grouping(col("p")).alias("gp"),
+                grouping(col("k")).alias("gk"),
+                grouping(col("ip")).alias("gi"),
+            ],
+        )?
+        .sort(vec![
+            col("gc").sort(true, false),
+            col("c").sort(true, false),
+            col("gk").sort(false, false),
+            col("p").sort(true, false),
+            col("last").sort(false, false),
+        ])?;
+    let mut totals = Totals {
+        controls: vec![Reduced::default(); controls],
+        ..Totals::default()
+    };
+    let (mut principals, mut ips) = (Vec::new(), Vec::new());
+    let mut current: Option<(u32, Acc)> = None;
+    let finish = |current: &mut Option<(u32, Acc)>, totals: &mut Totals| {
+        if let Some((c, acc)) = current.take()
+            && let Some(slot) = totals.controls.get_mut(c as usize)
+        {
+            *slot = acc.finish();
+        }
+    };
+    let mut stream = frame.execute_stream().await?;
+    while let Some(batch) = stream.next().await {
+        let b = Columns::of(&batch?)?;
+        for i in 0..b.gc.len() {
+            let weight = value(&b.weight, i).unwrap_or(0).max(0) as u64;
+            let p = string(&b.p, i);
+            if value(&b.gc, i) != Some(0) {
+                finish(&mut current, &mut totals);
+                if value(&b.gp, i) == Some(0) {
+                    if let Some(p) = p {
+                        keep_top(&mut principals, p, weight);
+                    }
+                } else if let Some(ip) = string(&b.ip, i) {
+                    keep_top(&mut ips, ip, weight);
+                }
+                continue;
+            }
+            let Some(c) = value(&b.c, i) else {
+                continue;
+            };
+            if current.as_ref().is_none_or(|(at, _)| *at != c) {
+                finish(&mut current, &mut totals);
+                current = Some((c, Acc::default()));
+            }
+            let Some((_, acc)) = current.as_mut() else {
+                continue;
+            };
+            if value(&b.gk, i) == Some(0) {
+                // The control's principals are all counted: the top ones are known.
+                let listed = acc
+                    .listed
+                    .get_or_insert_with(|| listed(std::mem::take(&mut acc.principals)));
+                let (Some(p), Some(k)) = (p, string(&b.k, i)) else {
+                    continue;
+                };
+                if let Some(entry) = listed.iter_mut().find(|e| e.principal == p)
+                    && entry.keys.len() < KEYS_PER_PRINCIPAL
+                {
+                    entry.keys.push((k.to_string(), value(&b.last, i)));
+                }
+            } else if value(&b.gp, i) == Some(0) {
+                if let Some(p) = p {
+                    keep_top(&mut acc.principals, p, weight);
+                }
+            } else if value(&b.gi, i) == Some(0) {
+                if let Some(ip) = string(&b.ip, i) {
+                    keep_top(&mut acc.ips, ip, weight);
+                }
+            } else {
+                acc.out.rows = value(&b.rows, i).unwrap_or(0).max(0) as u64;
+                acc.out.first = value(&b.first, i);
+                acc.out.last = value(&b.last, i);
+            }
+        }
+    }
+    finish(&mut current, &mut totals);
+    totals.principals = top(principals);
+    totals.ips = top(ips);
+    Ok(totals)
+}
+
+/// The aggregate's columns of one batch, typed once.
+struct Columns {
+    c: arrow::array::UInt32Array,
+    gc: arrow::array::Int64Array,
+    gp: arrow::array::Int64Array,
+    gk: arrow::array::Int64Array,
+    gi: arrow::array::Int64Array,
+    rows: arrow::array::Int64Array,
+    weight: arrow::array::Int64Array,
+    first: arrow::array::TimestampMicrosecondArray,
+    last: arrow::array::TimestampMicrosecondArray,
+    p: arrow::array::StringArray,
+    k: arrow::array::StringArray,
+    ip: arrow::array::StringArray,
+}
+
+impl Columns {
+    fn of(batch: &RecordBatch) -> Result<Self, QueryError> {
+        let column = |name: &str, to: &DataType| -> Result<arrow::array::ArrayRef, QueryError> {
+            let c = batch.column_by_name(name).ok_or_else(|| {
+                QueryError::Io(std::io::Error::other(format!(
+                    "report reduction: no column {name}"
+                )))
+            })?;
+            Ok(cast(c, to)?)
+        };
+        let ts = DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
+        let int = |name: &str| -> Result<arrow::array::Int64Array, QueryError> {
+            Ok(column(name, &DataType::Int64)?
+                .as_primitive::<Int64Type>()
+                .clone())
+        };
+        let time = |name: &str| -> Result<arrow::array::TimestampMicrosecondArray, QueryError> {
+            Ok(column(name, &ts)?
+                .as_primitive::<TimestampMicrosecondType>()
+                .clone())
+        };
+        let text = |name: &str| -> Result<arrow::array::StringArray, QueryError> {
+            Ok(column(name, &DataType::Utf8)?.as_string::<i32>().clone())
+        };
+        Ok(Self {
+            c: column("c", &DataType::UInt32)?
+                .as_primitive::<UInt32Type>()
+                .clone(),
+            gc: int("gc")?,
+            gp: int("gp")?,
+            gk: int("gk")?,
+            gi: int("gi")?,
+            rows: int("rows")?,
+            weight: int("weight")?,
+            first: time("first")?,
+            last: time("last")?,
+            p: text("p")?,
+            k: text("k")?,
+            ip: text("ip")?,
+        })
+    }
+}
+
+fn value<T: arrow::array::ArrowPrimitiveType>(
+    a: &arrow::array::PrimitiveArray<T>,
+    i: usize,
+) -> Option<T::Native> {
+    a.is_valid(i).then(|| a.value(i))
+}
+
+fn string(a: &arrow::array::StringArray, i: usize) -> Option<&str> {
+    a.is_valid(i).then(|| a.value(i))
+}

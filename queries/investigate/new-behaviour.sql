@@ -16,8 +16,14 @@ WITH calls AS (
            OR useridentity.principalid = $principal
            OR useridentity.accesskeyid = $principal)
 ),
-known AS (
-    SELECT DISTINCT principal, eventsource, eventname FROM calls WHERE eventtime < $since
+-- A (principal, service, call) is new when none of its calls comes before the window: one lean
+-- aggregate over the baseline and the window finds those, then only the window's calls of the
+-- new ones are read again for their details.
+new AS (
+    SELECT principal, eventsource, eventname
+    FROM calls
+    GROUP BY principal, eventsource, eventname
+    HAVING min(eventtime) >= $since
 )
 SELECT c.principal,
        c.eventsource,
@@ -28,7 +34,9 @@ SELECT c.principal,
        array_to_string(array_sort(array_agg(DISTINCT c.sourceipaddress)), ', ') AS source_ips,
        first_value(c.eventid ORDER BY c.eventtime, c.eventid) AS eventid
 FROM calls c
-LEFT JOIN known k ON k.principal = c.principal AND k.eventsource = c.eventsource AND k.eventname = c.eventname
-WHERE c.eventtime >= $since AND k.eventname IS NULL
+JOIN new n ON (n.principal IS NOT DISTINCT FROM c.principal)
+          AND (n.eventsource IS NOT DISTINCT FROM c.eventsource)
+          AND (n.eventname IS NOT DISTINCT FROM c.eventname)
+WHERE c.eventtime >= $since
 GROUP BY 1, 2, 3
 ORDER BY first_seen DESC, principal, eventname

@@ -2,7 +2,9 @@
 //!
 //! `cidr_match(ip, network)`: whether `ip` (IPv4 or IPv6 text) lies in `network`, written as a
 //! CIDR block (`192.0.2.0/24`, `2001:db8::/32`) or a single address. Values that are not
-//! addresses (`AWS Internal`, service host names) do not match; NULL in gives NULL out.
+//! addresses (`AWS Internal`, service host names) do not match; NULL in gives NULL out. A single
+//! IPv4 address is planned as a comparison of the text (`ip = '203.0.113.7'`: CloudTrail writes
+//! addresses in that one form), which bloom filters prune.
 //!
 //! `resource_arns(resources)`: the ARNs of a record's `resources` list as one text, separated by
 //! new lines (empty when there are none), so that one `strpos`/`LIKE` over it matches any of them
@@ -65,6 +67,18 @@ struct CidrMatch {
 impl ScalarUDFImpl for CidrMatch {
     fn name(&self) -> &str {
         "cidr_match"
+    }
+    fn simplify(&self, args: Vec<Expr>, _: &SimplifyContext) -> Result<ExprSimplifyResult> {
+        if let [ip, Expr::Literal(network, _)] = args.as_slice()
+            && let Some(Some(text)) = network.try_as_str()
+            && let Some((IpAddr::V4(address), 32)) = parse_network(text)
+            && address.to_string() == text
+        {
+            return Ok(ExprSimplifyResult::Simplified(
+                ip.clone().eq(datafusion::logical_expr::lit(text)),
+            ));
+        }
+        Ok(ExprSimplifyResult::Original(args))
     }
     fn signature(&self) -> &Signature {
         &self.signature
@@ -264,5 +278,30 @@ mod tests {
         assert!(!contains(n("192.0.2.0/24"), "AWS Internal"));
         assert!(parse_network("192.0.2.0/33").is_none());
         assert!(parse_network("ec2.amazonaws.com").is_none());
+    }
+
+    #[test]
+    fn a_single_ipv4_address_is_planned_as_a_comparison() {
+        use datafusion::logical_expr::{col, lit};
+        let simplify = |network: &str| {
+            let udf = cidr_match();
+            let context = SimplifyContext::default();
+            match udf
+                .inner()
+                .simplify(vec![col("sourceipaddress"), lit(network)], &context)
+                .expect("simplify")
+            {
+                ExprSimplifyResult::Simplified(e) => Some(e.to_string()),
+                ExprSimplifyResult::Original(_) => None,
+            }
+        };
+        assert_eq!(
+            simplify("203.0.113.7").as_deref(),
+            Some("sourceipaddress = Utf8(\"203.0.113.7\")")
+        );
+        // Blocks, IPv6 (several spellings of one address) and odd spellings stay a match.
+        for network in ["203.0.113.0/24", "203.0.113.7/32", "2001:db8::1", " 203.0.113.7"] {
+            assert_eq!(simplify(network), None, "{network}");
+        }
     }
 }

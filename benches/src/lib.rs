@@ -345,6 +345,7 @@ impl<'a> AccountDay<'a> {
         let mut times: Vec<i64> = (0..n).map(|_| base + self.time_of_day()).collect();
         times.sort_unstable();
         let busy = n > 200;
+        let day = self.day.num_days_from_ce() as u64;
         let pool = ((n / 150) as usize).clamp(2, 400);
         let mut workloads: Vec<Workload> = (0..pool)
             .map(|i| {
@@ -352,8 +353,15 @@ impl<'a> AccountDay<'a> {
                 let role = format!("{short}-{}-role", ["orders", "billing", "ingest", "web", "etl"][i % 5]);
                 let session = match short {
                     "lambda" => format!("fn-{}-{}", ["orders", "billing", "ingest", "web", "etl"][i % 5], i),
-                    "ec2" => format!("i-{:017x}", (u64::from(self.index) << 32) ^ (i as u64 * 7_777)),
-                    _ => format!("{:032x}", (u64::from(self.index) << 48) ^ (i as u64 * 1_234_567)),
+                    // Instances are replaced every few days, tasks every day.
+                    "ec2" => format!(
+                        "i-{:017x}",
+                        (u64::from(self.index) << 32) ^ (i as u64 * 7_777) ^ ((day / 3) << 44)
+                    ),
+                    _ => format!(
+                        "{:032x}",
+                        (u128::from(self.index) << 48) ^ (i as u128 * 1_234_567) ^ (u128::from(day) << 80)
+                    ),
                 };
                 Workload {
                     service,
@@ -562,10 +570,19 @@ impl<'a> AccountDay<'a> {
             _ => ("ec2.amazonaws.com", "DescribeInstances", json!({"instancesSet": {}, "filterSet": {}}), Value::Null),
         };
         let via_endpoint = self.rng.random_bool(0.12) && matches!(source, "s3.amazonaws.com" | "dynamodb.amazonaws.com");
+        // A workload keeps its addresses: an instance its own, Lambda and ECS tasks the few NAT
+        // gateway addresses of the account and region.
+        let session_hash = w.session.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+        let h = derived_key(&[self.spec.seed, u64::from(self.index), region_number(region), session_hash]);
+        let h: Vec<u8> = h.bytes().collect();
+        let pick = |i: usize| u32::from(h[4 + i % 16]);
         let ip = if via_endpoint {
-            format!("10.{}.{}.{}", self.index % 250, self.rng.random_range(0..255), self.rng.random_range(1..255))
+            format!("10.{}.{}.{}", self.index % 250, pick(0), 1 + pick(1) % 254)
+        } else if w.service == "ec2.amazonaws.com" {
+            format!("{}.{}.{}.{}", [3, 18, 34, 52, 54][(pick(2) % 5) as usize], pick(3), pick(4), 1 + pick(5) % 254)
         } else {
-            format!("{}.{}.{}.{}", [3, 18, 34, 52, 54][self.rng.random_range(0..5)], self.rng.random_range(0..255), self.rng.random_range(0..255), self.rng.random_range(1..255))
+            let nat = self.rng.random_range(0..3u32);
+            format!("{}.{}.{}.{}", [3, 18, 34, 52, 54][(pick(2) % 5) as usize], pick(6), 10 + nat, 1 + pick(7) % 254)
         };
         let agent = match w.service {
             "lambda.amazonaws.com" => "aws-sdk-js/3.600.0 ua/2.0 os/linux lang/js md/nodejs#20.14.0 api/dynamodb#3.600.0 exec-env/AWS_Lambda_nodejs20.x",

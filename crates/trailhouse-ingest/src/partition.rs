@@ -1,5 +1,6 @@
 //! Groups a batch's rows by partition (UTC day of `eventTime`), drops records already stored, and
-//! orders each partition's rows by region, then `eventTime`.
+//! orders each partition's rows by region, event source, event name, then `eventTime`: the rows of
+//! one kind of call are contiguous, so a filter on the call prunes the pages of every column.
 //!
 //! A re-delivered record has the same content, hence the same `eventTime`, hence the same
 //! partition: deduplication needs to look only there. [`DedupIndex`] holds, per partition,
@@ -188,24 +189,38 @@ fn gather(batches: &[&RecordBatch], keep: &[(usize, usize)]) -> Result<RecordBat
     Ok(RecordBatch::try_new(schema, columns)?)
 }
 
-/// A row of a batch: (region's rank in its partition, eventtime, file index, row index) — sorting
-/// by it orders rows by region, then time, then delivery.
+/// A row of a batch: (rank of its (region, event source, event name) in its partition,
+/// eventtime, file index, row index) — sorting by it orders rows by region, source and call, then
+/// time, then delivery.
 type RowRef = (u32, i64, usize, usize);
 
-/// Sets each row's region rank: its region's position among the partition's regions in order.
-fn rank_regions(files: &[FileRows], rows: &mut [RowRef]) {
-    let region = |&(_, _, fi, ri): &RowRef| files[fi].placed[ri].region.as_str();
-    let mut regions: Vec<&str> = rows.iter().map(region).collect();
-    regions.sort_unstable();
-    regions.dedup();
+/// Sets each row's rank: the position of its (region, event source, event name) among the
+/// partition's, in order (a missing source or name first).
+fn rank_calls(files: &[FileRows], rows: &mut [RowRef]) {
+    let source_index = schema::file_schema().index_of("eventsource").ok();
+    let name_index = schema::file_schema().index_of("eventname").ok();
+    let text = |index: Option<usize>, fi: usize, ri: usize| -> Option<&str> {
+        let column = files[fi].batch.column(index?).as_string_opt::<i32>()?;
+        column.is_valid(ri).then(|| column.value(ri))
+    };
+    let call = |&(_, _, fi, ri): &RowRef| {
+        (
+            files[fi].placed[ri].region.as_str(),
+            text(source_index, fi, ri),
+            text(name_index, fi, ri),
+        )
+    };
+    let mut calls: Vec<(&str, Option<&str>, Option<&str>)> = rows.iter().map(call).collect();
+    calls.sort_unstable();
+    calls.dedup();
     for row in rows.iter_mut() {
-        let rank = regions.binary_search(&region(row)).unwrap_or_default();
+        let rank = calls.binary_search(&call(row)).unwrap_or_default();
         row.0 = rank as u32;
     }
 }
 
-/// Splits `files` into per-partition batches of new rows, in deterministic order: by region, then
-/// `eventtime`, then by file and position (so the first delivery of a record is the one kept),
+/// Splits `files` into per-partition batches of new rows, in deterministic order: by region, event
+/// source and event name, then `eventtime`, then by file and position (so the first delivery of a record is the one kept),
 /// and hands each batch to `sink` (the writer) as soon as it is built, in parallel across
 /// partitions. Each batch is dropped once the sink is done with it, so a worker's memory cycles
 /// through one partition at a time instead of the whole batch being copied before anything is
@@ -247,7 +262,7 @@ pub fn partition<T: Send>(
         .par_iter_mut()
         .map(|(partition, rows, idx)| {
             let mut counts = DedupCounts::default();
-            rank_regions(files, rows);
+            rank_calls(files, rows);
             rows.sort_unstable();
             let mut keep = Vec::with_capacity(rows.len());
             for &(_, time, fi, ri) in rows.iter() {

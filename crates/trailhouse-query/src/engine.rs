@@ -109,7 +109,8 @@ pub fn context(
     let mut state = SessionStateBuilder::new()
         .with_config(config)
         .with_runtime_env(runtime)
-        .with_default_features();
+        .with_default_features()
+        .with_optimizer_rule(crate::distinct::rule());
     for rule in &extensions.rules {
         state = state.with_optimizer_rule(Arc::clone(rule));
     }

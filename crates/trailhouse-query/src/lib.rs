@@ -3,6 +3,7 @@
 //! lake is not this crate's business.
 
 pub mod credentials;
+mod distinct;
 pub mod engine;
 pub mod error;
 pub mod export;

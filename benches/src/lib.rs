@@ -199,8 +199,7 @@ pub fn generate(spec: &Spec, root: &Path) -> std::io::Result<Generated> {
     let results: Vec<std::io::Result<Generated>> = tasks
         .par_iter()
         .map(|&(a, day)| {
-            let expected =
-                spec.events as f64 * accounts[a as usize] * day_weight(day) / day_sum;
+            let expected = spec.events as f64 * accounts[a as usize] * day_weight(day) / day_sum;
             AccountDay::new(spec, a, day, expected).write(root)
         })
         .collect();
@@ -350,9 +349,16 @@ impl<'a> AccountDay<'a> {
         let mut workloads: Vec<Workload> = (0..pool)
             .map(|i| {
                 let (service, short, lifetime) = SERVICES[i % SERVICES.len()];
-                let role = format!("{short}-{}-role", ["orders", "billing", "ingest", "web", "etl"][i % 5]);
+                let role = format!(
+                    "{short}-{}-role",
+                    ["orders", "billing", "ingest", "web", "etl"][i % 5]
+                );
                 let session = match short {
-                    "lambda" => format!("fn-{}-{}", ["orders", "billing", "ingest", "web", "etl"][i % 5], i),
+                    "lambda" => format!(
+                        "fn-{}-{}",
+                        ["orders", "billing", "ingest", "web", "etl"][i % 5],
+                        i
+                    ),
                     // Instances are replaced every few days, tasks every day.
                     "ec2" => format!(
                         "i-{:017x}",
@@ -360,7 +366,9 @@ impl<'a> AccountDay<'a> {
                     ),
                     _ => format!(
                         "{:032x}",
-                        (u128::from(self.index) << 48) ^ (i as u128 * 1_234_567) ^ (u128::from(day) << 80)
+                        (u128::from(self.index) << 48)
+                            ^ (i as u128 * 1_234_567)
+                            ^ (u128::from(day) << 80)
                     ),
                 };
                 Workload {
@@ -427,13 +435,22 @@ impl<'a> AccountDay<'a> {
         response: Value,
         may_fail: bool,
     ) -> Value {
-        let read_only = ["Describe", "List", "Get", "Head", "Lookup", "Query", "Scan", "Decrypt", "Select"]
-            .iter()
-            .any(|p| name.starts_with(p))
+        let read_only = [
+            "Describe", "List", "Get", "Head", "Lookup", "Query", "Scan", "Decrypt", "Select",
+        ]
+        .iter()
+        .any(|p| name.starts_with(p))
             || name == "AssumeRole";
         let data = matches!(
             name,
-            "GetObject" | "PutObject" | "GetItem" | "PutItem" | "Query" | "Invoke" | "BatchGetItem" | "HeadObject"
+            "GetObject"
+                | "PutObject"
+                | "GetItem"
+                | "PutItem"
+                | "Query"
+                | "Invoke"
+                | "BatchGetItem"
+                | "HeadObject"
         );
         let time = Utc
             .timestamp_opt(t, 0)
@@ -447,7 +464,10 @@ impl<'a> AccountDay<'a> {
             3..=20 => "TLSv1.2",
             _ => "TLSv1.3",
         };
-        let host = format!("{}.{region}.amazonaws.com", source.split('.').next().unwrap_or("api"));
+        let host = format!(
+            "{}.{region}.amazonaws.com",
+            source.split('.').next().unwrap_or("api")
+        );
         let mut r = json!({
             "eventVersion": "1.11",
             "userIdentity": identity,
@@ -476,10 +496,19 @@ impl<'a> AccountDay<'a> {
             // Errors: throttling and missing resources for reads, denials for anything.
             if may_fail && self.rng.random_bool(0.06) {
                 let (code, message) = match self.rng.random_range(0..10) {
-                    0..=4 => ("AccessDenied", format!("User is not authorized to perform: {name}")),
+                    0..=4 => (
+                        "AccessDenied",
+                        format!("User is not authorized to perform: {name}"),
+                    ),
                     5..=6 => ("ThrottlingException", "Rate exceeded".to_string()),
-                    7 => ("Client.UnauthorizedOperation", "You are not authorized to perform this operation.".to_string()),
-                    _ => ("ResourceNotFoundException", "Requested resource not found".to_string()),
+                    7 => (
+                        "Client.UnauthorizedOperation",
+                        "You are not authorized to perform this operation.".to_string(),
+                    ),
+                    _ => (
+                        "ResourceNotFoundException",
+                        "Requested resource not found".to_string(),
+                    ),
                 };
                 o.insert("errorCode".into(), json!(code));
                 o.insert("errorMessage".into(), json!(message));
@@ -494,7 +523,10 @@ impl<'a> AccountDay<'a> {
         self.minted += 1;
         w.key = Some((key.clone(), t + w.lifetime - 300));
         let role_arn = format!("arn:aws:iam::{}:role/{}", self.account, w.role);
-        let session_arn = format!("arn:aws:sts::{}:assumed-role/{}/{}", self.account, w.role, w.session);
+        let session_arn = format!(
+            "arn:aws:sts::{}:assumed-role/{}/{}",
+            self.account, w.role, w.session
+        );
         let role_id = format!("AROA{}", self.unique(17));
         let identity = json!({"type": "AWSService", "invokedBy": w.service});
         let request = json!({"roleArn": role_arn, "roleSessionName": w.session, "durationSeconds": w.lifetime});
@@ -508,15 +540,36 @@ impl<'a> AccountDay<'a> {
             "credentials": {"accessKeyId": key, "sessionToken": "IQoJb3JpZ2luX2VjEXAMPLE//////////wEaCXVzLWVhc3QtMSJHMEUCIQ", "expiration": expiration},
             "assumedRoleUser": {"assumedRoleId": format!("{role_id}:{}", w.session), "arn": session_arn},
         });
-        let mut r = self.record(region, t, identity, "sts.amazonaws.com", "AssumeRole", w.service, w.service, request, response, false);
+        let mut r = self.record(
+            region,
+            t,
+            identity,
+            "sts.amazonaws.com",
+            "AssumeRole",
+            w.service,
+            w.service,
+            request,
+            response,
+            false,
+        );
         if let Some(o) = r.as_object_mut() {
-            o.insert("resources".into(), json!([{"accountId": self.account, "type": "AWS::IAM::Role", "ARN": role_arn}]));
+            o.insert(
+                "resources".into(),
+                json!([{"accountId": self.account, "type": "AWS::IAM::Role", "ARN": role_arn}]),
+            );
             o.insert("sharedEventID".into(), json!(self.uuid()));
         }
         r
     }
 
-    fn session_identity(&mut self, role: &str, session: &str, key: &str, created: i64, extra: Value) -> Value {
+    fn session_identity(
+        &mut self,
+        role: &str,
+        session: &str,
+        key: &str,
+        created: i64,
+        extra: Value,
+    ) -> Value {
         let created = Utc
             .timestamp_opt(created, 0)
             .single()
@@ -548,11 +601,31 @@ impl<'a> AccountDay<'a> {
         let Some((key, expires)) = w.key.clone() else {
             return self.background(region, t);
         };
-        let identity = self.session_identity(&w.role, &w.session, &key, expires - w.lifetime + 300, json!({}));
-        let bucket = format!("{}-{}-data", w.role.split('-').nth(1).unwrap_or("app"), self.account);
+        let identity = self.session_identity(
+            &w.role,
+            &w.session,
+            &key,
+            expires - w.lifetime + 300,
+            json!({}),
+        );
+        let bucket = format!(
+            "{}-{}-data",
+            w.role.split('-').nth(1).unwrap_or("app"),
+            self.account
+        );
         let (source, name, request, resources) = match self.rng.random_range(0..10) {
-            0..=2 => ("dynamodb.amazonaws.com", "GetItem", json!({"tableName": "orders", "key": {"id": {"S": self.uuid()}}}), Value::Null),
-            3 => ("dynamodb.amazonaws.com", "PutItem", json!({"tableName": "orders"}), Value::Null),
+            0..=2 => (
+                "dynamodb.amazonaws.com",
+                "GetItem",
+                json!({"tableName": "orders", "key": {"id": {"S": self.uuid()}}}),
+                Value::Null,
+            ),
+            3 => (
+                "dynamodb.amazonaws.com",
+                "PutItem",
+                json!({"tableName": "orders"}),
+                Value::Null,
+            ),
             4..=5 => (
                 "s3.amazonaws.com",
                 "GetObject",
@@ -565,36 +638,87 @@ impl<'a> AccountDay<'a> {
                 json!({"encryptionAlgorithm": "SYMMETRIC_DEFAULT", "encryptionContext": {"aws:lambda:FunctionArn": format!("arn:aws:lambda:{region}:{}:function:{}", self.account, w.session)}}),
                 json!([{"accountId": self.account, "type": "AWS::KMS::Key", "ARN": format!("arn:aws:kms:{region}:{}:key/{}", self.account, "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0")}]),
             ),
-            7 => ("secretsmanager.amazonaws.com", "GetSecretValue", json!({"secretId": format!("prod/{}/db", w.role)}), Value::Null),
-            8 => ("ssm.amazonaws.com", "GetParameters", json!({"names": ["/app/config", "/app/flags"], "withDecryption": true}), Value::Null),
-            _ => ("ec2.amazonaws.com", "DescribeInstances", json!({"instancesSet": {}, "filterSet": {}}), Value::Null),
+            7 => (
+                "secretsmanager.amazonaws.com",
+                "GetSecretValue",
+                json!({"secretId": format!("prod/{}/db", w.role)}),
+                Value::Null,
+            ),
+            8 => (
+                "ssm.amazonaws.com",
+                "GetParameters",
+                json!({"names": ["/app/config", "/app/flags"], "withDecryption": true}),
+                Value::Null,
+            ),
+            _ => (
+                "ec2.amazonaws.com",
+                "DescribeInstances",
+                json!({"instancesSet": {}, "filterSet": {}}),
+                Value::Null,
+            ),
         };
-        let via_endpoint = self.rng.random_bool(0.12) && matches!(source, "s3.amazonaws.com" | "dynamodb.amazonaws.com");
+        let via_endpoint = self.rng.random_bool(0.12)
+            && matches!(source, "s3.amazonaws.com" | "dynamodb.amazonaws.com");
         // A workload keeps its addresses: an instance its own, Lambda and ECS tasks the few NAT
         // gateway addresses of the account and region.
-        let session_hash = w.session.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
-        let h = derived_key(&[self.spec.seed, u64::from(self.index), region_number(region), session_hash]);
+        let session_hash = w.session.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+        });
+        let h = derived_key(&[
+            self.spec.seed,
+            u64::from(self.index),
+            region_number(region),
+            session_hash,
+        ]);
         let h: Vec<u8> = h.bytes().collect();
         let pick = |i: usize| u32::from(h[4 + i % 16]);
         let ip = if via_endpoint {
             format!("10.{}.{}.{}", self.index % 250, pick(0), 1 + pick(1) % 254)
         } else if w.service == "ec2.amazonaws.com" {
-            format!("{}.{}.{}.{}", [3, 18, 34, 52, 54][(pick(2) % 5) as usize], pick(3), pick(4), 1 + pick(5) % 254)
+            format!(
+                "{}.{}.{}.{}",
+                [3, 18, 34, 52, 54][(pick(2) % 5) as usize],
+                pick(3),
+                pick(4),
+                1 + pick(5) % 254
+            )
         } else {
             let nat = self.rng.random_range(0..3u32);
-            format!("{}.{}.{}.{}", [3, 18, 34, 52, 54][(pick(2) % 5) as usize], pick(6), 10 + nat, 1 + pick(7) % 254)
+            format!(
+                "{}.{}.{}.{}",
+                [3, 18, 34, 52, 54][(pick(2) % 5) as usize],
+                pick(6),
+                10 + nat,
+                1 + pick(7) % 254
+            )
         };
         let agent = match w.service {
-            "lambda.amazonaws.com" => "aws-sdk-js/3.600.0 ua/2.0 os/linux lang/js md/nodejs#20.14.0 api/dynamodb#3.600.0 exec-env/AWS_Lambda_nodejs20.x",
+            "lambda.amazonaws.com" => {
+                "aws-sdk-js/3.600.0 ua/2.0 os/linux lang/js md/nodejs#20.14.0 api/dynamodb#3.600.0 exec-env/AWS_Lambda_nodejs20.x"
+            }
             _ => "Boto3/1.35.0 md/Botocore#1.35.0 ua/2.0 os/linux#6.1 lang/python#3.12.4",
         };
-        let mut r = self.record(region, t, identity, source, name, &ip, agent, request, Value::Null, true);
+        let mut r = self.record(
+            region,
+            t,
+            identity,
+            source,
+            name,
+            &ip,
+            agent,
+            request,
+            Value::Null,
+            true,
+        );
         if let Some(o) = r.as_object_mut() {
             if !resources.is_null() {
                 o.insert("resources".into(), resources);
             }
             if via_endpoint {
-                o.insert("vpcEndpointId".into(), json!(format!("vpce-{:017x}", u64::from(self.index) * 31 + 7)));
+                o.insert(
+                    "vpcEndpointId".into(),
+                    json!(format!("vpce-{:017x}", u64::from(self.index) * 31 + 7)),
+                );
                 o.insert("vpcEndpointAccountId".into(), json!(self.account));
             }
         }
@@ -603,17 +727,50 @@ impl<'a> AccountDay<'a> {
 
     fn background(&mut self, region: &str, t: i64) -> Value {
         let (service, source, name) = match self.rng.random_range(0..8) {
-            0..=2 => ("config.amazonaws.com", "ec2.amazonaws.com", "DescribeSecurityGroups"),
+            0..=2 => (
+                "config.amazonaws.com",
+                "ec2.amazonaws.com",
+                "DescribeSecurityGroups",
+            ),
             3 => ("config.amazonaws.com", "iam.amazonaws.com", "GetRole"),
-            4 => ("securityhub.amazonaws.com", "ec2.amazonaws.com", "DescribeVpcs"),
-            5 => ("guardduty.amazonaws.com", "ec2.amazonaws.com", "DescribeInstances"),
-            6 => ("access-analyzer.amazonaws.com", "s3.amazonaws.com", "GetBucketPolicyStatus"),
-            _ => ("cloudtrail.amazonaws.com", "s3.amazonaws.com", "GetBucketAcl"),
+            4 => (
+                "securityhub.amazonaws.com",
+                "ec2.amazonaws.com",
+                "DescribeVpcs",
+            ),
+            5 => (
+                "guardduty.amazonaws.com",
+                "ec2.amazonaws.com",
+                "DescribeInstances",
+            ),
+            6 => (
+                "access-analyzer.amazonaws.com",
+                "s3.amazonaws.com",
+                "GetBucketPolicyStatus",
+            ),
+            _ => (
+                "cloudtrail.amazonaws.com",
+                "s3.amazonaws.com",
+                "GetBucketAcl",
+            ),
         };
-        let linked = format!("AWSServiceRoleFor{}", service.split('.').next().unwrap_or("Config").replace('-', ""));
+        let linked = format!(
+            "AWSServiceRoleFor{}",
+            service
+                .split('.')
+                .next()
+                .unwrap_or("Config")
+                .replace('-', "")
+        );
         // A service-linked role's session keeps its key for hours (its minting is AWS's own).
         let hour = t.div_euclid(6 * 3600) * 6;
-        let key = derived_key(&[self.spec.seed, u64::from(self.index), region_number(region), hour as u64, service.len() as u64]);
+        let key = derived_key(&[
+            self.spec.seed,
+            u64::from(self.index),
+            region_number(region),
+            hour as u64,
+            service.len() as u64,
+        ]);
         let identity = self.session_identity(
             &linked,
             service.split('.').next().unwrap_or("svc"),
@@ -621,7 +778,18 @@ impl<'a> AccountDay<'a> {
             hour * 3600,
             json!({"invokedBy": service}),
         );
-        self.record(region, t, identity, source, name, service, service, json!({"maxResults": 100}), Value::Null, true)
+        self.record(
+            region,
+            t,
+            identity,
+            source,
+            name,
+            service,
+            service,
+            json!({"maxResults": 100}),
+            Value::Null,
+            true,
+        )
     }
 
     fn user_identity(&self, p: &Person) -> Value {
@@ -631,20 +799,37 @@ impl<'a> AccountDay<'a> {
     }
 
     fn person_call(&mut self, region: &str, t: i64, p: &mut Person) -> Value {
-        let ip = format!("203.0.113.{}", 10 + USERS.iter().position(|u| *u == p.user).unwrap_or(0));
+        let ip = format!(
+            "203.0.113.{}",
+            10 + USERS.iter().position(|u| *u == p.user).unwrap_or(0)
+        );
         let agent = "aws-cli/2.17.0 md/awscrt#0.20.11 ua/2.0 os/linux#6.1 md/arch#x86_64 lang/python#3.11.9 exec-env/CloudShell";
         // Now and then a person assumes a role (role chaining from their key); then works in it.
         if p.session.as_ref().is_none_or(|s| s.3 <= t) && self.rng.random_bool(0.2) {
             let role = ["Admin", "ReadOnly", "Deploy"][self.rng.random_range(0..3)].to_string();
             let key = format!("ASIA{}", self.unique(16));
             self.minted += 1;
-            let session_arn = format!("arn:aws:sts::{}:assumed-role/{role}/{}", self.account, p.user);
+            let session_arn = format!(
+                "arn:aws:sts::{}:assumed-role/{role}/{}",
+                self.account, p.user
+            );
             p.session = Some((key.clone(), session_arn.clone(), role.clone(), t + 3600));
             let request = json!({"roleArn": format!("arn:aws:iam::{}:role/{role}", self.account), "roleSessionName": p.user, "durationSeconds": 3600});
             let response = json!({"credentials": {"accessKeyId": key, "sessionToken": "IQoJEXAMPLE", "expiration": "soon"},
                 "assumedRoleUser": {"assumedRoleId": format!("AROA{}:{}", role.to_uppercase(), p.user), "arn": session_arn}});
             let identity = self.user_identity(p);
-            return self.record(region, t, identity, "sts.amazonaws.com", "AssumeRole", &ip, agent, request, response, false);
+            return self.record(
+                region,
+                t,
+                identity,
+                "sts.amazonaws.com",
+                "AssumeRole",
+                &ip,
+                agent,
+                request,
+                response,
+                false,
+            );
         }
         let identity = match &p.session {
             Some((key, _, role, exp)) if *exp > t => {
@@ -654,25 +839,72 @@ impl<'a> AccountDay<'a> {
             _ => self.user_identity(p),
         };
         let (source, name, request) = match self.rng.random_range(0..400) {
-            0..=139 => ("ec2.amazonaws.com", "DescribeInstances", json!({"instancesSet": {}, "filterSet": {"items": [{"name": "tag:team", "valueSet": {"items": [{"value": "platform"}]}}]}})),
-            140..=209 => ("s3.amazonaws.com", "ListBuckets", json!({"Host": "s3.amazonaws.com"})),
+            0..=139 => (
+                "ec2.amazonaws.com",
+                "DescribeInstances",
+                json!({"instancesSet": {}, "filterSet": {"items": [{"name": "tag:team", "valueSet": {"items": [{"value": "platform"}]}}]}}),
+            ),
+            140..=209 => (
+                "s3.amazonaws.com",
+                "ListBuckets",
+                json!({"Host": "s3.amazonaws.com"}),
+            ),
             210..=259 => ("iam.amazonaws.com", "ListRoles", json!({"maxItems": 100})),
-            260..=309 => ("cloudformation.amazonaws.com", "DescribeStacks", json!({"stackName": "platform"})),
-            310..=349 => ("logs.amazonaws.com", "FilterLogEvents", json!({"logGroupName": "/aws/lambda/orders", "limit": 100})),
-            350..=389 => ("lambda.amazonaws.com", "ListFunctions", json!({"maxItems": 50})),
-            390..=396 => ("ec2.amazonaws.com", "RunInstances", json!({"instancesSet": {"items": [{"imageId": "ami-0abcdef1234567890", "minCount": 1, "maxCount": 1}]}, "instanceType": "m7g.large"})),
-            _ => ("iam.amazonaws.com", "PutRolePolicy", json!({"roleName": "lambda-orders-role", "policyName": "inline", "policyDocument": large_policy(&mut self.rng)})),
+            260..=309 => (
+                "cloudformation.amazonaws.com",
+                "DescribeStacks",
+                json!({"stackName": "platform"}),
+            ),
+            310..=349 => (
+                "logs.amazonaws.com",
+                "FilterLogEvents",
+                json!({"logGroupName": "/aws/lambda/orders", "limit": 100}),
+            ),
+            350..=389 => (
+                "lambda.amazonaws.com",
+                "ListFunctions",
+                json!({"maxItems": 50}),
+            ),
+            390..=396 => (
+                "ec2.amazonaws.com",
+                "RunInstances",
+                json!({"instancesSet": {"items": [{"imageId": "ami-0abcdef1234567890", "minCount": 1, "maxCount": 1}]}, "instanceType": "m7g.large"}),
+            ),
+            _ => (
+                "iam.amazonaws.com",
+                "PutRolePolicy",
+                json!({"roleName": "lambda-orders-role", "policyName": "inline", "policyDocument": large_policy(&mut self.rng)}),
+            ),
         };
-        let response = if name == "RunInstances" { large_run_instances(&mut self.rng) } else { Value::Null };
-        self.record(region, t, identity, source, name, &ip, agent, request, response, true)
+        let response = if name == "RunInstances" {
+            large_run_instances(&mut self.rng)
+        } else {
+            Value::Null
+        };
+        self.record(
+            region, t, identity, source, name, &ip, agent, request, response, true,
+        )
     }
 
     fn data_event(&mut self, region: &str, t: i64, workloads: &[Workload]) -> Value {
         let w = &workloads[self.rng.random_range(0..workloads.len())];
-        let function = format!("arn:aws:lambda:{region}:{}:function:{}", self.account, w.session);
+        let function = format!(
+            "arn:aws:lambda:{region}:{}:function:{}",
+            self.account, w.session
+        );
         let identity = json!({"type": "AWSService", "invokedBy": "apigateway.amazonaws.com"});
-        let mut r = self.record(region, t, identity, "lambda.amazonaws.com", "Invoke", "apigateway.amazonaws.com", "apigateway.amazonaws.com",
-            json!({"functionName": function, "invocationType": "RequestResponse"}), Value::Null, true);
+        let mut r = self.record(
+            region,
+            t,
+            identity,
+            "lambda.amazonaws.com",
+            "Invoke",
+            "apigateway.amazonaws.com",
+            "apigateway.amazonaws.com",
+            json!({"functionName": function, "invocationType": "RequestResponse"}),
+            Value::Null,
+            true,
+        );
         if let Some(o) = r.as_object_mut() {
             o.insert("resources".into(), json!([{"accountId": self.account, "type": "AWS::Lambda::Function", "ARN": function}]));
         }
@@ -689,10 +921,24 @@ impl<'a> AccountDay<'a> {
             0..=5 => {
                 // Console sign-in; some without MFA, some failing.
                 let failed = self.rng.random_bool(0.1);
-                let mfa = if self.rng.random_bool(0.8) { "Yes" } else { "No" };
+                let mfa = if self.rng.random_bool(0.8) {
+                    "Yes"
+                } else {
+                    "No"
+                };
                 let identity = self.user_identity(&people[p]);
-                let mut r = self.record(region, t, identity, "signin.amazonaws.com", "ConsoleLogin", &ip, browser, Value::Null,
-                    json!({"ConsoleLogin": if failed { "Failure" } else { "Success" }}), false);
+                let mut r = self.record(
+                    region,
+                    t,
+                    identity,
+                    "signin.amazonaws.com",
+                    "ConsoleLogin",
+                    &ip,
+                    browser,
+                    Value::Null,
+                    json!({"ConsoleLogin": if failed { "Failure" } else { "Success" }}),
+                    false,
+                );
                 if let Some(o) = r.as_object_mut() {
                     o.insert("eventType".into(), json!("AwsConsoleSignIn"));
                     o.insert("additionalEventData".into(), json!({"LoginTo": "https://console.aws.amazon.com/console/home", "MobileVersion": "No", "MFAUsed": mfa}));
@@ -707,8 +953,16 @@ impl<'a> AccountDay<'a> {
                 let user = format!("{}@example.com", people[p].user);
                 let key = format!("ASIA{}", self.unique(16));
                 self.minted += 1;
-                let session_arn = format!("arn:aws:sts::{}:assumed-role/AWSReservedSSO_Admin/{user}", self.account);
-                people[p].session = Some((key.clone(), session_arn.clone(), "AWSReservedSSO_Admin".into(), t + 3600));
+                let session_arn = format!(
+                    "arn:aws:sts::{}:assumed-role/AWSReservedSSO_Admin/{user}",
+                    self.account
+                );
+                people[p].session = Some((
+                    key.clone(),
+                    session_arn.clone(),
+                    "AWSReservedSSO_Admin".into(),
+                    t + 3600,
+                ));
                 let identity = json!({"type": "SAMLUser", "principalId": format!("idp.example.com:{user}"), "userName": user, "identityProvider": "idp.example.com"});
                 let request = json!({"sAMLAssertionID": format!("_{}", self.uuid()), "roleSessionName": user,
                     "roleArn": format!("arn:aws:iam::{}:role/AWSReservedSSO_Admin", self.account),
@@ -717,7 +971,18 @@ impl<'a> AccountDay<'a> {
                     "assumedRoleUser": {"assumedRoleId": format!("AROASSOADMIN:{user}"), "arn": session_arn},
                     "subject": user, "subjectType": "persistent", "issuer": "https://idp.example.com/saml", "audience": "https://signin.aws.amazon.com/saml",
                     "nameQualifier": "Xy9u8Zb1example="});
-                self.record(region, t, identity, "sts.amazonaws.com", "AssumeRoleWithSAML", "AWS Internal", "aws-internal/3", request, response, false)
+                self.record(
+                    region,
+                    t,
+                    identity,
+                    "sts.amazonaws.com",
+                    "AssumeRoleWithSAML",
+                    "AWS Internal",
+                    "aws-internal/3",
+                    request,
+                    response,
+                    false,
+                )
             }
             10..=12 => {
                 // Cross-account: the security account's auditor role into this account; the
@@ -725,30 +990,76 @@ impl<'a> AccountDay<'a> {
                 let key = format!("ASIA{}", self.unique(16));
                 self.minted += 1;
                 let caller_account = account_id(0);
-                let session_arn = format!("arn:aws:sts::{}:assumed-role/OrganizationAccountAccessRole/auditor", self.account);
+                let session_arn = format!(
+                    "arn:aws:sts::{}:assumed-role/OrganizationAccountAccessRole/auditor",
+                    self.account
+                );
                 let identity = json!({"type": "AWSAccount", "principalId": "AIDAAUDITOR:auditor", "accountId": caller_account});
                 let request = json!({"roleArn": format!("arn:aws:iam::{}:role/OrganizationAccountAccessRole", self.account), "roleSessionName": "auditor"});
                 let response = json!({"credentials": {"accessKeyId": key, "sessionToken": "IQoJEXAMPLE", "expiration": "soon"},
                     "assumedRoleUser": {"assumedRoleId": "AROAORGACCESS:auditor", "arn": session_arn}});
-                self.record(region, t, identity, "sts.amazonaws.com", "AssumeRole", "198.51.100.200", "aws-cli/2.17.0", request, response, false)
+                self.record(
+                    region,
+                    t,
+                    identity,
+                    "sts.amazonaws.com",
+                    "AssumeRole",
+                    "198.51.100.200",
+                    "aws-cli/2.17.0",
+                    request,
+                    response,
+                    false,
+                )
             }
             13..=19 => {
                 let identity = self.user_identity(&people[p]);
-                let name = ["AuthorizeSecurityGroupIngress", "RevokeSecurityGroupEgress", "CreateSecurityGroup"][self.rng.random_range(0..3)];
+                let name = [
+                    "AuthorizeSecurityGroupIngress",
+                    "RevokeSecurityGroupEgress",
+                    "CreateSecurityGroup",
+                ][self.rng.random_range(0..3)];
                 self.record(region, t, identity, "ec2.amazonaws.com", name, &ip, "aws-cli/2.17.0",
                     json!({"groupId": "sg-0123456789abcdef0", "ipPermissions": {"items": [{"ipProtocol": "tcp", "fromPort": 22, "toPort": 22, "ipRanges": {"items": [{"cidrIp": "0.0.0.0/0"}]}}]}}), Value::Null, true)
             }
             20..=22 => {
                 let identity = self.user_identity(&people[p]);
-                let name = ["CreateRoute", "ReplaceNetworkAclEntry", "AttachInternetGateway", "CreateVpc", "ModifyVpcAttribute"][self.rng.random_range(0..5)];
-                self.record(region, t, identity, "ec2.amazonaws.com", name, &ip, "aws-cli/2.17.0", json!({"vpcId": "vpc-0123456789abcdef0"}), Value::Null, true)
+                let name = [
+                    "CreateRoute",
+                    "ReplaceNetworkAclEntry",
+                    "AttachInternetGateway",
+                    "CreateVpc",
+                    "ModifyVpcAttribute",
+                ][self.rng.random_range(0..5)];
+                self.record(
+                    region,
+                    t,
+                    identity,
+                    "ec2.amazonaws.com",
+                    name,
+                    &ip,
+                    "aws-cli/2.17.0",
+                    json!({"vpcId": "vpc-0123456789abcdef0"}),
+                    Value::Null,
+                    true,
+                )
             }
             23..=25 => {
                 let identity = self.user_identity(&people[p]);
-                let name = ["PutBucketPolicy", "PutBucketAcl", "DeleteBucketPolicy"][self.rng.random_range(0..3)];
+                let name = ["PutBucketPolicy", "PutBucketAcl", "DeleteBucketPolicy"]
+                    [self.rng.random_range(0..3)];
                 let bucket = format!("shared-{}-{}", self.rng.random_range(0..50), self.account);
-                self.record(region, t, identity, "s3.amazonaws.com", name, &ip, "aws-cli/2.17.0",
-                    json!({"bucketName": bucket, "Host": format!("{bucket}.s3.amazonaws.com")}), Value::Null, true)
+                self.record(
+                    region,
+                    t,
+                    identity,
+                    "s3.amazonaws.com",
+                    name,
+                    &ip,
+                    "aws-cli/2.17.0",
+                    json!({"bucketName": bucket, "Host": format!("{bucket}.s3.amazonaws.com")}),
+                    Value::Null,
+                    true,
+                )
             }
             26..=27 => {
                 // Deletions, for who-deleted.
@@ -761,41 +1072,97 @@ impl<'a> AccountDay<'a> {
                 };
                 let bucket = format!("scratch-{}-{}", self.rng.random_range(0..200), self.account);
                 let (source, name, request) = match self.rng.random_range(0..4) {
-                    0 => ("s3.amazonaws.com", "DeleteBucket", json!({"bucketName": bucket, "Host": format!("{bucket}.s3.amazonaws.com")})),
-                    1 => ("ec2.amazonaws.com", "TerminateInstances", json!({"instancesSet": {"items": [{"instanceId": format!("i-{:017x}", self.rng.random_range(0..1u64 << 40))}]}})),
-                    2 => ("dynamodb.amazonaws.com", "DeleteTable", json!({"tableName": format!("tmp-{}", self.rng.random_range(0..500))})),
-                    _ => ("rds.amazonaws.com", "DeleteDBInstance", json!({"dBInstanceIdentifier": format!("db-{}", self.rng.random_range(0..100))})),
+                    0 => (
+                        "s3.amazonaws.com",
+                        "DeleteBucket",
+                        json!({"bucketName": bucket, "Host": format!("{bucket}.s3.amazonaws.com")}),
+                    ),
+                    1 => (
+                        "ec2.amazonaws.com",
+                        "TerminateInstances",
+                        json!({"instancesSet": {"items": [{"instanceId": format!("i-{:017x}", self.rng.random_range(0..1u64 << 40))}]}}),
+                    ),
+                    2 => (
+                        "dynamodb.amazonaws.com",
+                        "DeleteTable",
+                        json!({"tableName": format!("tmp-{}", self.rng.random_range(0..500))}),
+                    ),
+                    _ => (
+                        "rds.amazonaws.com",
+                        "DeleteDBInstance",
+                        json!({"dBInstanceIdentifier": format!("db-{}", self.rng.random_range(0..100))}),
+                    ),
                 };
-                self.record(region, t, identity, source, name, &ip, "aws-cli/2.17.0", request, Value::Null, true)
+                self.record(
+                    region,
+                    t,
+                    identity,
+                    source,
+                    name,
+                    &ip,
+                    "aws-cli/2.17.0",
+                    request,
+                    Value::Null,
+                    true,
+                )
             }
             28..=29 => {
                 let identity = self.user_identity(&people[p]);
-                let name = ["AttachRolePolicy", "CreatePolicyVersion", "DeleteUserPolicy", "CreateAccessKey"][self.rng.random_range(0..4)];
+                let name = [
+                    "AttachRolePolicy",
+                    "CreatePolicyVersion",
+                    "DeleteUserPolicy",
+                    "CreateAccessKey",
+                ][self.rng.random_range(0..4)];
                 self.record(region, t, identity, "iam.amazonaws.com", name, &ip, "aws-cli/2.17.0",
                     json!({"roleName": "lambda-orders-role", "policyArn": "arn:aws:iam::aws:policy/AdministratorAccess"}), Value::Null, true)
             }
             30 => {
                 let identity = self.user_identity(&people[p]);
-                let name = ["DisableKey", "ScheduleKeyDeletion", "PutKeyPolicy"][self.rng.random_range(0..3)];
+                let name = ["DisableKey", "ScheduleKeyDeletion", "PutKeyPolicy"]
+                    [self.rng.random_range(0..3)];
                 self.record(region, t, identity, "kms.amazonaws.com", name, &ip, "aws-cli/2.17.0",
                     json!({"keyId": "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab"}), Value::Null, true)
             }
             31 => {
                 let identity = self.user_identity(&people[p]);
-                let name = ["StopLogging", "UpdateTrail", "PutEventSelectors"][self.rng.random_range(0..3)];
+                let name = ["StopLogging", "UpdateTrail", "PutEventSelectors"]
+                    [self.rng.random_range(0..3)];
                 self.record(region, t, identity, "cloudtrail.amazonaws.com", name, &ip, "aws-cli/2.17.0",
                     json!({"name": format!("arn:aws:cloudtrail:us-east-1:{}:trail/org-trail", self.account)}), Value::Null, true)
             }
             32 => {
                 let identity = self.user_identity(&people[p]);
-                let name = ["StopConfigurationRecorder", "PutConfigRule"][self.rng.random_range(0..2)];
-                self.record(region, t, identity, "config.amazonaws.com", name, &ip, "aws-cli/2.17.0",
-                    json!({"configurationRecorderName": "default"}), Value::Null, true)
+                let name =
+                    ["StopConfigurationRecorder", "PutConfigRule"][self.rng.random_range(0..2)];
+                self.record(
+                    region,
+                    t,
+                    identity,
+                    "config.amazonaws.com",
+                    name,
+                    &ip,
+                    "aws-cli/2.17.0",
+                    json!({"configurationRecorderName": "default"}),
+                    Value::Null,
+                    true,
+                )
             }
             33 => {
                 // Root: a sign-in now and then.
                 let identity = json!({"type": "Root", "principalId": self.account, "arn": format!("arn:aws:iam::{}:root", self.account), "accountId": self.account});
-                let mut r = self.record(region, t, identity, "signin.amazonaws.com", "ConsoleLogin", &ip, browser, Value::Null, json!({"ConsoleLogin": "Success"}), false);
+                let mut r = self.record(
+                    region,
+                    t,
+                    identity,
+                    "signin.amazonaws.com",
+                    "ConsoleLogin",
+                    &ip,
+                    browser,
+                    Value::Null,
+                    json!({"ConsoleLogin": "Success"}),
+                    false,
+                );
                 if let Some(o) = r.as_object_mut() {
                     o.insert("eventType".into(), json!("AwsConsoleSignIn"));
                     o.insert("additionalEventData".into(), json!({"LoginTo": "https://console.aws.amazon.com/console/home", "MobileVersion": "No", "MFAUsed": "Yes"}));
@@ -804,22 +1171,52 @@ impl<'a> AccountDay<'a> {
             }
             34 if self.index == 0 => {
                 let identity = self.user_identity(&people[p]);
-                let name = ["CreateAccount", "AttachPolicy", "MoveAccount"][self.rng.random_range(0..3)];
-                self.record(region, t, identity, "organizations.amazonaws.com", name, &ip, "aws-cli/2.17.0", json!({"policyId": "p-examplepolicyid111"}), Value::Null, true)
+                let name =
+                    ["CreateAccount", "AttachPolicy", "MoveAccount"][self.rng.random_range(0..3)];
+                self.record(
+                    region,
+                    t,
+                    identity,
+                    "organizations.amazonaws.com",
+                    name,
+                    &ip,
+                    "aws-cli/2.17.0",
+                    json!({"policyId": "p-examplepolicyid111"}),
+                    Value::Null,
+                    true,
+                )
             }
             _ => {
                 let identity = self.user_identity(&people[p]);
-                self.record(region, t, identity, "sts.amazonaws.com", "GetCallerIdentity", &ip, "aws-cli/2.17.0", Value::Null, Value::Null, true)
+                self.record(
+                    region,
+                    t,
+                    identity,
+                    "sts.amazonaws.com",
+                    "GetCallerIdentity",
+                    &ip,
+                    "aws-cli/2.17.0",
+                    Value::Null,
+                    Value::Null,
+                    true,
+                )
             }
         }
     }
 
     /// Groups a region's events into delivered files: about every 5 minutes while there are
     /// events, busy streams in files of about `events_per_file`.
-    fn deliver(&mut self, root: &Path, region: &str, mut events: Vec<Event>) -> std::io::Result<Generated> {
+    fn deliver(
+        &mut self,
+        root: &Path,
+        region: &str,
+        mut events: Vec<Event>,
+    ) -> std::io::Result<Generated> {
         events.sort_by_key(|e| e.time);
         let n = events.len() as u64;
-        let windows = n.div_ceil(u64::from(self.spec.events_per_file.max(1))).clamp(1, 288);
+        let windows = n
+            .div_ceil(u64::from(self.spec.events_per_file.max(1)))
+            .clamp(1, 288);
         let window = (86_400 / windows as i64).max(300);
         let mut out = Generated::default();
         let mut start = 0;
@@ -831,7 +1228,10 @@ impl<'a> AccountDay<'a> {
                 end += 1;
             }
             let latest = events[end - 1].time;
-            let delivered = Utc.timestamp_opt(latest + self.rng.random_range(60..900), 0).single().unwrap_or_default();
+            let delivered = Utc
+                .timestamp_opt(latest + self.rng.random_range(60..900), 0)
+                .single()
+                .unwrap_or_default();
             // Records are not in time order within a file.
             let mut records: Vec<&Value> = events[start..end].iter().map(|e| &e.record).collect();
             if records.len() > 2 {
@@ -856,7 +1256,13 @@ impl<'a> AccountDay<'a> {
         Ok(out)
     }
 
-    fn write_file(&mut self, root: &Path, region: &str, delivered: DateTime<Utc>, body: &[u8]) -> std::io::Result<u64> {
+    fn write_file(
+        &mut self,
+        root: &Path,
+        region: &str,
+        delivered: DateTime<Utc>,
+        body: &[u8],
+    ) -> std::io::Result<u64> {
         let mut dir: PathBuf = root.join("AWSLogs");
         if let Some(org) = self.spec.org_id() {
             dir.push(org);
@@ -903,7 +1309,9 @@ fn derived_key(parts: &[u64]) -> String {
         x ^= x >> 31;
     }
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
-    let tail: String = (0..12).map(|i| ALPHABET[((x >> (i * 5)) & 31) as usize] as char).collect();
+    let tail: String = (0..12)
+        .map(|i| ALPHABET[((x >> (i * 5)) & 31) as usize] as char)
+        .collect();
     format!("ASIAZZ{}{tail}", ALPHABET[(x >> 60) as usize & 31] as char)
 }
 

@@ -44,5 +44,9 @@ fn main() {
     if python {
         println!("cargo::rustc-cfg=has_python");
     }
-    require("TRAILHOUSE_REQUIRE_PYTHON", python, "Python 3 with venv and ensurepip");
+    require(
+        "TRAILHOUSE_REQUIRE_PYTHON",
+        python,
+        "Python 3 with venv and ensurepip",
+    );
 }

@@ -105,15 +105,19 @@ pub struct EngineArgs {
     /// Memory for the query engine's sorts, aggregates and joins, in MiB (at least 64); beyond
     /// it they spill to disk (the system's temporary directory). The process uses somewhat more
     /// (files being read, their metadata, output).
-    #[arg(long, default_value_t = 512, value_name = "MIB", env = "TRAILHOUSE_MEMORY")]
+    #[arg(
+        long,
+        default_value_t = 512,
+        value_name = "MIB",
+        env = "TRAILHOUSE_MEMORY"
+    )]
     pub memory: u64,
 }
 
 impl EngineArgs {
     pub fn options(&self) -> trailhouse_query::engine::EngineOptions {
         trailhouse_query::engine::EngineOptions {
-            memory: usize::try_from(self.memory.saturating_mul(1 << 20))
-                .unwrap_or(usize::MAX),
+            memory: usize::try_from(self.memory.saturating_mul(1 << 20)).unwrap_or(usize::MAX),
         }
     }
 }

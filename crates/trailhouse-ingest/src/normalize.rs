@@ -172,8 +172,7 @@ impl RecordBuilder {
         let string = |(items, bytes): (usize, usize)| StringBuilder::with_capacity(items, bytes);
         let (extra, source) = (string(next()), string(next()));
         let hash = Int64Builder::with_capacity(next().0);
-        let (region, minted_key, minted_session) =
-            (string(next()), string(next()), string(next()));
+        let (region, minted_key, minted_session) = (string(next()), string(next()), string(next()));
         Self {
             columns,
             extra,
@@ -521,5 +520,4 @@ mod tests {
         // A key serde_json cannot decode: the scan gives up and serde decides.
         assert!(scan::members(r#"{"\ud800":1}"#).is_err());
     }
-
 }

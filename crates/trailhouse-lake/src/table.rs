@@ -420,7 +420,12 @@ fn writer_properties_builder(sorted: bool) -> WriterPropertiesBuilder {
 
 /// The order of a data file's rows: by region, then the kind of call (source and name: the rows
 /// of one call are contiguous, so a filter on it prunes the pages of every column), then time.
-pub const SORT_COLUMNS: [&str; 4] = [schema::REGION, "eventsource", "eventname", schema::EVENTTIME];
+pub const SORT_COLUMNS: [&str; 4] = [
+    schema::REGION,
+    "eventsource",
+    "eventname",
+    schema::EVENTTIME,
+];
 
 /// Rows per row group: a day of a busy trail is a few row groups, a quiet one a single one (each
 /// row group costs every query its column metadata).

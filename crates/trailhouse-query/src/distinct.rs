@@ -21,9 +21,7 @@ use datafusion::common::{Result, ScalarValue};
 use datafusion::functions::core::expr_fn::coalesce;
 use datafusion::functions_aggregate::expr_fn::{count, max, min, sum};
 use datafusion::logical_expr::expr::{AggregateFunction, AggregateFunctionParams};
-use datafusion::logical_expr::{
-    Aggregate, Expr, LogicalPlan, LogicalPlanBuilder, col, lit,
-};
+use datafusion::logical_expr::{Aggregate, Expr, LogicalPlan, LogicalPlanBuilder, col, lit};
 use datafusion::optimizer::{ApplyOrder, OptimizerConfig, OptimizerRule};
 
 /// Rewrites `count(DISTINCT x)` beside counts, sums, minima and maxima into a group-by on `x`.
@@ -168,7 +166,9 @@ fn rewrite(aggregate: &Aggregate) -> Result<Option<LogicalPlan>> {
     let projection: Vec<Expr> = names
         .iter()
         .zip(aggregate.schema.columns())
-        .map(|(name, original)| col(name.as_str()).alias_qualified(original.relation, original.name))
+        .map(|(name, original)| {
+            col(name.as_str()).alias_qualified(original.relation, original.name)
+        })
         .collect();
     Ok(Some(
         LogicalPlanBuilder::from(combined)
@@ -198,7 +198,10 @@ mod tests {
     use datafusion::execution::session_state::SessionStateBuilder;
     use datafusion::prelude::SessionContext;
 
-    async fn answer(with_rule: bool, rows: (Vec<Option<&str>>, Vec<Option<i64>>)) -> (String, String) {
+    async fn answer(
+        with_rule: bool,
+        rows: (Vec<Option<&str>>, Vec<Option<i64>>),
+    ) -> (String, String) {
         let schema = Arc::new(Schema::new(vec![
             Field::new("x", DataType::Utf8, true),
             Field::new("y", DataType::Int64, true),
@@ -230,7 +233,13 @@ mod tests {
             .collect()
             .await
             .expect("explain");
-        let rows = ctx.sql(sql).await.expect("sql").collect().await.expect("rows");
+        let rows = ctx
+            .sql(sql)
+            .await
+            .expect("sql")
+            .collect()
+            .await
+            .expect("rows");
         (
             arrow::util::pretty::pretty_format_batches(&plan)
                 .expect("format")
@@ -252,7 +261,10 @@ mod tests {
         let (plan, ours) = answer(true, data()).await;
         let (theirs_plan, theirs) = answer(false, data()).await;
         assert!(plan.contains("__trailhouse_distinct"), "{plan}");
-        assert!(!theirs_plan.contains("__trailhouse_distinct"), "{theirs_plan}");
+        assert!(
+            !theirs_plan.contains("__trailhouse_distinct"),
+            "{theirs_plan}"
+        );
         assert_eq!(ours, theirs);
         assert!(ours.contains("| 3   | 5 | 4  | 15 | 1  | 8  |"), "{ours}");
         // No rows: counts are 0, the rest null, as without the rewrite.

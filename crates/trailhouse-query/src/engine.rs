@@ -6,10 +6,10 @@ use std::num::NonZeroUsize;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use datafusion::catalog::Session as CatalogSession;
 use datafusion::execution::context::QueryPlanner;
 use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
-use datafusion::catalog::Session as CatalogSession;
 use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::optimizer::OptimizerRule;
@@ -68,7 +68,10 @@ pub fn config() -> Result<SessionConfig, QueryError> {
         ("datafusion.execution.parquet.metadata_size_hint", "65536"),
         // What each sort sets aside for merging what it spilled: a report runs dozens of
         // sorts at once in one pool, and DataFusion's 10 MiB each was most of a small pool.
-        ("datafusion.execution.sort_spill_reservation_bytes", "1048576"),
+        (
+            "datafusion.execution.sort_spill_reservation_bytes",
+            "1048576",
+        ),
     ];
     for (key, value) in ours {
         let var = key.replace('.', "_").to_uppercase();

@@ -46,7 +46,11 @@ impl Session {
         if let Ok(q) = lake.open(TableKind::Quarantine).await {
             register(&ctx, &q, schema::QUARANTINE_TABLE_NAME).await?;
         }
-        let own = engine::context(ctx.copied_config(), ctx.runtime_env(), &Extensions::default())?;
+        let own = engine::context(
+            ctx.copied_config(),
+            ctx.runtime_env(),
+            &Extensions::default(),
+        )?;
         own.register_table(
             schema::TABLE_NAME,
             ctx.table_provider(schema::TABLE_NAME).await?,
@@ -68,7 +72,9 @@ impl Session {
         if self.ctx.table_exist(schema::QUARANTINE_TABLE_NAME)? {
             ctx.register_table(
                 schema::QUARANTINE_TABLE_NAME,
-                self.ctx.table_provider(schema::QUARANTINE_TABLE_NAME).await?,
+                self.ctx
+                    .table_provider(schema::QUARANTINE_TABLE_NAME)
+                    .await?,
             )?;
         }
         credentials::register(&ctx, Arc::clone(&self.lookup))?;

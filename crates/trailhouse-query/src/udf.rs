@@ -300,7 +300,12 @@ mod tests {
             Some("sourceipaddress = Utf8(\"203.0.113.7\")")
         );
         // Blocks, IPv6 (several spellings of one address) and odd spellings stay a match.
-        for network in ["203.0.113.0/24", "203.0.113.7/32", "2001:db8::1", " 203.0.113.7"] {
+        for network in [
+            "203.0.113.0/24",
+            "203.0.113.7/32",
+            "2001:db8::1",
+            " 203.0.113.7",
+        ] {
             assert_eq!(simplify(network), None, "{network}");
         }
     }

@@ -71,7 +71,12 @@ pub(super) fn minted<'a>(
 mod tests {
     use super::*;
 
-    fn of(source: &str, name: &str, error: Option<&str>, response: &str) -> (Option<String>, Option<String>) {
+    fn of(
+        source: &str,
+        name: &str,
+        error: Option<&str>,
+        response: &str,
+    ) -> (Option<String>, Option<String>) {
         let (k, s) = minted(Some(source), Some(name), error, Some(response));
         (k.map(Cow::into_owned), s.map(Cow::into_owned))
     }
@@ -86,13 +91,21 @@ mod tests {
             let name = format!("\"{call}\"");
             assert_eq!(
                 of(sts, &name, None, RESPONSE),
-                (Some("ASIAX".into()), Some("arn:aws:sts::1:assumed-role/R/s".into())),
+                (
+                    Some("ASIAX".into()),
+                    Some("arn:aws:sts::1:assumed-role/R/s".into())
+                ),
                 "{call}"
             );
         }
         // errorCode null is no error; GetSessionToken names no session.
         assert_eq!(
-            of(sts, r#""GetSessionToken""#, Some("null"), r#"{"credentials":{"accessKeyId":"ASIAY"}}"#),
+            of(
+                sts,
+                r#""GetSessionToken""#,
+                Some("null"),
+                r#"{"credentials":{"accessKeyId":"ASIAY"}}"#
+            ),
             (Some("ASIAY".into()), None)
         );
     }
@@ -102,15 +115,37 @@ mod tests {
         let none = (None, None);
         let sts = r#""sts.amazonaws.com""#;
         // Failed call, other source, other call, odd response shapes.
-        assert_eq!(of(sts, r#""AssumeRole""#, Some(r#""AccessDenied""#), RESPONSE), none);
-        assert_eq!(of(r#""iam.amazonaws.com""#, r#""AssumeRole""#, None, RESPONSE), none);
-        assert_eq!(of(sts, r#""GetCallerIdentity""#, None, RESPONSE), none);
-        assert_eq!(of(sts, r#""AssumeRole""#, None, "null"), none);
-        assert_eq!(of(sts, r#""AssumeRole""#, None, r#""{\"credentials\":{}}""#), none);
         assert_eq!(
-            of(sts, r#""AssumeRole""#, None, r#"{"credentials":{"accessKeyId":7}}"#),
+            of(sts, r#""AssumeRole""#, Some(r#""AccessDenied""#), RESPONSE),
             none
         );
-        assert_eq!(of(sts, r#""AssumeRole""#, None, r#"{"credentials":"redacted"}"#), none);
+        assert_eq!(
+            of(r#""iam.amazonaws.com""#, r#""AssumeRole""#, None, RESPONSE),
+            none
+        );
+        assert_eq!(of(sts, r#""GetCallerIdentity""#, None, RESPONSE), none);
+        assert_eq!(of(sts, r#""AssumeRole""#, None, "null"), none);
+        assert_eq!(
+            of(sts, r#""AssumeRole""#, None, r#""{\"credentials\":{}}""#),
+            none
+        );
+        assert_eq!(
+            of(
+                sts,
+                r#""AssumeRole""#,
+                None,
+                r#"{"credentials":{"accessKeyId":7}}"#
+            ),
+            none
+        );
+        assert_eq!(
+            of(
+                sts,
+                r#""AssumeRole""#,
+                None,
+                r#"{"credentials":"redacted"}"#
+            ),
+            none
+        );
     }
 }

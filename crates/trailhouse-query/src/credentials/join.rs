@@ -28,6 +28,7 @@ use datafusion::common::{DFSchemaRef, DataFusionError, JoinType, Result};
 use datafusion::datasource::source_as_provider;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::expr::Between;
+use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
 use datafusion::logical_expr::utils::{conjunction, split_conjunction};
 use datafusion::logical_expr::{
     BinaryExpr, Expr, Extension, Join, LogicalPlan, Operator, UserDefinedLogicalNode,
@@ -42,7 +43,6 @@ use datafusion::physical_plan::{
     PlanProperties, ReplaceChildrenOptions,
 };
 use datafusion::physical_planner::{ExtensionPlanner, PhysicalPlanner};
-use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
 use futures::StreamExt;
 
 use super::lookup::{Lookup, Want, batch_of};
@@ -220,10 +220,9 @@ fn requalify(e: Expr, side: &DFSchemaRef) -> Result<Expr> {
     e.transform(|e| {
         Ok(match e {
             Expr::Column(c) => match side.qualified_field_with_unqualified_name(&c.name) {
-                Ok((qualifier, field)) => Transformed::yes(Expr::Column(Column::new(
-                    qualifier.cloned(),
-                    field.name(),
-                ))),
+                Ok((qualifier, field)) => {
+                    Transformed::yes(Expr::Column(Column::new(qualifier.cloned(), field.name())))
+                }
                 Err(_) => Transformed::no(Expr::Column(c)),
             },
             other => Transformed::no(other),
@@ -239,7 +238,8 @@ fn time_window(
     side: &DFSchemaRef,
     other: &DFSchemaRef,
 ) -> (Option<Expr>, Option<Expr>) {
-    let is_time = |e: &Expr| matches!(e, Expr::Column(c) if c.name == "eventtime" && side.has_column(c));
+    let is_time =
+        |e: &Expr| matches!(e, Expr::Column(c) if c.name == "eventtime" && side.has_column(c));
     let of_other = |e: &Expr| e.column_refs().iter().all(|c| other.has_column(c));
     let (mut lo, mut hi) = (None, None);
     for e in condition {
@@ -332,9 +332,9 @@ impl UserDefinedLogicalNodeCore for LookupJoin {
     fn with_exprs_and_inputs(&self, exprs: Vec<Expr>, inputs: Vec<LogicalPlan>) -> Result<Self> {
         let mut exprs = exprs.into_iter();
         let mut next = || {
-            exprs
-                .next()
-                .ok_or_else(|| DataFusionError::Internal("CredentialsLookupJoin: expressions".into()))
+            exprs.next().ok_or_else(|| {
+                DataFusionError::Internal("CredentialsLookupJoin: expressions".into())
+            })
         };
         let key = next()?;
         let lo = self.lo.as_ref().map(|_| next()).transpose()?;
@@ -379,9 +379,8 @@ impl ExtensionPlanner for LookupJoinPlanner {
             ));
         };
         let input_schema = logical.schema();
-        let over_input = |e: &Expr| {
-            planner.create_physical_expr(e, input_schema, session, planning_ctx)
-        };
+        let over_input =
+            |e: &Expr| planner.create_physical_expr(e, input_schema, session, planning_ctx);
         let exec = LookupJoinExec {
             input: Arc::clone(input),
             key: over_input(&join.key)?,

@@ -12,7 +12,9 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, StringBuilder, TimestampMicrosecondArray};
+use arrow::array::{
+    Array, ArrayRef, AsArray, RecordBatch, StringBuilder, TimestampMicrosecondArray,
+};
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, SchemaRef, TimeUnit};
 use datafusion::common::{DataFusionError, Result, ScalarValue};
@@ -268,8 +270,10 @@ impl Lookup {
             own.entry(w.key.as_str()).or_default().push((w.lo, w.hi));
         }
         found.retain(|key, call| {
-            own.get(key.as_str())
-                .is_some_and(|ws| ws.iter().any(|(lo, hi)| (*lo..=*hi).contains(&call.eventtime)))
+            own.get(key.as_str()).is_some_and(|ws| {
+                ws.iter()
+                    .any(|(lo, hi)| (*lo..=*hi).contains(&call.eventtime))
+            })
         });
         Ok(found)
     }
@@ -382,7 +386,11 @@ fn timestamp(micros: i64) -> Expr {
 /// a window is open on both ends (any time).
 pub(super) fn time_predicate(windows: impl IntoIterator<Item = (i64, i64)>) -> Option<Expr> {
     let mut ranges: Vec<(i64, i64)> = windows.into_iter().collect();
-    if ranges.is_empty() || ranges.iter().any(|&(lo, hi)| lo == i64::MIN && hi == i64::MAX) {
+    if ranges.is_empty()
+        || ranges
+            .iter()
+            .any(|&(lo, hi)| lo == i64::MIN && hi == i64::MAX)
+    {
         return None;
     }
     ranges.sort_unstable();
@@ -447,7 +455,12 @@ pub(super) fn calls_of(batch: &RecordBatch) -> Result<Vec<Call>> {
     };
     let times = batch
         .column_by_name("eventtime")
-        .map(|c| cast(c, &DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))))
+        .map(|c| {
+            cast(
+                c,
+                &DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            )
+        })
         .transpose()?;
     let times = times
         .as_ref()
@@ -456,7 +469,9 @@ pub(super) fn calls_of(batch: &RecordBatch) -> Result<Vec<Call>> {
         .column_by_name("pref")
         .map(|c| cast(c, &DataType::Int64))
         .transpose()?;
-    let pref = pref.as_ref().map(|p| p.as_primitive::<arrow::datatypes::Int64Type>());
+    let pref = pref
+        .as_ref()
+        .map(|p| p.as_primitive::<arrow::datatypes::Int64Type>());
     let mut out = Vec::with_capacity(batch.num_rows());
     for i in 0..batch.num_rows() {
         let (Some(minted_key), Some(eventtime)) = (
@@ -576,7 +591,10 @@ mod tests {
             ..Call::empty()
         };
         role_side.merge(caller_side);
-        assert_eq!(role_side.caller.as_deref(), Some("arn:aws:iam::1:user/alice"));
+        assert_eq!(
+            role_side.caller.as_deref(),
+            Some("arn:aws:iam::1:user/alice")
+        );
         assert_eq!(
             role_side.minted_session.as_deref(),
             Some("arn:aws:sts::2:assumed-role/R/s"),
@@ -602,7 +620,10 @@ mod tests {
             Some(Want::used_at("ASIA2", 30))
         );
         // A key the chain already holds is a cycle: no next step.
-        assert_eq!(next_want(&chain[2], &[call("AKIAALICE", None, "x", 0)]), None);
+        assert_eq!(
+            next_want(&chain[2], &[call("AKIAALICE", None, "x", 0)]),
+            None
+        );
     }
 
     #[test]
@@ -614,7 +635,9 @@ mod tests {
         let text = expr.to_string();
         assert_eq!(text.matches(" OR ").count(), MAX_RANGES - 1, "{text}");
         // Overlapping windows become one range.
-        let one = time_predicate([(0, 10), (5, 20), (21, 30)]).expect("predicate").to_string();
+        let one = time_predicate([(0, 10), (5, 20), (21, 30)])
+            .expect("predicate")
+            .to_string();
         assert!(!one.contains(" OR "), "{one}");
     }
 }

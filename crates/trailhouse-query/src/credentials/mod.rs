@@ -397,12 +397,14 @@ impl ExecutionPlan for CredentialsExec {
                     project(batch)
                 })
                 .boxed(),
-                None => futures::stream::once(async move {
-                    every_key(lookup, request.lo, request.hi).await
-                })
-                .try_flatten()
-                .and_then(move |batch| futures::future::ready(project(batch)))
-                .boxed(),
+                None => {
+                    futures::stream::once(
+                        async move { every_key(lookup, request.lo, request.hi).await },
+                    )
+                    .try_flatten()
+                    .and_then(move |batch| futures::future::ready(project(batch)))
+                    .boxed()
+                }
             };
         Ok(Box::pin(RecordBatchStreamAdapter::new(
             Arc::clone(&self.schema),
@@ -498,7 +500,10 @@ mod tests {
     use datafusion::logical_expr::{col, lit};
 
     fn ts(v: i64) -> Expr {
-        lit(ScalarValue::TimestampMicrosecond(Some(v), Some("UTC".into())))
+        lit(ScalarValue::TimestampMicrosecond(
+            Some(v),
+            Some("UTC".into()),
+        ))
     }
 
     #[test]
@@ -507,7 +512,9 @@ mod tests {
             col("minted_key")
                 .eq(lit("ASIA1"))
                 .or(col("minted_session").eq(lit("arn:s"))),
-            col("eventtime").gt_eq(ts(10)).and(ts(20).gt(col("eventtime"))),
+            col("eventtime")
+                .gt_eq(ts(10))
+                .and(ts(20).gt(col("eventtime"))),
         ]);
         assert_eq!(
             r.keys,
@@ -517,8 +524,12 @@ mod tests {
             })
         );
         assert_eq!((r.lo, r.hi), (10, 19));
-        let listed = Request::from_filters(&[col("minted_key").in_list(vec![lit("A"), lit("B")], false)]);
-        assert_eq!(listed.keys.map(|n| n.keys), Some(vec!["A".into(), "B".into()]));
+        let listed =
+            Request::from_filters(&[col("minted_key").in_list(vec![lit("A"), lit("B")], false)]);
+        assert_eq!(
+            listed.keys.map(|n| n.keys),
+            Some(vec!["A".into(), "B".into()])
+        );
         // An OR with anything else may be true for other keys: every key is read.
         let other = Request::from_filters(&[col("minted_key")
             .eq(lit("A"))

@@ -105,7 +105,13 @@ pub(super) async fn activity(
             let c = cast(c, &DataType::Int64)?;
             let c = c.as_primitive::<Int64Type>();
             Ok((0..c.len())
-                .map(|i| if c.is_valid(i) { c.value(i).max(0) as u64 } else { 0 })
+                .map(|i| {
+                    if c.is_valid(i) {
+                        c.value(i).max(0) as u64
+                    } else {
+                        0
+                    }
+                })
                 .collect())
         };
         let (events, errors) = (ints("events")?, ints("errors")?);
@@ -137,7 +143,10 @@ pub(super) async fn activity(
     Ok((days, top(principals), top(ips)))
 }
 
-pub(super) async fn table_info(session: &Session, opts: &ReportOptions) -> Result<TableInfo, QueryError> {
+pub(super) async fn table_info(
+    session: &Session,
+    opts: &ReportOptions,
+) -> Result<TableInfo, QueryError> {
     let b = rows(
         session,
         "SELECT count(*) AS records, count(DISTINCT sourcefile) AS files FROM cloudtrail",
@@ -172,4 +181,3 @@ pub(super) async fn table_info(session: &Session, opts: &ReportOptions) -> Resul
         quarantined,
     })
 }
-

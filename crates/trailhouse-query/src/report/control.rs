@@ -102,7 +102,13 @@ fn reduced_rows(batch: &RecordBatch, control: u32) -> Result<RecordBatch, QueryE
     };
     let principal: StringArray = match text("principal")? {
         Some(p) => (0..n)
-            .map(|i| Some(if p.is_valid(i) { p.value(i) } else { "(unknown)" }))
+            .map(|i| {
+                Some(if p.is_valid(i) {
+                    p.value(i)
+                } else {
+                    "(unknown)"
+                })
+            })
             .collect(),
         None => StringArray::new_null(n),
     };

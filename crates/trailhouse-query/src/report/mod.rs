@@ -10,9 +10,9 @@
 mod activity;
 mod channel;
 mod control;
-mod reduce;
 pub mod html;
 pub mod markdown;
+mod reduce;
 pub mod shared_scan;
 
 use std::collections::{BTreeSet, HashMap};

@@ -46,7 +46,10 @@ struct Scan {
 impl SharedScan {
     /// The scan of the rows and columns that `queries` (planned against `session`) read from
     /// `cloudtrail`. `None` when no query can share it.
-    pub async fn plan(session: &Session, queries: &[DataFrame]) -> Result<Option<Self>, QueryError> {
+    pub async fn plan(
+        session: &Session,
+        queries: &[DataFrame],
+    ) -> Result<Option<Self>, QueryError> {
         let state = session.context().state();
         let mut shared: Vec<(Expr, BTreeSet<String>)> = Vec::new();
         let mut serves = Vec::with_capacity(queries.len());
@@ -55,10 +58,12 @@ impl SharedScan {
             let plan = state.optimize(q.logical_plan())?;
             let scans = scans(&plan)?;
             match scans.as_slice() {
-                [Scan {
-                    predicate: Some(p),
-                    columns,
-                }] => {
+                [
+                    Scan {
+                        predicate: Some(p),
+                        columns,
+                    },
+                ] => {
                     fields.add(&plan)?;
                     shared.push((p.clone(), columns.clone()));
                     serves.push(true);

@@ -17,7 +17,7 @@ use arrow::datatypes::{DataType, TimeUnit};
 use arrow::datatypes::{Int64Type, TimestampMicrosecondType};
 use chrono::NaiveDate;
 use rayon::prelude::*;
-use trailhouse_lake::{LakeError, Partition, schema, table};
+use trailhouse_lake::{LakeError, Partition, datafile, schema};
 
 use crate::error::IngestError;
 use crate::normalize::Placed;
@@ -135,7 +135,7 @@ impl DedupIndex {
 fn load_partition(files: &[PathBuf]) -> Result<PartIndex, LakeError> {
     let mut idx = PartIndex::default();
     for path in files {
-        let batches = table::read_columns(
+        let batches = datafile::read_columns(
             path,
             &[schema::RECORDHASH, schema::EVENTTIME, schema::EVENTID],
         )?;

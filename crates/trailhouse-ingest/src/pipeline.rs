@@ -8,8 +8,8 @@ use std::time::Instant;
 
 use arrow::array::{Int64Builder, RecordBatch, StringBuilder};
 use rayon::prelude::*;
+use trailhouse_lake::datafile::write_quarantine_file;
 use trailhouse_lake::schema;
-use trailhouse_lake::table::write_quarantine_file;
 use trailhouse_lake::{Lake, Partition, TableKind};
 
 use crate::decompress;

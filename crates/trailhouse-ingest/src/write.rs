@@ -8,7 +8,7 @@ use std::path::Path;
 use arrow::array::RecordBatch;
 use deltalake_core::kernel::Add;
 use trailhouse_lake::Partition;
-use trailhouse_lake::table::write_data_file;
+use trailhouse_lake::datafile::write_data_file;
 
 use crate::error::IngestError;
 

@@ -14,8 +14,9 @@ use std::time::Duration;
 
 use deltalake_core::operations::vacuum::VacuumMode;
 
+use crate::datafile::writer_properties;
 use crate::error::LakeError;
-use crate::table::{Lake, TableKind, writer_properties};
+use crate::table::{Lake, TableKind};
 
 /// What a compaction did.
 #[derive(Debug, Clone, Copy, Default, serde::Serialize)]

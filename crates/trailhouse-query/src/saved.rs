@@ -15,7 +15,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use datafusion::common::ScalarValue;
 
 /// Parameters every saved query takes and must use, bound from `--since` and `--until`
@@ -342,8 +342,9 @@ fn convert(
     })
 }
 
-/// A point in time: `2026-10-01` (midnight UTC), RFC 3339, or a duration before `now`
-/// (`90d`, `12h`, `30m`, `2w`, optionally with a leading `-`).
+/// A point in time: `2026-10-01` (midnight UTC), RFC 3339, a date-time without a zone (UTC, as
+/// CloudTrail writes `eventTime`: `2026-10-01T13:05:00`, `2026-10-01 13:05`, fractions allowed),
+/// or a duration before `now` (`90d`, `12h`, `30m`, `2w`, optionally with a leading `-`).
 pub fn parse_time(text: &str, now: DateTime<Utc>) -> Option<i64> {
     let t = text.trim();
     if let Ok(d) = NaiveDate::parse_from_str(t, "%Y-%m-%d") {
@@ -353,6 +354,16 @@ pub fn parse_time(text: &str, now: DateTime<Utc>) -> Option<i64> {
     }
     if let Ok(dt) = DateTime::parse_from_rfc3339(t) {
         return Some(dt.timestamp_micros());
+    }
+    for format in [
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M",
+        "%Y-%m-%d %H:%M",
+    ] {
+        if let Ok(dt) = NaiveDateTime::parse_from_str(t, format) {
+            return Some(dt.and_utc().timestamp_micros());
+        }
     }
     let rel = t.strip_prefix('-').unwrap_or(t);
     let unit = rel.chars().last()?;
@@ -591,5 +602,27 @@ mod tests {
         );
         assert_eq!(parse_time("-2d", n), parse_time("48h", n));
         assert_eq!(parse_time("yesterday", n), None);
+        let utc = |s: &str| {
+            DateTime::parse_from_rfc3339(s)
+                .expect("t")
+                .timestamp_micros()
+        };
+        assert_eq!(
+            parse_time("2026-10-22T23:59:56", n),
+            Some(utc("2026-10-22T23:59:56Z"))
+        );
+        assert_eq!(
+            parse_time("2026-10-22 23:59:56.250", n),
+            Some(utc("2026-10-22T23:59:56.250Z"))
+        );
+        assert_eq!(
+            parse_time("2026-10-22T23:59", n),
+            Some(utc("2026-10-22T23:59:00Z"))
+        );
+        assert_eq!(
+            parse_time("2026-10-22T09:00:00+02:00", n),
+            Some(utc("2026-10-22T07:00:00Z"))
+        );
+        assert_eq!(parse_time("2026-10-22T25:00:00", n), None);
     }
 }

@@ -1,0 +1,589 @@
+//! The data files of table `cloudtrail` (and `quarantine`): their Parquet settings, how they are
+//! written (row groups of [`ROW_GROUP_ROWS`], each group's columns encoded in parallel), the Delta
+//! statistics of each file, and reading a few columns back.
+
+use std::collections::HashMap;
+use std::fs::{self, File};
+use std::path::Path;
+
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::compute::{max, max_string, min, min_string};
+use arrow::datatypes::DataType;
+use arrow::datatypes::TimestampMicrosecondType;
+use deltalake_core::kernel::Add;
+use parquet::arrow::arrow_writer::{ArrowColumnChunk, compute_leaves};
+use parquet::arrow::{ArrowSchemaConverter, ArrowWriter};
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::metadata::SortingColumn;
+use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterPropertiesBuilder};
+use parquet::schema::types::ColumnPath;
+use rayon::prelude::*;
+
+use crate::error::LakeError;
+use crate::schema;
+use crate::table::Partition;
+
+/// Parquet settings of our data files: zstd level 1 (measured: a quarter faster to write than
+/// level 3 on CloudTrail rows, files no larger), rows ordered by [`SORT_COLUMNS`] with page
+/// statistics on them (a region, a call or a time range reads only its pages), chunk statistics elsewhere,
+/// no statistics for free-form JSON and per-row ids (nothing prunes by them; they made every
+/// footer larger), and no dictionary for the columns that are nearly unique per row: trying one
+/// costs time and the writer falls back to plain anyway.
+pub fn writer_properties(sorted: bool) -> WriterProperties {
+    writer_properties_builder(sorted).build()
+}
+
+fn writer_properties_builder(sorted: bool) -> WriterPropertiesBuilder {
+    let mut b = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).unwrap_or_default()))
+        .set_statistics_enabled(EnabledStatistics::Chunk)
+        .set_column_statistics_enabled(ColumnPath::from(schema::EVENTTIME), EnabledStatistics::Page)
+        .set_column_statistics_enabled(ColumnPath::from(schema::REGION), EnabledStatistics::Page)
+        .set_column_statistics_enabled(ColumnPath::from("eventsource"), EnabledStatistics::Page)
+        .set_column_statistics_enabled(ColumnPath::from("eventname"), EnabledStatistics::Page)
+        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS));
+    for column in [
+        "requestparameters",
+        "responseelements",
+        "additionaleventdata",
+        "serviceeventdetails",
+        "addendum",
+        "insightdetails",
+        "edgedevicedetails",
+        "eventcontext",
+        schema::EXTRA,
+        "requestid",
+        "sharedeventid",
+        schema::RECORDHASH,
+    ] {
+        b = b.set_column_statistics_enabled(ColumnPath::from(column), EnabledStatistics::None);
+    }
+    // Columns zstd does not shrink (measured: their chunks came out a few bytes larger):
+    // random hashes, bit-packed booleans, and the dictionary indices of a handful of values
+    // (one region per partition). Not compressing them saves creating a compressor per chunk.
+    for column in [
+        schema::RECORDHASH,
+        "readonly",
+        "managementevent",
+        schema::REGION,
+        "eventversion",
+        "eventtype",
+        "eventcategory",
+    ] {
+        b = b.set_column_compression(ColumnPath::from(column), Compression::UNCOMPRESSED);
+    }
+    for column in [
+        // Sorted, nearly unique times: a dictionary would be a second copy of the column.
+        // (Delta packing was smaller still but slowed the queries that pick rows out of
+        // pages, as a delta page is decoded from its start.)
+        schema::EVENTTIME,
+        "eventid",
+        "requestid",
+        "sharedeventid",
+        "requestparameters",
+        "responseelements",
+        "additionaleventdata",
+        "serviceeventdetails",
+        schema::EXTRA,
+        schema::RECORDHASH,
+    ] {
+        b = b.set_column_dictionary_enabled(ColumnPath::from(column), false);
+    }
+    // Bloom filters on the columns questions test for equality (`eventname IN (…)`,
+    // `eventsource = …`, `errorcode IN (…)`, `sourceipaddress = …`, an access key, the key or
+    // session an STS call minted): a row group that does not hold the value is skipped without
+    // reading its pages. Sized for a row group's distinct values at a 1% false-positive rate.
+    for (column, ndv) in [
+        ("eventname", 2048),
+        ("eventsource", 512),
+        ("errorcode", 512),
+        ("sourceipaddress", 32768),
+        ("useridentity.accesskeyid", 32768),
+        (schema::MINTEDKEY, 32768),
+        (schema::MINTEDSESSION, 16384),
+    ] {
+        // `a.b` names a struct member: a path of two parts, not a column named `a.b`.
+        let path = ColumnPath::new(column.split('.').map(str::to_string).collect());
+        b = b
+            .set_column_bloom_filter_enabled(path.clone(), true)
+            .set_column_bloom_filter_max_ndv(path.clone(), ndv)
+            .set_column_bloom_filter_fpp(path, 0.01);
+    }
+    if sorted {
+        let file_schema = schema::file_schema();
+        let columns = SORT_COLUMNS
+            .iter()
+            .map(|name| SortingColumn {
+                column_idx: file_schema.index_of(name).unwrap_or_default() as i32,
+                descending: false,
+                nulls_first: false,
+            })
+            .collect();
+        b = b.set_sorting_columns(Some(columns));
+    }
+    b
+}
+
+/// The order of a data file's rows: by region, then the kind of call (source and name: the rows
+/// of one call are contiguous, so a filter on it prunes the pages of every column), then time.
+pub const SORT_COLUMNS: [&str; 4] = [
+    schema::REGION,
+    "eventsource",
+    "eventname",
+    schema::EVENTTIME,
+];
+
+/// Rows per row group: a day of a busy trail is a few row groups, a quiet one a single one (each
+/// row group costs every query its column metadata).
+pub const ROW_GROUP_ROWS: usize = 128 * 1024;
+
+/// The Parquet leaf columns of `batch` that hold no value at all. Most optional CloudTrail
+/// fields are absent from a whole partition's rows; their column chunks are a few bytes of
+/// definition levels, and writing them without compression saves the zstd contexts the writer
+/// would create for each (measured: a twentieth of ingest CPU went to creating them).
+fn all_null_leaves(batch: &RecordBatch) -> Result<Vec<ColumnPath>, LakeError> {
+    let descriptor = ArrowSchemaConverter::new()
+        .convert(&batch.schema())
+        .map_err(|e| LakeError::Schema(e.to_string()))?;
+    let mut nulls = Vec::with_capacity(descriptor.num_columns());
+    for column in batch.columns() {
+        leaf_nulls(column.as_ref(), false, &mut nulls);
+    }
+    if nulls.len() != descriptor.num_columns() {
+        return Err(LakeError::Schema(format!(
+            "{} leaf columns in the batch, {} in its Parquet schema",
+            nulls.len(),
+            descriptor.num_columns()
+        )));
+    }
+    Ok(descriptor
+        .columns()
+        .iter()
+        .zip(nulls)
+        .filter(|(_, null)| *null)
+        .map(|(c, _)| c.path().clone())
+        .collect())
+}
+
+/// Appends, for each leaf under `array` in Parquet's depth-first order, whether it holds no value
+/// (`parent_null`: an ancestor is null on every row).
+fn leaf_nulls(array: &dyn Array, parent_null: bool, out: &mut Vec<bool>) {
+    let null = parent_null || array.null_count() == array.len();
+    match array.data_type() {
+        DataType::Struct(_) => {
+            for child in array.as_struct().columns() {
+                leaf_nulls(child.as_ref(), null, out);
+            }
+        }
+        DataType::List(_) => leaf_nulls(array.as_list::<i32>().values().as_ref(), null, out),
+        DataType::LargeList(_) => leaf_nulls(array.as_list::<i64>().values().as_ref(), null, out),
+        _ => out.push(null),
+    }
+}
+
+/// Writes one batch, its rows ordered by region and time, as a data file of `partition` under
+/// `table_root` and returns its `add` action, with the per-file statistics Delta uses to skip
+/// files by `eventtime` and `region`.
+pub fn write_data_file(
+    table_root: &Path,
+    partition: &Partition,
+    batch: &RecordBatch,
+) -> Result<Add, LakeError> {
+    let rel = format!(
+        "{}/part-{}.zstd.parquet",
+        partition.dir(),
+        uuid::Uuid::new_v4()
+    );
+    let size = write_parquet(&table_root.join(&rel), batch, true)?;
+    Ok(Add {
+        path: rel,
+        partition_values: HashMap::from([(
+            schema::DAY.to_string(),
+            Some(partition.day.format("%Y-%m-%d").to_string()),
+        )]),
+        size,
+        modification_time: chrono::Utc::now().timestamp_millis(),
+        data_change: true,
+        stats: Some(file_stats(batch)?),
+        ..Default::default()
+    })
+}
+
+/// Writes quarantined records as one data file of table `quarantine`.
+pub fn write_quarantine_file(table_root: &Path, batch: &RecordBatch) -> Result<Add, LakeError> {
+    let rel = format!("part-{}.zstd.parquet", uuid::Uuid::new_v4());
+    let size = write_parquet(&table_root.join(&rel), batch, false)?;
+    Ok(Add {
+        path: rel,
+        size,
+        modification_time: chrono::Utc::now().timestamp_millis(),
+        data_change: true,
+        stats: Some(serde_json::json!({ "numRecords": batch.num_rows() }).to_string()),
+        ..Default::default()
+    })
+}
+
+/// Writes `batch` as a Parquet file at `path` (creating its directory); returns its size.
+fn write_parquet(path: &Path, batch: &RecordBatch, sorted: bool) -> Result<i64, LakeError> {
+    let io = |source| LakeError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let pq = |source| LakeError::Parquet {
+        path: path.to_path_buf(),
+        source,
+    };
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir).map_err(io)?;
+    }
+    let file = File::create(path).map_err(io)?;
+    let mut props = writer_properties_builder(sorted);
+    for column in all_null_leaves(batch)? {
+        props = props.set_column_compression(column, Compression::UNCOMPRESSED);
+    }
+    // The writer of the whole file (footer, Arrow schema in its metadata); row groups are
+    // encoded here, a group's leaf columns in parallel (on the caller's rayon pool): a batch of
+    // an ingest touches a day or two, so encoding one file must use every core.
+    let (mut file_writer, columns) =
+        ArrowWriter::try_new(file, batch.schema(), Some(props.build()))
+            .and_then(ArrowWriter::into_serialized_writer)
+            .map_err(pq)?;
+    let schema = batch.schema();
+    let mut start = 0;
+    let mut group = 0;
+    while start < batch.num_rows() {
+        let rows = batch.slice(start, ROW_GROUP_ROWS.min(batch.num_rows() - start));
+        let mut leaves = Vec::new();
+        for (field, column) in schema.fields().iter().zip(rows.columns()) {
+            leaves.extend(compute_leaves(field, column).map_err(pq)?);
+        }
+        let writers = columns.create_column_writers(group).map_err(pq)?;
+        let chunks: Vec<ArrowColumnChunk> = writers
+            .into_par_iter()
+            .zip(leaves)
+            .map(|(mut writer, leaf)| {
+                writer.write(&leaf)?;
+                writer.close()
+            })
+            .collect::<Result<_, _>>()
+            .map_err(pq)?;
+        let mut row_group = file_writer.next_row_group().map_err(pq)?;
+        for chunk in chunks {
+            chunk.append_to_row_group(&mut row_group).map_err(pq)?;
+        }
+        row_group.close().map_err(pq)?;
+        start += rows.num_rows();
+        group += 1;
+    }
+    file_writer.close().map_err(pq)?;
+    Ok(fs::metadata(path).map_err(io)?.len() as i64)
+}
+
+/// Delta per-file statistics: `numRecords`, and min/max/nullCount of `eventtime` (timestamps at
+/// millisecond precision, the maximum rounded up so that it still bounds the file) and of `region`
+/// (left out when a bound is longer than [`MAX_STAT_TEXT`]: a truncated maximum would not bound).
+fn file_stats(batch: &RecordBatch) -> Result<String, LakeError> {
+    let times = batch
+        .column_by_name(schema::EVENTTIME)
+        .ok_or_else(|| LakeError::Schema("batch has no eventtime".into()))?
+        .as_primitive::<TimestampMicrosecondType>();
+    let fmt = |micros: i64| {
+        chrono::DateTime::from_timestamp_micros(micros)
+            .map(|t| t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
+    };
+    let mut stats = serde_json::json!({
+        "numRecords": batch.num_rows(),
+        "nullCount": { schema::EVENTTIME: times.null_count() },
+        "minValues": {},
+        "maxValues": {},
+    });
+    if let (Some(lo), Some(hi)) = (min(times), max(times)) {
+        let lo_ms = lo.div_euclid(1000) * 1000;
+        let hi_ms = (hi + 999).div_euclid(1000) * 1000;
+        stats["minValues"][schema::EVENTTIME] = serde_json::json!(fmt(lo_ms));
+        stats["maxValues"][schema::EVENTTIME] = serde_json::json!(fmt(hi_ms));
+    }
+    if let Some(regions) = batch
+        .column_by_name(schema::REGION)
+        .and_then(|c| c.as_string_opt::<i32>())
+    {
+        stats["nullCount"][schema::REGION] = serde_json::json!(regions.null_count());
+        if let (Some(lo), Some(hi)) = (min_string(regions), max_string(regions))
+            && lo.len() <= MAX_STAT_TEXT
+            && hi.len() <= MAX_STAT_TEXT
+        {
+            stats["minValues"][schema::REGION] = serde_json::json!(lo);
+            stats["maxValues"][schema::REGION] = serde_json::json!(hi);
+        }
+    }
+    Ok(stats.to_string())
+}
+
+/// The columns whose bounds each data file's `add` action carries.
+pub(crate) const STATS_COLUMNS: [&str; 2] = [schema::EVENTTIME, schema::REGION];
+
+/// The longest text kept as a file's bound in the Delta log.
+const MAX_STAT_TEXT: usize = 64;
+
+/// Reads the named columns of a committed data file.
+pub fn read_columns(path: &Path, columns: &[&str]) -> Result<Vec<RecordBatch>, LakeError> {
+    use parquet::arrow::ProjectionMask;
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    let pq = |source| LakeError::Parquet {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = File::open(path).map_err(|source| LakeError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(pq)?;
+    let schema = builder.schema().clone();
+    let indices: Vec<usize> = columns
+        .iter()
+        .map(|c| {
+            schema
+                .index_of(c)
+                .map_err(|_| LakeError::Schema(format!("`{}` has no column `{c}`", path.display())))
+        })
+        .collect::<Result<_, _>>()?;
+    let mask = ProjectionMask::roots(builder.parquet_schema(), indices);
+    let reader = builder.with_projection(mask).build().map_err(pq)?;
+    reader
+        .map(|b| b.map_err(LakeError::from))
+        .collect::<Result<Vec<_>, _>>()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use arrow::array::{ArrayRef, Int64Array, StringArray, TimestampMicrosecondArray};
+    use arrow::datatypes::Field;
+    use chrono::NaiveDate;
+    use parquet::basic::Encoding;
+    use parquet::file::metadata::{ColumnChunkMetaData, RowGroupMetaData};
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    use std::sync::Arc;
+
+    /// A batch of file-schema rows at `times` (microseconds): eventtime, sourcefile and recordhash
+    /// set, other columns as `column` gives them or null.
+    fn batch(times: &[i64], column: impl Fn(&Field, usize) -> Option<ArrayRef>) -> RecordBatch {
+        let schema = schema::file_schema();
+        let n = times.len();
+        let columns: Vec<ArrayRef> = schema
+            .fields()
+            .iter()
+            .map(|f| match f.name().as_str() {
+                schema::EVENTTIME => Arc::new(
+                    TimestampMicrosecondArray::from_iter_values(times.iter().copied())
+                        .with_timezone("UTC"),
+                ) as ArrayRef,
+                schema::SOURCEFILE => Arc::new(StringArray::from(vec!["f"; n])),
+                schema::REGION => column(f, n)
+                    .unwrap_or_else(|| Arc::new(StringArray::from(vec!["us-east-1"; n]))),
+                schema::RECORDHASH => Arc::new(Int64Array::from_iter_values(0..n as i64)),
+                _ => column(f, n).unwrap_or_else(|| arrow::array::new_null_array(f.data_type(), n)),
+            })
+            .collect();
+        RecordBatch::try_new(schema, columns).expect("batch")
+    }
+
+    /// Writes `batch` as a data file of 1970-01-01 under a new directory.
+    fn written(batch: &RecordBatch) -> (tempfile::TempDir, Add) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let partition = Partition {
+            day: NaiveDate::from_ymd_opt(1970, 1, 1).expect("date"),
+        };
+        let add = write_data_file(dir.path(), &partition, batch).expect("write");
+        (dir, add)
+    }
+
+    fn row_group(path: &Path) -> RowGroupMetaData {
+        let reader = SerializedFileReader::new(File::open(path).expect("open")).expect("parquet");
+        reader.metadata().row_group(0).clone()
+    }
+
+    fn chunk<'a>(rg: &'a RowGroupMetaData, name: &str) -> &'a ColumnChunkMetaData {
+        rg.columns()
+            .iter()
+            .find(|c| c.column_path().string() == name)
+            .unwrap_or_else(|| panic!("no column chunk {name}"))
+    }
+
+    #[test]
+    fn data_files_are_zstd_sorted_with_statistics() {
+        let batch = batch(&[1_000_000, 2_000_000, 3_500_400], |_, _| None);
+        let (dir, add) = written(&batch);
+        assert!(add.path.starts_with("day=1970-01-01/part-"), "{}", add.path);
+        let stats: serde_json::Value =
+            serde_json::from_str(add.stats.as_deref().expect("stats")).expect("json");
+        assert_eq!(stats["numRecords"], 3);
+        assert_eq!(stats["minValues"]["eventtime"], "1970-01-01T00:00:01.000Z");
+        // Rounded up to the millisecond, so that it still bounds the file.
+        assert_eq!(stats["maxValues"]["eventtime"], "1970-01-01T00:00:03.501Z");
+        assert_eq!(stats["minValues"]["region"], "us-east-1");
+        assert_eq!(stats["maxValues"]["region"], "us-east-1");
+        assert_eq!(stats["nullCount"]["region"], 0);
+
+        let rg = row_group(&dir.path().join(&add.path));
+        let order: Vec<usize> = rg
+            .sorting_columns()
+            .expect("sorting columns declared")
+            .iter()
+            .map(|c| c.column_idx as usize)
+            .collect();
+        let index = |name| batch.schema().index_of(name).expect("col");
+        assert_eq!(order, SORT_COLUMNS.map(index));
+        let col = chunk(&rg, schema::EVENTTIME);
+        // The file records the codec, not its level.
+        assert!(matches!(col.compression(), Compression::ZSTD(_)));
+        assert!(col.statistics().is_some());
+        // Sorted times are stored plain, not dictionary-encoded; random hashes stay as they are.
+        let encodings: Vec<Encoding> = col.encodings().collect();
+        assert!(encodings.contains(&Encoding::PLAIN), "{encodings:?}");
+        assert!(
+            !encodings.contains(&Encoding::RLE_DICTIONARY),
+            "{encodings:?}"
+        );
+        assert_eq!(
+            chunk(&rg, schema::RECORDHASH).compression(),
+            Compression::UNCOMPRESSED
+        );
+        for name in [
+            "eventname",
+            "eventsource",
+            "errorcode",
+            "sourceipaddress",
+            "useridentity.accesskeyid",
+            "mintedkey",
+            "mintedsession",
+        ] {
+            assert!(
+                chunk(&rg, name).bloom_filter_offset().is_some(),
+                "no bloom filter on {name}"
+            );
+        }
+        assert!(chunk(&rg, "eventid").bloom_filter_offset().is_none());
+    }
+
+    #[test]
+    fn a_file_over_a_row_group_is_written_in_groups_that_read_back_whole() {
+        let n = 2 * ROW_GROUP_ROWS + 5;
+        let times: Vec<i64> = (0..n as i64).map(|i| i * 1_000).collect();
+        let batch = batch(&times, |f, n| match f.name().as_str() {
+            "eventname" => Some(Arc::new(StringArray::from_iter_values(
+                (0..n).map(|i| format!("Call{}", i % 7)),
+            )) as ArrayRef),
+            _ => None,
+        });
+        let (dir, add) = written(&batch);
+        let path = dir.path().join(&add.path);
+        let reader = SerializedFileReader::new(File::open(&path).expect("open")).expect("parquet");
+        let groups: Vec<i64> = reader
+            .metadata()
+            .row_groups()
+            .iter()
+            .map(RowGroupMetaData::num_rows)
+            .collect();
+        assert_eq!(
+            groups,
+            [ROW_GROUP_ROWS as i64, ROW_GROUP_ROWS as i64, 5],
+            "row groups"
+        );
+        for rg in reader.metadata().row_groups() {
+            assert!(rg.sorting_columns().is_some());
+            assert!(chunk(rg, "eventname").bloom_filter_offset().is_some());
+        }
+        let back = read_columns(&path, &[schema::EVENTTIME, "eventname", schema::RECORDHASH])
+            .expect("read back");
+        let back = arrow::compute::concat_batches(&back[0].schema(), &back).expect("concat");
+        assert_eq!(back.num_rows(), n);
+        for (i, name) in [schema::EVENTTIME, "eventname", schema::RECORDHASH]
+            .into_iter()
+            .enumerate()
+        {
+            let column = batch.column(batch.schema().index_of(name).expect("col"));
+            assert_eq!(back.column(i).as_ref(), column.as_ref(), "{name}");
+        }
+    }
+
+    #[test]
+    fn columns_without_values_are_written_uncompressed() {
+        use arrow::array::{StructArray, new_null_array};
+        use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+        let batch = batch(&[1_000_000, 2_000_000], |f, n| {
+            match (f.name().as_str(), f.data_type()) {
+                ("eventname", _) => {
+                    Some(Arc::new(StringArray::from(vec![Some("A"), None])) as ArrayRef)
+                }
+                // A struct with one member set on one row: that member's leaf has a value, its
+                // siblings and nested structs have none.
+                ("useridentity", DataType::Struct(children)) => {
+                    let arrays = children
+                        .iter()
+                        .map(|c| match c.name().as_str() {
+                            "type" => {
+                                Arc::new(StringArray::from(vec![None, Some("Root")])) as ArrayRef
+                            }
+                            _ => new_null_array(c.data_type(), n),
+                        })
+                        .collect();
+                    Some(Arc::new(StructArray::new(children.clone(), arrays, None)))
+                }
+                _ => None,
+            }
+        });
+        let (dir, add) = written(&batch);
+        let path = dir.path().join(&add.path);
+        let rg = row_group(&path);
+        for name in ["eventtime", "eventname", "useridentity.type", "sourcefile"] {
+            assert!(
+                matches!(chunk(&rg, name).compression(), Compression::ZSTD(_)),
+                "{name}"
+            );
+        }
+        for name in [
+            "errorcode",
+            "useridentity.arn",
+            "useridentity.sessioncontext.sessionissuer.arn",
+            "resources.list.element.arn",
+            "tlsdetails.tlsversion",
+        ] {
+            assert_eq!(
+                chunk(&rg, name).compression(),
+                Compression::UNCOMPRESSED,
+                "{name}"
+            );
+        }
+        // The file reads back as written.
+        let read: Vec<RecordBatch> =
+            ParquetRecordBatchReaderBuilder::try_new(File::open(&path).expect("open"))
+                .expect("reader")
+                .build()
+                .expect("build")
+                .collect::<Result<_, _>>()
+                .expect("read");
+        assert_eq!(read, vec![batch]);
+    }
+
+    #[test]
+    fn a_region_too_long_to_bound_has_no_statistics() {
+        // A record may say anything in awsRegion; a bound the log would have to truncate would
+        // not bound the file, so there is none and region filters read the file.
+        let long = "x".repeat(MAX_STAT_TEXT + 1);
+        let batch = batch(&[1_000_000, 2_000_000], |f, n| {
+            (f.name() == schema::REGION)
+                .then(|| Arc::new(StringArray::from(vec![long.as_str(); n])) as ArrayRef)
+        });
+        let (_dir, add) = written(&batch);
+        let stats: serde_json::Value =
+            serde_json::from_str(add.stats.as_deref().expect("stats")).expect("json");
+        assert!(stats["minValues"].get("region").is_none(), "{stats}");
+        assert!(stats["maxValues"].get("region").is_none(), "{stats}");
+        assert_eq!(stats["minValues"]["eventtime"], "1970-01-01T00:00:01.000Z");
+        let day = NaiveDate::from_ymd_opt(2024, 1, 2).expect("date");
+        assert_eq!(Partition { day }.dir(), "day=2024-01-02");
+    }
+}

@@ -29,7 +29,7 @@ COLUMNS = f"""eventtime, eventname, eventsource, {PRINCIPAL} AS principal, useri
        sourceipaddress, useragent, awsregion AS region, recipientaccountid AS account, errorcode, eventid"""
 ARNS = "array_to_string(list_transform(coalesce(resources, []), lambda r: r.arn), chr(10))"
 # The STS calls and the chain of each key, as DuckDB computes them on every query (trailhouse
-# reads them from its derived `credentials` table).
+# looks up the keys a query's rows hold in its `credentials` view).
 CALLS = f"""calls AS (
             SELECT json_extract_string(responseelements, '$.credentials.accessKeyId') AS minted_key,
                    arg_min(useridentity.accesskeyid, eventid) AS caller_key, arg_min({PRINCIPAL}, eventid) AS caller,

@@ -27,7 +27,7 @@ struct Args {
     #[arg(long)]
     lake: Option<PathBuf>,
     /// Memory budget in MiB (the CLI's default).
-    #[arg(long, default_value_t = 768)]
+    #[arg(long, default_value_t = 512)]
     memory: u64,
     /// Skip the `gzip -dc` comparison.
     #[arg(long)]

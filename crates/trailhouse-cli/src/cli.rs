@@ -159,7 +159,7 @@ pub struct IngestArgs {
 
     /// Memory for data in flight, in MiB: a batch's decompressed records and the deduplication
     /// index each take a quarter. The process peaks above it by the list of source files and
-    /// the Parquet writers' buffers (measured: 820 MiB at 512 on a 20-million-event trail).
+    /// the Parquet writers' buffers (measured: 880 MiB at 512 on a 20-million-event trail).
     #[arg(long, default_value_t = 512, value_name = "MIB")]
     pub memory: u64,
 

@@ -381,8 +381,7 @@ impl ExtensionPlanner for LookupJoinPlanner {
         let input_schema = logical.schema();
         let over_input =
             |e: &Expr| planner.create_physical_expr(e, input_schema, session, planning_ctx);
-        let exec = LookupJoinExec {
-            input: Arc::clone(input),
+        let step = Step {
             key: over_input(&join.key)?,
             lo: join.lo.as_ref().map(over_input).transpose()?,
             hi: join.hi.as_ref().map(over_input).transpose()?,
@@ -396,14 +395,11 @@ impl ExtensionPlanner for LookupJoinPlanner {
             projection: join.projection.clone(),
             schema: Arc::clone(join.schema.inner()),
             lookup: Arc::clone(&join.lookup),
-            properties: Arc::new(PlanProperties::new(
-                EquivalenceProperties::new(Arc::clone(join.schema.inner())),
-                input.output_partitioning().clone(),
-                EmissionType::Incremental,
-                Boundedness::Bounded,
-            )),
         };
-        Ok(Some(Arc::new(exec)))
+        Ok(Some(Arc::new(LookupJoinExec::new(
+            Arc::clone(input),
+            Arc::new(step),
+        ))))
     }
 }
 
@@ -411,16 +407,24 @@ impl ExtensionPlanner for LookupJoinPlanner {
 #[derive(Debug)]
 pub struct LookupJoinExec {
     input: Arc<dyn ExecutionPlan>,
-    key: Arc<dyn PhysicalExpr>,
-    lo: Option<Arc<dyn PhysicalExpr>>,
-    hi: Option<Arc<dyn PhysicalExpr>>,
-    condition: Option<Arc<dyn PhysicalExpr>>,
-    left: bool,
-    credentials_first: bool,
-    projection: Vec<usize>,
-    schema: SchemaRef,
-    lookup: Arc<Lookup>,
+    step: Arc<Step>,
     properties: Arc<PlanProperties>,
+}
+
+impl LookupJoinExec {
+    fn new(input: Arc<dyn ExecutionPlan>, step: Arc<Step>) -> Self {
+        let properties = Arc::new(PlanProperties::new(
+            EquivalenceProperties::new(Arc::clone(&step.schema)),
+            input.output_partitioning().clone(),
+            EmissionType::Incremental,
+            Boundedness::Bounded,
+        ));
+        Self {
+            input,
+            step,
+            properties,
+        }
+    }
 }
 
 impl DisplayAs for LookupJoinExec {
@@ -428,8 +432,8 @@ impl DisplayAs for LookupJoinExec {
         write!(
             f,
             "CredentialsLookupJoinExec: {} minted_key = {}",
-            if self.left { "left" } else { "inner" },
-            self.key
+            if self.step.left { "left" } else { "inner" },
+            self.step.key
         )
     }
 }
@@ -448,8 +452,9 @@ impl ExecutionPlan for LookupJoinExec {
         &self,
         f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
     ) -> Result<TreeNodeRecursion> {
-        let mut recursion = f(&self.key)?;
-        for e in [&self.lo, &self.hi, &self.condition].into_iter().flatten() {
+        let step = &self.step;
+        let mut recursion = f(&step.key)?;
+        for e in [&step.lo, &step.hi, &step.condition].into_iter().flatten() {
             if recursion == TreeNodeRecursion::Stop {
                 break;
             }
@@ -467,24 +472,7 @@ impl ExecutionPlan for LookupJoinExec {
                 "CredentialsLookupJoinExec has one input".into(),
             ));
         };
-        Ok(Arc::new(LookupJoinExec {
-            properties: Arc::new(PlanProperties::new(
-                EquivalenceProperties::new(Arc::clone(&self.schema)),
-                input.output_partitioning().clone(),
-                EmissionType::Incremental,
-                Boundedness::Bounded,
-            )),
-            input,
-            key: Arc::clone(&self.key),
-            lo: self.lo.clone(),
-            hi: self.hi.clone(),
-            condition: self.condition.clone(),
-            left: self.left,
-            credentials_first: self.credentials_first,
-            projection: self.projection.clone(),
-            schema: Arc::clone(&self.schema),
-            lookup: Arc::clone(&self.lookup),
-        }))
+        Ok(Arc::new(LookupJoinExec::new(input, Arc::clone(&self.step))))
     }
     fn with_new_children(
         self: Arc<Self>,
@@ -501,29 +489,20 @@ impl ExecutionPlan for LookupJoinExec {
         context: Arc<TaskContext>,
     ) -> Result<SendableRecordBatchStream> {
         let input = self.input.execute(partition, context)?;
-        let step = Arc::new(Step {
-            key: Arc::clone(&self.key),
-            lo: self.lo.clone(),
-            hi: self.hi.clone(),
-            condition: self.condition.clone(),
-            left: self.left,
-            credentials_first: self.credentials_first,
-            projection: self.projection.clone(),
-            schema: Arc::clone(&self.schema),
-            lookup: Arc::clone(&self.lookup),
-        });
+        let step = Arc::clone(&self.step);
         let stream = input.then(move |batch| {
             let step = Arc::clone(&step);
             async move { step.join(batch?).await }
         });
         Ok(Box::pin(RecordBatchStreamAdapter::new(
-            Arc::clone(&self.schema),
+            Arc::clone(&self.step.schema),
             stream,
         )))
     }
 }
 
 /// What joining one batch needs.
+#[derive(Debug)]
 struct Step {
     key: Arc<dyn PhysicalExpr>,
     lo: Option<Arc<dyn PhysicalExpr>>,

@@ -186,6 +186,8 @@ pub async fn ingest(opts: &Options, progress: &dyn Progress) -> Result<Report, I
     if let Some(plan) = pending {
         batches.push((plan.files.as_slice().into(), Some(plan)));
     }
+    // Batch sizes first, then the files moved (not copied) into their batches.
+    let mut lengths = Vec::new();
     let mut start = 0;
     while start < todo.len() {
         let mut end = start;
@@ -199,10 +201,13 @@ pub async fn ingest(opts: &Options, progress: &dyn Progress) -> Result<Report, I
             estimate += todo[end].size * 8;
             end += 1;
         }
-        batches.push((todo[start..end].into(), None));
+        lengths.push(end - start);
         start = end;
     }
-    drop(todo);
+    let mut files = todo.into_iter();
+    for n in lengths {
+        batches.push((files.by_ref().take(n).collect(), None));
+    }
 
     let mut ctx = BatchContext {
         lake: &lake,

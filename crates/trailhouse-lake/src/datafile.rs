@@ -240,9 +240,9 @@ fn write_parquet(path: &Path, batch: &RecordBatch, sorted: bool) -> Result<i64, 
         path: path.to_path_buf(),
         source,
     };
-    if let Some(dir) = path.parent() {
-        fs::create_dir_all(dir).map_err(io)?;
-    }
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let new_dir = !dir.is_dir();
+    fs::create_dir_all(dir).map_err(io)?;
     let file = File::create(path).map_err(io)?;
     let mut props = writer_properties_builder(sorted);
     for column in all_null_leaves(batch)? {
@@ -282,8 +282,21 @@ fn write_parquet(path: &Path, batch: &RecordBatch, sorted: bool) -> Result<i64, 
         start += rows.num_rows();
         group += 1;
     }
-    file_writer.close().map_err(pq)?;
-    Ok(fs::metadata(path).map_err(io)?.len() as i64)
+    // On disk before the commit that names it: a commit must never outlive its data files,
+    // whatever the power does. The file's folder entry too (and the folder's, when new).
+    let file = file_writer.into_inner().map_err(pq)?;
+    file.sync_all().map_err(io)?;
+    let size = file.metadata().map_err(io)?.len() as i64;
+    sync_dir(dir).map_err(io)?;
+    if new_dir && let Some(parent) = dir.parent() {
+        sync_dir(parent).map_err(io)?;
+    }
+    Ok(size)
+}
+
+/// Makes the entries of folder `dir` (files created, renamed) durable.
+pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    File::open(dir)?.sync_all()
 }
 
 /// Delta per-file statistics: `numRecords`, and min/max/nullCount of `eventtime` (timestamps at

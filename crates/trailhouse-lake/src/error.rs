@@ -17,7 +17,7 @@ pub enum LakeError {
         #[source]
         source: std::io::Error,
     },
-    #[error("failed to read parquet file `{path}`: {source}")]
+    #[error("Parquet file `{path}`: {source}")]
     Parquet {
         path: PathBuf,
         #[source]
@@ -27,8 +27,23 @@ pub enum LakeError {
     Arrow(#[from] arrow::error::ArrowError),
     #[error("schema mismatch: {0}")]
     Schema(String),
-    #[error("the lake `{0}` is locked by another ingest; wait for it to finish")]
+    #[error(
+        "the lake `{0}` is being written by another process (an ingest, compact or vacuum); \
+         rerun when it is done, or pass --wait SECONDS"
+    )]
     Locked(PathBuf),
+    #[error("the table `{table}` is not safe to read: its log names {what}")]
+    Unsafe { table: PathBuf, what: String },
+    #[error(
+        "queries are reading the lake `{0}`, and a vacuum with a retention under 168 hours may delete \
+         files they read: run it when they are done, or keep the default retention"
+    )]
+    Read(PathBuf),
+    #[error(
+        "the table's log is damaged: `{file}` is not a whole commit ({why}); restore it from a \
+         backup, or ingest the sources into a new lake"
+    )]
+    DamagedLog { file: PathBuf, why: String },
     #[error("no lake at `{0}`: run `trailhouse ingest` first")]
     Missing(PathBuf),
     #[error(

@@ -3,13 +3,15 @@
 //! Parquet settings and statistics of data files, Delta commits, and the rebuild of an original
 //! record from a row. It knows nothing of where records come from or how they are queried.
 
+pub mod check;
 pub mod datafile;
 pub mod entries;
 pub mod error;
 pub mod maintenance;
+pub mod quarantine;
 pub mod rebuild;
 pub mod schema;
 pub mod table;
 
 pub use error::LakeError;
-pub use table::{Lake, Partition, TableKind, WriterLock};
+pub use table::{Lake, Partition, ReaderLock, TableKind, WriterLock};

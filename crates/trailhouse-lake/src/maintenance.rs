@@ -18,6 +18,9 @@ use crate::datafile::writer_properties;
 use crate::error::LakeError;
 use crate::table::{Lake, TableKind};
 
+/// A retention no query outlives (the Delta default, 7 days).
+pub const SAFE_RETENTION: Duration = Duration::from_secs(168 * 3600);
+
 /// What a compaction did.
 #[derive(Debug, Clone, Copy, Default, serde::Serialize)]
 pub struct Compacted {
@@ -36,8 +39,14 @@ pub struct Vacuumed {
 
 impl Lake {
     /// Rewrites small files of every partition into files of about `target_size` bytes.
-    pub async fn compact(&self, target_size: u64) -> Result<Compacted, LakeError> {
-        let _lock = self.lock_for_writing()?;
+    /// `wait`: how long to wait for another writer (see [`Lake::lock_for_writing_within`]).
+    pub async fn compact(
+        &self,
+        target_size: u64,
+        wait: Duration,
+        waiting: &dyn Fn(),
+    ) -> Result<Compacted, LakeError> {
+        let _lock = self.lock_for_writing_within(wait, waiting)?;
         let mut out = Compacted::default();
         for kind in [TableKind::CloudTrail, TableKind::Quarantine] {
             let table = self.open(kind).await?;
@@ -62,8 +71,21 @@ impl Lake {
     }
 
     /// Deletes unreferenced files older than `retention`.
-    pub async fn vacuum(&self, retention: Duration, dry_run: bool) -> Result<Vacuumed, LakeError> {
-        let _lock = self.lock_for_writing()?;
+    /// Below [`SAFE_RETENTION`], no process may be reading the lake (a query's snapshot may name
+    /// files a compaction has since replaced): the vacuum fails at once if one is.
+    pub async fn vacuum(
+        &self,
+        retention: Duration,
+        dry_run: bool,
+        wait: Duration,
+        waiting: &dyn Fn(),
+    ) -> Result<Vacuumed, LakeError> {
+        let _lock = self.lock_for_writing_within(wait, waiting)?;
+        let _readers = if retention < SAFE_RETENTION && !dry_run {
+            Some(self.lock_out_readers()?)
+        } else {
+            None
+        };
         let mut out = Vacuumed {
             dry_run,
             ..Vacuumed::default()

@@ -71,10 +71,24 @@ impl Rebuilder {
         }
         for (key, value) in &extra {
             member_key(out, key, &mut first);
-            out.push_str(value.get());
+            push_on_one_line(out, value.get());
         }
         out.push('}');
         Ok(())
+    }
+}
+
+/// Appends stored JSON text (kept exactly as it arrived, perhaps pretty-printed) on one line:
+/// in JSON text a raw line break can only be white space (inside strings it is escaped), so
+/// it becomes a space and the value stays the same.
+pub fn push_on_one_line(out: &mut String, json: &str) {
+    if json.contains(['\n', '\r']) {
+        out.extend(
+            json.chars()
+                .map(|c| if matches!(c, '\n' | '\r') { ' ' } else { c }),
+        );
+    } else {
+        out.push_str(json);
     }
 }
 
@@ -107,7 +121,7 @@ fn write_value(
 ) -> Result<(), LakeError> {
     match kind {
         Kind::Str => write_json_string(out, column.as_string::<i32>().value(row)),
-        Kind::Json => out.push_str(column.as_string::<i32>().value(row)),
+        Kind::Json => push_on_one_line(out, column.as_string::<i32>().value(row)),
         Kind::Bool => {
             let b: &BooleanArray = column.as_boolean();
             out.push_str(if b.value(row) { "true" } else { "false" });

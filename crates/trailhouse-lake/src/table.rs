@@ -23,6 +23,12 @@ use url::Url;
 use crate::error::LakeError;
 use crate::schema;
 
+/// Held by the one process writing the lake (ingest, compact, vacuum, check --repair).
+const WRITER_LOCK: &str = "writer.lock";
+/// Held shared by every process reading the lake; exclusively by a vacuum that may delete what
+/// they read.
+const READERS_LOCK: &str = "readers.lock";
+
 /// Which of the lake's tables.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TableKind {
@@ -37,6 +43,20 @@ impl TableKind {
             TableKind::Quarantine => schema::QUARANTINE_TABLE_NAME,
         }
     }
+}
+
+/// Whether a path from the Delta log names a file inside the table: relative, no `..`, no
+/// scheme or drive, also once percent-decoded (the log stores paths URL-encoded).
+pub fn is_contained(path: &str) -> bool {
+    let decoded = percent_encoding::percent_decode_str(path).decode_utf8_lossy();
+    [path, decoded.as_ref()].iter().all(|p| {
+        !p.is_empty()
+            && !p.starts_with(['/', '\\'])
+            && !p.contains(':')
+            && !p.contains('\0')
+            && p.split(['/', '\\'])
+                .all(|segment| segment != ".." && segment != ".")
+    })
 }
 
 /// A partition of table `cloudtrail`: one UTC day of `eventTime`.
@@ -56,6 +76,13 @@ impl Partition {
 #[derive(Debug, Clone)]
 pub struct Lake {
     root: PathBuf,
+}
+
+/// Held while a process reads the lake (shared), or while a vacuum deletes files readers may
+/// still need (exclusive); dropping it releases the lock.
+#[derive(Debug)]
+pub struct ReaderLock {
+    _file: File,
 }
 
 /// Held while an ingest writes; dropping it releases the lock.
@@ -93,12 +120,66 @@ impl Lake {
 
     /// Takes the single-writer lock, failing at once if another process holds it.
     pub fn lock_for_writing(&self) -> Result<WriterLock, LakeError> {
+        self.lock_for_writing_within(std::time::Duration::ZERO, &|| {})
+    }
+
+    /// Takes the single-writer lock, waiting up to `wait` for another writer to finish;
+    /// `waiting` is called once if it must wait.
+    pub fn lock_for_writing_within(
+        &self,
+        wait: std::time::Duration,
+        waiting: &dyn Fn(),
+    ) -> Result<WriterLock, LakeError> {
+        let (file, path) = self.lock_file(WRITER_LOCK)?;
+        let deadline = std::time::Instant::now() + wait;
+        let mut told = false;
+        loop {
+            match file.try_lock() {
+                Ok(()) => return Ok(WriterLock { _file: file }),
+                Err(fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                    if !told {
+                        waiting();
+                        told = true;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(200));
+                }
+                Err(fs::TryLockError::WouldBlock) => {
+                    return Err(LakeError::Locked(self.root.clone()));
+                }
+                Err(fs::TryLockError::Error(source)) => {
+                    return Err(LakeError::Io { path, source });
+                }
+            }
+        }
+    }
+
+    /// Marks this process as reading the lake until the lock is dropped (many readers at once).
+    /// `None` when the lake's state folder cannot be written (a read-only copy of a lake: no
+    /// vacuum runs there either).
+    pub fn lock_for_reading(&self) -> Option<ReaderLock> {
+        let (file, _) = self.lock_file(READERS_LOCK).ok()?;
+        file.lock_shared().ok()?;
+        Some(ReaderLock { _file: file })
+    }
+
+    /// Holds off readers: fails at once, saying so, while any process reads the lake.
+    pub(crate) fn lock_out_readers(&self) -> Result<ReaderLock, LakeError> {
+        let (file, path) = self.lock_file(READERS_LOCK)?;
+        match file.try_lock() {
+            Ok(()) => Ok(ReaderLock { _file: file }),
+            Err(fs::TryLockError::WouldBlock) => Err(LakeError::Read(self.root.clone())),
+            Err(fs::TryLockError::Error(source)) => Err(LakeError::Io { path, source }),
+        }
+    }
+
+    /// Opens (creating it and the state folder if need be) the lock file `name`.
+    fn lock_file(&self, name: &str) -> Result<(File, PathBuf), LakeError> {
         let dir = self.state_dir();
         fs::create_dir_all(&dir).map_err(|source| LakeError::Io {
             path: dir.clone(),
             source,
         })?;
-        let path = dir.join("writer.lock");
+        let path = dir.join(name);
         let file = File::options()
             .create(true)
             .truncate(false)
@@ -108,11 +189,7 @@ impl Lake {
                 path: path.clone(),
                 source,
             })?;
-        match file.try_lock() {
-            Ok(()) => Ok(WriterLock { _file: file }),
-            Err(fs::TryLockError::WouldBlock) => Err(LakeError::Locked(self.root.clone())),
-            Err(fs::TryLockError::Error(source)) => Err(LakeError::Io { path, source }),
-        }
+        Ok((file, path))
     }
 
     fn table_url(&self, kind: TableKind) -> Result<Url, LakeError> {
@@ -130,10 +207,39 @@ impl Lake {
     }
 
     fn delta_err(&self, kind: TableKind) -> impl Fn(DeltaTableError) -> LakeError + '_ {
-        move |source| LakeError::Delta {
-            table: self.table_dir(kind).display().to_string(),
-            source: Box::new(source),
+        move |source| match self.damaged_log_entry(kind) {
+            Some((file, why)) => LakeError::DamagedLog { file, why },
+            None => LakeError::Delta {
+                table: self.table_dir(kind).display().to_string(),
+                source: Box::new(source),
+            },
         }
+    }
+
+    /// After a failure to load a table: the first commit file of its log that is not JSON lines
+    /// (cut short, overwritten), so the error names it rather than the reader's symptom.
+    fn damaged_log_entry(&self, kind: TableKind) -> Option<(PathBuf, String)> {
+        let log = self.table_dir(kind).join("_delta_log");
+        let mut commits: Vec<PathBuf> = fs::read_dir(&log)
+            .ok()?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|e| e == "json"))
+            .collect();
+        commits.sort();
+        commits.into_iter().find_map(|path| {
+            let text = match fs::read(&path) {
+                Ok(t) => t,
+                Err(e) => return Some((path, e.to_string())),
+            };
+            text.split(|b| *b == b'\n')
+                .enumerate()
+                .filter(|(_, line)| !line.iter().all(u8::is_ascii_whitespace))
+                .find_map(|(n, line)| {
+                    serde_json::from_slice::<serde::de::IgnoredAny>(line)
+                        .err()
+                        .map(|e| (path.clone(), format!("line {}: {e}", n + 1)))
+                })
+        })
     }
 
     /// Opens a table for reading; fails when the lake has not been created, or was written by an
@@ -153,10 +259,21 @@ impl Lake {
     /// Refuses a table partitioned otherwise or missing columns of this version's schema (a lake
     /// of an earlier trailhouse): reading it would give wrong answers, adding to it mixed files.
     fn check_layout(&self, table: &DeltaTable, kind: TableKind) -> Result<(), LakeError> {
+        let snapshot = table.snapshot().map_err(self.delta_err(kind))?;
+        // The log names the data files; a name that leaves the table's folder (`..`, an absolute
+        // path, another URL) would have a query read, or maintenance delete, files elsewhere.
+        for file in snapshot.log_data().iter() {
+            let path = file.path();
+            if !is_contained(&path) {
+                return Err(LakeError::Unsafe {
+                    table: self.table_dir(kind),
+                    what: format!("data file `{path}`, which is outside the table"),
+                });
+            }
+        }
         if kind != TableKind::CloudTrail {
             return Ok(());
         }
-        let snapshot = table.snapshot().map_err(self.delta_err(kind))?;
         let metadata = snapshot.metadata();
         let partitions: Vec<String> = metadata
             .partition_columns()
@@ -305,5 +422,37 @@ impl Lake {
                 .push(root.join(file.path().as_ref()));
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_contained;
+
+    #[test]
+    fn only_paths_inside_the_table_are_contained() {
+        for ok in [
+            "day=2026-11-01/part-1.zstd.parquet",
+            "part-0.parquet",
+            "day=2026-11-01/a%20b.parquet",
+            "x..y/z.parquet",
+        ] {
+            assert!(is_contained(ok), "{ok}");
+        }
+        for bad in [
+            "../x.parquet",
+            "day=2026-11-01/../../x.parquet",
+            "%2e%2e/x.parquet",
+            "/etc/passwd",
+            "\\\\server\\share\\x.parquet",
+            "..\\x.parquet",
+            "s3://bucket/x.parquet",
+            "file:///etc/passwd",
+            "C:/x.parquet",
+            "./x.parquet",
+            "",
+        ] {
+            assert!(!is_contained(bad), "{bad}");
+        }
     }
 }

@@ -4,7 +4,7 @@ use std::io::Write;
 
 use datafusion::prelude::SQLOptions;
 use futures::StreamExt;
-use trailhouse_lake::rebuild::Rebuilder;
+use trailhouse_lake::rebuild::{Rebuilder, push_on_one_line};
 use trailhouse_lake::schema;
 
 use crate::error::QueryError;
@@ -67,8 +67,16 @@ pub async fn export_ndjson(
             let column = arrow::compute::cast(batch.column(0), &arrow::datatypes::DataType::Utf8)?;
             let records = arrow::array::AsArray::as_string::<i32>(column.as_ref());
             for r in records.iter().flatten() {
-                out.write_all(r.as_bytes())?;
-                out.write_all(b"\n")?;
+                // The record as it arrived, on one line; text that is not JSON at all (kept
+                // verbatim in quarantine) is written as a JSON string.
+                line.clear();
+                if serde_json::from_str::<serde::de::IgnoredAny>(r).is_ok() {
+                    push_on_one_line(&mut line, r);
+                } else {
+                    line.push_str(&serde_json::Value::from(r).to_string());
+                }
+                line.push('\n');
+                out.write_all(line.as_bytes())?;
                 counts.quarantined += 1;
             }
         }

@@ -6,6 +6,7 @@ pub mod credentials;
 mod distinct;
 pub mod engine;
 pub mod error;
+pub mod escape;
 pub mod export;
 pub mod lake_table;
 pub mod output;

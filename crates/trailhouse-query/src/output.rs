@@ -1,9 +1,11 @@
-//! Writes query results: an aligned table, CSV, a JSON array, or NDJSON.
+//! Writes query results: an aligned table, CSV, a JSON array, NDJSON, Markdown or Parquet.
+//! Text formats neutralise attacker text on the way out (see [`crate::escape`]).
 
+use std::borrow::Cow;
 use std::io::Write;
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, RecordBatch, StringArray};
+use arrow::array::{ArrayRef, AsArray, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::execution::SendableRecordBatchStream;
@@ -40,7 +42,11 @@ pub async fn write_stream(
                 rows += b.num_rows();
                 batches.push(b);
             }
-            let schema = stream.schema();
+            let schema = displayed_schema(&stream.schema(), Columns::All);
+            let batches = batches
+                .iter()
+                .map(|b| displayed(b, Columns::All, crate::escape::terminal))
+                .collect::<Result<Vec<_>, _>>()?;
             let table = arrow::util::pretty::pretty_format_batches_with_schema(schema, &batches)?;
             writeln!(out, "{table}")?;
         }
@@ -50,13 +56,16 @@ pub async fn write_stream(
                 .build(out);
             let mut wrote = false;
             while let Some(b) = stream.next().await {
-                let b = flatten_nested(&b?)?;
+                let b = displayed(&b?, Columns::TextAndNested, crate::escape::spreadsheet)?;
                 rows += b.num_rows();
                 w.write(&b)?;
                 wrote = true;
             }
             if !wrote {
-                let empty = RecordBatch::new_empty(flatten_schema(&stream.schema()));
+                let empty = RecordBatch::new_empty(displayed_schema(
+                    &stream.schema(),
+                    Columns::TextAndNested,
+                ));
                 w.write(&empty)?;
             }
         }
@@ -76,7 +85,7 @@ pub async fn write_stream(
             let header: Vec<String> = schema
                 .fields()
                 .iter()
-                .map(|f| markdown_cell(f.name()))
+                .map(|f| crate::escape::markdown(f.name()))
                 .collect();
             writeln!(out, "| {} |", header.join(" | "))?;
             writeln!(out, "|{}", " --- |".repeat(header.len()))?;
@@ -92,7 +101,7 @@ pub async fn write_stream(
                 for row in 0..b.num_rows() {
                     let cells: Vec<String> = formatters
                         .iter()
-                        .map(|f| markdown_cell(&f.value(row).to_string()))
+                        .map(|f| crate::escape::markdown(&f.value(row).to_string()))
                         .collect();
                     writeln!(out, "| {} |", cells.join(" | "))?;
                 }
@@ -127,11 +136,6 @@ pub async fn write_stream(
     Ok(rows)
 }
 
-/// A Markdown table cell: pipes escaped, line breaks as spaces.
-fn markdown_cell(text: &str) -> String {
-    text.replace('|', "\\|").replace(['\n', '\r'], " ")
-}
-
 fn is_nested(t: &DataType) -> bool {
     matches!(
         t,
@@ -139,13 +143,34 @@ fn is_nested(t: &DataType) -> bool {
     )
 }
 
-fn flatten_schema(schema: &Schema) -> Arc<Schema> {
+/// Which columns [`displayed`] turns into text.
+#[derive(Clone, Copy)]
+enum Columns {
+    All,
+    /// Strings and nested values (CSV has no nested values; numbers and times stay typed).
+    TextAndNested,
+}
+
+impl Columns {
+    fn shown(self, t: &DataType) -> bool {
+        match self {
+            Columns::All => true,
+            Columns::TextAndNested => {
+                is_nested(t)
+                    || matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View)
+            }
+        }
+    }
+}
+
+/// The schema of [`displayed`] batches.
+fn displayed_schema(schema: &Schema, which: Columns) -> Arc<Schema> {
     Arc::new(Schema::new(
         schema
             .fields()
             .iter()
             .map(|f| {
-                if is_nested(f.data_type()) {
+                if which.shown(f.data_type()) {
                     Field::new(f.name(), DataType::Utf8, true)
                 } else {
                     f.as_ref().clone()
@@ -155,33 +180,42 @@ fn flatten_schema(schema: &Schema) -> Arc<Schema> {
     ))
 }
 
-/// CSV has no nested values: structs and lists are written as their display text.
-fn flatten_nested(batch: &RecordBatch) -> Result<RecordBatch, QueryError> {
-    if !batch
-        .schema()
-        .fields()
-        .iter()
-        .any(|f| is_nested(f.data_type()))
-    {
-        return Ok(batch.clone());
-    }
+/// `which` columns as the text a reader sees (structs and lists as their display, nulls kept),
+/// each value passed through `neutralise`: for a text format whose reader would act on some text.
+fn displayed(
+    batch: &RecordBatch,
+    which: Columns,
+    neutralise: impl Fn(&str) -> Cow<'_, str>,
+) -> Result<RecordBatch, QueryError> {
     let options = FormatOptions::default();
     let columns = batch
         .columns()
         .iter()
         .map(|c| {
-            if !is_nested(c.data_type()) {
-                return Ok(c.clone());
+            if !which.shown(c.data_type()) {
+                return Ok(Arc::clone(c));
+            }
+            // Most text needs nothing: such a column is passed on as it is, not copied.
+            if c.data_type() == &DataType::Utf8
+                && c.as_string::<i32>()
+                    .iter()
+                    .flatten()
+                    .all(|v| matches!(neutralise(v), Cow::Borrowed(_)))
+            {
+                return Ok(Arc::clone(c));
             }
             let f = ArrayFormatter::try_new(c.as_ref(), &options)?;
             let values: StringArray = (0..c.len())
-                .map(|i| c.is_valid(i).then(|| f.value(i).to_string()))
+                .map(|i| {
+                    c.is_valid(i)
+                        .then(|| neutralise(&f.value(i).to_string()).into_owned())
+                })
                 .collect();
             Ok(Arc::new(values) as ArrayRef)
         })
         .collect::<Result<Vec<_>, arrow::error::ArrowError>>()?;
     Ok(RecordBatch::try_new(
-        flatten_schema(&batch.schema()),
+        displayed_schema(&batch.schema(), which),
         columns,
     )?)
 }

@@ -11,7 +11,7 @@ use datafusion::common::{ParamValues, ScalarValue};
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::prelude::{DataFrame, SQLOptions, SessionContext};
 use deltalake_core::DeltaTable;
-use trailhouse_lake::{Lake, TableKind, schema};
+use trailhouse_lake::{Lake, LakeError, ReaderLock, TableKind, schema};
 
 use crate::credentials::{self, Lookup};
 use crate::engine::{self, EngineOptions, Extensions};
@@ -25,6 +25,9 @@ pub struct Session {
     /// Where `credentials` looks minting calls up: the lake's whole `cloudtrail`, whatever
     /// `cloudtrail` is in this session (a report hands its controls chunks of it).
     lookup: Arc<Lookup>,
+    /// This process reads the lake while the session lives (a vacuum with a short retention
+    /// waits for no reader).
+    _reading: Option<Arc<ReaderLock>>,
 }
 
 impl Session {
@@ -41,10 +44,20 @@ impl Session {
             engine::runtime(options)?,
             &credentials::extensions(),
         )?;
+        // Before the snapshot is read (no vacuum can then delete a file it names); only for a
+        // lake that exists (the lock file is not to create one).
+        let reading = lake
+            .exists()
+            .then(|| lake.lock_for_reading())
+            .flatten()
+            .map(Arc::new);
         let main = lake.open(TableKind::CloudTrail).await?;
         register(&ctx, &main, schema::TABLE_NAME).await?;
-        if let Ok(q) = lake.open(TableKind::Quarantine).await {
-            register(&ctx, &q, schema::QUARANTINE_TABLE_NAME).await?;
+        match lake.open(TableKind::Quarantine).await {
+            Ok(q) => register(&ctx, &q, schema::QUARANTINE_TABLE_NAME).await?,
+            // A lake written before the quarantine table existed.
+            Err(LakeError::Missing(_)) => {}
+            Err(e) => return Err(e.into()),
         }
         let own = engine::context(
             ctx.copied_config(),
@@ -57,7 +70,12 @@ impl Session {
         )?;
         let lookup = Arc::new(Lookup::new(own));
         credentials::register(&ctx, Arc::clone(&lookup))?;
-        Ok(Self { ctx, main, lookup })
+        Ok(Self {
+            ctx,
+            main,
+            lookup,
+            _reading: reading,
+        })
     }
 
     /// A session like this one (settings, functions, caches, `quarantine` and `credentials`) in
@@ -82,6 +100,7 @@ impl Session {
             ctx,
             main: self.main.clone(),
             lookup: Arc::clone(&self.lookup),
+            _reading: self._reading.clone(),
         })
     }
 
@@ -109,7 +128,9 @@ impl Session {
     /// Runs one read-only statement. Statements that write or change the session (COPY, CREATE,
     /// INSERT, DROP, SET) are refused.
     pub async fn sql(&self, sql: &str) -> Result<SendableRecordBatchStream, QueryError> {
-        Ok(self.dataframe(sql).await?.execute_stream().await?)
+        Ok(readable_names(self.dataframe(sql).await?)?
+            .execute_stream()
+            .await?)
     }
 
     /// A saved query with its parameters bound, as a DataFrame to build on.
@@ -225,4 +246,53 @@ async fn register(ctx: &SessionContext, table: &DeltaTable, name: &str) -> Resul
         None => ctx.register_table(name, provider)?,
     };
     Ok(())
+}
+
+/// Output columns named as they were written: DataFusion names an unaliased struct field
+/// `cloudtrail.useridentity[arn]`; a reader wrote `useridentity.arn`. Other names, and a name
+/// that would then collide with another column's, are left as they are.
+fn readable_names(df: DataFrame) -> Result<DataFrame, QueryError> {
+    let readable = |name: &str| -> Option<String> {
+        if !name.contains('[') || !name.ends_with(']') {
+            return None;
+        }
+        let (head, rest) = name.split_once('[')?;
+        let head = head.rsplit('.').next()?;
+        let fields: Vec<&str> = rest.trim_end_matches(']').split("][").collect();
+        let plain = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_alphanumeric() || c == '_');
+        (plain(head) && fields.iter().all(|f| plain(f)))
+            .then(|| format!("{head}.{}", fields.join(".")))
+    };
+    let names: Vec<String> = df
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    let renamed: Vec<Option<String>> = names
+        .iter()
+        .map(|n| readable(n).filter(|r| !names.contains(r)))
+        .collect();
+    let mut seen = std::collections::HashSet::new();
+    if renamed.iter().all(Option::is_none)
+        || !renamed.iter().flatten().all(|r| seen.insert(r.clone()))
+    {
+        return Ok(df);
+    }
+    let exprs: Vec<datafusion::prelude::Expr> = df
+        .schema()
+        .iter()
+        .zip(renamed)
+        .map(|((qualifier, field), new)| {
+            let column = datafusion::prelude::Expr::Column(datafusion::common::Column::new(
+                qualifier.cloned(),
+                field.name(),
+            ));
+            match new {
+                Some(n) => column.alias(n),
+                None => column,
+            }
+        })
+        .collect();
+    Ok(df.select(exprs)?)
 }

@@ -5,21 +5,7 @@ use std::fmt::Write;
 
 use super::{ControlResult, Count, DayCount, Report};
 
-/// HTML-escapes text for element content and attribute values.
-pub fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
+pub use crate::escape::html as esc;
 
 const STYLE: &str = r#"
 :root { --ink:#1d2330; --muted:#5b6475; --line:#d9dee7; --bg:#f6f7f9; --ok:#1f7a4d; --bad:#b3261e; --bar:#3b6ea8; --err:#c8553d; }

@@ -8,10 +8,8 @@ use super::Report;
 /// How many rows of each control the Markdown shows (the JSON and HTML keep the full sample).
 const ROWS: usize = 10;
 
-/// Escapes a table cell: pipes and line breaks would break the table.
-fn cell(s: &str) -> String {
-    s.replace('|', "\\|").replace(['\n', '\r'], " ")
-}
+/// Attacker text (any value from the trail) for a table cell or a line of prose.
+use crate::escape::markdown as cell;
 
 pub fn render(r: &Report) -> String {
     let mut m = String::new();
@@ -80,7 +78,7 @@ pub fn render(r: &Report) -> String {
             let ips: Vec<String> = c
                 .source_ips
                 .iter()
-                .map(|i| format!("{} ({})", i.value, i.count))
+                .map(|i| format!("{} ({})", cell(&i.value), i.count))
                 .collect();
             let _ = writeln!(m, "Source IPs: {}\n", ips.join(", "));
         }

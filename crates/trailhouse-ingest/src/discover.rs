@@ -5,6 +5,7 @@
 //! digests, not events. Whether a file holds CloudTrail at all is decided later, by its content.
 
 use std::fs;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
 use std::time::UNIX_EPOCH;
 
@@ -15,6 +16,7 @@ use crate::error::IngestError;
 /// A file to read, identified for incremental runs by path, size and modification time.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SourceFile {
+    #[serde(with = "os_path")]
     pub path: PathBuf,
     pub size: u64,
     pub mtime_ns: i64,
@@ -58,18 +60,88 @@ impl SourceFile {
     }
 }
 
-/// Every regular file under `inputs` (which may be files or directories), sorted by path, with
-/// anything under `exclude` (the lake itself) left out.
-pub fn discover(inputs: &[PathBuf], exclude: &Path) -> Result<Vec<SourceFile>, IngestError> {
+/// Paths in JSON (the ledger's plans): a string when the path is UTF-8, else its bytes as
+/// `{"bytes": [...]}` (a Unix file name is any bytes but `/` and NUL, and must round-trip).
+pub mod os_path {
+    use std::ffi::OsString;
+    use std::os::unix::ffi::{OsStrExt, OsStringExt};
+    use std::path::{Path, PathBuf};
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    #[derive(Serialize, Deserialize)]
+    #[serde(untagged)]
+    enum Repr {
+        Text(String),
+        Bytes { bytes: Vec<u8> },
+    }
+
+    impl From<&Path> for Repr {
+        fn from(p: &Path) -> Self {
+            match p.to_str() {
+                Some(t) => Repr::Text(t.to_string()),
+                None => Repr::Bytes {
+                    bytes: p.as_os_str().as_bytes().to_vec(),
+                },
+            }
+        }
+    }
+
+    impl From<Repr> for PathBuf {
+        fn from(r: Repr) -> Self {
+            match r {
+                Repr::Text(t) => PathBuf::from(t),
+                Repr::Bytes { bytes } => PathBuf::from(OsString::from_vec(bytes)),
+            }
+        }
+    }
+
+    pub fn serialize<S: Serializer>(path: &Path, s: S) -> Result<S::Ok, S::Error> {
+        Repr::from(path).serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<PathBuf, D::Error> {
+        Repr::deserialize(d).map(PathBuf::from)
+    }
+
+    /// The same for a list of paths.
+    pub mod list {
+        use super::*;
+
+        pub fn serialize<S: Serializer>(paths: &[PathBuf], s: S) -> Result<S::Ok, S::Error> {
+            s.collect_seq(paths.iter().map(|p| Repr::from(p.as_path())))
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<PathBuf>, D::Error> {
+            Vec::<Repr>::deserialize(d).map(|v| v.into_iter().map(PathBuf::from).collect())
+        }
+    }
+}
+
+/// What a walk found: the files, and the entries below the named inputs that could not be
+/// listed or examined (reported as failed files; the run goes on).
+#[derive(Debug, Default)]
+pub struct Discovered {
+    pub files: Vec<SourceFile>,
+    pub unreadable: Vec<(PathBuf, String)>,
+}
+
+/// Every regular file under `inputs` (which may be files or directories), with anything under
+/// `exclude` (the lake itself) left out. An input that does not exist is an error; below it, an
+/// entry that cannot be read (a dangling or looping link, a folder without permission) is
+/// listed in [`Discovered::unreadable`]. Directory links are followed, except back into a folder
+/// being walked (a cycle: its files are found through the folder itself).
+pub fn discover(inputs: &[PathBuf], exclude: &Path) -> Result<Discovered, IngestError> {
     let exclude = fs::canonicalize(exclude).ok();
-    let mut out = Vec::new();
+    let mut found = Discovered::default();
     for input in inputs {
         let abs = fs::canonicalize(input).map_err(|source| IngestError::Source {
             path: input.clone(),
             source,
         })?;
-        walk(&abs, exclude.as_deref(), &mut out)?;
+        walk(&abs, exclude.as_deref(), &[], &mut found);
     }
+    let out = &mut found.files;
     out.sort_by(|a, b| a.path.cmp(&b.path));
     out.dedup_by(|a, b| a.path == b.path);
     // Delivery day first: a batch then holds a few days of every account and region, so it
@@ -79,53 +151,91 @@ pub fn discover(inputs: &[PathBuf], exclude: &Path) -> Result<Vec<SourceFile>, I
         let date = f.key_date();
         (date.is_none(), date, f.path.clone())
     });
-    Ok(out)
+    found.unreadable.sort();
+    found.unreadable.dedup();
+    Ok(found)
 }
 
-/// Appends the files under `path` to `out`, in path order. A directory's entries are walked in
-/// parallel (a trail is ~100,000 small files: one `stat` each, latency-bound on cold metadata).
-fn walk(path: &Path, exclude: Option<&Path>, out: &mut Vec<SourceFile>) -> Result<(), IngestError> {
-    if exclude.is_some_and(|e| path.starts_with(e)) {
-        return Ok(());
+/// Why `path` cannot be examined, in words a user can act on.
+fn unreadable(path: &Path, e: &std::io::Error) -> String {
+    match fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_symlink() => {
+            let target = fs::read_link(path)
+                .map(|t| format!(" to `{}`", t.display()))
+                .unwrap_or_default();
+            format!("cannot follow the symbolic link{target}: {e}")
+        }
+        _ => format!("cannot be read: {e}"),
     }
-    let err = |source| IngestError::Source {
-        path: path.to_path_buf(),
-        source,
+}
+
+/// Adds the files under `path` to `found`. `ancestors`: the (device, inode) of the folders being
+/// walked above `path`. A directory's entries are walked in parallel (a trail is ~100,000 small
+/// files: one `stat` each, latency-bound on cold metadata).
+fn walk(path: &Path, exclude: Option<&Path>, ancestors: &[(u64, u64)], found: &mut Discovered) {
+    if exclude.is_some_and(|e| path.starts_with(e)) {
+        return;
+    }
+    let meta = match fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) => {
+            found
+                .unreadable
+                .push((path.to_path_buf(), unreadable(path, &e)));
+            return;
+        }
     };
-    let meta = fs::metadata(path).map_err(err)?;
     if meta.is_dir() {
-        let mut entries: Vec<PathBuf> = fs::read_dir(path)
-            .map_err(err)?
-            .map(|e| e.map(|e| e.path()))
-            .collect::<Result<_, _>>()
-            .map_err(err)?;
+        let id = (meta.dev(), meta.ino());
+        if ancestors.contains(&id) {
+            return;
+        }
+        let listed = fs::read_dir(path).and_then(|entries| {
+            entries
+                .map(|e| e.map(|e| e.path()))
+                .collect::<Result<Vec<_>, _>>()
+        });
+        let mut entries = match listed {
+            Ok(entries) => entries,
+            Err(e) => {
+                found
+                    .unreadable
+                    .push((path.to_path_buf(), unreadable(path, &e)));
+                return;
+            }
+        };
         entries.retain(|entry| {
             !entry.components().next_back().is_some_and(
                 |c| matches!(c, Component::Normal(n) if n.to_string_lossy().starts_with('.')),
             )
         });
         entries.sort();
-        let found: Vec<Vec<SourceFile>> = entries
+        let mut below = ancestors.to_vec();
+        below.push(id);
+        let parts: Vec<Discovered> = entries
             .par_iter()
             .map(|entry| {
-                let mut found = Vec::new();
-                walk(entry, exclude, &mut found).map(|()| found)
+                let mut part = Discovered::default();
+                walk(entry, exclude, &below, &mut part);
+                part
             })
-            .collect::<Result<_, _>>()?;
-        out.extend(found.into_iter().flatten());
+            .collect();
+        for part in parts {
+            found.files.extend(part.files);
+            found.unreadable.extend(part.unreadable);
+        }
     } else if meta.is_file() {
         let mtime_ns = meta
             .modified()
             .ok()
             .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
             .map_or(0, |d| d.as_nanos() as i64);
-        out.push(SourceFile {
+        found.files.push(SourceFile {
             path: path.to_path_buf(),
             size: meta.len(),
             mtime_ns,
         });
     }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -169,7 +279,9 @@ mod tests {
             fs::write(root.join(f), "{}").expect("write");
         }
         let found = discover(&[root.to_path_buf()], &root.join("lake")).expect("discover");
+        assert!(found.unreadable.is_empty(), "{:?}", found.unreadable);
         let names: Vec<String> = found
+            .files
             .iter()
             .map(|f| {
                 f.path
@@ -180,5 +292,35 @@ mod tests {
             })
             .collect();
         assert_eq!(names, ["a.json", "b/1.json", "b/c/2.json"]);
+    }
+
+    #[test]
+    fn links_that_loop_or_dangle_are_reported_and_the_walk_goes_on() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = fs::canonicalize(dir.path()).expect("abs");
+        fs::create_dir_all(root.join("a/b")).expect("mkdir");
+        fs::write(root.join("a/b/1.json"), "{}").expect("write");
+        fs::write(root.join("z.json"), "{}").expect("write");
+        std::os::unix::fs::symlink(root.join("a"), root.join("a/b/up")).expect("link");
+        std::os::unix::fs::symlink(root.join("gone"), root.join("a/dangling")).expect("link");
+        std::os::unix::fs::symlink(root.join("a/self"), root.join("a/self")).expect("link");
+        let found = discover(std::slice::from_ref(&root), &root.join("lake")).expect("discover");
+        let names: Vec<&Path> = found
+            .files
+            .iter()
+            .map(|f| f.path.strip_prefix(&root).expect("prefix"))
+            .collect();
+        assert_eq!(names, [Path::new("a/b/1.json"), Path::new("z.json")]);
+        let bad: Vec<&Path> = found
+            .unreadable
+            .iter()
+            .map(|(p, _)| p.strip_prefix(&root).expect("prefix"))
+            .collect();
+        assert_eq!(bad, [Path::new("a/dangling"), Path::new("a/self")]);
+        assert!(
+            found.unreadable[0].1.contains("symbolic link to"),
+            "{:?}",
+            found.unreadable
+        );
     }
 }

@@ -6,7 +6,7 @@
 //! took effect: those up to the table's marker. A plan one past the marker belongs to a run that
 //! stopped before its commit and is replayed exactly; nothing else is trusted.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -20,6 +20,7 @@ pub struct Plan {
     pub seq: i64,
     pub files: Vec<SourceFile>,
     /// Files that failed; they are not counted as ingested, so a later run tries them again.
+    #[serde(with = "crate::discover::os_path::list")]
     pub failed: Vec<PathBuf>,
 }
 
@@ -28,6 +29,9 @@ pub struct Plan {
 pub struct Ledger {
     dir: PathBuf,
     ingested: HashMap<PathBuf, (u64, i64)>,
+    /// Files a committed batch read but recorded as failed: what they gave before their break
+    /// is in the lake, and a later run reads them again.
+    retried: HashSet<PathBuf>,
     /// The plan of a batch that was not committed, to be replayed first.
     pub pending: Option<Plan>,
     pub committed_seq: i64,
@@ -44,11 +48,17 @@ impl Ledger {
         let mut ledger = Ledger {
             dir: dir.to_path_buf(),
             ingested: HashMap::new(),
+            retried: HashSet::new(),
             pending: None,
             committed_seq,
         };
         for entry in fs::read_dir(dir).map_err(|e| err(e.to_string()))? {
             let path = entry.map_err(|e| err(e.to_string()))?.path();
+            if path.extension().is_some_and(|e| e == "tmp") {
+                // A plan being replaced when the process died; the plan it replaced stands.
+                fs::remove_file(&path).map_err(|e| err(e.to_string()))?;
+                continue;
+            }
             let Some(seq) = path
                 .file_stem()
                 .and_then(|s| s.to_str())
@@ -81,37 +91,82 @@ impl Ledger {
         Ok(ledger)
     }
 
+    /// Whether a committed batch read this file and recorded it as failed (so some of its
+    /// records may be in the lake already).
+    pub fn was_tried(&self, path: &Path) -> bool {
+        self.retried.contains(path)
+    }
+
     /// Whether this exact file (path, size and mtime) was ingested.
     pub fn contains(&self, file: &SourceFile) -> bool {
         self.ingested.get(&file.path) == Some(&(file.size, file.mtime_ns))
     }
 
-    /// Persists a plan before its batch is committed.
+    /// Persists a plan before its batch is committed, replacing the plan of the same batch
+    /// (a replayed batch whose files fared differently this time) atomically: a crash leaves
+    /// either plan whole, never a mix.
     pub fn write_plan(&self, plan: &Plan) -> Result<(), IngestError> {
-        let path = self.dir.join(format!("{:020}.json", plan.seq));
-        let err = |e: std::io::Error| IngestError::Ledger {
-            path: path.clone(),
-            message: e.to_string(),
+        write_plan(&self.dir, plan)
+    }
+
+    /// Has the next run read the source files of committed batch `seq` again (their plan now
+    /// lists them all as failed: the table lost rows they gave, see `trailhouse check`). Returns
+    /// the files; none when the plan is not in the ledger.
+    pub fn read_again(dir: &Path, seq: i64) -> Result<Vec<PathBuf>, IngestError> {
+        let path = dir.join(format!("{seq:020}.json"));
+        let text = match fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => {
+                return Err(IngestError::Ledger {
+                    path,
+                    message: e.to_string(),
+                });
+            }
         };
-        let text = serde_json::to_vec(plan).map_err(|e| IngestError::Ledger {
+        let mut plan: Plan = serde_json::from_str(&text).map_err(|e| IngestError::Ledger {
             path: path.clone(),
             message: e.to_string(),
         })?;
-        let mut file = fs::File::create_new(&path).map_err(err)?;
-        file.write_all(&text).map_err(err)?;
-        file.sync_all().map_err(err)?;
-        Ok(())
+        plan.failed = plan.files.iter().map(|f| f.path.clone()).collect();
+        write_plan(dir, &plan)?;
+        Ok(plan.failed)
     }
 
     /// Marks a committed plan's files as ingested.
     pub fn record(&mut self, plan: &Plan) {
         for f in &plan.files {
-            if !plan.failed.contains(&f.path) {
+            if plan.failed.contains(&f.path) {
+                self.retried.insert(f.path.clone());
+            } else {
                 self.ingested.insert(f.path.clone(), (f.size, f.mtime_ns));
             }
         }
         self.committed_seq = self.committed_seq.max(plan.seq);
     }
+}
+
+/// Writes `plan` into ledger folder `dir` (see [`Ledger::write_plan`]).
+fn write_plan(dir: &Path, plan: &Plan) -> Result<(), IngestError> {
+    let path = dir.join(format!("{:020}.json", plan.seq));
+    let temp = dir.join(format!("{:020}.json.tmp", plan.seq));
+    let err = |e: std::io::Error| IngestError::Ledger {
+        path: path.clone(),
+        message: e.to_string(),
+    };
+    let text = serde_json::to_vec(plan).map_err(|e| IngestError::Ledger {
+        path: path.clone(),
+        message: e.to_string(),
+    })?;
+    let mut file = fs::File::create(&temp).map_err(err)?;
+    file.write_all(&text).map_err(err)?;
+    file.sync_all().map_err(err)?;
+    fs::rename(&temp, &path).map_err(err)?;
+    // The rename itself is durable once the folder is.
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(err)?;
+    Ok(())
 }
 
 #[cfg(test)]

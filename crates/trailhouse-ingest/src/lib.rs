@@ -19,5 +19,5 @@ pub mod report;
 pub mod write;
 
 pub use error::{FileError, IngestError};
-pub use pipeline::{FailPoint, NoProgress, Options, Progress, ingest};
+pub use pipeline::{FailPoint, FileReading, NoProgress, Options, Progress, ingest, read_bytes};
 pub use report::Report;

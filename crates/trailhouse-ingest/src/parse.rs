@@ -45,6 +45,18 @@ pub enum RecordText<'a> {
     Reject(Cow<'a, str>, String),
 }
 
+impl RecordText<'_> {
+    /// The record's text, as it stands in the file (or in the string that carried it).
+    pub fn text(&self) -> Cow<'_, str> {
+        match self {
+            RecordText::Borrowed(raw) => Cow::Borrowed(raw.get()),
+            RecordText::Owned(raw) => Cow::Borrowed(raw.get()),
+            RecordText::Scanned(text, _) => Cow::Borrowed(text),
+            RecordText::Reject(text, _) => Cow::Borrowed(text.as_ref()),
+        }
+    }
+}
+
 /// What a file turned out to hold.
 #[derive(Debug)]
 pub enum Parsed<'a> {

@@ -3,12 +3,14 @@
 
 use std::collections::HashSet;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use arrow::array::{Int64Builder, RecordBatch, StringBuilder};
 use rayon::prelude::*;
 use trailhouse_lake::datafile::write_quarantine_file;
+use trailhouse_lake::quarantine::{QuarantineKey, quarantine_key};
 use trailhouse_lake::schema;
 use trailhouse_lake::{Lake, Partition, TableKind};
 
@@ -39,8 +41,13 @@ pub struct Options {
     pub memory_budget: u64,
     /// Largest decompressed file accepted, in bytes.
     pub max_file_size: u64,
+    /// Largest record loaded into the table, in bytes of JSON; a larger one is quarantined
+    /// (kept verbatim, with the reason).
+    pub max_record_size: usize,
     /// Most source files per batch (one commit each).
     pub max_batch_files: usize,
+    /// How long to wait for another process writing the lake before giving up.
+    pub wait: std::time::Duration,
     /// Test hook: abort the process at this point, as a crash would.
     pub fail_point: Option<FailPoint>,
 }
@@ -54,7 +61,9 @@ impl Options {
             io_threads: 16,
             memory_budget: 1 << 30,
             max_file_size: 1 << 30,
+            max_record_size: 32 << 20,
             max_batch_files: 20_000,
+            wait: std::time::Duration::ZERO,
             fail_point: None,
         }
     }
@@ -94,6 +103,8 @@ impl std::str::FromStr for FailPoint {
 
 /// Progress notifications (the CLI draws a bar on a terminal).
 pub trait Progress: Sync {
+    /// Another process is writing the lake; the run waits for it (`Options::wait`).
+    fn waiting(&self) {}
     fn begin(&self, _files: u64, _bytes: u64) {}
     fn advance(&self, _bytes: u64) {}
     fn end(&self) {}
@@ -121,6 +132,8 @@ enum FileResult {
     Digest,
     NotCloudTrail,
     Failed(FileError),
+    /// Left for a later batch: the batch's decompressed bytes had reached its budget.
+    Deferred,
 }
 
 struct ChunkOutput {
@@ -134,7 +147,7 @@ struct ChunkOutput {
 pub async fn ingest(opts: &Options, progress: &dyn Progress) -> Result<Report, IngestError> {
     let started = Instant::now();
     let lake = Lake::new(&opts.lake);
-    let _lock = lake.lock_for_writing()?;
+    let _lock = lake.lock_for_writing_within(opts.wait, &|| progress.waiting())?;
     let mut main = lake.open_or_create(TableKind::CloudTrail).await?;
     let mut quarantine = lake.open_or_create(TableKind::Quarantine).await?;
     let committed = lake.committed_seq(&main, APP_ID).await?;
@@ -155,8 +168,17 @@ pub async fn ingest(opts: &Options, progress: &dyn Progress) -> Result<Report, I
         .iter()
         .flat_map(|p| p.files.iter().map(|f| f.path.clone()))
         .collect();
+    for (path, error) in discovered.unreadable {
+        report.files_seen += 1;
+        report.files_failed += 1;
+        report.failures.push(Failure {
+            file: path,
+            error,
+            records_recovered: 0,
+        });
+    }
     let mut todo = Vec::new();
-    for f in discovered {
+    for f in discovered.files {
         if pending_paths.contains(&f.path) {
             continue;
         }
@@ -209,6 +231,13 @@ pub async fn ingest(opts: &Options, progress: &dyn Progress) -> Result<Report, I
         batches.push((files.by_ref().take(n).collect(), None));
     }
 
+    let retried: HashSet<String> = batches
+        .iter()
+        .flat_map(|(files, _)| files.iter())
+        .filter(|f| ledger.was_tried(&f.path))
+        .map(|f| f.path.to_string_lossy().into_owned())
+        .collect();
+    let known_quarantine = lake.quarantined_from(&quarantine, &retried)?;
     let mut ctx = BatchContext {
         lake: &lake,
         opts,
@@ -217,6 +246,8 @@ pub async fn ingest(opts: &Options, progress: &dyn Progress) -> Result<Report, I
         index: &mut index,
         ledger: &mut ledger,
         report: &mut report,
+        batch_budget,
+        known_quarantine,
         partitions: HashSet::new(),
         sizes: Mutex::default(),
     };
@@ -231,8 +262,14 @@ pub async fn ingest(opts: &Options, progress: &dyn Progress) -> Result<Report, I
         if let Some((next, _)) = batches.get(i + 1) {
             ahead.start(Arc::clone(next));
         }
-        ctx.run_batch(&mut main, &mut quarantine, &files, stored, replay)
-            .await?;
+        // Files that decompress to more than the batch can hold go on in batches of their own.
+        let mut work = Some((files.to_vec(), stored, replay));
+        while let Some((files, stored, replay)) = work.take() {
+            work = ctx
+                .run_batch(&mut main, &mut quarantine, &files, stored, replay)
+                .await?
+                .map(|(files, stored)| (files, stored, None));
+        }
     }
     report.partitions = ctx.partitions.len() as u64;
     progress.end();
@@ -249,6 +286,10 @@ struct BatchContext<'a> {
     index: &'a mut DedupIndex,
     ledger: &'a mut Ledger,
     report: &'a mut Report,
+    /// Decompressed bytes a batch may hold (a replayed batch reads all of its files).
+    batch_budget: u64,
+    /// What `quarantine` holds of the files read again after a failure.
+    known_quarantine: HashSet<QuarantineKey>,
     partitions: HashSet<Partition>,
     /// How large the last chunk's columns grew (the next chunk's builder reserves as much).
     sizes: Mutex<Sizes>,
@@ -261,6 +302,9 @@ impl BatchContext<'_> {
         }
     }
 
+    /// Reads, writes and commits one batch. Returns the files left unread (with their stored
+    /// bytes) when the batch's decompressed bytes reached its budget first: the caller runs
+    /// them as the next batch.
     async fn run_batch(
         &mut self,
         main: &mut deltalake_core::DeltaTable,
@@ -268,22 +312,33 @@ impl BatchContext<'_> {
         files: &[SourceFile],
         mut stored: Vec<Stored>,
         replay: Option<Plan>,
-    ) -> Result<(), IngestError> {
+    ) -> Result<Option<(Vec<SourceFile>, Vec<Stored>)>, IngestError> {
         let seq = self.ledger.committed_seq + 1;
-        let limit = self.opts.max_file_size;
+        let limits = Limits {
+            file: self.opts.max_file_size,
+            record: self.opts.max_record_size,
+        };
         let progress = self.progress;
         let sizes = &self.sizes;
         let threads = self.pool.current_num_threads().max(1);
         let chunk = files.len().div_ceil(threads * 8).clamp(1, 256);
+        let budget = Budget {
+            bytes: if replay.is_some() {
+                u64::MAX
+            } else {
+                self.batch_budget
+            },
+            used: AtomicU64::new(0),
+        };
         let t = Instant::now();
         let outputs: Vec<ChunkOutput> = self.pool.install(|| {
             files
                 .par_chunks(chunk)
                 .zip(stored.par_chunks_mut(chunk))
-                .map(|(c, s)| read_chunk(c, s, limit, progress, sizes))
+                .enumerate()
+                .map(|(i, (c, s))| read_chunk(c, s, limits, progress, sizes, &budget, i == 0))
                 .collect()
         });
-        drop(stored);
 
         let mut rows = Vec::new();
         let mut qrows = Vec::new();
@@ -295,7 +350,15 @@ impl BatchContext<'_> {
         });
         let results: Vec<FileResult> = results.collect();
         self.report.stage_seconds.read += t.elapsed().as_secs_f64();
-        for (file, result) in files.iter().zip(results) {
+        let mut deferred = (Vec::new(), Vec::new());
+        let mut read_files = Vec::with_capacity(files.len());
+        for ((file, result), stored) in files.iter().zip(results).zip(stored) {
+            if matches!(result, FileResult::Deferred) {
+                deferred.0.push(file.clone());
+                deferred.1.push(stored);
+                continue;
+            }
+            read_files.push(file.clone());
             let r = &mut *self.report;
             match result {
                 FileResult::Events {
@@ -337,15 +400,38 @@ impl BatchContext<'_> {
                         records_recovered: 0,
                     });
                 }
+                FileResult::Deferred => {}
             }
+        }
+        let files = read_files.as_slice();
+        // Records a run before already quarantined from a file read again (it had failed after
+        // them) are duplicates, not new quarantine rows.
+        if !self.known_quarantine.is_empty() {
+            let before = qrows.len();
+            qrows.retain(|q| {
+                !self
+                    .known_quarantine
+                    .contains(&quarantine_key(&q.file, q.index, &q.record))
+            });
+            self.report.records_duplicate += (before - qrows.len()) as u64;
         }
         for q in &qrows {
             self.report.add_quarantine_reason(&q.reason);
         }
         self.report.records_quarantined += qrows.len() as u64;
 
+        // A replayed batch keeps its files (the interrupted run may have written some of their
+        // rows), but what failed is what failed now: a file that reads this time is loaded, and
+        // one that fails this time (a read error, a lower --max-file-size) must not be counted
+        // as ingested on the strength of the earlier reading.
         let plan = match replay {
-            Some(plan) => plan,
+            Some(mut plan) => {
+                if plan.failed != failed {
+                    plan.failed = failed;
+                    self.ledger.write_plan(&plan)?;
+                }
+                plan
+            }
             None => {
                 let plan = Plan {
                     seq,
@@ -417,7 +503,7 @@ impl BatchContext<'_> {
             self.partitions.insert(partition);
         }
         self.ledger.record(&plan);
-        Ok(())
+        Ok((!deferred.0.is_empty()).then_some(deferred))
     }
 }
 
@@ -456,13 +542,31 @@ fn quarantine_batch(rows: &[QuarantineRow]) -> Result<RecordBatch, arrow::error:
     )
 }
 
+/// The largest file (decompressed) and record (JSON bytes) accepted.
+#[derive(Clone, Copy)]
+struct Limits {
+    file: u64,
+    record: usize,
+}
+
+/// How many decompressed bytes a batch may read, and how many its chunks have read so far.
+struct Budget {
+    bytes: u64,
+    used: AtomicU64,
+}
+
 /// Reads a run of files (their stored bytes are taken from `stored`) into one set of columns.
+/// Once the batch's chunks have read `budget` decompressed bytes, the chunk's remaining files are
+/// [`FileResult::Deferred`] (their stored bytes left in place); the batch's `first` chunk reads at
+/// least one file, so every batch makes progress.
 fn read_chunk(
     files: &[SourceFile],
     stored: &mut [Stored],
-    limit: u64,
+    limits: Limits,
     progress: &dyn Progress,
     sizes: &Mutex<Sizes>,
+    budget: &Budget,
+    first: bool,
 ) -> ChunkOutput {
     let hint = sizes.lock().map(|s| s.clone()).unwrap_or_default();
     let mut builder = RecordBuilder::with_sizes(Arc::from(""), &hint, files.len());
@@ -470,17 +574,24 @@ fn read_chunk(
     let mut quarantined = Vec::new();
     let mut results = Vec::with_capacity(files.len());
     let mut buffer = Vec::new();
-    for (file, stored) in files.iter().zip(stored) {
+    for (i, (file, stored)) in files.iter().zip(stored).enumerate() {
+        if !(first && i == 0) && budget.used.load(Ordering::Relaxed) >= budget.bytes {
+            results.push(FileResult::Deferred);
+            continue;
+        }
         let stored = std::mem::replace(stored, Ok(Vec::new()));
         let result = read_file(
             file,
             stored,
             &mut buffer,
-            limit,
+            limits,
             &mut builder,
             &mut placed,
             &mut quarantined,
         );
+        if let FileResult::Events { json_bytes, .. } = &result {
+            budget.used.fetch_add(*json_bytes, Ordering::Relaxed);
+        }
         progress.advance(file.size);
         results.push(result);
     }
@@ -511,19 +622,86 @@ fn read_chunk(
     }
 }
 
+/// What reading one file's bytes gave (see [`read_bytes`]).
+#[derive(Debug)]
+pub struct FileReading {
+    /// The normalized rows of the records that were placed, in file order.
+    pub rows: Option<RecordBatch>,
+    /// Records kept verbatim instead: (index in the file, reason, text).
+    pub quarantined: Vec<(i64, String, String)>,
+    /// How the file ended: loaded, a digest, not CloudTrail, or why it failed (with what was
+    /// recovered before the break still in `rows` and `quarantined`).
+    pub outcome: Result<&'static str, String>,
+    /// Records the file held (placed and quarantined).
+    pub records: u64,
+}
+
+/// One file's bytes through decompress → parse → normalize exactly as ingest reads them, for
+/// tools that check the read path (the fuzzer in `benches/`).
+pub fn read_bytes(
+    name: &std::path::Path,
+    bytes: Vec<u8>,
+    max_file_size: u64,
+    max_record_size: usize,
+) -> FileReading {
+    let file = SourceFile {
+        path: name.to_path_buf(),
+        size: bytes.len() as u64,
+        mtime_ns: 0,
+    };
+    let mut builder = RecordBuilder::with_sizes(Arc::from(""), &Sizes::default(), 1);
+    let (mut placed, mut quarantined) = (Vec::new(), Vec::new());
+    let limits = Limits {
+        file: max_file_size,
+        record: max_record_size,
+    };
+    let result = read_file(
+        &file,
+        Ok(bytes),
+        &mut Vec::new(),
+        limits,
+        &mut builder,
+        &mut placed,
+        &mut quarantined,
+    );
+    let rows = if placed.is_empty() {
+        None
+    } else {
+        builder.finish().ok()
+    };
+    let (outcome, records) = match result {
+        FileResult::Events { read, broken, .. } => {
+            (broken.map_or(Ok("loaded"), |e| Err(e.to_string())), read)
+        }
+        FileResult::Digest => (Ok("digest"), 0),
+        FileResult::NotCloudTrail => (Ok("not CloudTrail"), 0),
+        FileResult::Failed(e) => (Err(e.to_string()), 0),
+        FileResult::Deferred => (Ok("deferred"), 0),
+    };
+    FileReading {
+        rows,
+        quarantined: quarantined
+            .into_iter()
+            .map(|q| (q.index, q.reason, q.record))
+            .collect(),
+        outcome,
+        records,
+    }
+}
+
 /// Reads one file's records into `builder`; `buffer` is the decompression buffer, handed from
 /// file to file.
 fn read_file(
     file: &SourceFile,
     stored: Stored,
     buffer: &mut Vec<u8>,
-    limit: u64,
+    limits: Limits,
     builder: &mut RecordBuilder,
     placed: &mut Vec<Placed>,
     quarantined: &mut Vec<QuarantineRow>,
 ) -> FileResult {
     let recycled = std::mem::take(buffer);
-    let content = match stored.and_then(|bytes| decompress::decode(bytes, limit, recycled)) {
+    let content = match stored.and_then(|bytes| decompress::decode(bytes, limits.file, recycled)) {
         Ok(c) => c,
         Err(e) => return FileResult::Failed(e),
     };
@@ -548,7 +726,15 @@ fn read_file(
     let region = file.key_region();
     let read = records.len() as u64;
     for (i, record) in records.into_iter().enumerate() {
+        let size = record.text().len();
         let outcome = match record {
+            _ if size > limits.record => Err((
+                record.text().into_owned(),
+                format!(
+                    "record of {size} bytes is over the limit of {} bytes (--max-record-size)",
+                    limits.record
+                ),
+            )),
             RecordText::Scanned(text, scanned) => builder
                 .push_scanned(scanned, region.as_deref())
                 .map_err(|why| (text.to_string(), why)),

@@ -59,10 +59,16 @@ pub struct StageSeconds {
 /// A file that could not be read to its end.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Failure {
+    /// The file's name as text (bytes that are not UTF-8 shown as U+FFFD).
+    #[serde(serialize_with = "lossy")]
     pub file: PathBuf,
     pub error: String,
     /// Records recovered before the break (they were loaded).
     pub records_recovered: u64,
+}
+
+fn lossy<S: serde::Serializer>(path: &std::path::Path, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&path.to_string_lossy())
 }
 
 impl Report {

@@ -43,6 +43,10 @@ pub enum Command {
     Compact(CompactArgs),
     /// Delete data files the tables no longer reference (compacted away, or left by a crash).
     Vacuum(VacuumArgs),
+    /// Read every data file of the lake whole and compare it with the table's log; with
+    /// --repair, take damaged files out of the table and have the next ingest read their
+    /// sources again. Exit status 0 all sound, 1 damage found.
+    Check(CheckArgs),
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -127,18 +131,41 @@ pub struct CompactArgs {
     /// Target size of compacted files, in MiB.
     #[arg(long, default_value_t = 256, value_name = "MIB")]
     pub target_size: u64,
+
+    /// If another process is writing the lake (an ingest, compact or vacuum), wait up to this
+    /// many seconds for it to finish instead of failing at once (overlapping cron jobs).
+    #[arg(long, default_value_t = 0, value_name = "SECONDS")]
+    pub wait: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Remove damaged files from the table (one commit) and mark the ingest batches that wrote
+    /// them to be read again by the next `trailhouse ingest` of the same sources.
+    #[arg(long)]
+    pub repair: bool,
+
+    /// Print what was found as one JSON object on stdout.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
 pub struct VacuumArgs {
     /// Keep unreferenced files younger than this many hours: a query that started before a
-    /// compaction may still read them.
+    /// compaction may still read them. Below 168, the vacuum is refused while any trailhouse
+    /// process reads the lake (a query, a report, a shell).
     #[arg(long, default_value_t = 168, value_name = "HOURS")]
     pub retention_hours: u64,
 
     /// List what would be deleted, delete nothing.
     #[arg(long)]
     pub dry_run: bool,
+
+    /// If another process is writing the lake (an ingest, compact or vacuum), wait up to this
+    /// many seconds for it to finish instead of failing at once (overlapping cron jobs).
+    #[arg(long, default_value_t = 0, value_name = "SECONDS")]
+    pub wait: u64,
 }
 
 #[derive(Debug, Args)]
@@ -167,6 +194,11 @@ pub struct IngestArgs {
     #[arg(long, default_value_t = 1024, value_name = "MIB")]
     pub max_file_size: u64,
 
+    /// Largest record loaded into the table, in MiB of JSON; a larger one is quarantined with
+    /// its reason (kept verbatim, never dropped).
+    #[arg(long, default_value_t = 32, value_name = "MIB")]
+    pub max_record_size: usize,
+
     /// Most source files per batch; each batch is one atomic commit.
     #[arg(long, default_value_t = 20_000, value_name = "N")]
     pub batch_files: usize,
@@ -175,7 +207,14 @@ pub struct IngestArgs {
     #[arg(long)]
     pub json: bool,
 
-    /// Testing only: abort at a point of the commit protocol (e.g. `after-plan:1`).
+    /// If another process is writing the lake (an ingest, compact or vacuum), wait up to this
+    /// many seconds for it to finish instead of failing at once (overlapping cron jobs).
+    #[arg(long, default_value_t = 0, value_name = "SECONDS")]
+    pub wait: u64,
+
+    /// Testing only: abort at a point of the commit protocol (e.g. `after-plan:1`). Built into
+    /// debug builds (the tests' binary), never into a release.
+    #[cfg(debug_assertions)]
     #[arg(long, hide = true)]
     pub fail_point: Option<trailhouse_ingest::FailPoint>,
 }

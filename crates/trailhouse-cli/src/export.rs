@@ -1,6 +1,5 @@
 //! `trailhouse export`: the original records back, one per line.
 
-use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -15,7 +14,7 @@ pub async fn run(lake: &Path, args: ExportArgs) -> anyhow::Result<ExitCode> {
     let session = Session::open_with(&Lake::new(lake), args.engine.options()).await?;
     let mut out = crate::output::open(args.output.as_deref())?;
     let counts = export_ndjson(&session, args.quarantine, &mut out).await?;
-    out.flush()?;
+    out.finish()?;
     eprintln!(
         "exported {} records{}",
         counts.records,

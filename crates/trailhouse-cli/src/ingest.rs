@@ -21,7 +21,21 @@ impl Progress for Bar {
     fn end(&self) {
         self.0.finish_and_clear();
     }
+    fn waiting(&self) {
+        self.0.println(WAITING);
+    }
 }
+
+/// No bar (standard error is not a terminal): only the message that the run waits.
+struct Plain;
+
+impl Progress for Plain {
+    fn waiting(&self) {
+        eprintln!("{WAITING}");
+    }
+}
+
+pub const WAITING: &str = "another process is writing the lake; waiting for it (--wait)";
 
 pub async fn run(lake: &Path, args: IngestArgs) -> anyhow::Result<ExitCode> {
     let mut opts = Options::new(lake, args.sources);
@@ -30,7 +44,12 @@ pub async fn run(lake: &Path, args: IngestArgs) -> anyhow::Result<ExitCode> {
     opts.memory_budget = args.memory.max(1) << 20;
     opts.max_batch_files = args.batch_files;
     opts.max_file_size = args.max_file_size.max(1) << 20;
-    opts.fail_point = args.fail_point;
+    opts.max_record_size = args.max_record_size.max(1) << 20;
+    opts.wait = std::time::Duration::from_secs(args.wait);
+    #[cfg(debug_assertions)]
+    {
+        opts.fail_point = args.fail_point;
+    }
 
     let report = if std::io::stderr().is_terminal() {
         let bar = ProgressBar::new(0);
@@ -42,7 +61,7 @@ pub async fn run(lake: &Path, args: IngestArgs) -> anyhow::Result<ExitCode> {
         );
         ingest(&opts, &Bar(bar)).await?
     } else {
-        ingest(&opts, &trailhouse_ingest::NoProgress).await?
+        ingest(&opts, &Plain).await?
     };
 
     print_summary(lake, &report);

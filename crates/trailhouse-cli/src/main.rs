@@ -43,18 +43,40 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(run(cli)) {
         Ok(code) => code,
+        // The reader went away (`trailhouse run … | head`): what it read was complete, and
+        // there is no one left to tell; quiet, as any Unix filter.
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {}", message(&e));
+            let text = message(&e);
+            eprintln!("error: {text}");
+            if text.contains("Parquet error") || text.contains("not found: No such file") {
+                eprintln!(
+                    "hint: `trailhouse check` finds the lake's damaged or missing data files"
+                );
+            }
             ExitCode::from(2)
         }
     }
+}
+
+/// Whether writing the output failed because its reader closed the pipe. Some writers (Arrow's
+/// CSV) keep only the text of the I/O error, hence the second test.
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            || cause.to_string().contains("Broken pipe (os error 32)")
+    })
 }
 
 /// The error and its causes, each cause once (library errors often repeat their source's text).
 fn message(e: &anyhow::Error) -> String {
     let mut out = String::new();
     for cause in e.chain() {
+        // Some library errors carry a backtrace in their text: the first line is the message.
         let text = cause.to_string();
+        let text = text.lines().next().unwrap_or_default().to_string();
         if !out.contains(&text) {
             if !out.is_empty() {
                 out.push_str(": ");
@@ -76,5 +98,6 @@ async fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
         cli::Command::Report(args) => report::run(&lake, args).await,
         cli::Command::Compact(args) => maintenance::compact(&lake, args).await,
         cli::Command::Vacuum(args) => maintenance::vacuum(&lake, args).await,
+        cli::Command::Check(args) => maintenance::check(&lake, args).await,
     }
 }

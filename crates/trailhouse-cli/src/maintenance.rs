@@ -1,4 +1,4 @@
-//! `trailhouse compact` and `trailhouse vacuum`.
+//! `trailhouse compact`, `trailhouse vacuum` and `trailhouse check`.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -6,10 +6,16 @@ use std::time::Duration;
 
 use trailhouse_lake::Lake;
 
-use crate::cli::{CompactArgs, VacuumArgs};
+use crate::cli::{CheckArgs, CompactArgs, VacuumArgs};
 
 pub async fn compact(lake: &Path, args: CompactArgs) -> anyhow::Result<ExitCode> {
-    let done = Lake::new(lake).compact(args.target_size << 20).await?;
+    let done = Lake::new(lake)
+        .compact(
+            args.target_size << 20,
+            Duration::from_secs(args.wait),
+            &|| eprintln!("{}", crate::ingest::WAITING),
+        )
+        .await?;
     eprintln!(
         "compacted {} files into {} in {} partitions (table version {})",
         done.files_removed,
@@ -23,7 +29,14 @@ pub async fn compact(lake: &Path, args: CompactArgs) -> anyhow::Result<ExitCode>
 
 pub async fn vacuum(lake: &Path, args: VacuumArgs) -> anyhow::Result<ExitCode> {
     let retention = Duration::from_secs(args.retention_hours * 3600);
-    let done = Lake::new(lake).vacuum(retention, args.dry_run).await?;
+    let done = Lake::new(lake)
+        .vacuum(
+            retention,
+            args.dry_run,
+            Duration::from_secs(args.wait),
+            &|| eprintln!("{}", crate::ingest::WAITING),
+        )
+        .await?;
     for f in &done.files_deleted {
         println!("{f}");
     }
@@ -38,4 +51,70 @@ pub async fn vacuum(lake: &Path, args: VacuumArgs) -> anyhow::Result<ExitCode> {
         args.retention_hours
     );
     Ok(ExitCode::SUCCESS)
+}
+
+pub async fn check(lake: &Path, args: CheckArgs) -> anyhow::Result<ExitCode> {
+    let lake = Lake::new(lake);
+    let found = lake.check().await?;
+    for d in &found.damaged {
+        eprintln!(
+            "damaged: {}/{} {} (ingest batch {})",
+            d.table,
+            d.path,
+            d.problem,
+            d.batch.map_or_else(
+                || "unknown: a compacted file".to_string(),
+                |b| b.to_string()
+            )
+        );
+    }
+    let mut reread = Vec::new();
+    if args.repair && !found.damaged.is_empty() {
+        lake.remove_damaged(&found.damaged).await?;
+        let mut batches: Vec<i64> = found.damaged.iter().filter_map(|d| d.batch).collect();
+        batches.sort_unstable();
+        batches.dedup();
+        for b in batches {
+            reread.extend(trailhouse_ingest::ledger::Ledger::read_again(
+                &lake.state_dir().join("ledger"),
+                b,
+            )?);
+        }
+        eprintln!(
+            "removed {} damaged files from the table; the next ingest of their sources reads {} \
+             source files again (rows other files still hold are kept once)",
+            found.damaged.len(),
+            reread.len()
+        );
+        if found.damaged.iter().any(|d| d.batch.is_none()) {
+            eprintln!(
+                "some damaged files were compacted from several batches: ingest their days' \
+                 sources into a new lake, or restore the files from a backup"
+            );
+        }
+    }
+    eprintln!(
+        "checked {} data files ({} rows): {} damaged",
+        found.files,
+        found.rows,
+        found.damaged.len()
+    );
+    if args.json {
+        let reread: Vec<String> = reread.iter().map(|p| p.display().to_string()).collect();
+        println!(
+            "{}",
+            serde_json::json!({
+                "files": found.files,
+                "rows": found.rows,
+                "damaged": found.damaged,
+                "repaired": args.repair && !found.damaged.is_empty(),
+                "sources_to_read_again": reread,
+            })
+        );
+    }
+    Ok(if found.damaged.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }

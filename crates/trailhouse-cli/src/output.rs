@@ -1,19 +1,80 @@
 //! Where a command's results go: a file named by `--output`, or standard output.
+//!
+//! A file is written beside its destination under a temporary name and renamed over it once
+//! complete: a reader (a dashboard, the next cron step) sees the previous file or the new one,
+//! never half of one, and a command that fails leaves the previous file as it was.
 
-use std::fs::File;
 use std::io::{BufWriter, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use tempfile::NamedTempFile;
 
-/// A buffered writer to `path`, or to standard output when there is none.
-pub fn open(path: Option<&Path>) -> anyhow::Result<Box<dyn Write>> {
+/// A command's output being written.
+pub enum Output {
+    Stdout(BufWriter<std::io::StdoutLock<'static>>),
+    File {
+        writer: BufWriter<NamedTempFile>,
+        path: PathBuf,
+    },
+}
+
+/// The output to `path`, or to standard output when there is none.
+pub fn open(path: Option<&Path>) -> anyhow::Result<Output> {
     Ok(match path {
         Some(path) => {
-            Box::new(BufWriter::new(File::create(path).with_context(|| {
-                format!("failed to create `{}`", path.display())
-            })?))
+            let dir = match path.parent() {
+                Some(d) if !d.as_os_str().is_empty() => d,
+                _ => Path::new("."),
+            };
+            // Permissions as a newly created file gets them (0666 less the umask).
+            let temp = tempfile::Builder::new()
+                .prefix(".trailhouse-")
+                .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666))
+                .tempfile_in(dir)
+                .with_context(|| format!("failed to create a file in `{}`", dir.display()))?;
+            Output::File {
+                writer: BufWriter::new(temp),
+                path: path.to_path_buf(),
+            }
         }
-        None => Box::new(BufWriter::new(std::io::stdout().lock())),
+        None => Output::Stdout(BufWriter::new(std::io::stdout().lock())),
     })
+}
+
+impl Output {
+    /// Flushes the output; a file is made durable and takes its name.
+    pub fn finish(self) -> anyhow::Result<()> {
+        match self {
+            Output::Stdout(mut w) => Ok(w.flush()?),
+            Output::File { writer, path } => {
+                let temp = writer
+                    .into_inner()
+                    .map_err(|e| e.into_error())
+                    .with_context(|| format!("failed to write `{}`", path.display()))?;
+                temp.as_file()
+                    .sync_all()
+                    .with_context(|| format!("failed to write `{}`", path.display()))?;
+                temp.persist(&path)
+                    .with_context(|| format!("failed to create `{}`", path.display()))?;
+                Ok(())
+            }
+        }
+    }
+}
+
+impl Write for Output {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Output::Stdout(w) => w.write(buf),
+            Output::File { writer, .. } => writer.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Output::Stdout(w) => w.flush(),
+            Output::File { writer, .. } => writer.flush(),
+        }
+    }
 }

@@ -57,7 +57,7 @@ pub async fn run(lake: &Path, args: ReportArgs) -> anyhow::Result<ExitCode> {
     };
     let mut out = crate::output::open(args.output.as_deref())?;
     out.write_all(text.as_bytes())?;
-    out.flush()?;
+    out.finish()?;
     let shared = r
         .shared_scan
         .as_ref()

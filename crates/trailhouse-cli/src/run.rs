@@ -86,7 +86,7 @@ pub async fn run(lake: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
     };
     let mut out = crate::output::open(args.output.as_deref())?;
     let rows = write_stream(stream, format.into(), &mut out).await?;
-    out.flush()?;
+    out.finish()?;
     if args.output.is_some() || !std::io::stdout().is_terminal() {
         eprintln!("{} rows from {}", rows, query.name);
     }

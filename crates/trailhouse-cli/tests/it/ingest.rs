@@ -7,23 +7,6 @@ use serde_json::json;
 
 use crate::support::*;
 
-fn reconciles(r: &serde_json::Value) {
-    let n = |k: &str| {
-        r[k].as_u64()
-            .unwrap_or_else(|| panic!("report has no `{k}`: {r}"))
-    };
-    assert_eq!(
-        n("files_seen"),
-        n("files_skipped") + n("files_loaded") + n("files_failed"),
-        "{r}"
-    );
-    assert_eq!(
-        n("records_read"),
-        n("records_written") + n("records_duplicate") + n("records_quarantined"),
-        "{r}"
-    );
-}
-
 #[test]
 fn sample_logs_tell_who_deleted_the_bucket() {
     let dir = tempfile::tempdir().expect("tempdir");

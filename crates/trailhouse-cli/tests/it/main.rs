@@ -1,6 +1,7 @@
 //! End-to-end tests of the `trailhouse` binary, run the way a user runs it.
 
 mod corpus;
+mod hostile;
 mod ingest;
 mod interop;
 mod query;

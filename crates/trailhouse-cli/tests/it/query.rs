@@ -561,3 +561,22 @@ fn files_without_the_event_name_asked_for_are_skipped_by_their_bloom_filters() {
         2
     );
 }
+
+#[test]
+fn struct_fields_are_headed_as_they_were_written() {
+    let (_dir, lake) = small_lake();
+    let out = sql_csv(
+        &lake,
+        "SELECT useridentity.arn, userIdentity.userName, useridentity.arn AS who, count(*) AS n \
+         FROM cloudtrail GROUP BY 1, 2, 3",
+    );
+    assert_eq!(
+        out.lines().next(),
+        Some("useridentity.arn,useridentity.username,who,n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("arn:aws:iam::111122223333:user/alice,alice,"),
+        "{out}"
+    );
+}

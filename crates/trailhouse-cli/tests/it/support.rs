@@ -144,3 +144,21 @@ pub fn canonical(v: &serde_json::Value) -> String {
     }
     sort(v).to_string()
 }
+
+/// The ingest report's counts add up (the rule of `Report::reconciles`).
+pub fn reconciles(r: &serde_json::Value) {
+    let n = |k: &str| {
+        r[k].as_u64()
+            .unwrap_or_else(|| panic!("report has no `{k}`: {r}"))
+    };
+    assert_eq!(
+        n("files_seen"),
+        n("files_skipped") + n("files_loaded") + n("files_failed"),
+        "{r}"
+    );
+    assert_eq!(
+        n("records_read"),
+        n("records_written") + n("records_duplicate") + n("records_quarantined"),
+        "{r}"
+    );
+}

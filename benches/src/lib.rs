@@ -22,6 +22,8 @@
 //!   named and foldered by delivery time (so events near midnight land in the next day's folder),
 //!   and a few files delivered twice.
 
+pub mod fuzz;
+
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};

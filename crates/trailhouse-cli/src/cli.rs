@@ -171,9 +171,27 @@ pub struct VacuumArgs {
 #[derive(Debug, Args)]
 pub struct IngestArgs {
     /// Files or directories: trail log files (gzip or plain), NDJSON, EventBridge events,
-    /// lookup-events output.
+    /// lookup-events output; and S3 locations, `s3://bucket[/prefix]` (a trail bucket, an
+    /// organization's or an account's folder), read with the standard AWS credentials.
     #[arg(required = true)]
     pub sources: Vec<PathBuf>,
+
+    /// Only log files delivered on or after this day (CloudTrail's YYYY/MM/DD key folders): a
+    /// date (2026-10-01) or a duration ago (90d). On an S3 bucket the listing starts there, so
+    /// a first run over years of history lists only what it reads.
+    #[arg(long, value_name = "DATE", value_parser = parse_day)]
+    pub since: Option<chrono::NaiveDate>,
+
+    /// Endpoint of an S3-compatible store (MinIO, Ceph, Cloudflare R2), e.g.
+    /// http://127.0.0.1:9000; default: AWS_ENDPOINT_URL, else AWS.
+    #[arg(long, value_name = "URL", env = "AWS_ENDPOINT_URL")]
+    pub s3_endpoint: Option<String>,
+
+    /// S3 requests (GET, LIST) in flight at once: S3 answers each in tens of milliseconds, so
+    /// throughput comes from many at a time (measured at 20 ms a request: 10,000 objects in
+    /// 71 s with 8, 11 s with 64, 3.4 s with 256, 2.6 s with 512).
+    #[arg(long, default_value_t = 256, value_name = "N")]
+    pub s3_requests: usize,
 
     /// Worker threads (default: one per core).
     #[arg(long, short = 'j', default_value_t = 0)]
@@ -329,4 +347,12 @@ pub struct ExportArgs {
 
     #[command(flatten)]
     pub engine: EngineArgs,
+}
+
+/// A day, from the forms `--since` takes elsewhere (a date, a date-time, a duration ago).
+fn parse_day(text: &str) -> Result<chrono::NaiveDate, String> {
+    trailhouse_query::saved::parse_time(text, chrono::Utc::now())
+        .and_then(chrono::DateTime::from_timestamp_micros)
+        .map(|t| t.date_naive())
+        .ok_or_else(|| format!("`{text}` is not a date (2026-10-01) or a duration ago (90d)"))
 }

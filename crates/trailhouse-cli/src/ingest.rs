@@ -39,6 +39,9 @@ pub const WAITING: &str = "another process is writing the lake; waiting for it (
 
 pub async fn run(lake: &Path, args: IngestArgs) -> anyhow::Result<ExitCode> {
     let mut opts = Options::new(lake, args.sources);
+    opts.since = args.since;
+    opts.s3.endpoint = args.s3_endpoint;
+    opts.s3.requests = args.s3_requests.max(1);
     opts.jobs = args.jobs;
     opts.io_threads = args.io_threads;
     opts.memory_budget = args.memory.max(1) << 20;
@@ -103,6 +106,12 @@ fn print_summary(lake: &Path, r: &Report) {
         r.records_collision
     );
     eprintln!("  partitions: {} days received rows", r.partitions);
+    if r.s3_list_requests > 0 {
+        eprintln!(
+            "  S3:         {} LIST requests returned {} object keys",
+            r.s3_list_requests, r.s3_keys_listed
+        );
+    }
     if r.seconds > 0.0 && r.records_read > 0 {
         eprintln!(
             "  throughput: {:.0} events/s, {:.1} MB/s of JSON",

@@ -13,13 +13,17 @@ use rayon::prelude::*;
 
 use crate::error::IngestError;
 
-/// A file to read, identified for incremental runs by path, size and modification time.
+/// A file to read, identified for incremental runs by path, size, modification time and (for
+/// an S3 object) ETag.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SourceFile {
+    /// A local path, or an S3 object as `s3://bucket/key` (see [`crate::s3`]).
     #[serde(with = "os_path")]
     pub path: PathBuf,
     pub size: u64,
     pub mtime_ns: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etag: Option<String>,
 }
 
 impl SourceFile {
@@ -141,19 +145,23 @@ pub fn discover(inputs: &[PathBuf], exclude: &Path) -> Result<Discovered, Ingest
         })?;
         walk(&abs, exclude.as_deref(), &[], &mut found);
     }
-    let out = &mut found.files;
-    out.sort_by(|a, b| a.path.cmp(&b.path));
-    out.dedup_by(|a, b| a.path == b.path);
-    // Delivery day first: a batch then holds a few days of every account and region, so it
-    // writes a few large partition files rather than one small file for each day of a stream.
-    // Files outside the layout come last, in path order.
-    out.par_sort_by_cached_key(|f| {
-        let date = f.key_date();
-        (date.is_none(), date, f.path.clone())
-    });
+    in_reading_order(&mut found.files);
     found.unreadable.sort();
     found.unreadable.dedup();
     Ok(found)
+}
+
+/// Sorts `files` the way a run reads them, without repeats. Delivery day first: a batch then
+/// holds a few days of every account and region, so it writes a few large partition files
+/// rather than one small file for each day of a stream. Files outside the layout come last, in
+/// path order.
+pub fn in_reading_order(files: &mut Vec<SourceFile>) {
+    files.sort_by(|a, b| a.path.cmp(&b.path));
+    files.dedup_by(|a, b| a.path == b.path);
+    files.par_sort_by_cached_key(|f| {
+        let date = f.key_date();
+        (date.is_none(), date, f.path.clone())
+    });
 }
 
 /// Why `path` cannot be examined, in words a user can act on.
@@ -234,6 +242,7 @@ fn walk(path: &Path, exclude: Option<&Path>, ancestors: &[(u64, u64)], found: &m
             path: path.to_path_buf(),
             size: meta.len(),
             mtime_ns,
+            etag: None,
         });
     }
 }
@@ -247,6 +256,7 @@ mod tests {
             path: PathBuf::from(p),
             size: 0,
             mtime_ns: 0,
+            etag: None,
         }
     }
 

@@ -12,6 +12,8 @@ use trailhouse_lake::LakeError;
 pub enum FileError {
     #[error("failed to read: {0}")]
     Read(#[source] std::io::Error),
+    #[error("failed to fetch: {0}")]
+    Fetch(#[source] object_store::Error),
     #[error("failed to decompress: {0}")]
     Decompress(#[source] std::io::Error),
     #[error(
@@ -43,6 +45,8 @@ pub enum IngestError {
         #[source]
         source: std::io::Error,
     },
+    #[error("source `{url}` cannot be read: {message}")]
+    S3 { url: String, message: String },
     #[error("ledger `{path}`: {message}")]
     Ledger { path: PathBuf, message: String },
     #[error("arrow: {0}")]

@@ -7,7 +7,8 @@
 //! after another and 0.6 s read 16 at a time. So a pool of I/O threads, separate from the CPU
 //! workers, reads the next batch's files (many reads in flight) while the current batch is
 //! decompressed, parsed and written. What is held is the stored (compressed) bytes of at most two
-//! batches.
+//! batches. Objects in S3 are fetched by [`Buckets`] with many GETs in flight on the async
+//! runtime, beside the local reads.
 
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, channel};
@@ -16,6 +17,7 @@ use rayon::prelude::*;
 
 use crate::discover::SourceFile;
 use crate::error::{FileError, IngestError};
+use crate::s3::{Buckets, is_s3};
 
 /// A file's bytes as stored, or why they could not be read.
 pub type Stored = Result<Vec<u8>, FileError>;
@@ -24,6 +26,8 @@ pub type Stored = Result<Vec<u8>, FileError>;
 pub struct ReadAhead {
     pool: Arc<rayon::ThreadPool>,
     limit: u64,
+    /// The clients of the S3 sources, if any.
+    remote: Option<Arc<Buckets>>,
     next: Option<Started>,
 }
 
@@ -35,8 +39,13 @@ struct Started {
 
 impl ReadAhead {
     /// `threads`: reads in flight at once; `limit`: files larger than this on disk are refused
-    /// without being read (the decompressed-size cap applies to them a fortiori).
-    pub fn new(threads: usize, limit: u64) -> Result<Self, IngestError> {
+    /// without being read (the decompressed-size cap applies to them a fortiori); `remote`:
+    /// the clients of the run's S3 sources.
+    pub fn new(
+        threads: usize,
+        limit: u64,
+        remote: Option<Arc<Buckets>>,
+    ) -> Result<Self, IngestError> {
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads.max(1))
             .thread_name(|i| format!("trailhouse-read-{i}"))
@@ -44,6 +53,7 @@ impl ReadAhead {
         Ok(Self {
             pool: Arc::new(pool),
             limit,
+            remote,
             next: None,
         })
     }
@@ -59,18 +69,13 @@ impl ReadAhead {
         let (tx, rx) = channel();
         let pool = self.pool.clone();
         let limit = self.limit;
+        let remote = self.remote.clone();
         self.next = Some(Started {
             files: Arc::clone(&files),
             bytes: rx,
         });
         self.pool.spawn(move || {
-            let stored: Vec<Stored> = pool.install(|| {
-                files
-                    .par_iter()
-                    .with_max_len(16)
-                    .map(|f| read(f, limit))
-                    .collect()
-            });
+            let stored = pool.install(|| read_all(&files, limit, remote.as_deref()));
             // The receiver is gone only when the run stopped early; nothing to deliver then.
             let _ = tx.send(stored);
         });
@@ -86,15 +91,49 @@ impl ReadAhead {
             .and_then(|s| s.bytes.recv().ok());
         match started {
             Some(stored) => stored,
-            None => self.pool.install(|| {
-                files
-                    .par_iter()
-                    .with_max_len(16)
-                    .map(|f| read(f, self.limit))
-                    .collect()
-            }),
+            None => self
+                .pool
+                .install(|| read_all(files, self.limit, self.remote.as_deref())),
         }
     }
+}
+
+/// The stored bytes of `files`, in order: local files read by the pool's threads, S3 objects
+/// fetched by `remote` meanwhile.
+fn read_all(files: &[SourceFile], limit: u64, remote: Option<&Buckets>) -> Vec<Stored> {
+    let objects: Vec<&SourceFile> = files.iter().filter(|f| is_s3(&f.path)).collect();
+    let (local, fetched) = rayon::join(
+        || {
+            files
+                .par_iter()
+                .with_max_len(16)
+                .map(|f| (!is_s3(&f.path)).then(|| read(f, limit)))
+                .collect::<Vec<Option<Stored>>>()
+        },
+        || match remote {
+            _ if objects.is_empty() => Vec::new(),
+            Some(buckets) => buckets.get_all(&objects, limit),
+            None => objects
+                .iter()
+                .map(|_| {
+                    Err(FileError::Read(std::io::Error::other(
+                        "no S3 client was set up for this run",
+                    )))
+                })
+                .collect(),
+        },
+    );
+    let mut fetched = fetched.into_iter();
+    local
+        .into_iter()
+        .map(|read| {
+            read.or_else(|| fetched.next()).unwrap_or_else(|| {
+                Err(FileError::Read(std::io::Error::other(
+                    "an object's fetch gave no result",
+                )))
+            })
+        })
+        .collect()
 }
 
 fn read(file: &SourceFile, limit: u64) -> Stored {
@@ -114,6 +153,7 @@ mod tests {
             path,
             size,
             mtime_ns: 0,
+            etag: None,
         }
     }
 
@@ -131,7 +171,7 @@ mod tests {
         std::fs::write(&big, vec![b' '; 100]).expect("write");
         files.push(source(big));
 
-        let mut ahead = ReadAhead::new(4, 99).expect("pool");
+        let mut ahead = ReadAhead::new(4, 99, None).expect("pool");
         let (a, b): (Arc<[SourceFile]>, Arc<[SourceFile]>) =
             (files[..25].into(), files[25..].into());
         ahead.start(Arc::clone(&a));

@@ -28,7 +28,7 @@ pub struct Plan {
 #[derive(Debug)]
 pub struct Ledger {
     dir: PathBuf,
-    ingested: HashMap<PathBuf, (u64, i64)>,
+    ingested: HashMap<PathBuf, (u64, i64, Option<String>)>,
     /// Files a committed batch read but recorded as failed: what they gave before their break
     /// is in the lake, and a later run reads them again.
     retried: HashSet<PathBuf>,
@@ -97,9 +97,18 @@ impl Ledger {
         self.retried.contains(path)
     }
 
-    /// Whether this exact file (path, size and mtime) was ingested.
+    /// Whether a committed batch ingested a file by this name (any version of it).
+    pub fn is_ingested(&self, path: &Path) -> bool {
+        self.ingested.contains_key(path)
+    }
+
+    /// Whether this exact file (path, size, mtime and ETag) was ingested.
     pub fn contains(&self, file: &SourceFile) -> bool {
-        self.ingested.get(&file.path) == Some(&(file.size, file.mtime_ns))
+        self.ingested
+            .get(&file.path)
+            .is_some_and(|(size, mtime, etag)| {
+                (*size, *mtime, etag) == (file.size, file.mtime_ns, &file.etag)
+            })
     }
 
     /// Persists a plan before its batch is committed, replacing the plan of the same batch
@@ -139,7 +148,8 @@ impl Ledger {
             if plan.failed.contains(&f.path) {
                 self.retried.insert(f.path.clone());
             } else {
-                self.ingested.insert(f.path.clone(), (f.size, f.mtime_ns));
+                self.ingested
+                    .insert(f.path.clone(), (f.size, f.mtime_ns, f.etag.clone()));
             }
         }
         self.committed_seq = self.committed_seq.max(plan.seq);
@@ -178,6 +188,7 @@ mod tests {
             path: PathBuf::from(p),
             size,
             mtime_ns: 7,
+            etag: None,
         }
     }
 

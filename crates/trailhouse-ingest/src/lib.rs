@@ -16,6 +16,7 @@ pub mod parse;
 pub mod partition;
 pub mod pipeline;
 pub mod report;
+pub mod s3;
 pub mod write;
 
 pub use error::{FileError, IngestError};

@@ -15,7 +15,7 @@ use trailhouse_lake::schema;
 use trailhouse_lake::{Lake, Partition, TableKind};
 
 use crate::decompress;
-use crate::discover::{SourceFile, discover};
+use crate::discover::{Discovered, SourceFile, discover, in_reading_order};
 use crate::error::{FileError, IngestError};
 use crate::fetch::{ReadAhead, Stored};
 use crate::ledger::{Ledger, Plan};
@@ -23,6 +23,7 @@ use crate::normalize::{Placed, RecordBuilder, Sizes};
 use crate::parse::{self, Parsed, RecordText};
 use crate::partition::{DedupIndex, FileRows, partition};
 use crate::report::{Failure, Report};
+use crate::s3::{Buckets, Cursors, S3Options, S3Url, is_s3};
 use crate::write::write_partition;
 
 /// The `txn` application id of trailhouse's ingest in the Delta log.
@@ -32,7 +33,13 @@ pub const APP_ID: &str = "trailhouse-ingest";
 #[derive(Debug, Clone)]
 pub struct Options {
     pub lake: PathBuf,
+    /// Local files and folders, and `s3://bucket[/prefix]` locations.
     pub sources: Vec<PathBuf>,
+    /// How S3 sources are reached.
+    pub s3: S3Options,
+    /// Only files delivered on this day or later (CloudTrail's `YYYY/MM/DD` key folders; files
+    /// outside the layout are read whatever their date).
+    pub since: Option<chrono::NaiveDate>,
     /// Worker threads; 0 = one per core.
     pub jobs: usize,
     /// Threads reading source files ahead of the workers (reads in flight, for storage latency).
@@ -57,6 +64,8 @@ impl Options {
         Self {
             lake: lake.into(),
             sources,
+            s3: S3Options::default(),
+            since: None,
             jobs: 0,
             io_threads: 16,
             memory_budget: 1 << 30,
@@ -152,8 +161,40 @@ pub async fn ingest(opts: &Options, progress: &dyn Progress) -> Result<Report, I
     let mut quarantine = lake.open_or_create(TableKind::Quarantine).await?;
     let committed = lake.committed_seq(&main, APP_ID).await?;
     let mut ledger = Ledger::load(&lake.state_dir().join("ledger"), committed)?;
-    let mut ahead = ReadAhead::new(opts.io_threads, opts.max_file_size)?;
-    let discovered = ahead.install(|| discover(&opts.sources, lake.root()))?;
+    let (remote, local): (Vec<PathBuf>, Vec<PathBuf>) =
+        opts.sources.iter().cloned().partition(|s| is_s3(s));
+    let buckets = if remote.is_empty() {
+        None
+    } else {
+        let runtime = tokio::runtime::Handle::current();
+        Some(Arc::new(Buckets::connect(&remote, &opts.s3, runtime)?))
+    };
+    let mut ahead = ReadAhead::new(opts.io_threads, opts.max_file_size, buckets.clone())?;
+    let mut discovered = if local.is_empty() {
+        Discovered::default()
+    } else {
+        ahead.install(|| discover(&local, lake.root()))?
+    };
+    let cursors_path = lake.state_dir().join("s3-cursors.json");
+    let mut cursors = Cursors::load(&cursors_path)?;
+    let mut listings = Vec::new();
+    if let Some(buckets) = &buckets {
+        for source in &remote {
+            let mut listing = buckets
+                .list(&S3Url::parse(source)?, &cursors, opts.since)
+                .await?;
+            discovered.files.append(&mut listing.files);
+            discovered.unreadable.append(&mut listing.unreadable);
+            listings.push(listing);
+        }
+        in_reading_order(&mut discovered.files);
+    }
+    if let Some(since) = opts.since {
+        let since = since.format("%Y%m%d").to_string();
+        discovered
+            .files
+            .retain(|f| f.key_date().is_none_or(|d| d >= since));
+    }
 
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(opts.jobs)
@@ -272,6 +313,18 @@ pub async fn ingest(opts: &Options, progress: &dyn Progress) -> Result<Report, I
         }
     }
     report.partitions = ctx.partitions.len() as u64;
+    // Every batch is committed: the next run lists each S3 region folder from what this one
+    // finished (a run that stopped before here lists more next time, never less).
+    if !listings.is_empty() {
+        for listing in &listings {
+            cursors.advance(listing, |key| ledger.is_ingested(std::path::Path::new(key)));
+        }
+        cursors.save(&cursors_path)?;
+    }
+    if let Some(b) = &buckets {
+        report.s3_list_requests = b.lists.load(Ordering::Relaxed);
+        report.s3_keys_listed = b.keys.load(Ordering::Relaxed);
+    }
     progress.end();
     report.table_version = main.version();
     report.seconds = started.elapsed().as_secs_f64();
@@ -648,6 +701,7 @@ pub fn read_bytes(
         path: name.to_path_buf(),
         size: bytes.len() as u64,
         mtime_ns: 0,
+        etag: None,
     };
     let mut builder = RecordBuilder::with_sizes(Arc::from(""), &Sizes::default(), 1);
     let (mut placed, mut quarantined) = (Vec::new(), Vec::new());

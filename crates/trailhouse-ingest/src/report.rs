@@ -36,6 +36,10 @@ pub struct Report {
     pub stage_seconds: StageSeconds,
     /// Delta table version after the run.
     pub table_version: Option<u64>,
+    /// LIST requests made to S3 sources (pages of up to 1,000 keys), and the object keys they
+    /// returned.
+    pub s3_list_requests: u64,
+    pub s3_keys_listed: u64,
     /// Quarantined records by reason (reasons naming a value are grouped by their first words).
     pub quarantine_reasons: BTreeMap<String, u64>,
     pub failures: Vec<Failure>,

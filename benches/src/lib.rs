@@ -23,6 +23,7 @@
 //!   and a few files delivered twice.
 
 pub mod fuzz;
+pub mod s3_server;
 
 use std::fs;
 use std::io::Write;

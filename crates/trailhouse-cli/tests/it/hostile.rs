@@ -106,23 +106,6 @@ fn the_memory_budget_counts_decompressed_bytes_not_compressed_ones() {
     );
 }
 
-/// Every file under `dir`, recursively.
-fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    let mut todo = vec![dir.to_path_buf()];
-    while let Some(d) = todo.pop() {
-        for e in fs::read_dir(&d).expect("read_dir") {
-            let p = e.expect("entry").path();
-            if p.is_dir() {
-                todo.push(p);
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out
-}
-
 #[test]
 fn hostile_region_values_are_stored_intact_and_never_become_paths() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -273,14 +256,6 @@ fn a_delta_log_that_names_files_outside_the_table_is_refused() {
             "{name}: ingest refuses too: {}",
             out.stderr
         );
-    }
-}
-
-fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
-    for f in files_under(from) {
-        let target = to.join(f.strip_prefix(from).expect("inside"));
-        fs::create_dir_all(target.parent().expect("parent")).expect("mkdir");
-        fs::copy(&f, &target).expect("copy");
     }
 }
 

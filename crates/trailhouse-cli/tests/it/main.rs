@@ -6,5 +6,6 @@ mod ingest;
 mod interop;
 mod query;
 mod report;
+mod s3;
 mod saved;
 mod support;

@@ -38,11 +38,24 @@ impl Run {
 }
 
 pub fn trailhouse(lake: &Path, args: &[&str]) -> Run {
-    let out: Output = Command::new(env!("CARGO_BIN_EXE_trailhouse"))
+    trailhouse_env(lake, args, &[])
+}
+
+/// The binary run with these environment variables (and none of the user's AWS settings).
+pub fn trailhouse_env(lake: &Path, args: &[&str], env: &[(&str, String)]) -> Run {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_trailhouse"));
+    command
         .arg("--lake")
         .arg(lake)
         .args(args)
-        .env_remove("TRAILHOUSE_LAKE")
+        .env_remove("TRAILHOUSE_LAKE");
+    for (key, _) in std::env::vars() {
+        if key.starts_with("AWS_") {
+            command.env_remove(key);
+        }
+    }
+    let out: Output = command
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .output()
         .expect("run trailhouse");
     Run {
@@ -161,4 +174,30 @@ pub fn reconciles(r: &serde_json::Value) {
         n("records_written") + n("records_duplicate") + n("records_quarantined"),
         "{r}"
     );
+}
+
+/// Every file under `dir`, recursively.
+pub fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).expect("read_dir") {
+            let p = e.expect("entry").path();
+            if p.is_dir() {
+                todo.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+/// A copy of the files under `from` at `to`.
+pub fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
+    for f in files_under(from) {
+        let target = to.join(f.strip_prefix(from).expect("inside"));
+        std::fs::create_dir_all(target.parent().expect("parent")).expect("mkdir");
+        std::fs::copy(&f, &target).expect("copy");
+    }
 }

@@ -1,0 +1,214 @@
+//! A real S3 endpoint for tests and benchmarks: s3s-fs (buckets are the folders of a directory)
+//! served on 127.0.0.1 with signature checks, counting on the server's side what it was asked
+//! (LIST requests, the keys they returned, GETs) and refusing GETs of keys marked as denied.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use s3s::dto::*;
+use s3s::{S3, S3Request, S3Response, S3Result};
+
+pub const ACCESS_KEY: &str = "AKIATRAILHOUSETEST";
+pub const SECRET_KEY: &str = "trailhouse-test-secret";
+
+/// What the server was asked, counted on its side.
+#[derive(Default)]
+pub struct Counts {
+    pub lists: AtomicU64,
+    /// Object keys the LISTs returned.
+    pub keys: AtomicU64,
+    /// Common prefixes (folders) the LISTs with a delimiter returned.
+    pub prefixes: AtomicU64,
+    /// Time the server spent answering LISTs, in microseconds (s3s-fs walks the bucket's
+    /// folder for each one: its cost, not the client's).
+    pub list_micros: AtomicU64,
+    pub gets: AtomicU64,
+    /// GETs of keys containing any of these fail with AccessDenied.
+    pub denied: Mutex<Vec<String>>,
+    /// Milliseconds each GET and LIST waits before it is answered (S3's first-byte latency is
+    /// tens of milliseconds; a local server answers in microseconds).
+    pub latency_ms: AtomicU64,
+}
+
+impl Counts {
+    /// LIST requests, object keys listed and GETs since the last call (folders listed are
+    /// counted apart, in `prefixes`).
+    pub fn take(&self) -> (u64, u64, u64) {
+        self.prefixes.store(0, Ordering::SeqCst);
+        self.list_micros.store(0, Ordering::SeqCst);
+        (
+            self.lists.swap(0, Ordering::SeqCst),
+            self.keys.swap(0, Ordering::SeqCst),
+            self.gets.swap(0, Ordering::SeqCst),
+        )
+    }
+
+    pub fn deny(&self, part: &str) {
+        self.denied.lock().expect("lock").push(part.to_string());
+    }
+
+    pub fn allow_all(&self) {
+        self.denied.lock().expect("lock").clear();
+    }
+}
+
+struct Counting {
+    fs: s3s_fs::FileSystem,
+    counts: Arc<Counts>,
+}
+
+impl Counting {
+    async fn wait(&self) {
+        let ms = self.counts.latency_ms.load(Ordering::Relaxed);
+        if ms > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl S3 for Counting {
+    async fn list_objects_v2(
+        &self,
+        req: S3Request<ListObjectsV2Input>,
+    ) -> S3Result<S3Response<ListObjectsV2Output>> {
+        self.wait().await;
+        let started = std::time::Instant::now();
+        let out = self.fs.list_objects_v2(req).await?;
+        self.counts
+            .list_micros
+            .fetch_add(started.elapsed().as_micros() as u64, Ordering::SeqCst);
+        let o = &out.output;
+        let objects = o.contents.as_ref().map_or(0, Vec::len);
+        let prefixes = o.common_prefixes.as_ref().map_or(0, Vec::len);
+        self.counts.lists.fetch_add(1, Ordering::SeqCst);
+        self.counts.keys.fetch_add(objects as u64, Ordering::SeqCst);
+        self.counts
+            .prefixes
+            .fetch_add(prefixes as u64, Ordering::SeqCst);
+        Ok(out)
+    }
+
+    async fn list_objects(
+        &self,
+        req: S3Request<ListObjectsInput>,
+    ) -> S3Result<S3Response<ListObjectsOutput>> {
+        self.counts.lists.fetch_add(1, Ordering::SeqCst);
+        self.fs.list_objects(req).await
+    }
+
+    async fn get_object(
+        &self,
+        req: S3Request<GetObjectInput>,
+    ) -> S3Result<S3Response<GetObjectOutput>> {
+        self.counts.gets.fetch_add(1, Ordering::SeqCst);
+        self.wait().await;
+        let denied = self
+            .counts
+            .denied
+            .lock()
+            .expect("lock")
+            .iter()
+            .any(|d| req.input.key.contains(d.as_str()));
+        if denied {
+            return Err(s3s::s3_error!(AccessDenied, "denied by the test"));
+        }
+        self.fs.get_object(req).await
+    }
+
+    async fn head_object(
+        &self,
+        req: S3Request<HeadObjectInput>,
+    ) -> S3Result<S3Response<HeadObjectOutput>> {
+        self.fs.head_object(req).await
+    }
+
+    async fn head_bucket(
+        &self,
+        req: S3Request<HeadBucketInput>,
+    ) -> S3Result<S3Response<HeadBucketOutput>> {
+        self.fs.head_bucket(req).await
+    }
+}
+
+/// The server, stopped when dropped.
+pub struct S3Server {
+    pub endpoint: String,
+    pub counts: Arc<Counts>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl S3Server {
+    /// Serves the folders under `root` as buckets.
+    pub fn start(root: &Path) -> Self {
+        let counts = Arc::new(Counts::default());
+        let fs = s3s_fs::FileSystem::new(root).expect("s3s-fs root");
+        let mut builder = s3s::service::S3ServiceBuilder::new(Counting {
+            fs,
+            counts: Arc::clone(&counts),
+        });
+        builder.set_auth(s3s::auth::SimpleAuth::from_single(ACCESS_KEY, SECRET_KEY));
+        let service = builder.build();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let endpoint = format!("http://{}", listener.local_addr().expect("addr"));
+        let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+                let http = hyper_util::server::conn::auto::Builder::new(
+                    hyper_util::rt::TokioExecutor::new(),
+                );
+                loop {
+                    let socket = tokio::select! {
+                        accepted = listener.accept() => match accepted {
+                            Ok((socket, _)) => socket,
+                            Err(_) => continue,
+                        },
+                        _ = &mut stopped => break,
+                    };
+                    let conn = http
+                        .serve_connection(hyper_util::rt::TokioIo::new(socket), service.clone())
+                        .into_owned();
+                    tokio::spawn(async move {
+                        let _ = conn.await;
+                    });
+                }
+            });
+        });
+        Self {
+            endpoint,
+            counts,
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+
+    /// The environment a client needs to reach this server.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_ACCESS_KEY_ID", ACCESS_KEY.to_string()),
+            ("AWS_SECRET_ACCESS_KEY", SECRET_KEY.to_string()),
+            ("AWS_REGION", "us-east-1".to_string()),
+            ("AWS_ENDPOINT_URL", self.endpoint.clone()),
+        ]
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}

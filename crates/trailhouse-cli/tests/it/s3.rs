@@ -1,0 +1,298 @@
+//! Ingest straight from an S3 bucket, against a real S3 endpoint on 127.0.0.1 (s3s-fs).
+
+use std::path::{Path, PathBuf};
+
+use crate::support::*;
+use trailhouse_benches::s3_server::S3Server;
+
+fn ingest_s3(server: &S3Server, lake: &Path, args: &[&str]) -> (Run, serde_json::Value) {
+    let mut all = vec!["ingest", "--json"];
+    all.extend_from_slice(args);
+    let run = trailhouse_env(lake, &all, &server.env());
+    let json = run.json();
+    reconciles(&json);
+    (run, json)
+}
+
+/// The sample trail's truncated gzip file (`sample-logs/README.md`), as a key.
+const BROKEN: &str = "444455556666_CloudTrail_us-east-1_20261104T0200Z_Fg8hJ0kL2mN4pQ6r.json.gz";
+
+/// Takes the sample's broken file out of the bucket (for tests about other failures).
+fn remove_broken(dir: &Path) {
+    let broken = files_under(&dir.join("s3/trail-bucket"))
+        .into_iter()
+        .find(|p| p.ends_with(BROKEN))
+        .expect("the sample's broken file");
+    std::fs::remove_file(broken).expect("remove");
+}
+
+/// A bucket holding the sample trail (an organization trail: accounts, regions, digests, and a
+/// truncated file).
+fn sample_bucket() -> (tempfile::TempDir, S3Server, usize) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bucket = dir.path().join("s3/trail-bucket");
+    copy_tree(
+        &repo_root().join("sample-logs/AWSLogs"),
+        &bucket.join("AWSLogs"),
+    );
+    let trail_files = files_under(&bucket)
+        .iter()
+        .filter(|p| !p.to_string_lossy().contains("CloudTrail-Digest"))
+        .count();
+    let server = S3Server::start(&dir.path().join("s3"));
+    (dir, server, trail_files)
+}
+
+#[test]
+fn a_bucket_ingests_exactly_as_the_same_files_on_disk() {
+    let (dir, server, trail_files) = sample_bucket();
+    let local = dir.path().join("local-lake");
+    let (run, from_disk) = ingest_json(&local, &[&repo_root().join("sample-logs")], &[]);
+    assert_eq!(
+        run.code,
+        Some(1),
+        "the sample's broken file: {}",
+        run.stderr
+    );
+
+    let lake = dir.path().join("lake");
+    let (run, r) = ingest_s3(&server, &lake, &["s3://trail-bucket"]);
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    assert_eq!(r["files_loaded"], trail_files - 1, "{r}");
+    assert_eq!(r["files_failed"], 1, "{r}");
+    let failure = &r["failures"][0];
+    assert_eq!(
+        failure["file"],
+        format!(
+            "s3://trail-bucket/AWSLogs/o-a1b2c3d4e5/444455556666/CloudTrail/us-east-1/2026/11/04/{BROKEN}"
+        )
+    );
+    assert_eq!(failure["error"], from_disk["failures"][0]["error"]);
+    assert_eq!(failure["records_recovered"], 3);
+    for k in [
+        "records_read",
+        "records_written",
+        "records_duplicate",
+        "records_quarantined",
+    ] {
+        assert_eq!(r[k], from_disk[k], "{k}: {r} vs {from_disk}");
+    }
+    assert_eq!(export_sorted(&lake), export_sorted(&local));
+    // Digest folders are not listed, let alone read.
+    let (lists, _keys, gets) = server.counts.take();
+    assert_eq!(gets as usize, trail_files);
+    assert!(
+        lists > 0 && r["s3_list_requests"].as_u64() == Some(lists),
+        "{r}"
+    );
+    assert!(run.stderr.contains("LIST requests"), "{}", run.stderr);
+
+    // A rerun fetches only the failed object again (its records are duplicates now) and lists
+    // only the overlap at the end of each region folder.
+    let (run, again) = ingest_s3(&server, &lake, &["s3://trail-bucket"]);
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    assert_eq!(again["files_loaded"], 0, "{again}");
+    assert_eq!(again["files_failed"], 1, "{again}");
+    assert_eq!(again["records_written"], 0, "{again}");
+    let (_, keys, gets) = server.counts.take();
+    assert_eq!(gets, 1, "only the failed object is fetched again");
+    assert!(
+        (keys as usize) < trail_files,
+        "the rerun listed {keys} keys of {trail_files} files"
+    );
+    assert_eq!(export_sorted(&lake), export_sorted(&local));
+}
+
+#[test]
+fn new_late_and_failing_objects_are_found_and_a_failure_is_retried() {
+    let (dir, server, _) = sample_bucket();
+    remove_broken(dir.path());
+    let lake = dir.path().join("lake");
+    let (run, _) = ingest_s3(&server, &lake, &["s3://trail-bucket"]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    server.counts.take();
+
+    // The newest key of the us-east-1 folder, and one delivered after it and one delivered
+    // 30 minutes before it (a late upload within the overlap), and one the server refuses.
+    let region = dir
+        .path()
+        .join("s3/trail-bucket/AWSLogs/o-a1b2c3d4e5/111122223333/CloudTrail/us-east-1");
+    let mut keys: Vec<PathBuf> = files_under(&region);
+    keys.sort();
+    let newest = keys.last().expect("a file").clone();
+    let name = newest
+        .file_name()
+        .expect("name")
+        .to_string_lossy()
+        .into_owned();
+    let fields: Vec<&str> = name.split('_').collect();
+    let stamp = chrono::NaiveDateTime::parse_from_str(fields[3], "%Y%m%dT%H%MZ").expect("stamp");
+    let folder = newest.parent().expect("folder");
+    let named = |t: chrono::NaiveDateTime, unique: &str| {
+        folder.join(format!(
+            "111122223333_CloudTrail_us-east-1_{}_{unique}.json.gz",
+            t.format("%Y%m%dT%H%MZ")
+        ))
+    };
+    let write = |path: &Path, id: &str| {
+        // With a record that has no time: quarantined, naming its object.
+        let body = serde_json::json!({ "Records": [
+            event(id, "2026-11-04T12:00:00Z", "DeleteBucket", "us-east-1"),
+            {"eventID": format!("{id}-no-time"), "eventName": "GetObject"},
+        ] });
+        std::fs::write(path, gz(&serde_json::to_vec(&body).expect("json"))).expect("write");
+    };
+    write(
+        &named(stamp + chrono::Duration::minutes(5), "NewNewNewNewNew1"),
+        "new-1",
+    );
+    write(
+        &named(stamp - chrono::Duration::minutes(30), "LateLateLateLat1"),
+        "late-1",
+    );
+    write(
+        &named(stamp + chrono::Duration::minutes(10), "DeniedDeniedDen1"),
+        "denied-1",
+    );
+    server.counts.deny("DeniedDeniedDen1");
+
+    let (run, r) = ingest_s3(&server, &lake, &["s3://trail-bucket"]);
+    assert_eq!(
+        run.code,
+        Some(1),
+        "a failed object makes the run partial: {}",
+        run.stderr
+    );
+    assert_eq!(r["files_loaded"], 2, "{r}");
+    assert_eq!(r["files_failed"], 1, "{r}");
+    let failure = &r["failures"][0];
+    assert!(
+        failure["file"]
+            .as_str()
+            .is_some_and(|f| f.starts_with("s3://trail-bucket/AWSLogs/")
+                && f.ends_with("DeniedDeniedDen1.json.gz")),
+        "{failure}"
+    );
+    assert!(
+        failure["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("failed to fetch")),
+        "{failure}"
+    );
+    assert!(
+        run.stderr.contains("s3://trail-bucket/AWSLogs/"),
+        "{}",
+        run.stderr
+    );
+    let ids = sql_csv(
+        &lake,
+        "SELECT eventid FROM cloudtrail WHERE eventid IN ('new-1', 'late-1', 'denied-1') ORDER BY 1",
+    );
+    assert_eq!(ids, "eventid\nlate-1\nnew-1\n");
+    let quarantined = sql_csv(
+        &lake,
+        "SELECT sourcefile FROM quarantine WHERE record LIKE '%-no-time%' ORDER BY 1",
+    );
+    let names: Vec<&str> = quarantined.lines().skip(1).collect();
+    assert_eq!(names.len(), 2, "{quarantined}");
+    assert!(
+        names.iter().all(|n| n.starts_with(
+            "s3://trail-bucket/AWSLogs/o-a1b2c3d4e5/111122223333/CloudTrail/us-east-1/"
+        )),
+        "{quarantined}"
+    );
+
+    // The refused object stays ahead of the folder's cursor: once readable, the next run
+    // fetches it, and only it.
+    assert_eq!(server.counts.take().2, 3, "three GETs: new, late, refused");
+    server.counts.allow_all();
+    let (run, r) = ingest_s3(&server, &lake, &["s3://trail-bucket"]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert_eq!(r["files_loaded"], 1, "{r}");
+    assert_eq!(server.counts.take().2, 1, "one GET");
+    assert_eq!(
+        count(
+            &lake,
+            "SELECT count(*) FROM cloudtrail WHERE eventid = 'denied-1'"
+        ),
+        1
+    );
+}
+
+#[test]
+fn since_starts_the_listing_at_a_delivery_day() {
+    let (dir, server, _) = sample_bucket();
+    remove_broken(dir.path());
+    let bucket = dir.path().join("s3/trail-bucket");
+    let all: Vec<PathBuf> = files_under(&bucket)
+        .into_iter()
+        .filter(|p| !p.to_string_lossy().contains("CloudTrail-Digest"))
+        .collect();
+    let from_day = |p: &PathBuf| {
+        let parts: Vec<String> = p
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned())
+            .collect();
+        let at = parts
+            .iter()
+            .position(|s| s == "CloudTrail")
+            .expect("layout");
+        parts[at + 2..at + 5].join("-")
+    };
+    let mut days: Vec<String> = all.iter().map(from_day).collect();
+    days.sort();
+    days.dedup();
+    assert!(
+        days.len() >= 2,
+        "the sample spans several delivery days: {days:?}"
+    );
+    let since = days.last().expect("day").clone();
+    let expected = all.iter().filter(|p| from_day(p) >= since).count();
+
+    let lake = dir.path().join("lake");
+    let (run, r) = ingest_s3(
+        &server,
+        &lake,
+        &["--since", &since, "s3://trail-bucket/AWSLogs"],
+    );
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert_eq!(r["files_seen"], expected, "{r}");
+    assert_eq!(r["files_loaded"], expected, "{r}");
+    let (_, _, gets) = server.counts.take();
+    assert_eq!(gets as usize, expected);
+}
+
+#[test]
+fn a_source_that_cannot_be_listed_is_a_clear_error() {
+    let (dir, server, _) = sample_bucket();
+    let lake = dir.path().join("lake");
+
+    let mut env = server.env();
+    for (k, v) in &mut env {
+        if *k == "AWS_SECRET_ACCESS_KEY" {
+            *v = "not-the-secret".into();
+        }
+    }
+    let run = trailhouse_env(&lake, &["ingest", "s3://trail-bucket"], &env);
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("source `s3://trail-bucket` cannot be read")
+            && run.stderr.contains("the credentials were refused"),
+        "{}",
+        run.stderr
+    );
+
+    let run = trailhouse_env(&lake, &["ingest", "s3://no-such-bucket"], &server.env());
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("`s3://no-such-bucket` cannot be read: no such bucket"),
+        "{}",
+        run.stderr
+    );
+
+    let run = trailhouse_env(&lake, &["ingest", "s3://Bad_Bucket/x"], &server.env());
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    assert!(run.stderr.contains("bucket name"), "{}", run.stderr);
+}

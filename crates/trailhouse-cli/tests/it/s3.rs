@@ -296,3 +296,59 @@ fn a_source_that_cannot_be_listed_is_a_clear_error() {
     assert_eq!(run.code, Some(2), "{}", run.stderr);
     assert!(run.stderr.contains("bucket name"), "{}", run.stderr);
 }
+
+#[test]
+fn the_corpus_and_sample_trail_in_a_bucket_read_as_they_do_on_disk() {
+    let (dir, server, _) = sample_bucket();
+    copy_tree(&corpus_dir(), &dir.path().join("s3/trail-bucket/corpus"));
+    let local = dir.path().join("local-lake");
+    let sample = repo_root().join("sample-logs");
+    let (_, from_disk) = ingest_json(&local, &[&sample, &corpus_dir()], &[]);
+    let lake = dir.path().join("lake");
+    let (run, r) = ingest_s3(&server, &lake, &["s3://trail-bucket"]);
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    for k in [
+        "files_loaded",
+        "files_failed",
+        "records_read",
+        "records_written",
+        "records_duplicate",
+        "records_collision",
+        "records_quarantined",
+        "quarantine_reasons",
+    ] {
+        assert_eq!(r[k], from_disk[k], "{k}: {r} vs {from_disk}");
+    }
+    // The same files failed, for the same reasons, named by their keys.
+    let as_key = |name: &str| {
+        let sample = format!("{}/", sample.display());
+        let corpus = format!("{}/", corpus_dir().display());
+        name.replace(&sample, "s3://trail-bucket/")
+            .replace(&corpus, "s3://trail-bucket/corpus/")
+    };
+    let failures = |report: &serde_json::Value, rename: &dyn Fn(&str) -> String| {
+        let mut v: Vec<(String, String)> = report["failures"]
+            .as_array()
+            .expect("failures")
+            .iter()
+            .map(|f| {
+                (
+                    rename(f["file"].as_str().expect("file")),
+                    f["error"].as_str().expect("error").to_string(),
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(
+        failures(&r, &|s| s.to_string()),
+        failures(&from_disk, &as_key)
+    );
+    assert_eq!(export_sorted(&lake), export_sorted(&local));
+    let outside = count(
+        &lake,
+        "SELECT count(*) FROM quarantine WHERE sourcefile NOT LIKE 's3://trail-bucket/%'",
+    );
+    assert_eq!(outside, 0);
+}

@@ -176,9 +176,10 @@ pub async fn ingest(opts: &Options, progress: &dyn Progress) -> Result<Report, I
         ahead.install(|| discover(&local, lake.root()))?
     };
     let cursors_path = lake.state_dir().join("s3-cursors.json");
-    let mut cursors = Cursors::load(&cursors_path)?;
+    let mut cursors = Cursors::default();
     let mut listings = Vec::new();
     if let Some(buckets) = &buckets {
+        cursors = Cursors::load(&cursors_path)?;
         for source in &remote {
             let mut listing = buckets
                 .list(&S3Url::parse(source)?, &cursors, opts.since)

@@ -29,9 +29,7 @@ fn padded_records(prefix: &str, n: usize) -> Vec<serde_json::Value> {
 
 #[test]
 fn a_file_that_fails_when_its_batch_is_replayed_is_not_taken_as_ingested() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let src = dir.path().join("src");
-    let lake = dir.path().join("lake");
+    let (_dir, src, lake) = scratch();
     // About 1.3 MB of JSON: over a 1 MiB --max-file-size.
     write_trail_file(
         &src,
@@ -81,9 +79,7 @@ fn a_file_that_fails_when_its_batch_is_replayed_is_not_taken_as_ingested() {
 
 #[test]
 fn the_memory_budget_counts_decompressed_bytes_not_compressed_ones() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let src = dir.path().join("src");
-    let lake = dir.path().join("lake");
+    let (_dir, src, lake) = scratch();
     // Twelve files of ~20 KB gzip that each decompress to ~1.5 MB: by their compressed size the
     // whole lot fits one batch of a 4 MiB budget (1 MiB of data in flight), by what they hold it
     // does not.
@@ -108,9 +104,7 @@ fn the_memory_budget_counts_decompressed_bytes_not_compressed_ones() {
 
 #[test]
 fn hostile_region_values_are_stored_intact_and_never_become_paths() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let src = dir.path().join("src");
-    let lake = dir.path().join("lake");
+    let (dir, src, lake) = scratch();
     let hostile = [
         format!("{}{}", "区".repeat(28), "A".repeat(90)),
         "../../../escaped".to_string(),
@@ -174,9 +168,7 @@ fn hostile_region_values_are_stored_intact_and_never_become_paths() {
 
 #[test]
 fn a_record_without_region_delivered_under_two_region_folders_is_stored_once() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let src = dir.path().join("src");
-    let lake = dir.path().join("lake");
+    let (_dir, src, lake) = scratch();
     let mut record = event("r1", "2026-11-01T00:00:00Z", "GetObject", "unused");
     record.as_object_mut().expect("object").remove("awsRegion");
     write_trail_file(
@@ -195,9 +187,7 @@ fn a_record_without_region_delivered_under_two_region_folders_is_stored_once() {
 
 #[test]
 fn a_delta_log_that_names_files_outside_the_table_is_refused() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let src = dir.path().join("src");
-    let lake = dir.path().join("lake");
+    let (dir, src, lake) = scratch();
     write_trail_file(
         &src,
         "us-east-1",
@@ -264,9 +254,7 @@ const HOSTILE_AGENT: &str = "\u{1b}]0;owned\u{7}\u{1b}[2J <img src=x onerror=ale
 const HOSTILE_IP: &str = "=HYPERLINK(\"http://evil.example\",\"x\")";
 
 fn hostile_lake() -> (tempfile::TempDir, std::path::PathBuf) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let src = dir.path().join("src");
-    let lake = dir.path().join("lake");
+    let (dir, src, lake) = scratch();
     let mut e = event("h1", "2026-11-01T00:00:00Z", "ConsoleLogin", "us-east-1");
     e["eventSource"] = json!("signin.amazonaws.com");
     e["userAgent"] = json!(HOSTILE_AGENT);
@@ -428,9 +416,7 @@ fn attacker_text_is_inert_in_every_text_output() {
 #[test]
 fn odd_names_and_broken_links_in_a_source_do_not_stop_the_run() {
     use std::os::unix::ffi::OsStrExt;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let src = dir.path().join("src");
-    let lake = dir.path().join("lake");
+    let (_dir, src, lake) = scratch();
     let good = write_trail_file(
         &src,
         "us-east-1",
@@ -486,9 +472,7 @@ fn odd_names_and_broken_links_in_a_source_do_not_stop_the_run() {
 
 #[test]
 fn export_writes_one_record_per_line_whatever_the_input_layout() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let src = dir.path().join("src");
-    let lake = dir.path().join("lake");
+    let (_dir, src, lake) = scratch();
     let mut e = event("p1", "2026-11-01T00:00:00Z", "PutObject", "us-east-1");
     e["requestParameters"] = json!({"bucketName": "b1", "tags": {"a": ["x\ny", 1.50]}});
     e["customUnknownField"] = json!({"nested": {"deep": [1, 2]}});
@@ -731,9 +715,7 @@ fn overlapping_writers_wait_for_each_other_and_the_table_is_one_ingest() {
 
 #[test]
 fn oversized_and_deeply_nested_records_are_kept_not_crashed_on() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let src = dir.path().join("src");
-    let lake = dir.path().join("lake");
+    let (_dir, src, lake) = scratch();
     let mut big = event("big", "2026-11-01T00:00:01Z", "PutObject", "us-east-1");
     big["requestParameters"] = json!({"policy": "p".repeat(1_500_000)});
     let small = event("small", "2026-11-01T00:00:02Z", "PutObject", "us-east-1");
@@ -1048,9 +1030,7 @@ fn damaged_data_files_are_found_taken_out_and_their_sources_read_again() {
 #[test]
 fn a_write_that_fails_for_space_commits_nothing_and_the_rerun_completes() {
     use std::process::Command;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let src = dir.path().join("src");
-    let lake = dir.path().join("lake");
+    let (dir, src, lake) = scratch();
     for f in 0..3 {
         write_trail_file(
             &src,
@@ -1108,9 +1088,7 @@ fn a_write_that_fails_for_space_commits_nothing_and_the_rerun_completes() {
 
 #[test]
 fn a_failed_file_read_again_does_not_quarantine_its_records_twice() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let src = dir.path().join("src");
-    let lake = dir.path().join("lake");
+    let (_dir, src, lake) = scratch();
     fs::create_dir_all(&src).expect("mkdir");
     // A quarantined record and a good one, then the file breaks.
     let body = json!({"Records": [

@@ -65,9 +65,7 @@ fn sample_logs_tell_who_deleted_the_bucket() {
 
 #[test]
 fn rerun_is_a_no_op_and_new_files_are_picked_up() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let src = dir.path().join("src");
-    let lake = dir.path().join("lake");
+    let (_dir, src, lake) = scratch();
     write_trail_file(
         &src,
         "us-east-1",
@@ -129,9 +127,7 @@ fn rerun_is_a_no_op_and_new_files_are_picked_up() {
 
 #[test]
 fn identical_records_in_one_run_are_stored_once() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let src = dir.path().join("src");
-    let lake = dir.path().join("lake");
+    let (_dir, src, lake) = scratch();
     let e = event("dup", "2026-11-03T23:59:59Z", "DeleteBucket", "eu-west-1");
     write_trail_file(&src, "eu-west-1", 3, "a.json.gz", &[e.clone(), e.clone()]);
     write_trail_file(&src, "eu-west-1", 4, "b.json.gz", std::slice::from_ref(&e));
@@ -258,9 +254,7 @@ fn a_crash_at_any_point_then_a_rerun_gives_the_uninterrupted_table() {
 
 #[test]
 fn bad_files_are_reported_and_do_not_stop_the_run() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let src = dir.path().join("src");
-    let lake = dir.path().join("lake");
+    let (_dir, src, lake) = scratch();
     write_trail_file(
         &src,
         "us-east-1",
@@ -354,9 +348,7 @@ fn bad_files_are_reported_and_do_not_stop_the_run() {
 
 #[test]
 fn every_envelope_and_odd_records() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let src = dir.path().join("src");
-    let lake = dir.path().join("lake");
+    let (_dir, src, lake) = scratch();
     fs::create_dir_all(&src).expect("mkdir");
     let e = |id: &str| event(id, "2026-11-05T05:05:05Z", "GetObject", "ap-south-1");
     let ndjson = format!("{}\n{}\n", e("n1"), e("n2"));

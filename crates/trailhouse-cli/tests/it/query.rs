@@ -5,9 +5,7 @@ use serde_json::json;
 use crate::support::*;
 
 fn small_lake() -> (tempfile::TempDir, std::path::PathBuf) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let src = dir.path().join("src");
-    let lake = dir.path().join("lake");
+    let (dir, src, lake) = scratch();
     for (d, region) in [
         (1, "us-east-1"),
         (1, "eu-west-1"),
@@ -139,9 +137,7 @@ fn lake_option_goes_before_or_after_the_subcommand() {
 
 #[test]
 fn compact_and_vacuum_keep_every_record() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let src = dir.path().join("src");
-    let lake = dir.path().join("lake");
+    let (_dir, src, lake) = scratch();
     for f in 0..5u32 {
         write_trail_file(
             &src,

@@ -201,3 +201,10 @@ pub fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
         std::fs::copy(&f, &target).expect("copy");
     }
 }
+
+/// A temporary folder with the usual two places in it: `src` (trail files) and `lake`.
+pub fn scratch() -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (src, lake) = (dir.path().join("src"), dir.path().join("lake"));
+    (dir, src, lake)
+}

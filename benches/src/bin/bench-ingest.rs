@@ -72,7 +72,7 @@ fn main() -> anyhow::Result<()> {
     let a = Args::parse();
     let tmp = tempfile::tempdir()?;
     let lake = a.lake.clone().unwrap_or_else(|| tmp.path().join("lake"));
-    let mut opts = Options::new(&lake, vec![a.trail.clone()]);
+    let mut opts = Options::new(trailhouse_lake::Lake::new(&lake), vec![a.trail.clone()]);
     opts.memory_budget = a.memory << 20;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

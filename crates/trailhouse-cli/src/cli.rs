@@ -9,7 +9,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 #[derive(Debug, Parser)]
 #[command(name = "trailhouse", version, about, max_term_width = 100)]
 pub struct Cli {
-    /// The lake directory.
+    /// The lake: a directory, or `s3://bucket[/prefix]` (a lake in S3, reached with the
+    /// standard AWS credentials).
     #[arg(
         long,
         global = true,
@@ -17,6 +18,12 @@ pub struct Cli {
         default_value = "./trailhouse-lake"
     )]
     pub lake: PathBuf,
+
+    /// Endpoint of an S3-compatible store (MinIO, Ceph, Cloudflare R2), e.g.
+    /// http://127.0.0.1:9000, for S3 sources and an S3 lake; default: AWS_ENDPOINT_URL, else
+    /// AWS.
+    #[arg(long, global = true, value_name = "URL", env = "AWS_ENDPOINT_URL")]
+    pub s3_endpoint: Option<String>,
 
     #[command(subcommand)]
     pub command: Command,
@@ -181,11 +188,6 @@ pub struct IngestArgs {
     /// a first run over years of history lists only what it reads.
     #[arg(long, value_name = "DATE", value_parser = parse_day)]
     pub since: Option<chrono::NaiveDate>,
-
-    /// Endpoint of an S3-compatible store (MinIO, Ceph, Cloudflare R2), e.g.
-    /// http://127.0.0.1:9000; default: AWS_ENDPOINT_URL, else AWS.
-    #[arg(long, value_name = "URL", env = "AWS_ENDPOINT_URL")]
-    pub s3_endpoint: Option<String>,
 
     /// S3 requests (GET, LIST) in flight at once: S3 answers each in tens of milliseconds, so
     /// throughput comes from many at a time (measured at 20 ms a request: 10,000 objects in

@@ -1,6 +1,5 @@
 //! `trailhouse export`: the original records back, one per line.
 
-use std::path::Path;
 use std::process::ExitCode;
 
 use trailhouse_lake::Lake;
@@ -9,9 +8,9 @@ use trailhouse_query::export::export_ndjson;
 
 use crate::cli::{ExportArgs, ExportFormat};
 
-pub async fn run(lake: &Path, args: ExportArgs) -> anyhow::Result<ExitCode> {
+pub async fn run(lake: &Lake, args: ExportArgs) -> anyhow::Result<ExitCode> {
     let ExportFormat::Ndjson = args.format;
-    let session = Session::open_with(&Lake::new(lake), args.engine.options()).await?;
+    let session = Session::open_with(lake, args.engine.options()).await?;
     let mut out = crate::output::open(args.output.as_deref())?;
     let counts = export_ndjson(&session, args.quarantine, &mut out).await?;
     out.finish()?;

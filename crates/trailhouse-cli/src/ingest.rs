@@ -1,11 +1,11 @@
 //! `trailhouse ingest`: runs the pipeline, shows progress on a terminal, prints the report.
 
 use std::io::IsTerminal;
-use std::path::Path;
 use std::process::ExitCode;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use trailhouse_ingest::{Options, Progress, Report, ingest};
+use trailhouse_lake::Lake;
 
 use crate::cli::IngestArgs;
 
@@ -37,10 +37,14 @@ impl Progress for Plain {
 
 pub const WAITING: &str = "another process is writing the lake; waiting for it (--wait)";
 
-pub async fn run(lake: &Path, args: IngestArgs) -> anyhow::Result<ExitCode> {
-    let mut opts = Options::new(lake, args.sources);
+pub async fn run(
+    lake: &Lake,
+    s3_endpoint: Option<String>,
+    args: IngestArgs,
+) -> anyhow::Result<ExitCode> {
+    let mut opts = Options::new(lake.clone(), args.sources);
     opts.since = args.since;
-    opts.s3.endpoint = args.s3_endpoint;
+    opts.s3.endpoint = s3_endpoint;
     opts.s3.requests = args.s3_requests.max(1);
     opts.jobs = args.jobs;
     opts.io_threads = args.io_threads;
@@ -67,7 +71,7 @@ pub async fn run(lake: &Path, args: IngestArgs) -> anyhow::Result<ExitCode> {
         ingest(&opts, &Plain).await?
     };
 
-    print_summary(lake, &report);
+    print_summary(lake.root(), &report);
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
     }
@@ -78,7 +82,7 @@ pub async fn run(lake: &Path, args: IngestArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-fn print_summary(lake: &Path, r: &Report) {
+fn print_summary(lake: &std::path::Path, r: &Report) {
     let version = r
         .table_version
         .map_or_else(|| "-".to_string(), |v| v.to_string());

@@ -4,6 +4,8 @@
 use std::process::ExitCode;
 
 use clap::Parser;
+use trailhouse_ingest::s3::{self, S3Options, S3Url, is_s3};
+use trailhouse_lake::Lake;
 
 mod cli;
 mod export;
@@ -49,6 +51,11 @@ fn main() -> ExitCode {
         Err(e) => {
             let text = message(&e);
             eprintln!("error: {text}");
+            if let Some(hint) = s3::hint(&text)
+                && !text.contains(hint)
+            {
+                eprintln!("hint: {hint}");
+            }
             if text.contains("Parquet error") || text.contains("not found: No such file") {
                 eprintln!(
                     "hint: `trailhouse check` finds the lake's damaged or missing data files"
@@ -87,10 +94,28 @@ fn message(e: &anyhow::Error) -> String {
     out
 }
 
+/// The lake `--lake` names: a local folder, or a prefix in S3 reached with the standard AWS
+/// settings (and `endpoint`, for an S3-compatible store).
+fn open_lake(path: &std::path::Path, endpoint: Option<String>) -> anyhow::Result<Lake> {
+    if !is_s3(path) {
+        return Ok(Lake::new(path));
+    }
+    let url = S3Url::parse(path)?;
+    let options = S3Options {
+        endpoint,
+        ..S3Options::default()
+    };
+    let store = s3::client(&url.bucket, &options)
+        .map_err(|e| anyhow::anyhow!("lake `{}`: {e}", url.name()))?;
+    let location =
+        url::Url::parse(&url.name()).map_err(|e| anyhow::anyhow!("lake `{}`: {e}", url.name()))?;
+    Ok(Lake::remote(&location, store)?)
+}
+
 async fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
-    let lake = cli.lake;
+    let lake = open_lake(&cli.lake, cli.s3_endpoint.clone())?;
     match cli.command {
-        cli::Command::Ingest(args) => ingest::run(&lake, args).await,
+        cli::Command::Ingest(args) => ingest::run(&lake, cli.s3_endpoint, args).await,
         cli::Command::Sql(args) => sql::run(&lake, args).await,
         cli::Command::Export(args) => export::run(&lake, args).await,
         cli::Command::Queries(args) => run::list(&lake, args).await,

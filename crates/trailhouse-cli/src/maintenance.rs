@@ -1,6 +1,5 @@
 //! `trailhouse compact`, `trailhouse vacuum` and `trailhouse check`.
 
-use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -8,8 +7,8 @@ use trailhouse_lake::Lake;
 
 use crate::cli::{CheckArgs, CompactArgs, VacuumArgs};
 
-pub async fn compact(lake: &Path, args: CompactArgs) -> anyhow::Result<ExitCode> {
-    let done = Lake::new(lake)
+pub async fn compact(lake: &Lake, args: CompactArgs) -> anyhow::Result<ExitCode> {
+    let done = lake
         .compact(
             args.target_size << 20,
             Duration::from_secs(args.wait),
@@ -27,9 +26,9 @@ pub async fn compact(lake: &Path, args: CompactArgs) -> anyhow::Result<ExitCode>
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn vacuum(lake: &Path, args: VacuumArgs) -> anyhow::Result<ExitCode> {
+pub async fn vacuum(lake: &Lake, args: VacuumArgs) -> anyhow::Result<ExitCode> {
     let retention = Duration::from_secs(args.retention_hours * 3600);
-    let done = Lake::new(lake)
+    let done = lake
         .vacuum(
             retention,
             args.dry_run,
@@ -53,8 +52,7 @@ pub async fn vacuum(lake: &Path, args: VacuumArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn check(lake: &Path, args: CheckArgs) -> anyhow::Result<ExitCode> {
-    let lake = Lake::new(lake);
+pub async fn check(lake: &Lake, args: CheckArgs) -> anyhow::Result<ExitCode> {
     let found = lake.check().await?;
     for d in &found.damaged {
         eprintln!(
@@ -75,10 +73,14 @@ pub async fn check(lake: &Path, args: CheckArgs) -> anyhow::Result<ExitCode> {
         batches.sort_unstable();
         batches.dedup();
         for b in batches {
-            reread.extend(trailhouse_ingest::ledger::Ledger::read_again(
-                &lake.state_dir().join("ledger"),
-                b,
-            )?);
+            reread.extend(
+                trailhouse_ingest::ledger::Ledger::read_again(
+                    &lake.state(),
+                    trailhouse_ingest::pipeline::LEDGER,
+                    b,
+                )
+                .await?,
+            );
         }
         eprintln!(
             "removed {} damaged files from the table; the next ingest of their sources reads {} \

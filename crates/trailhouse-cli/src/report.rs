@@ -1,7 +1,6 @@
 //! `trailhouse report`: the packs' controls over a window, as HTML, Markdown or JSON.
 
 use std::io::Write;
-use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -15,7 +14,7 @@ use crate::cli::{ReportArgs, ReportFormat};
 /// The packs a report runs when none is named.
 const DEFAULT_PACKS: [&str; 2] = ["cis-v6.0", "security"];
 
-pub async fn run(lake: &Path, args: ReportArgs) -> anyhow::Result<ExitCode> {
+pub async fn run(lake: &Lake, args: ReportArgs) -> anyhow::Result<ExitCode> {
     let catalog = crate::run::catalog(args.queries.as_deref())?;
     let now = chrono::Utc::now();
     let time = |flag: &str, t: &str| -> anyhow::Result<i64> {
@@ -44,10 +43,10 @@ pub async fn run(lake: &Path, args: ReportArgs) -> anyhow::Result<ExitCode> {
         since,
         until,
         max_events: args.max_events,
-        lake: lake.display().to_string(),
+        lake: lake.root().display().to_string(),
         share_scan: !args.separate_scans,
     };
-    let session = Session::open_with(&Lake::new(lake), args.engine.options()).await?;
+    let session = Session::open_with(lake, args.engine.options()).await?;
     let started = std::time::Instant::now();
     let r = report::build(&session, &catalog, &opts).await?;
     let text = match args.format {

@@ -19,10 +19,10 @@ pub fn catalog(dir: Option<&Path>) -> anyhow::Result<Catalog> {
     Ok(c)
 }
 
-pub async fn list(lake: &Path, args: QueriesArgs) -> anyhow::Result<ExitCode> {
+pub async fn list(lake: &Lake, args: QueriesArgs) -> anyhow::Result<ExitCode> {
     let c = catalog(args.queries.as_deref())?;
     if args.check {
-        let session = Session::open_with(&Lake::new(lake), args.engine.options()).await?;
+        let session = Session::open_with(lake, args.engine.options()).await?;
         let mut failed = 0;
         for q in c.iter() {
             match session.check_saved(q).await {
@@ -59,7 +59,7 @@ pub async fn list(lake: &Path, args: QueriesArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn run(lake: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
+pub async fn run(lake: &Lake, args: RunArgs) -> anyhow::Result<ExitCode> {
     let c = catalog(args.queries.as_deref())?;
     let query = c.get(&args.name)?;
     let now = chrono::Utc::now();
@@ -77,7 +77,7 @@ pub async fn run(lake: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
         until: time("--until", &args.until)?,
     };
     let params = query.bind(&args.params, window, now)?;
-    let session = Session::open_with(&Lake::new(lake), args.engine.options()).await?;
+    let session = Session::open_with(lake, args.engine.options()).await?;
     let stream = session.run_saved(query, params, args.explain).await?;
     let format = match args.format {
         Some(f) => f,

@@ -1,7 +1,6 @@
 //! `trailhouse sql`: one read-only statement, results to stdout.
 
 use std::io::{IsTerminal, Read, Write};
-use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -11,8 +10,8 @@ use trailhouse_query::{Format, Session, write_stream};
 use crate::cli::{OutputFormat, SqlArgs};
 use crate::shell;
 
-pub async fn run(lake: &Path, args: SqlArgs) -> anyhow::Result<ExitCode> {
-    let session = Session::open_with(&Lake::new(lake), args.engine.options()).await?;
+pub async fn run(lake: &Lake, args: SqlArgs) -> anyhow::Result<ExitCode> {
+    let session = Session::open_with(lake, args.engine.options()).await?;
     let interactive = std::io::stdin().is_terminal();
     let statement = match args.statement {
         Some(s) => s,

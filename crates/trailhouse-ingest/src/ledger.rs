@@ -7,9 +7,9 @@
 //! stopped before its commit and is replayed exactly; nothing else is trusted.
 
 use std::collections::{HashMap, HashSet};
-use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
+
+use trailhouse_lake::State;
 
 use crate::discover::SourceFile;
 use crate::error::IngestError;
@@ -27,7 +27,8 @@ pub struct Plan {
 /// The ingested files, as of the table's last commit.
 #[derive(Debug)]
 pub struct Ledger {
-    dir: PathBuf,
+    state: State,
+    dir: String,
     ingested: HashMap<PathBuf, (u64, i64, Option<String>)>,
     /// Files a committed batch read but recorded as failed: what they gave before their break
     /// is in the lake, and a later run reads them again.
@@ -37,31 +38,37 @@ pub struct Ledger {
     pub committed_seq: i64,
 }
 
+fn plan_name(dir: &str, seq: i64) -> String {
+    format!("{dir}/{seq:020}.json")
+}
+
 impl Ledger {
-    /// Loads the plans that took effect (`seq <= committed_seq`) and the pending one.
-    pub fn load(dir: &Path, committed_seq: i64) -> Result<Self, IngestError> {
+    /// Loads the plans of state folder `dir` that took effect (`seq <= committed_seq`) and the
+    /// pending one.
+    pub async fn load(state: &State, dir: &str, committed_seq: i64) -> Result<Self, IngestError> {
         let err = |message: String| IngestError::Ledger {
-            path: dir.to_path_buf(),
+            path: state.name(dir),
             message,
         };
-        fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
         let mut ledger = Ledger {
-            dir: dir.to_path_buf(),
+            state: state.clone(),
+            dir: dir.to_string(),
             ingested: HashMap::new(),
             retried: HashSet::new(),
             pending: None,
             committed_seq,
         };
-        for entry in fs::read_dir(dir).map_err(|e| err(e.to_string()))? {
-            let path = entry.map_err(|e| err(e.to_string()))?.path();
-            if path.extension().is_some_and(|e| e == "tmp") {
+        let mut names = state.list(dir).await.map_err(|e| err(e.to_string()))?;
+        names.sort();
+        for name in names {
+            let rel = format!("{dir}/{name}");
+            if name.ends_with(".tmp") {
                 // A plan being replaced when the process died; the plan it replaced stands.
-                fs::remove_file(&path).map_err(|e| err(e.to_string()))?;
+                state.remove(&rel).await.map_err(|e| err(e.to_string()))?;
                 continue;
             }
-            let Some(seq) = path
-                .file_stem()
-                .and_then(|s| s.to_str())
+            let Some(seq) = name
+                .strip_suffix(".json")
                 .and_then(|s| s.parse::<i64>().ok())
             else {
                 continue;
@@ -69,18 +76,20 @@ impl Ledger {
             if seq > committed_seq + 1 {
                 // Written by no run that could have committed it: plans are written one at a
                 // time, each after the previous batch committed.
-                fs::remove_file(&path).map_err(|e| err(e.to_string()))?;
+                state.remove(&rel).await.map_err(|e| err(e.to_string()))?;
                 continue;
             }
-            let text = fs::read_to_string(&path).map_err(|e| err(e.to_string()))?;
-            let plan: Plan = match serde_json::from_str(&text) {
+            let Some(text) = state.read(&rel).await.map_err(|e| err(e.to_string()))? else {
+                continue;
+            };
+            let plan: Plan = match serde_json::from_slice(&text) {
                 Ok(p) => p,
                 // A plan cut short by a crash while it was written was never acted on.
                 Err(_) if seq == committed_seq + 1 => {
-                    fs::remove_file(&path).map_err(|e| err(e.to_string()))?;
+                    state.remove(&rel).await.map_err(|e| err(e.to_string()))?;
                     continue;
                 }
-                Err(e) => return Err(err(format!("`{}`: {e}", path.display()))),
+                Err(e) => return Err(err(format!("`{}`: {e}", state.name(&rel).display()))),
             };
             if seq == committed_seq + 1 {
                 ledger.pending = Some(plan);
@@ -114,31 +123,29 @@ impl Ledger {
     /// Persists a plan before its batch is committed, replacing the plan of the same batch
     /// (a replayed batch whose files fared differently this time) atomically: a crash leaves
     /// either plan whole, never a mix.
-    pub fn write_plan(&self, plan: &Plan) -> Result<(), IngestError> {
-        write_plan(&self.dir, plan)
+    pub async fn write_plan(&self, plan: &Plan) -> Result<(), IngestError> {
+        write_plan(&self.state, &self.dir, plan).await
     }
 
     /// Has the next run read the source files of committed batch `seq` again (their plan now
     /// lists them all as failed: the table lost rows they gave, see `trailhouse check`). Returns
     /// the files; none when the plan is not in the ledger.
-    pub fn read_again(dir: &Path, seq: i64) -> Result<Vec<PathBuf>, IngestError> {
-        let path = dir.join(format!("{seq:020}.json"));
-        let text = match fs::read_to_string(&path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => {
-                return Err(IngestError::Ledger {
-                    path,
-                    message: e.to_string(),
-                });
-            }
+    pub async fn read_again(
+        state: &State,
+        dir: &str,
+        seq: i64,
+    ) -> Result<Vec<PathBuf>, IngestError> {
+        let rel = plan_name(dir, seq);
+        let err = |message: String| IngestError::Ledger {
+            path: state.name(&rel),
+            message,
         };
-        let mut plan: Plan = serde_json::from_str(&text).map_err(|e| IngestError::Ledger {
-            path: path.clone(),
-            message: e.to_string(),
-        })?;
+        let Some(text) = state.read(&rel).await.map_err(|e| err(e.to_string()))? else {
+            return Ok(Vec::new());
+        };
+        let mut plan: Plan = serde_json::from_slice(&text).map_err(|e| err(e.to_string()))?;
         plan.failed = plan.files.iter().map(|f| f.path.clone()).collect();
-        write_plan(dir, &plan)?;
+        write_plan(state, dir, &plan).await?;
         Ok(plan.failed)
     }
 
@@ -157,26 +164,17 @@ impl Ledger {
 }
 
 /// Writes `plan` into ledger folder `dir` (see [`Ledger::write_plan`]).
-fn write_plan(dir: &Path, plan: &Plan) -> Result<(), IngestError> {
-    let path = dir.join(format!("{:020}.json", plan.seq));
-    let temp = dir.join(format!("{:020}.json.tmp", plan.seq));
-    let err = |e: std::io::Error| IngestError::Ledger {
-        path: path.clone(),
-        message: e.to_string(),
+async fn write_plan(state: &State, dir: &str, plan: &Plan) -> Result<(), IngestError> {
+    let rel = plan_name(dir, plan.seq);
+    let err = |message: String| IngestError::Ledger {
+        path: state.name(&rel),
+        message,
     };
-    let text = serde_json::to_vec(plan).map_err(|e| IngestError::Ledger {
-        path: path.clone(),
-        message: e.to_string(),
-    })?;
-    let mut file = fs::File::create(&temp).map_err(err)?;
-    file.write_all(&text).map_err(err)?;
-    file.sync_all().map_err(err)?;
-    fs::rename(&temp, &path).map_err(err)?;
-    // The rename itself is durable once the folder is.
-    fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(err)?;
-    Ok(())
+    let text = serde_json::to_vec(plan).map_err(|e| err(e.to_string()))?;
+    state
+        .write(&rel, text)
+        .await
+        .map_err(|e| err(e.to_string()))
 }
 
 #[cfg(test)]
@@ -192,26 +190,29 @@ mod tests {
         }
     }
 
-    #[test]
-    fn only_committed_plans_count_and_the_next_is_pending() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let l = Ledger::load(dir.path(), 0).expect("load");
+    #[tokio::test]
+    async fn only_committed_plans_count_and_the_next_is_pending() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let state = trailhouse_lake::Lake::new(root.path()).state();
+        let l = Ledger::load(&state, "ledger", 0).await.expect("load");
         for (seq, name) in [(1, "/a"), (2, "/b"), (3, "/c")] {
             l.write_plan(&Plan {
                 seq,
                 files: vec![f(name, 1), f("/bad", 1)],
                 failed: vec![PathBuf::from("/bad")],
             })
+            .await
             .expect("plan");
         }
-        fs::write(dir.path().join(format!("{:020}.json", 4)), "{").expect("junk");
-        let l = Ledger::load(dir.path(), 1).expect("load");
+        let dir = root.path().join("_trailhouse/ledger");
+        std::fs::write(dir.join(format!("{:020}.json", 4)), "{").expect("junk");
+        let l = Ledger::load(&state, "ledger", 1).await.expect("load");
         assert!(l.contains(&f("/a", 1)));
         assert!(!l.contains(&f("/a", 2)), "a changed size means a new file");
         assert!(!l.contains(&f("/bad", 1)), "failed files are retried");
         assert!(!l.contains(&f("/b", 1)), "plan 2 was not committed");
         assert_eq!(l.pending.as_ref().map(|p| p.seq), Some(2));
-        assert!(!dir.path().join(format!("{:020}.json", 3)).exists());
-        assert!(!dir.path().join(format!("{:020}.json", 4)).exists());
+        assert!(!dir.join(format!("{:020}.json", 3)).exists());
+        assert!(!dir.join(format!("{:020}.json", 4)).exists());
     }
 }

@@ -17,7 +17,7 @@ use arrow::datatypes::{DataType, TimeUnit};
 use arrow::datatypes::{Int64Type, TimestampMicrosecondType};
 use chrono::NaiveDate;
 use rayon::prelude::*;
-use trailhouse_lake::{LakeError, Partition, datafile, schema};
+use trailhouse_lake::{Lake, LakeError, Partition, schema};
 
 use crate::error::IngestError;
 use crate::normalize::Placed;
@@ -59,6 +59,8 @@ impl PartIndex {
 
 /// Identities of the stored records of recently touched partitions.
 pub struct DedupIndex {
+    /// Where the committed files are read from.
+    lake: Lake,
     parts: HashMap<Partition, PartIndex>,
     files: HashMap<Partition, Vec<PathBuf>>,
     budget_entries: usize,
@@ -68,8 +70,9 @@ pub struct DedupIndex {
 impl DedupIndex {
     /// `files`: the table's committed data files by partition; `budget_entries`: how many record
     /// identities to keep in memory across partitions.
-    pub fn new(files: HashMap<Partition, Vec<PathBuf>>, budget_entries: usize) -> Self {
+    pub fn new(lake: Lake, files: HashMap<Partition, Vec<PathBuf>>, budget_entries: usize) -> Self {
         Self {
+            lake,
             parts: HashMap::new(),
             files,
             budget_entries,
@@ -97,7 +100,7 @@ impl DedupIndex {
             .collect();
         let loaded: Vec<(Partition, PartIndex)> = missing
             .into_par_iter()
-            .map(|(p, files)| load_partition(&files).map(|idx| (p, idx)))
+            .map(|(p, files)| load_partition(&self.lake, &files).map(|idx| (p, idx)))
             .collect::<Result<_, LakeError>>()?;
         self.parts.extend(loaded);
         for p in wanted {
@@ -132,10 +135,10 @@ impl DedupIndex {
     }
 }
 
-fn load_partition(files: &[PathBuf]) -> Result<PartIndex, LakeError> {
+fn load_partition(lake: &Lake, files: &[PathBuf]) -> Result<PartIndex, LakeError> {
     let mut idx = PartIndex::default();
     for path in files {
-        let batches = datafile::read_columns(
+        let batches = lake.read_columns(
             path,
             &[schema::RECORDHASH, schema::EVENTTIME, schema::EVENTID],
         )?;

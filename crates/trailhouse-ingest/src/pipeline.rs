@@ -28,11 +28,16 @@ use crate::write::write_partition;
 
 /// The `txn` application id of trailhouse's ingest in the Delta log.
 pub const APP_ID: &str = "trailhouse-ingest";
+/// The state folder of the ledger's plans.
+pub const LEDGER: &str = "ledger";
+/// The state file of the S3 cursors.
+const CURSORS: &str = "s3-cursors.json";
 
 /// What to ingest and within which limits.
 #[derive(Debug, Clone)]
 pub struct Options {
-    pub lake: PathBuf,
+    /// The lake written: a local folder or a prefix in S3.
+    pub lake: Lake,
     /// Local files and folders, and `s3://bucket[/prefix]` locations.
     pub sources: Vec<PathBuf>,
     /// How S3 sources are reached.
@@ -60,9 +65,9 @@ pub struct Options {
 }
 
 impl Options {
-    pub fn new(lake: impl Into<PathBuf>, sources: Vec<PathBuf>) -> Self {
+    pub fn new(lake: Lake, sources: Vec<PathBuf>) -> Self {
         Self {
-            lake: lake.into(),
+            lake,
             sources,
             s3: S3Options::default(),
             since: None,
@@ -155,12 +160,15 @@ struct ChunkOutput {
 /// itself could not proceed (lake unwritable, a source path missing).
 pub async fn ingest(opts: &Options, progress: &dyn Progress) -> Result<Report, IngestError> {
     let started = Instant::now();
-    let lake = Lake::new(&opts.lake);
-    let _lock = lake.lock_for_writing_within(opts.wait, &|| progress.waiting())?;
+    let lake = opts.lake.clone();
+    let _lock = lake
+        .lock_for_writing_within(opts.wait, &|| progress.waiting())
+        .await?;
     let mut main = lake.open_or_create(TableKind::CloudTrail).await?;
     let mut quarantine = lake.open_or_create(TableKind::Quarantine).await?;
     let committed = lake.committed_seq(&main, APP_ID).await?;
-    let mut ledger = Ledger::load(&lake.state_dir().join("ledger"), committed)?;
+    let state = lake.state();
+    let mut ledger = Ledger::load(&state, LEDGER, committed).await?;
     let (remote, local): (Vec<PathBuf>, Vec<PathBuf>) =
         opts.sources.iter().cloned().partition(|s| is_s3(s));
     let buckets = if remote.is_empty() {
@@ -175,11 +183,10 @@ pub async fn ingest(opts: &Options, progress: &dyn Progress) -> Result<Report, I
     } else {
         ahead.install(|| discover(&local, lake.root()))?
     };
-    let cursors_path = lake.state_dir().join("s3-cursors.json");
     let mut cursors = Cursors::default();
     let mut listings = Vec::new();
     if let Some(buckets) = &buckets {
-        cursors = Cursors::load(&cursors_path)?;
+        cursors = Cursors::load(&state, CURSORS).await?;
         for source in &remote {
             let mut listing = buckets
                 .list(&S3Url::parse(source)?, &cursors, opts.since)
@@ -201,7 +208,11 @@ pub async fn ingest(opts: &Options, progress: &dyn Progress) -> Result<Report, I
         .num_threads(opts.jobs)
         .build()?;
     let budget_entries = (opts.memory_budget / 4 / 64).max(1 << 16) as usize;
-    let mut index = DedupIndex::new(lake.files_by_partition(&main)?, budget_entries);
+    let mut index = DedupIndex::new(
+        lake.clone(),
+        lake.files_by_partition(&main)?,
+        budget_entries,
+    );
     let batch_budget = (opts.memory_budget / 4).max(64 << 10);
 
     let mut report = Report::default();
@@ -320,7 +331,7 @@ pub async fn ingest(opts: &Options, progress: &dyn Progress) -> Result<Report, I
         for listing in &listings {
             cursors.advance(listing, |key| ledger.is_ingested(std::path::Path::new(key)));
         }
-        cursors.save(&cursors_path)?;
+        cursors.save(&state, CURSORS).await?;
     }
     if let Some(b) = &buckets {
         report.s3_list_requests = b.lists.load(Ordering::Relaxed);
@@ -482,7 +493,7 @@ impl BatchContext<'_> {
             Some(mut plan) => {
                 if plan.failed != failed {
                     plan.failed = failed;
-                    self.ledger.write_plan(&plan)?;
+                    self.ledger.write_plan(&plan).await?;
                 }
                 plan
             }
@@ -492,7 +503,7 @@ impl BatchContext<'_> {
                     files: files.to_vec(),
                     failed,
                 };
-                self.ledger.write_plan(&plan)?;
+                self.ledger.write_plan(&plan).await?;
                 plan
             }
         };
@@ -552,8 +563,9 @@ impl BatchContext<'_> {
         self.fail_at(FailPoint::AfterCommit(seq));
         self.report.stage_seconds.commit += t.elapsed().as_secs_f64();
 
+        let committed_root = self.lake.table_location(TableKind::CloudTrail);
         for (partition, path) in new_files {
-            self.index.add_files(&partition, main_root.join(path));
+            self.index.add_files(&partition, committed_root.join(path));
             self.partitions.insert(partition);
         }
         self.ledger.record(&plan);

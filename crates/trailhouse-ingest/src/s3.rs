@@ -23,6 +23,8 @@ use object_store::aws::AmazonS3Builder;
 use object_store::path::Path;
 use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt};
 
+use trailhouse_lake::State;
+
 use crate::discover::SourceFile;
 use crate::error::{FileError, IngestError};
 use crate::fetch::Stored;
@@ -358,25 +360,37 @@ impl Buckets {
 /// An S3 error, with what to do about it when the cause is a usual one.
 fn explain(e: &object_store::Error) -> String {
     let text = e.to_string();
-    let hint = if text.contains("169.254.169.254") || text.contains("169.254.170.2") {
-        "no AWS credentials were found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or \
-         AWS_PROFILE, or run with an instance or task role)"
-    } else if text.contains("SignatureDoesNotMatch") || text.contains("InvalidAccessKeyId") {
-        "the credentials were refused: check the access key and its secret"
-    } else if text.contains("AccessDenied") {
-        "access denied: the identity needs s3:ListBucket and s3:GetObject on the trail's keys"
-    } else if text.contains("NoSuchBucket") {
-        "no such bucket"
-    } else if text.contains("PermanentRedirect") {
-        "the bucket is in another region: set AWS_REGION to the bucket's region"
-    } else {
-        return text;
-    };
-    format!("{hint} ({text})")
+    match hint(&text) {
+        Some(hint) => format!("{hint} ({text})"),
+        None => text,
+    }
 }
 
-/// The client for one bucket.
-fn client(bucket: &str, options: &S3Options) -> object_store::Result<Arc<dyn ObjectStore>> {
+/// What to do about an S3 error whose text is `text`, when its cause is a usual one.
+pub fn hint(text: &str) -> Option<&'static str> {
+    Some(
+        if text.contains("169.254.169.254") || text.contains("169.254.170.2") {
+            "no AWS credentials were found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or \
+             AWS_PROFILE, or run with an instance or task role)"
+        } else if text.contains("SignatureDoesNotMatch") || text.contains("InvalidAccessKeyId") {
+            "the credentials were refused: check the access key and its secret"
+        } else if text.contains("AccessDenied") {
+            "access denied: reading a trail needs s3:ListBucket and s3:GetObject on its keys; a \
+             lake also needs s3:PutObject and s3:DeleteObject under its prefix"
+        } else if text.contains("NoSuchBucket") {
+            "no such bucket"
+        } else if text.contains("PermanentRedirect") {
+            "the bucket is in another region: set AWS_REGION to the bucket's region"
+        } else if text.contains("error sending request") || text.contains("Connection refused") {
+            "the endpoint does not answer: check AWS_ENDPOINT_URL / --s3-endpoint and the network"
+        } else {
+            return None;
+        },
+    )
+}
+
+/// The client for one bucket (configured as [`Buckets::connect`] says).
+pub fn client(bucket: &str, options: &S3Options) -> object_store::Result<Arc<dyn ObjectStore>> {
     use object_store::aws::AmazonS3ConfigKey as Key;
     let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
     if let Some(endpoint) = &options.endpoint {
@@ -576,33 +590,26 @@ pub struct Cursors {
 }
 
 impl Cursors {
-    pub fn load(path: &FsPath) -> Result<Self, IngestError> {
-        match std::fs::read(path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| IngestError::Ledger {
-                path: path.to_path_buf(),
-                message: e.to_string(),
-            }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
-            Err(e) => Err(IngestError::Ledger {
-                path: path.to_path_buf(),
-                message: e.to_string(),
-            }),
+    /// The cursors kept in `state` as `rel` (none yet: empty).
+    pub async fn load(state: &State, rel: &str) -> Result<Self, IngestError> {
+        let err = |message: String| IngestError::Ledger {
+            path: state.name(rel),
+            message,
+        };
+        match state.read(rel).await.map_err(|e| err(e.to_string()))? {
+            Some(bytes) => serde_json::from_slice(&bytes).map_err(|e| err(e.to_string())),
+            None => Ok(Self::default()),
         }
     }
 
-    /// Written whole or not at all (temporary file, rename).
-    pub fn save(&self, path: &FsPath) -> Result<(), IngestError> {
-        let err = |e: std::io::Error| IngestError::Ledger {
-            path: path.to_path_buf(),
-            message: e.to_string(),
+    /// Written whole or not at all.
+    pub async fn save(&self, state: &State, rel: &str) -> Result<(), IngestError> {
+        let err = |message: String| IngestError::Ledger {
+            path: state.name(rel),
+            message,
         };
-        let text = serde_json::to_vec_pretty(self).map_err(|e| err(std::io::Error::other(e)))?;
-        let temp = path.with_extension("json.tmp");
-        std::fs::write(&temp, text).map_err(err)?;
-        std::fs::File::open(&temp)
-            .and_then(|f| f.sync_all())
-            .map_err(err)?;
-        std::fs::rename(&temp, path).map_err(err)
+        let text = serde_json::to_vec_pretty(self).map_err(|e| err(e.to_string()))?;
+        state.write(rel, text).await.map_err(|e| err(e.to_string()))
     }
 
     fn get(&self, url: &S3Url, folder: &str) -> Option<&str> {

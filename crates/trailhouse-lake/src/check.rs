@@ -49,6 +49,13 @@ fn kind_name(kind: TableKind) -> &'static str {
 impl Lake {
     /// Reads every data file of both tables whole (files in parallel on the rayon pool).
     pub async fn check(&self) -> Result<Checked, LakeError> {
+        if self.object_store().is_some() {
+            return Err(LakeError::Unsupported(format!(
+                "`check` reads the data files of a lake on this machine; copy `{}` here \
+                 (`aws s3 sync`) and check the copy",
+                self.root().display()
+            )));
+        }
         let mut out = Checked::default();
         for kind in [TableKind::CloudTrail, TableKind::Quarantine] {
             let table = match self.open(kind).await {
@@ -57,7 +64,7 @@ impl Lake {
                 Err(e) => return Err(e),
             };
             let snapshot = table.snapshot().map_err(|source| LakeError::Delta {
-                table: self.table_dir(kind).display().to_string(),
+                table: self.table_location(kind).display().to_string(),
                 source: Box::new(source),
             })?;
             let files: Vec<(String, i64, Option<usize>)> = snapshot
@@ -97,7 +104,7 @@ impl Lake {
 
     /// Commits the removal of `damaged` files from their tables (one commit per table).
     pub async fn remove_damaged(&self, damaged: &[Damaged]) -> Result<(), LakeError> {
-        let _lock = self.lock_for_writing()?;
+        let _lock = self.lock_for_writing().await?;
         for kind in [TableKind::CloudTrail, TableKind::Quarantine] {
             let wanted: Vec<&str> = damaged
                 .iter()
@@ -108,7 +115,7 @@ impl Lake {
                 continue;
             }
             let err = |source| LakeError::Delta {
-                table: self.table_dir(kind).display().to_string(),
+                table: self.table_location(kind).display().to_string(),
                 source: Box::new(source),
             };
             let table = self.open(kind).await?;

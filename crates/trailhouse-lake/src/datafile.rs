@@ -347,17 +347,27 @@ const MAX_STAT_TEXT: usize = 64;
 
 /// Reads the named columns of a committed data file.
 pub fn read_columns(path: &Path, columns: &[&str]) -> Result<Vec<RecordBatch>, LakeError> {
+    let file = File::open(path).map_err(|source| LakeError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    read_columns_of(file, path, columns)
+}
+
+/// [`read_columns`] of a file's bytes held some other way (fetched from an object store);
+/// `path` names it in errors.
+pub fn read_columns_of<R: parquet::file::reader::ChunkReader + 'static>(
+    reader: R,
+    path: &Path,
+    columns: &[&str],
+) -> Result<Vec<RecordBatch>, LakeError> {
     use parquet::arrow::ProjectionMask;
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
     let pq = |source| LakeError::Parquet {
         path: path.to_path_buf(),
         source,
     };
-    let file = File::open(path).map_err(|source| LakeError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(pq)?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(reader).map_err(pq)?;
     let schema = builder.schema().clone();
     let indices: Vec<usize> = columns
         .iter()

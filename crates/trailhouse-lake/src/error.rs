@@ -44,6 +44,25 @@ pub enum LakeError {
          backup, or ingest the sources into a new lake"
     )]
     DamagedLog { file: PathBuf, why: String },
+    #[error("{url}: {source}")]
+    Store {
+        url: String,
+        #[source]
+        source: Box<object_store::Error>,
+    },
+    #[error(
+        "the lake is being written by another process (an ingest, compact or vacuum): its lease \
+         `{}` is held by {holder}; rerun when it is done, or pass --wait SECONDS (a lease its \
+         holder stopped renewing is taken over after {stale_minutes} minutes)",
+        lock.display()
+    )]
+    Leased {
+        lock: PathBuf,
+        holder: String,
+        stale_minutes: u64,
+    },
+    #[error("{0}")]
+    Unsupported(String),
     #[error("no lake at `{0}`: run `trailhouse ingest` first")]
     Missing(PathBuf),
     #[error(

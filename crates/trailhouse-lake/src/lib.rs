@@ -10,8 +10,11 @@ pub mod error;
 pub mod maintenance;
 pub mod quarantine;
 pub mod rebuild;
+pub mod remote;
 pub mod schema;
+pub mod state;
 pub mod table;
 
 pub use error::LakeError;
+pub use state::State;
 pub use table::{Lake, Partition, ReaderLock, TableKind, WriterLock};

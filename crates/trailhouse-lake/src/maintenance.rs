@@ -46,7 +46,7 @@ impl Lake {
         wait: Duration,
         waiting: &dyn Fn(),
     ) -> Result<Compacted, LakeError> {
-        let _lock = self.lock_for_writing_within(wait, waiting)?;
+        let _lock = self.lock_for_writing_within(wait, waiting).await?;
         let mut out = Compacted::default();
         for kind in [TableKind::CloudTrail, TableKind::Quarantine] {
             let table = self.open(kind).await?;
@@ -57,7 +57,7 @@ impl Lake {
                 .with_writer_properties(writer_properties(false))
                 .await
                 .map_err(|source| LakeError::Delta {
-                    table: self.table_dir(kind).display().to_string(),
+                    table: self.table_location(kind).display().to_string(),
                     source: Box::new(source),
                 })?;
             out.files_removed += metrics.num_files_removed;
@@ -80,7 +80,7 @@ impl Lake {
         wait: Duration,
         waiting: &dyn Fn(),
     ) -> Result<Vacuumed, LakeError> {
-        let _lock = self.lock_for_writing_within(wait, waiting)?;
+        let _lock = self.lock_for_writing_within(wait, waiting).await?;
         let _readers = if retention < SAFE_RETENTION && !dry_run {
             Some(self.lock_out_readers()?)
         } else {
@@ -102,7 +102,7 @@ impl Lake {
                 .with_dry_run(dry_run)
                 .await
                 .map_err(|source| LakeError::Delta {
-                    table: self.table_dir(kind).display().to_string(),
+                    table: self.table_location(kind).display().to_string(),
                     source: Box::new(source),
                 })?;
             out.files_deleted.extend(metrics.files_deleted);

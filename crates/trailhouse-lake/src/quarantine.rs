@@ -11,7 +11,6 @@ use arrow::compute::cast;
 use arrow::datatypes::{DataType, Int64Type};
 use deltalake_core::DeltaTable;
 
-use crate::datafile::read_columns;
 use crate::error::LakeError;
 use crate::schema::quarantine::{RECORD, RECORDINDEX, SOURCEFILE};
 use crate::table::{Lake, TableKind};
@@ -40,7 +39,7 @@ impl Lake {
         if files.is_empty() {
             return Ok(out);
         }
-        let root = self.table_dir(TableKind::Quarantine);
+        let root = self.table_location(TableKind::Quarantine);
         let snapshot = table.snapshot().map_err(|source| LakeError::Delta {
             table: root.display().to_string(),
             source: Box::new(source),
@@ -48,7 +47,7 @@ impl Lake {
         for file in snapshot.log_data().iter() {
             let path = root.join(file.path().as_ref());
             // The record texts (large) are read only from files holding one of `files`.
-            let sources = read_columns(&path, &[SOURCEFILE])?;
+            let sources = self.read_columns(&path, &[SOURCEFILE])?;
             let holds = sources.iter().any(|b| {
                 let c = cast(b.column(0), &DataType::Utf8);
                 c.is_ok_and(|c| {
@@ -61,7 +60,7 @@ impl Lake {
             if !holds {
                 continue;
             }
-            for batch in read_columns(&path, &[SOURCEFILE, RECORDINDEX, RECORD])? {
+            for batch in self.read_columns(&path, &[SOURCEFILE, RECORDINDEX, RECORD])? {
                 let sources = cast(batch.column(0), &DataType::Utf8)?;
                 let sources = sources.as_string::<i32>();
                 let indices = cast(batch.column(1), &DataType::Int64)?;

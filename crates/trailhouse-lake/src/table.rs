@@ -7,20 +7,25 @@
 //! quarantine/    Delta table of records that could not be placed
 //! _trailhouse/   ingest state (ledger of source files, writer lock)
 //! ```
+//!
+//! The root is a local folder, or a prefix in an S3 bucket (see [`crate::remote`]).
 
 use std::collections::HashMap;
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use chrono::NaiveDate;
 use deltalake_core::kernel::engine::arrow_conversion::TryFromArrow;
 use deltalake_core::kernel::transaction::{CommitBuilder, CommitProperties};
 use deltalake_core::kernel::{Action, Add, StructType, Transaction};
 use deltalake_core::protocol::{DeltaOperation, SaveMode};
-use deltalake_core::{DeltaTable, DeltaTableError, TableProperty};
+use deltalake_core::{DeltaTable, DeltaTableBuilder, DeltaTableError, TableProperty};
+use object_store::ObjectStore;
 use url::Url;
 
 use crate::error::LakeError;
+use crate::remote::{Lease, Remote};
 use crate::schema;
 
 /// Held by the one process writing the lake (ingest, compact, vacuum, check --repair).
@@ -72,10 +77,12 @@ impl Partition {
     }
 }
 
-/// A trailhouse lake on the local file system.
+/// A trailhouse lake: a local folder, or a prefix in an S3 bucket.
 #[derive(Debug, Clone)]
 pub struct Lake {
+    /// The folder; for a lake in S3, its URL (`s3://bucket/prefix`), for messages.
     root: PathBuf,
+    remote: Option<Arc<Remote>>,
 }
 
 /// Held while a process reads the lake (shared), or while a vacuum deletes files readers may
@@ -87,61 +94,109 @@ pub struct ReaderLock {
 
 /// Held while an ingest writes; dropping it releases the lock.
 #[derive(Debug)]
-pub struct WriterLock {
-    _file: File,
+pub enum WriterLock {
+    /// A lock on a file of a local lake (released by the system if the process dies).
+    File(File),
+    /// The lease of a lake in S3.
+    Lease(Lease),
 }
 
 impl Lake {
-    /// A lake at `root` (nothing is created until [`Lake::open_or_create`]).
+    /// A lake in the local folder `root` (nothing is created until [`Lake::open_or_create`]).
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        Self { root: root.into() }
+        Self {
+            root: root.into(),
+            remote: None,
+        }
     }
 
+    /// A lake under `url` (`s3://bucket[/prefix]`), reached through `store`, the bucket's
+    /// client. Must be called within a tokio runtime.
+    pub fn remote(url: &Url, store: Arc<dyn ObjectStore>) -> Result<Self, LakeError> {
+        crate::remote::register_log_store(url.scheme());
+        let remote = Remote::new(url, store)?;
+        Ok(Self {
+            root: PathBuf::from(remote.url.as_str().trim_end_matches('/')),
+            remote: Some(Arc::new(remote)),
+        })
+    }
+
+    /// For a lake in an object store: the URL its client answers for (`s3://bucket/`) and the
+    /// client, for a query engine to read the data files through.
+    pub fn object_store(&self) -> Option<(&Url, Arc<dyn ObjectStore>)> {
+        self.remote
+            .as_ref()
+            .map(|r| (&r.bucket_url, Arc::clone(&r.store)))
+    }
+
+    pub(crate) fn remote_ref(&self) -> Option<&Arc<Remote>> {
+        self.remote.as_ref()
+    }
+
+    /// The folder of a local lake; the URL of a remote one.
     pub fn root(&self) -> &Path {
         &self.root
     }
 
-    /// Directory of a table.
+    /// Where a table's data files are written: its folder in a local lake; a local staging
+    /// folder (uploaded at commit) for a remote one.
     pub fn table_dir(&self, kind: TableKind) -> PathBuf {
+        match &self.remote {
+            Some(r) => r.staging.join(kind.dir()),
+            None => self.root.join(kind.dir()),
+        }
+    }
+
+    /// A table's location, for messages: its folder, or its URL.
+    pub fn table_location(&self, kind: TableKind) -> PathBuf {
         self.root.join(kind.dir())
     }
 
-    /// Directory of the ingest's own state.
-    pub fn state_dir(&self) -> PathBuf {
+    /// Directory of the ingest's own state (local lakes).
+    fn state_dir(&self) -> PathBuf {
         self.root.join("_trailhouse")
     }
 
-    /// Whether the lake has been created.
+    /// Whether the lake has been created (a remote lake is taken to exist until it is opened).
     pub fn exists(&self) -> bool {
-        self.table_dir(TableKind::CloudTrail)
-            .join("_delta_log")
-            .is_dir()
+        self.remote.is_some()
+            || self
+                .table_dir(TableKind::CloudTrail)
+                .join("_delta_log")
+                .is_dir()
     }
 
     /// Takes the single-writer lock, failing at once if another process holds it.
-    pub fn lock_for_writing(&self) -> Result<WriterLock, LakeError> {
+    pub async fn lock_for_writing(&self) -> Result<WriterLock, LakeError> {
         self.lock_for_writing_within(std::time::Duration::ZERO, &|| {})
+            .await
     }
 
     /// Takes the single-writer lock, waiting up to `wait` for another writer to finish;
     /// `waiting` is called once if it must wait.
-    pub fn lock_for_writing_within(
+    pub async fn lock_for_writing_within(
         &self,
         wait: std::time::Duration,
         waiting: &dyn Fn(),
     ) -> Result<WriterLock, LakeError> {
+        if let Some(remote) = &self.remote {
+            let lease = remote
+                .lease(&format!("_trailhouse/{WRITER_LOCK}"), wait, waiting)
+                .await?;
+            return Ok(WriterLock::Lease(lease));
+        }
         let (file, path) = self.lock_file(WRITER_LOCK)?;
         let deadline = std::time::Instant::now() + wait;
         let mut told = false;
         loop {
             match file.try_lock() {
-                Ok(()) => return Ok(WriterLock { _file: file }),
+                Ok(()) => return Ok(WriterLock::File(file)),
                 Err(fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
                     if !told {
                         waiting();
                         told = true;
                     }
-                    std::thread::sleep(std::time::Duration::from_millis(200));
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
                 }
                 Err(fs::TryLockError::WouldBlock) => {
                     return Err(LakeError::Locked(self.root.clone()));
@@ -155,8 +210,12 @@ impl Lake {
 
     /// Marks this process as reading the lake until the lock is dropped (many readers at once).
     /// `None` when the lake's state folder cannot be written (a read-only copy of a lake: no
-    /// vacuum runs there either).
+    /// vacuum runs there either), and for a lake in S3 (readers on other machines cannot be
+    /// seen: a vacuum there keeps the default retention).
     pub fn lock_for_reading(&self) -> Option<ReaderLock> {
+        if self.remote.is_some() {
+            return None;
+        }
         let (file, _) = self.lock_file(READERS_LOCK).ok()?;
         file.lock_shared().ok()?;
         Some(ReaderLock { _file: file })
@@ -164,6 +223,13 @@ impl Lake {
 
     /// Holds off readers: fails at once, saying so, while any process reads the lake.
     pub(crate) fn lock_out_readers(&self) -> Result<ReaderLock, LakeError> {
+        if self.remote.is_some() {
+            return Err(LakeError::Unsupported(format!(
+                "a vacuum with a retention under 168 hours could delete files that queries on \
+                 other machines are reading from `{}`: keep the default retention",
+                self.root.display()
+            )));
+        }
         let (file, path) = self.lock_file(READERS_LOCK)?;
         match file.try_lock() {
             Ok(()) => Ok(ReaderLock { _file: file }),
@@ -193,6 +259,12 @@ impl Lake {
     }
 
     fn table_url(&self, kind: TableKind) -> Result<Url, LakeError> {
+        if let Some(remote) = &self.remote {
+            return remote
+                .url
+                .join(&format!("{}/", kind.dir()))
+                .map_err(|e| LakeError::Schema(format!("lake URL `{}`: {e}", remote.url)));
+        }
         let dir = self.table_dir(kind);
         fs::create_dir_all(&dir).map_err(|source| LakeError::Io {
             path: dir.clone(),
@@ -210,7 +282,7 @@ impl Lake {
         move |source| match self.damaged_log_entry(kind) {
             Some((file, why)) => LakeError::DamagedLog { file, why },
             None => LakeError::Delta {
-                table: self.table_dir(kind).display().to_string(),
+                table: self.table_location(kind).display().to_string(),
                 source: Box::new(source),
             },
         }
@@ -219,6 +291,9 @@ impl Lake {
     /// After a failure to load a table: the first commit file of its log that is not JSON lines
     /// (cut short, overwritten), so the error names it rather than the reader's symptom.
     fn damaged_log_entry(&self, kind: TableKind) -> Option<(PathBuf, String)> {
+        if self.remote.is_some() {
+            return None;
+        }
         let log = self.table_dir(kind).join("_delta_log");
         let mut commits: Vec<PathBuf> = fs::read_dir(&log)
             .ok()?
@@ -245,15 +320,38 @@ impl Lake {
     /// Opens a table for reading; fails when the lake has not been created, or was written by an
     /// earlier trailhouse whose layout this one does not read.
     pub async fn open(&self, kind: TableKind) -> Result<DeltaTable, LakeError> {
-        if !self.table_dir(kind).join("_delta_log").is_dir() {
-            return Err(LakeError::Missing(self.root.clone()));
-        }
-        let url = self.table_url(kind)?;
-        let table = deltalake_core::open_table(url)
-            .await
-            .map_err(self.delta_err(kind))?;
+        let table = match &self.remote {
+            Some(remote) => {
+                let log = format!("{}/_delta_log/", kind.dir());
+                if !remote.has_any(&log).await? {
+                    return Err(LakeError::Missing(self.root.clone()));
+                }
+                let mut table = self.builder(kind)?.build().map_err(self.delta_err(kind))?;
+                table.load().await.map_err(self.delta_err(kind))?;
+                table
+            }
+            None => {
+                if !self.table_dir(kind).join("_delta_log").is_dir() {
+                    return Err(LakeError::Missing(self.root.clone()));
+                }
+                let url = self.table_url(kind)?;
+                deltalake_core::open_table(url)
+                    .await
+                    .map_err(self.delta_err(kind))?
+            }
+        };
         self.check_layout(&table, kind)?;
         Ok(table)
+    }
+
+    /// A table of a remote lake, reached through the lake's client.
+    fn builder(&self, kind: TableKind) -> Result<DeltaTableBuilder, LakeError> {
+        let url = self.table_url(kind)?;
+        let mut builder = DeltaTableBuilder::from_url(url.clone()).map_err(self.delta_err(kind))?;
+        if let Some(remote) = &self.remote {
+            builder = builder.with_storage_backend(Arc::clone(&remote.store), url);
+        }
+        Ok(builder)
     }
 
     /// Refuses a table partitioned otherwise or missing columns of this version's schema (a lake
@@ -266,7 +364,7 @@ impl Lake {
             let path = file.path();
             if !is_contained(&path) {
                 return Err(LakeError::Unsafe {
-                    table: self.table_dir(kind),
+                    table: self.table_location(kind),
                     what: format!("data file `{path}`, which is outside the table"),
                 });
             }
@@ -308,10 +406,18 @@ impl Lake {
 
     /// Opens a table, creating it (empty, with its schema) when absent.
     pub async fn open_or_create(&self, kind: TableKind) -> Result<DeltaTable, LakeError> {
-        let url = self.table_url(kind)?;
-        let table = DeltaTable::try_from_url(url)
-            .await
-            .map_err(self.delta_err(kind))?;
+        let table = if self.remote.is_some() {
+            let mut table = self.builder(kind)?.build().map_err(self.delta_err(kind))?;
+            match table.load().await {
+                Ok(()) | Err(DeltaTableError::NotATable(_)) => table,
+                Err(e) => return Err(self.delta_err(kind)(e)),
+            }
+        } else {
+            let url = self.table_url(kind)?;
+            DeltaTable::try_from_url(url)
+                .await
+                .map_err(self.delta_err(kind))?
+        };
         if table.version().is_some() {
             self.check_layout(&table, kind)?;
             return Ok(table);
@@ -334,10 +440,14 @@ impl Lake {
                 Some(crate::datafile::STATS_COLUMNS.join(",")),
             );
         }
-        create
-            .with_save_mode(SaveMode::Ignore)
-            .await
-            .map_err(self.delta_err(kind))
+        match create.with_save_mode(SaveMode::Ignore).await {
+            Ok(table) => Ok(table),
+            // Another writer created it first (its version 0 was committed before ours).
+            Err(e) => match self.open(kind).await {
+                Ok(table) => Ok(table),
+                Err(_) => Err(self.delta_err(kind)(e)),
+            },
+        }
     }
 
     /// The last batch sequence number committed by `app_id` (0 when none).
@@ -378,6 +488,9 @@ impl Lake {
             .with_application_transaction(Transaction::new(app_id, seq))
             .with_metadata(metadata);
         let snapshot = table.snapshot().map_err(self.delta_err(kind))?;
+        if let Some(remote) = &self.remote {
+            remote.upload_all(kind.dir(), &adds).await?;
+        }
         let done = CommitBuilder::from(props)
             .with_actions(adds.into_iter().map(Action::Add).collect())
             .build(
@@ -396,13 +509,33 @@ impl Lake {
         Ok(version)
     }
 
-    /// The committed data files of table `cloudtrail`, by partition (paths absolute).
+    /// `columns` of the data file `path` (as [`Lake::files_by_partition`] names it).
+    pub fn read_columns(
+        &self,
+        path: &Path,
+        columns: &[&str],
+    ) -> Result<Vec<arrow::array::RecordBatch>, LakeError> {
+        let remote = self
+            .remote
+            .as_ref()
+            .and_then(|r| r.relative(path).map(|rel| (r, rel)));
+        match remote {
+            Some((remote, rel)) => {
+                let bytes = remote.block(remote.get_required(rel))?;
+                crate::datafile::read_columns_of(bytes, path, columns)
+            }
+            None => crate::datafile::read_columns(path, columns),
+        }
+    }
+
+    /// The committed data files of table `cloudtrail`, by partition (paths absolute; URLs in
+    /// a remote lake: read them with [`Lake::read_columns`]).
     pub fn files_by_partition(
         &self,
         table: &DeltaTable,
     ) -> Result<HashMap<Partition, Vec<PathBuf>>, LakeError> {
         let kind = TableKind::CloudTrail;
-        let root = self.table_dir(kind);
+        let root = self.table_location(kind);
         let snapshot = table.snapshot().map_err(self.delta_err(kind))?;
         let mut out: HashMap<Partition, Vec<PathBuf>> = HashMap::new();
         for file in snapshot.log_data().iter() {

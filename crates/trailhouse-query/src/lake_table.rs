@@ -10,8 +10,9 @@
 //! so EXPLAIN lists only the files a query reads; row groups, pages and bloom filters are
 //! pruned by the Parquet source as before.
 //!
-//! Only local tables with reader protocol 1 (no deletion vectors, no column mapping: what
-//! trailhouse writes) are read this way; others go through delta-rs's provider.
+//! Only tables with reader protocol 1 (no deletion vectors, no column mapping: what trailhouse
+//! writes), local or in S3 (the session registers the bucket's client), are read this way;
+//! others go through delta-rs's provider.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -57,6 +58,8 @@ pub struct LakeTable {
     /// Which files a scan may read (all when `None`): see [`LakeTable::restricted_to`].
     only: Option<Vec<bool>>,
     stats: FileStats,
+    /// The object store the files are read from (the local file system, or a bucket).
+    store: ObjectStoreUrl,
 }
 
 impl LakeTable {
@@ -71,7 +74,13 @@ impl LakeTable {
         let reader_version = serde_json::to_value(snapshot.protocol())
             .ok()
             .and_then(|p| p["minReaderVersion"].as_i64());
-        if reader_version != Some(1) || table.table_url().scheme() != "file" {
+        let root = table.table_url().clone();
+        let store = match root.scheme() {
+            "file" => ObjectStoreUrl::local_filesystem(),
+            "s3" => ObjectStoreUrl::parse(format!("s3://{}", root.host_str().unwrap_or_default()))?,
+            _ => return Ok(None),
+        };
+        if reader_version != Some(1) {
             return Ok(None);
         }
         let partition_names: Vec<String> = snapshot.metadata().partition_columns().to_vec();
@@ -88,7 +97,6 @@ impl LakeTable {
                 .collect::<Vec<_>>(),
         ));
         let actions = snapshot.add_actions_table(true).map_err(delta_error)?;
-        let root = table.table_url().clone();
         let column = |name: &str| actions.column_by_name(name).cloned();
         let (Some(paths), Some(sizes)) = (column("path"), column("size_bytes")) else {
             return Ok(None);
@@ -153,6 +161,7 @@ impl LakeTable {
             paths: relative,
             only: None,
             stats,
+            store,
         }))
     }
 
@@ -253,7 +262,7 @@ impl TableProvider for LakeTable {
             .with_table_partition_cols(self.partition_fields.clone())
             .build();
         let config = FileScanConfigBuilder::new(
-            ObjectStoreUrl::local_filesystem(),
+            self.store.clone(),
             Arc::new(ParquetSource::new(table_schema)),
         )
         .with_file_groups(

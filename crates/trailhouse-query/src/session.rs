@@ -44,6 +44,9 @@ impl Session {
             engine::runtime(options)?,
             &credentials::extensions(),
         )?;
+        if let Some((url, store)) = lake.object_store() {
+            ctx.register_object_store(url, store);
+        }
         // Before the snapshot is read (no vacuum can then delete a file it names); only for a
         // lake that exists (the lock file is not to create one).
         let reading = lake

@@ -1,0 +1,389 @@
+//! A lake in an object store (`--lake s3://bucket/prefix`): the same layout as on disk, under a
+//! key prefix.
+//!
+//! - Delta commits go through delta-rs's default log store over the bucket's client: a commit
+//!   is a PUT of `_delta_log/<version>.json` with `If-None-Match: *`, so of two writers (on two
+//!   machines) committing the same version, the store accepts one and the other retries on the
+//!   next version or reports the conflict.
+//! - Data files are written to a local staging folder (as for a local lake, with the same
+//!   Parquet writer), uploaded before the commit that names them, then removed locally.
+//! - The ingest's state (`_trailhouse/…`: the ledger's plans, the S3 cursors) is a set of small
+//!   objects, each written whole by one PUT.
+//! - The writer lock is a lease: `_trailhouse/writer.lock`, created only if absent
+//!   (`If-None-Match: *`), renewed every minute by its holder, and taken over (`If-Match` on the
+//!   stale copy's ETag, so by one process only) when it has not been renewed for
+//!   [`LEASE_STALE`]: a crashed run does not block the lake for good.
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use deltalake_core::kernel::Add;
+use futures::{StreamExt, TryStreamExt};
+use object_store::path::Path as Key;
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, UpdateVersion};
+use tokio::io::AsyncWriteExt;
+use url::Url;
+
+use crate::error::LakeError;
+
+/// A lease not renewed for this long belongs to a process that is gone.
+pub const LEASE_STALE: Duration = Duration::from_secs(10 * 60);
+/// How often a holder renews its lease.
+const LEASE_RENEW: Duration = Duration::from_secs(60);
+
+/// Where a remote lake lives and the client that reaches it.
+#[derive(Debug)]
+pub struct Remote {
+    /// `s3://bucket/prefix/` (always with the trailing `/`).
+    pub(crate) url: Url,
+    /// `s3://bucket/`: what DataFusion registers the client under.
+    pub(crate) bucket_url: Url,
+    /// The bucket's client (keys are relative to the bucket).
+    pub(crate) store: Arc<dyn ObjectStore>,
+    /// The lake's key prefix in the bucket (empty, or `a/b`).
+    prefix: String,
+    /// Where data files are written before their upload.
+    pub(crate) staging: PathBuf,
+    runtime: tokio::runtime::Handle,
+}
+
+impl Remote {
+    /// `url` is `scheme://bucket[/prefix]`; `store` the client of its bucket. Must be called
+    /// within a tokio runtime (its handle runs the requests of synchronous callers).
+    pub(crate) fn new(url: &Url, store: Arc<dyn ObjectStore>) -> Result<Self, LakeError> {
+        let bad = |why: &str| LakeError::Schema(format!("lake URL `{url}`: {why}"));
+        let bucket = url.host_str().ok_or_else(|| bad("no bucket"))?;
+        let prefix = url.path().trim_matches('/').to_string();
+        let bucket_url = Url::parse(&format!("{}://{bucket}/", url.scheme()))
+            .map_err(|e| bad(&e.to_string()))?;
+        let url = if prefix.is_empty() {
+            bucket_url.clone()
+        } else {
+            bucket_url
+                .join(&format!("{prefix}/"))
+                .map_err(|e| bad(&e.to_string()))?
+        };
+        let runtime = tokio::runtime::Handle::try_current()
+            .map_err(|e| bad(&format!("no async runtime: {e}")))?;
+        let staging =
+            std::env::temp_dir().join(format!("trailhouse-staging-{}", uuid::Uuid::new_v4()));
+        Ok(Self {
+            url,
+            bucket_url,
+            store,
+            prefix,
+            staging,
+            runtime,
+        })
+    }
+
+    /// The object key of `rel`, a path relative to the lake's root.
+    pub(crate) fn key(&self, rel: &str) -> Key {
+        if self.prefix.is_empty() {
+            Key::from(rel)
+        } else {
+            Key::from(format!("{}/{rel}", self.prefix))
+        }
+    }
+
+    /// How `rel` is named in messages: `s3://bucket/prefix/rel`.
+    pub(crate) fn name(&self, rel: &str) -> PathBuf {
+        PathBuf::from(format!("{}{rel}", self.url))
+    }
+
+    /// `rel` from a name made by [`Remote::name`].
+    pub(crate) fn relative<'a>(&self, name: &'a Path) -> Option<&'a str> {
+        name.to_str()?.strip_prefix(self.url.as_str())
+    }
+
+    fn error(&self, rel: &str, e: object_store::Error) -> LakeError {
+        LakeError::Store {
+            url: self.name(rel).display().to_string(),
+            source: Box::new(e),
+        }
+    }
+
+    /// Runs `f` to completion from synchronous code, whether or not the caller is itself on
+    /// the runtime (a thread of its own waits for it).
+    pub(crate) fn block<F>(&self, f: F) -> F::Output
+    where
+        F: Future + Send,
+        F::Output: Send,
+    {
+        std::thread::scope(|s| match s.spawn(|| self.runtime.block_on(f)).join() {
+            Ok(out) => out,
+            Err(panic) => std::panic::resume_unwind(panic),
+        })
+    }
+
+    /// The object `rel`; `None` when there is none.
+    pub(crate) async fn get(&self, rel: &str) -> Result<Option<Bytes>, LakeError> {
+        match self.store.get(&self.key(rel)).await {
+            Ok(r) => r.bytes().await.map(Some).map_err(|e| self.error(rel, e)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(self.error(rel, e)),
+        }
+    }
+
+    /// The object `rel`, which must exist.
+    pub(crate) async fn get_required(&self, rel: &str) -> Result<Bytes, LakeError> {
+        let got = self.store.get(&self.key(rel)).await;
+        match got {
+            Ok(r) => r.bytes().await.map_err(|e| self.error(rel, e)),
+            Err(e) => Err(self.error(rel, e)),
+        }
+    }
+
+    /// Uploads the staged data files of `adds` to table folder `table`, several at a time.
+    pub(crate) async fn upload_all(&self, table: &str, adds: &[Add]) -> Result<(), LakeError> {
+        futures::stream::iter(adds.iter().map(|add| {
+            let rel = format!("{table}/{}", add.path);
+            async move { self.upload(&rel).await }
+        }))
+        .buffer_unordered(8)
+        .try_collect::<Vec<()>>()
+        .await
+        .map(|_| ())
+    }
+
+    /// Writes the object `rel` whole.
+    pub(crate) async fn put(&self, rel: &str, bytes: Vec<u8>) -> Result<(), LakeError> {
+        self.store
+            .put(&self.key(rel), PutPayload::from(bytes))
+            .await
+            .map(|_| ())
+            .map_err(|e| self.error(rel, e))
+    }
+
+    pub(crate) async fn delete(&self, rel: &str) -> Result<(), LakeError> {
+        match self.store.delete(&self.key(rel)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(self.error(rel, e)),
+        }
+    }
+
+    /// The names of the objects directly under folder `rel`.
+    pub(crate) async fn list(&self, rel: &str) -> Result<Vec<String>, LakeError> {
+        let folder = self.key(rel);
+        let listed = self
+            .store
+            .list_with_delimiter(Some(&folder))
+            .await
+            .map_err(|e| self.error(rel, e))?;
+        Ok(listed
+            .objects
+            .into_iter()
+            .filter_map(|o| o.location.filename().map(str::to_string))
+            .collect())
+    }
+
+    /// Whether any object's key starts with folder `rel`.
+    pub(crate) async fn has_any(&self, rel: &str) -> Result<bool, LakeError> {
+        let folder = self.key(rel);
+        let mut listing = self.store.list(Some(&folder));
+        listing
+            .try_next()
+            .await
+            .map(|o| o.is_some())
+            .map_err(|e| self.error(rel, e))
+    }
+
+    /// Uploads the staged file `rel` (written under [`Remote::staging`]) and removes it
+    /// locally. Large files go up in parts.
+    pub(crate) async fn upload(&self, rel: &str) -> Result<(), LakeError> {
+        let local = self.staging.join(rel);
+        let io = |source| LakeError::Io {
+            path: local.clone(),
+            source,
+        };
+        let mut file = tokio::fs::File::open(&local).await.map_err(io)?;
+        let mut writer = object_store::buffered::BufWriter::with_capacity(
+            Arc::clone(&self.store),
+            self.key(rel),
+            16 << 20,
+        );
+        tokio::io::copy(&mut file, &mut writer).await.map_err(io)?;
+        writer.shutdown().await.map_err(|e| LakeError::Store {
+            url: self.name(rel).display().to_string(),
+            source: Box::new(object_store::Error::Generic {
+                store: "S3",
+                source: Box::new(e),
+            }),
+        })?;
+        drop(file);
+        tokio::fs::remove_file(&local).await.map_err(io)
+    }
+
+    /// Takes the writer's lease on `rel`, waiting up to `wait` for a live holder to let go.
+    pub(crate) async fn lease(
+        self: &Arc<Self>,
+        rel: &str,
+        wait: Duration,
+        waiting: &dyn Fn(),
+    ) -> Result<Lease, LakeError> {
+        let key = self.key(rel);
+        let deadline = std::time::Instant::now() + wait;
+        let mut told = false;
+        let holder = serde_json::json!({
+            "pid": std::process::id(),
+            "host": hostname(),
+            "since": chrono::Utc::now().to_rfc3339(),
+        })
+        .to_string();
+        loop {
+            let create = PutOptions::from(PutMode::Create);
+            let taken = match self
+                .store
+                .put_opts(&key, PutPayload::from(holder.clone()), create)
+                .await
+            {
+                Ok(r) => Some(r),
+                Err(object_store::Error::AlreadyExists { .. }) => {
+                    let meta = match self.store.head(&key).await {
+                        Ok(m) => m,
+                        // Released in between: try again at once.
+                        Err(object_store::Error::NotFound { .. }) => continue,
+                        Err(e) => return Err(self.error(rel, e)),
+                    };
+                    let age = (chrono::Utc::now() - meta.last_modified)
+                        .to_std()
+                        .unwrap_or_default();
+                    if age >= LEASE_STALE {
+                        let update = PutOptions::from(PutMode::Update(UpdateVersion {
+                            e_tag: meta.e_tag,
+                            version: meta.version,
+                        }));
+                        match self
+                            .store
+                            .put_opts(&key, PutPayload::from(holder.clone()), update)
+                            .await
+                        {
+                            Ok(r) => Some(r),
+                            Err(object_store::Error::Precondition { .. }) => None,
+                            Err(e) => return Err(self.error(rel, e)),
+                        }
+                    } else {
+                        None
+                    }
+                }
+                Err(e) => return Err(self.error(rel, e)),
+            };
+            if let Some(put) = taken {
+                let renew = tokio::spawn(renew(
+                    Arc::clone(self),
+                    key.clone(),
+                    holder.clone(),
+                    put.e_tag,
+                    put.version,
+                ));
+                return Ok(Lease {
+                    remote: Arc::clone(self),
+                    rel: rel.to_string(),
+                    renew,
+                });
+            }
+            if std::time::Instant::now() >= deadline {
+                let text = self.get(rel).await.ok().flatten().unwrap_or_default();
+                return Err(LakeError::Leased {
+                    lock: self.name(rel),
+                    holder: String::from_utf8_lossy(&text).into_owned(),
+                    stale_minutes: LEASE_STALE.as_secs() / 60,
+                });
+            }
+            if !told {
+                waiting();
+                told = true;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+}
+
+impl Drop for Remote {
+    fn drop(&mut self) {
+        // Staged files are removed as they are uploaded; their folders remain.
+        let _ = std::fs::remove_dir_all(&self.staging);
+    }
+}
+
+/// Renews a lease until it is dropped; stops if another process took it over.
+async fn renew(
+    remote: Arc<Remote>,
+    key: Key,
+    holder: String,
+    mut e_tag: Option<String>,
+    mut version: Option<String>,
+) {
+    loop {
+        tokio::time::sleep(LEASE_RENEW).await;
+        let update = PutOptions::from(PutMode::Update(UpdateVersion {
+            e_tag: e_tag.clone(),
+            version: version.clone(),
+        }));
+        match remote
+            .store
+            .put_opts(&key, PutPayload::from(holder.clone()), update)
+            .await
+        {
+            Ok(r) => (e_tag, version) = (r.e_tag, r.version),
+            Err(_) => return,
+        }
+    }
+}
+
+/// The writer's lease on a remote lake; dropping it stops its renewal and deletes it.
+#[derive(Debug)]
+pub struct Lease {
+    remote: Arc<Remote>,
+    rel: String,
+    renew: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.renew.abort();
+        // Left behind if this fails: the next writer takes it over once it is stale.
+        let _ = self.remote.block(self.remote.delete(&self.rel));
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .unwrap_or_default()
+}
+
+/// Registers delta-rs's default log store (commits by conditional PUT) for `scheme`, once.
+pub(crate) fn register_log_store(scheme: &str) {
+    use deltalake_core::logstore::{
+        LogStore, LogStoreFactory, ObjectStoreRef, StorageConfig, default_logstore,
+        logstore_factories,
+    };
+    struct Factory;
+    impl LogStoreFactory for Factory {
+        fn with_options(
+            &self,
+            prefixed_store: ObjectStoreRef,
+            root_store: ObjectStoreRef,
+            location: &Url,
+            options: &StorageConfig,
+        ) -> deltalake_core::DeltaResult<Arc<dyn LogStore>> {
+            Ok(default_logstore(
+                prefixed_store,
+                root_store,
+                location,
+                options,
+            ))
+        }
+    }
+    if let Ok(url) = Url::parse(&format!("{scheme}://")) {
+        let registry = logstore_factories();
+        if !registry.contains_key(&url) {
+            registry.insert(url, Arc::new(Factory));
+        }
+    }
+}

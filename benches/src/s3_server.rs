@@ -1,6 +1,10 @@
 //! A real S3 endpoint for tests and benchmarks: s3s-fs (buckets are the folders of a directory)
 //! served on 127.0.0.1 with signature checks, counting on the server's side what it was asked
-//! (LIST requests, the keys they returned, GETs) and refusing GETs of keys marked as denied.
+//! (LIST requests, the keys they returned, GETs, PUTs) and refusing GETs of keys marked as denied.
+//!
+//! Conditional writes (`If-None-Match: *`, `If-Match: <etag>`) are answered as S3 answers them:
+//! s3s-fs checks the condition, then writes; this server runs each conditional write alone, so
+//! the check and the write are one step, as S3's are.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,7 +28,14 @@ pub struct Counts {
     /// folder for each one: its cost, not the client's).
     pub list_micros: AtomicU64,
     pub gets: AtomicU64,
-    /// GETs of keys containing any of these fail with AccessDenied.
+    /// PUTs (whole objects and completed multipart uploads).
+    pub puts: AtomicU64,
+    /// Conditional PUTs refused because their condition failed (`412 Precondition Failed`).
+    pub refused: AtomicU64,
+    /// Keys written by a PUT that creates only if absent (`If-None-Match: *`), as
+    /// `bucket/key`.
+    pub created: Mutex<Vec<String>>,
+    /// GETs and PUTs of keys containing any of these fail with AccessDenied.
     pub denied: Mutex<Vec<String>>,
     /// Milliseconds each GET and LIST waits before it is answered (S3's first-byte latency is
     /// tens of milliseconds; a local server answers in microseconds).
@@ -56,9 +67,30 @@ impl Counts {
 struct Counting {
     fs: s3s_fs::FileSystem,
     counts: Arc<Counts>,
+    /// Held by a conditional write from its check to its write.
+    conditional: tokio::sync::Mutex<()>,
 }
 
 impl Counting {
+    fn is_denied(&self, key: &str) -> bool {
+        self.counts
+            .denied
+            .lock()
+            .expect("lock")
+            .iter()
+            .any(|d| key.contains(d.as_str()))
+    }
+
+    fn count_put<T>(&self, out: &S3Result<T>) {
+        match out {
+            Ok(_) => self.counts.puts.fetch_add(1, Ordering::SeqCst),
+            Err(e) if *e.code() == s3s::S3ErrorCode::PreconditionFailed => {
+                self.counts.refused.fetch_add(1, Ordering::SeqCst)
+            }
+            Err(_) => 0,
+        };
+    }
+
     async fn wait(&self) {
         let ms = self.counts.latency_ms.load(Ordering::Relaxed);
         if ms > 0 {
@@ -104,14 +136,7 @@ impl S3 for Counting {
     ) -> S3Result<S3Response<GetObjectOutput>> {
         self.counts.gets.fetch_add(1, Ordering::SeqCst);
         self.wait().await;
-        let denied = self
-            .counts
-            .denied
-            .lock()
-            .expect("lock")
-            .iter()
-            .any(|d| req.input.key.contains(d.as_str()));
-        if denied {
+        if self.is_denied(&req.input.key) {
             return Err(s3s::s3_error!(AccessDenied, "denied by the test"));
         }
         self.fs.get_object(req).await
@@ -122,6 +147,82 @@ impl S3 for Counting {
         req: S3Request<HeadObjectInput>,
     ) -> S3Result<S3Response<HeadObjectOutput>> {
         self.fs.head_object(req).await
+    }
+
+    async fn put_object(
+        &self,
+        req: S3Request<PutObjectInput>,
+    ) -> S3Result<S3Response<PutObjectOutput>> {
+        if self.is_denied(&req.input.key) {
+            return Err(s3s::s3_error!(AccessDenied, "denied by the test"));
+        }
+        let create = req.input.if_none_match.is_some();
+        let conditional = create || req.input.if_match.is_some();
+        let _alone = if conditional {
+            Some(self.conditional.lock().await)
+        } else {
+            None
+        };
+        let name = format!("{}/{}", req.input.bucket, req.input.key);
+        let out = self.fs.put_object(req).await;
+        self.count_put(&out);
+        if create && out.is_ok() {
+            self.counts.created.lock().expect("lock").push(name);
+        }
+        out
+    }
+
+    async fn create_multipart_upload(
+        &self,
+        req: S3Request<CreateMultipartUploadInput>,
+    ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
+        if self.is_denied(&req.input.key) {
+            return Err(s3s::s3_error!(AccessDenied, "denied by the test"));
+        }
+        self.fs.create_multipart_upload(req).await
+    }
+
+    async fn upload_part(
+        &self,
+        req: S3Request<UploadPartInput>,
+    ) -> S3Result<S3Response<UploadPartOutput>> {
+        self.fs.upload_part(req).await
+    }
+
+    async fn complete_multipart_upload(
+        &self,
+        req: S3Request<CompleteMultipartUploadInput>,
+    ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
+        let conditional = req.input.if_none_match.is_some() || req.input.if_match.is_some();
+        let _alone = if conditional {
+            Some(self.conditional.lock().await)
+        } else {
+            None
+        };
+        let out = self.fs.complete_multipart_upload(req).await;
+        self.count_put(&out);
+        out
+    }
+
+    async fn abort_multipart_upload(
+        &self,
+        req: S3Request<AbortMultipartUploadInput>,
+    ) -> S3Result<S3Response<AbortMultipartUploadOutput>> {
+        self.fs.abort_multipart_upload(req).await
+    }
+
+    async fn delete_object(
+        &self,
+        req: S3Request<DeleteObjectInput>,
+    ) -> S3Result<S3Response<DeleteObjectOutput>> {
+        self.fs.delete_object(req).await
+    }
+
+    async fn delete_objects(
+        &self,
+        req: S3Request<DeleteObjectsInput>,
+    ) -> S3Result<S3Response<DeleteObjectsOutput>> {
+        self.fs.delete_objects(req).await
     }
 
     async fn head_bucket(
@@ -148,6 +249,7 @@ impl S3Server {
         let mut builder = s3s::service::S3ServiceBuilder::new(Counting {
             fs,
             counts: Arc::clone(&counts),
+            conditional: tokio::sync::Mutex::new(()),
         });
         builder.set_auth(s3s::auth::SimpleAuth::from_single(ACCESS_KEY, SECRET_KEY));
         let service = builder.build();

@@ -1,5 +1,6 @@
-//! Other engines read our table: Python's deltalake, pyarrow and DuckDB (tests/interop/*.py).
-//! The packages are installed once into a virtualenv under the target directory.
+//! Other engines read our table: Python's deltalake, pyarrow and DuckDB (tests/interop/*.py),
+//! from a local lake and (deltalake) from a lake in S3, served on 127.0.0.1 by s3s-fs for the
+//! run. The packages are installed once into a virtualenv under the target directory.
 
 use std::path::Path;
 use std::process::Command;
@@ -48,10 +49,15 @@ fn python_deltalake_pyarrow_and_duckdb_read_the_table() {
         );
         std::fs::write(&stamp, wanted).expect("stamp");
     }
+    let s3 = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir_all(s3.path().join("interop-lake")).expect("bucket");
+    let server = trailhouse_benches::s3_server::S3Server::start(s3.path());
     let out = Command::new(&python)
         .args(["-m", "pytest", "-q", "-p", "no:cacheprovider"])
         .arg(root.join("tests/interop"))
         .env("TRAILHOUSE_BIN", env!("CARGO_BIN_EXE_trailhouse"))
+        .env("TRAILHOUSE_TEST_S3_LAKE", "s3://interop-lake/trail")
+        .envs(server.env())
         .output()
         .expect("pytest");
     let text = String::from_utf8_lossy(&out.stdout);
@@ -60,5 +66,5 @@ fn python_deltalake_pyarrow_and_duckdb_read_the_table() {
         "{text}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(text.contains("3 passed"), "{text}");
+    assert!(text.contains("4 passed"), "{text}");
 }

@@ -7,5 +7,6 @@ mod interop;
 mod query;
 mod report;
 mod s3;
+mod s3_lake;
 mod saved;
 mod support;

@@ -28,7 +28,7 @@ fn remove_broken(dir: &Path) {
 
 /// A bucket holding the sample trail (an organization trail: accounts, regions, digests, and a
 /// truncated file).
-fn sample_bucket() -> (tempfile::TempDir, S3Server, usize) {
+pub fn sample_bucket() -> (tempfile::TempDir, S3Server, usize) {
     let dir = tempfile::tempdir().expect("tempdir");
     let bucket = dir.path().join("s3/trail-bucket");
     copy_tree(

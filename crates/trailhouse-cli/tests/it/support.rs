@@ -127,7 +127,12 @@ pub fn event(id: &str, time: &str, name: &str, region: &str) -> serde_json::Valu
 
 /// Every exported record, parsed, sorted by its canonical text (order-insensitive comparison).
 pub fn export_sorted(lake: &Path) -> Vec<String> {
-    let r = trailhouse(lake, &["export", "--format", "ndjson"]);
+    export_sorted_env(lake, &[])
+}
+
+/// [`export_sorted`] with `env` set (a lake in S3: the endpoint and keys).
+pub fn export_sorted_env(lake: &Path, env: &[(&str, String)]) -> Vec<String> {
+    let r = trailhouse_env(lake, &["export", "--format", "ndjson"], env);
     assert_eq!(r.code, Some(0), "export failed: {}", r.stderr);
     let mut v: Vec<String> = r
         .stdout

@@ -189,6 +189,13 @@ pub struct IngestArgs {
     #[arg(long, value_name = "DATE", value_parser = parse_day)]
     pub since: Option<chrono::NaiveDate>,
 
+    /// Ingest only this share of the sources, split by account and region (K of N, e.g. 2/4):
+    /// N runs with 1/N … N/N, on one machine or several, fill one lake at once and give the
+    /// table one run would. Each shard keeps its own progress; files outside CloudTrail's
+    /// layout are read by shard 1.
+    #[arg(long, value_name = "K/N")]
+    pub shard: Option<trailhouse_ingest::shard::Shard>,
+
     /// S3 requests (GET, LIST) in flight at once: S3 answers each in tens of milliseconds, so
     /// throughput comes from many at a time (measured at 20 ms a request: 10,000 objects in
     /// 71 s with 8, 11 s with 64, 3.4 s with 256, 2.6 s with 512).

@@ -44,6 +44,7 @@ pub async fn run(
 ) -> anyhow::Result<ExitCode> {
     let mut opts = Options::new(lake.clone(), args.sources);
     opts.since = args.since;
+    opts.shard = args.shard;
     opts.s3.endpoint = s3_endpoint;
     opts.s3.requests = args.s3_requests.max(1);
     opts.jobs = args.jobs;

@@ -3,6 +3,8 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
+use trailhouse_ingest::ledger::Ledger;
+use trailhouse_ingest::shard::Writer;
 use trailhouse_lake::Lake;
 
 use crate::cli::{CheckArgs, CompactArgs, VacuumArgs};
@@ -69,18 +71,19 @@ pub async fn check(lake: &Lake, args: CheckArgs) -> anyhow::Result<ExitCode> {
     let mut reread = Vec::new();
     if args.repair && !found.damaged.is_empty() {
         lake.remove_damaged(&found.damaged).await?;
-        let mut batches: Vec<i64> = found.damaged.iter().filter_map(|d| d.batch).collect();
+        // Each batch is in the ledger of the writer (the ingest, or a shard) that committed it.
+        let mut batches: Vec<(String, i64)> = found
+            .damaged
+            .iter()
+            .filter_map(|d| {
+                let writer = Writer::of_app_id(d.writer.as_deref()?)?;
+                Some((writer.ledger(), d.batch?))
+            })
+            .collect();
         batches.sort_unstable();
         batches.dedup();
-        for b in batches {
-            reread.extend(
-                trailhouse_ingest::ledger::Ledger::read_again(
-                    &lake.state(),
-                    trailhouse_ingest::pipeline::LEDGER,
-                    b,
-                )
-                .await?,
-            );
+        for (ledger, b) in batches {
+            reread.extend(Ledger::read_again(&lake.state(), &ledger, b).await?);
         }
         eprintln!(
             "removed {} damaged files from the table; the next ingest of their sources reads {} \

@@ -41,6 +41,18 @@ impl SourceFile {
         None
     }
 
+    /// The account and region folders of a CloudTrail key
+    /// (`…/<account>/CloudTrail/<region>/…`), if any.
+    pub fn account_region(&self) -> Option<(String, String)> {
+        let segments: Vec<String> = self
+            .path
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned())
+            .collect();
+        let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
+        crate::shard::account_region(&segments).map(|(a, r)| (a.to_string(), r.to_string()))
+    }
+
     /// The delivery date folders of a CloudTrail key (`…/<region>/YYYY/MM/DD/…`), as `YYYYMMDD`.
     pub fn key_date(&self) -> Option<String> {
         let parts: Vec<String> = self

@@ -17,6 +17,7 @@ pub mod partition;
 pub mod pipeline;
 pub mod report;
 pub mod s3;
+pub mod shard;
 pub mod write;
 
 pub use error::{FileError, IngestError};

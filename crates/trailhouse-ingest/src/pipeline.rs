@@ -24,14 +24,11 @@ use crate::parse::{self, Parsed, RecordText};
 use crate::partition::{DedupIndex, FileRows, partition};
 use crate::report::{Failure, Report};
 use crate::s3::{Buckets, Cursors, S3Options, S3Url, is_s3};
+use crate::shard::{Shard, Writer};
 use crate::write::write_partition;
 
 /// The `txn` application id of trailhouse's ingest in the Delta log.
 pub const APP_ID: &str = "trailhouse-ingest";
-/// The state folder of the ledger's plans.
-pub const LEDGER: &str = "ledger";
-/// The state file of the S3 cursors.
-const CURSORS: &str = "s3-cursors.json";
 
 /// What to ingest and within which limits.
 #[derive(Debug, Clone)]
@@ -42,6 +39,8 @@ pub struct Options {
     pub sources: Vec<PathBuf>,
     /// How S3 sources are reached.
     pub s3: S3Options,
+    /// Only this shard of the sources (by account and region); see [`crate::shard`].
+    pub shard: Option<Shard>,
     /// Only files delivered on this day or later (CloudTrail's `YYYY/MM/DD` key folders; files
     /// outside the layout are read whatever their date).
     pub since: Option<chrono::NaiveDate>,
@@ -70,6 +69,7 @@ impl Options {
             lake,
             sources,
             s3: S3Options::default(),
+            shard: None,
             since: None,
             jobs: 0,
             io_threads: 16,
@@ -161,14 +161,23 @@ struct ChunkOutput {
 pub async fn ingest(opts: &Options, progress: &dyn Progress) -> Result<Report, IngestError> {
     let started = Instant::now();
     let lake = opts.lake.clone();
-    let _lock = lake
-        .lock_for_writing_within(opts.wait, &|| progress.waiting())
-        .await?;
+    let writer = Writer::new(opts.shard);
+    let app_id = writer.app_id();
+    let _lock = match writer.shard() {
+        Some(shard) => {
+            lake.lock_shard_for_writing(shard, opts.wait, &|| progress.waiting())
+                .await?
+        }
+        None => {
+            lake.lock_for_writing_within(opts.wait, &|| progress.waiting())
+                .await?
+        }
+    };
     let mut main = lake.open_or_create(TableKind::CloudTrail).await?;
     let mut quarantine = lake.open_or_create(TableKind::Quarantine).await?;
-    let committed = lake.committed_seq(&main, APP_ID).await?;
+    let committed = lake.committed_seq(&main, &app_id).await?;
     let state = lake.state();
-    let mut ledger = Ledger::load(&state, LEDGER, committed).await?;
+    let mut ledger = Ledger::load(&state, &writer.ledger(), committed).await?;
     let (remote, local): (Vec<PathBuf>, Vec<PathBuf>) =
         opts.sources.iter().cloned().partition(|s| is_s3(s));
     let buckets = if remote.is_empty() {
@@ -186,16 +195,22 @@ pub async fn ingest(opts: &Options, progress: &dyn Progress) -> Result<Report, I
     let mut cursors = Cursors::default();
     let mut listings = Vec::new();
     if let Some(buckets) = &buckets {
-        cursors = Cursors::load(&state, CURSORS).await?;
+        cursors = Cursors::load(&state, &writer.cursors()).await?;
         for source in &remote {
             let mut listing = buckets
-                .list(&S3Url::parse(source)?, &cursors, opts.since)
+                .list(&S3Url::parse(source)?, &cursors, opts.since, opts.shard)
                 .await?;
             discovered.files.append(&mut listing.files);
             discovered.unreadable.append(&mut listing.unreadable);
             listings.push(listing);
         }
         in_reading_order(&mut discovered.files);
+    }
+    if let Some(shard) = opts.shard {
+        discovered.files.retain(|f| {
+            let at = f.account_region();
+            shard.holds(at.as_ref().map(|(a, r)| (a.as_str(), r.as_str())))
+        });
     }
     if let Some(since) = opts.since {
         let since = since.format("%Y%m%d").to_string();
@@ -293,6 +308,7 @@ pub async fn ingest(opts: &Options, progress: &dyn Progress) -> Result<Report, I
     let known_quarantine = lake.quarantined_from(&quarantine, &retried)?;
     let mut ctx = BatchContext {
         lake: &lake,
+        app_id: &app_id,
         opts,
         pool: &pool,
         progress,
@@ -331,7 +347,7 @@ pub async fn ingest(opts: &Options, progress: &dyn Progress) -> Result<Report, I
         for listing in &listings {
             cursors.advance(listing, |key| ledger.is_ingested(std::path::Path::new(key)));
         }
-        cursors.save(&state, CURSORS).await?;
+        cursors.save(&state, &writer.cursors()).await?;
     }
     if let Some(b) = &buckets {
         report.s3_list_requests = b.lists.load(Ordering::Relaxed);
@@ -345,6 +361,8 @@ pub async fn ingest(opts: &Options, progress: &dyn Progress) -> Result<Report, I
 
 struct BatchContext<'a> {
     lake: &'a Lake,
+    /// The `txn` application id of this writer's commits.
+    app_id: &'a str,
     opts: &'a Options,
     pool: &'a rayon::ThreadPool,
     progress: &'a dyn Progress,
@@ -524,7 +542,7 @@ impl BatchContext<'_> {
         let written: usize = parts.iter().map(|p| p.rows).sum();
         self.report.records_written += written as u64;
         let t = Instant::now();
-        let quarantine_done = self.lake.committed_seq(quarantine, APP_ID).await? >= seq;
+        let quarantine_done = self.lake.committed_seq(quarantine, self.app_id).await? >= seq;
         let quarantine_add = if qrows.is_empty() || quarantine_done {
             None
         } else {
@@ -543,7 +561,7 @@ impl BatchContext<'_> {
                     quarantine,
                     TableKind::Quarantine,
                     vec![add],
-                    APP_ID,
+                    self.app_id,
                     seq,
                     meta,
                 )
@@ -558,7 +576,7 @@ impl BatchContext<'_> {
             .collect();
         let adds = parts.into_iter().map(|p| p.output).collect();
         self.lake
-            .commit(main, TableKind::CloudTrail, adds, APP_ID, seq, meta)
+            .commit(main, TableKind::CloudTrail, adds, self.app_id, seq, meta)
             .await?;
         self.fail_at(FailPoint::AfterCommit(seq));
         self.report.stage_seconds.commit += t.elapsed().as_secs_f64();

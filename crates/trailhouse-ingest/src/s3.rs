@@ -28,6 +28,7 @@ use trailhouse_lake::State;
 use crate::discover::SourceFile;
 use crate::error::{FileError, IngestError};
 use crate::fetch::Stored;
+use crate::shard::{Shard, account_region};
 
 /// How far before the last key seen a region folder is listed again: an upload that started
 /// before the last run listed the folder and finished after it has a name (its delivery time)
@@ -166,12 +167,14 @@ impl Buckets {
     }
 
     /// Lists the objects under `url` (see the module documentation), starting each region
-    /// folder from its cursor in `cursors`, and no earlier than `since`'s delivery day.
+    /// folder from its cursor in `cursors`, and no earlier than `since`'s delivery day; only the
+    /// region folders of `shard`, when given.
     pub async fn list(
         &self,
         url: &S3Url,
         cursors: &Cursors,
         since: Option<NaiveDate>,
+        shard: Option<Shard>,
     ) -> Result<Listing, IngestError> {
         let store = self
             .store(&url.bucket)
@@ -226,6 +229,13 @@ impl Buckets {
                     }
                 }
             }
+        }
+        // Region folders of other shards are not listed at all.
+        if let Some(shard) = shard {
+            regions.retain(|folder| {
+                let segments: Vec<&str> = folder.trim_matches('/').split('/').collect();
+                shard.holds(account_region(&segments))
+            });
         }
         let scans = regions
             .into_iter()

@@ -29,6 +29,8 @@ pub struct Damaged {
     pub problem: String,
     /// The ingest batch (the `txn` version of the commit that added the file), if known.
     pub batch: Option<i64>,
+    /// The writer of that batch (the `txn` application id: the ingest, or one of its shards).
+    pub writer: Option<String>,
 }
 
 /// What a check found.
@@ -87,6 +89,7 @@ impl Lake {
                         path: path.clone(),
                         problem,
                         batch: None,
+                        writer: None,
                     }),
                 }
             }
@@ -94,7 +97,10 @@ impl Lake {
             if !damaged.is_empty() {
                 let batches = self.batches_adding(kind)?;
                 for d in &mut damaged {
-                    d.batch = batches.get(&d.path).copied();
+                    if let Some((writer, batch)) = batches.get(&d.path) {
+                        d.batch = Some(*batch);
+                        d.writer = Some(writer.clone());
+                    }
                 }
             }
             out.damaged.extend(damaged);
@@ -139,9 +145,10 @@ impl Lake {
         Ok(())
     }
 
-    /// For each data file added by an ingest commit still in the log: the batch (`txn` version)
-    /// of that commit. Paths as the snapshot gives them (decoded).
-    fn batches_adding(&self, kind: TableKind) -> Result<HashMap<String, i64>, LakeError> {
+    /// For each data file added by an ingest commit still in the log: the writer and batch
+    /// (`txn` application id and version) of that commit. Paths as the snapshot gives them
+    /// (decoded).
+    fn batches_adding(&self, kind: TableKind) -> Result<HashMap<String, (String, i64)>, LakeError> {
         let log = self.table_dir(kind).join("_delta_log");
         let io = |source| LakeError::Io {
             path: log.clone(),
@@ -160,13 +167,16 @@ impl Lake {
                 .lines()
                 .filter_map(|l| serde_json::from_str(l).ok())
                 .collect();
-            let Some(batch) = actions.iter().find_map(|a| a["txn"]["version"].as_i64()) else {
+            let Some(batch) = actions.iter().find_map(|a| {
+                let txn = &a["txn"];
+                Some((txn["appId"].as_str()?.to_string(), txn["version"].as_i64()?))
+            }) else {
                 continue;
             };
             for a in &actions {
                 if let Some(p) = a["add"]["path"].as_str() {
                     let decoded = percent_encoding::percent_decode_str(p).decode_utf8_lossy();
-                    out.insert(decoded.into_owned(), batch);
+                    out.insert(decoded.into_owned(), batch.clone());
                 }
             }
         }

@@ -217,14 +217,18 @@ impl Remote {
         tokio::fs::remove_file(&local).await.map_err(io)
     }
 
-    /// Takes the writer's lease on `rel`, waiting up to `wait` for a live holder to let go.
+    /// Takes the lease `name` (a file of `_trailhouse/`), waiting up to `wait` for a live
+    /// holder to let go. A lease is refused while another live lease whose name `conflicts`
+    /// says clashes with it is held: each side takes its own, then looks for the other, and
+    /// gives its own back if it finds one (so of two racing, neither or one goes on).
     pub(crate) async fn lease(
         self: &Arc<Self>,
-        rel: &str,
+        name: &str,
+        conflicts: &dyn Fn(&str) -> bool,
         wait: Duration,
         waiting: &dyn Fn(),
     ) -> Result<Lease, LakeError> {
-        let key = self.key(rel);
+        let rel = format!("{STATE}/{name}");
         let deadline = std::time::Instant::now() + wait;
         let mut told = false;
         let holder = serde_json::json!({
@@ -234,61 +238,33 @@ impl Remote {
         })
         .to_string();
         loop {
-            let create = PutOptions::from(PutMode::Create);
-            let taken = match self
-                .store
-                .put_opts(&key, PutPayload::from(holder.clone()), create)
-                .await
-            {
-                Ok(r) => Some(r),
-                Err(object_store::Error::AlreadyExists { .. }) => {
-                    let meta = match self.store.head(&key).await {
-                        Ok(m) => m,
-                        // Released in between: try again at once.
-                        Err(object_store::Error::NotFound { .. }) => continue,
-                        Err(e) => return Err(self.error(rel, e)),
-                    };
-                    let age = (chrono::Utc::now() - meta.last_modified)
-                        .to_std()
-                        .unwrap_or_default();
-                    if age >= LEASE_STALE {
-                        let update = PutOptions::from(PutMode::Update(UpdateVersion {
-                            e_tag: meta.e_tag,
-                            version: meta.version,
-                        }));
-                        match self
-                            .store
-                            .put_opts(&key, PutPayload::from(holder.clone()), update)
-                            .await
-                        {
-                            Ok(r) => Some(r),
-                            Err(object_store::Error::Precondition { .. }) => None,
-                            Err(e) => return Err(self.error(rel, e)),
-                        }
-                    } else {
-                        None
+            let busy = match self.try_lease(&rel, &holder).await? {
+                Some(put) => match self.live_lease(name, conflicts).await? {
+                    None => {
+                        let renew = tokio::spawn(renew(
+                            Arc::clone(self),
+                            self.key(&rel),
+                            holder.clone(),
+                            put.e_tag,
+                            put.version,
+                        ));
+                        return Ok(Lease {
+                            remote: Arc::clone(self),
+                            rel,
+                            renew,
+                        });
                     }
-                }
-                Err(e) => return Err(self.error(rel, e)),
+                    Some(other) => {
+                        self.delete(&rel).await?;
+                        other
+                    }
+                },
+                None => rel.clone(),
             };
-            if let Some(put) = taken {
-                let renew = tokio::spawn(renew(
-                    Arc::clone(self),
-                    key.clone(),
-                    holder.clone(),
-                    put.e_tag,
-                    put.version,
-                ));
-                return Ok(Lease {
-                    remote: Arc::clone(self),
-                    rel: rel.to_string(),
-                    renew,
-                });
-            }
             if std::time::Instant::now() >= deadline {
-                let text = self.get(rel).await.ok().flatten().unwrap_or_default();
+                let text = self.get(&busy).await.ok().flatten().unwrap_or_default();
                 return Err(LakeError::Leased {
-                    lock: self.name(rel),
+                    lock: self.name(&busy),
                     holder: String::from_utf8_lossy(&text).into_owned(),
                     stale_minutes: LEASE_STALE.as_secs() / 60,
                 });
@@ -297,9 +273,76 @@ impl Remote {
                 waiting();
                 told = true;
             }
-            tokio::time::sleep(Duration::from_millis(500)).await;
+            // Two writers that found each other back off for different times.
+            let jitter = u64::from(uuid::Uuid::new_v4().as_bytes()[0]) * 2;
+            tokio::time::sleep(Duration::from_millis(300 + jitter)).await;
         }
     }
+
+    /// Creates the lease object `rel`, or takes it over when its holder stopped renewing it;
+    /// `None` while a live holder has it.
+    async fn try_lease(
+        &self,
+        rel: &str,
+        holder: &str,
+    ) -> Result<Option<object_store::PutResult>, LakeError> {
+        let key = self.key(rel);
+        let payload = || PutPayload::from(holder.to_string());
+        loop {
+            let create = PutOptions::from(PutMode::Create);
+            match self.store.put_opts(&key, payload(), create).await {
+                Ok(r) => return Ok(Some(r)),
+                Err(object_store::Error::AlreadyExists { .. }) => {}
+                Err(e) => return Err(self.error(rel, e)),
+            }
+            let meta = match self.store.head(&key).await {
+                Ok(m) => m,
+                // Released in between: try again at once.
+                Err(object_store::Error::NotFound { .. }) => continue,
+                Err(e) => return Err(self.error(rel, e)),
+            };
+            if !is_stale(&meta) {
+                return Ok(None);
+            }
+            let update = PutOptions::from(PutMode::Update(UpdateVersion {
+                e_tag: meta.e_tag,
+                version: meta.version,
+            }));
+            return match self.store.put_opts(&key, payload(), update).await {
+                Ok(r) => Ok(Some(r)),
+                // Another process took it over first.
+                Err(object_store::Error::Precondition { .. }) => Ok(None),
+                Err(e) => Err(self.error(rel, e)),
+            };
+        }
+    }
+
+    /// A live lease of `_trailhouse/` other than `own` whose name `conflicts` with it.
+    async fn live_lease(
+        &self,
+        own: &str,
+        conflicts: &dyn Fn(&str) -> bool,
+    ) -> Result<Option<String>, LakeError> {
+        let folder = self.key(STATE);
+        let listed = self
+            .store
+            .list_with_delimiter(Some(&folder))
+            .await
+            .map_err(|e| self.error(STATE, e))?;
+        Ok(listed.objects.into_iter().find_map(|o| {
+            let name = o.location.filename()?;
+            (name != own && conflicts(name) && !is_stale(&o)).then(|| format!("{STATE}/{name}"))
+        }))
+    }
+}
+
+const STATE: &str = "_trailhouse";
+
+/// Whether a lease object was last renewed longer ago than a lease lives.
+fn is_stale(meta: &object_store::ObjectMeta) -> bool {
+    (chrono::Utc::now() - meta.last_modified)
+        .to_std()
+        .is_ok_and(|age| age >= LEASE_STALE)
 }
 
 impl Drop for Remote {

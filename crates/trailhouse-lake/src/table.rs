@@ -28,8 +28,14 @@ use crate::error::LakeError;
 use crate::remote::{Lease, Remote};
 use crate::schema;
 
-/// Held by the one process writing the lake (ingest, compact, vacuum, check --repair).
+/// Held by the one process writing the lake (ingest, compact, vacuum, check --repair); shared
+/// by the shards of a sharded ingest, each of which also holds its own ([`shard_lock`]).
 const WRITER_LOCK: &str = "writer.lock";
+
+/// The lock of one shard of a sharded ingest.
+fn shard_lock(shard: &str) -> String {
+    format!("writer.{shard}.lock")
+}
 /// Held shared by every process reading the lake; exclusively by a vacuum that may delete what
 /// they read.
 const READERS_LOCK: &str = "readers.lock";
@@ -95,8 +101,8 @@ pub struct ReaderLock {
 /// Held while an ingest writes; dropping it releases the lock.
 #[derive(Debug)]
 pub enum WriterLock {
-    /// A lock on a file of a local lake (released by the system if the process dies).
-    File(File),
+    /// Locks on files of a local lake (released by the system if the process dies).
+    File(Vec<File>),
     /// The lease of a lake in S3.
     Lease(Lease),
 }
@@ -172,25 +178,60 @@ impl Lake {
             .await
     }
 
-    /// Takes the single-writer lock, waiting up to `wait` for another writer to finish;
-    /// `waiting` is called once if it must wait.
+    /// Takes the single-writer lock, waiting up to `wait` for another writer (or any shard of
+    /// a sharded ingest) to finish; `waiting` is called once if it must wait.
     pub async fn lock_for_writing_within(
         &self,
         wait: std::time::Duration,
         waiting: &dyn Fn(),
     ) -> Result<WriterLock, LakeError> {
+        self.lock_as(None, wait, waiting).await
+    }
+
+    /// Takes the lock of shard `shard` of a sharded ingest: shards write at once, each alone
+    /// with its name, none beside the single writer of [`Lake::lock_for_writing_within`].
+    pub async fn lock_shard_for_writing(
+        &self,
+        shard: &str,
+        wait: std::time::Duration,
+        waiting: &dyn Fn(),
+    ) -> Result<WriterLock, LakeError> {
+        self.lock_as(Some(shard), wait, waiting).await
+    }
+
+    async fn lock_as(
+        &self,
+        shard: Option<&str>,
+        wait: std::time::Duration,
+        waiting: &dyn Fn(),
+    ) -> Result<WriterLock, LakeError> {
+        let own = shard.map_or_else(|| WRITER_LOCK.to_string(), shard_lock);
         if let Some(remote) = &self.remote {
-            let lease = remote
-                .lease(&format!("_trailhouse/{WRITER_LOCK}"), wait, waiting)
-                .await?;
+            let conflicts = |name: &str| match shard {
+                None => name.starts_with("writer.") && name.ends_with(".lock"),
+                Some(_) => name == WRITER_LOCK,
+            };
+            let lease = remote.lease(&own, &conflicts, wait, waiting).await?;
             return Ok(WriterLock::Lease(lease));
         }
-        let (file, path) = self.lock_file(WRITER_LOCK)?;
+        // Locally: the single writer holds `writer.lock` exclusively; each shard holds its own
+        // file exclusively and `writer.lock` shared.
+        let mut files = vec![self.lock_file(&own)?];
+        if shard.is_some() {
+            files.push(self.lock_file(WRITER_LOCK)?);
+        }
         let deadline = std::time::Instant::now() + wait;
         let mut told = false;
-        loop {
-            match file.try_lock() {
-                Ok(()) => return Ok(WriterLock::File(file)),
+        let mut held = 0;
+        while held < files.len() {
+            let (file, path) = &files[held];
+            let tried = if held == 0 {
+                file.try_lock()
+            } else {
+                file.try_lock_shared()
+            };
+            match tried {
+                Ok(()) => held += 1,
                 Err(fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
                     if !told {
                         waiting();
@@ -202,10 +243,16 @@ impl Lake {
                     return Err(LakeError::Locked(self.root.clone()));
                 }
                 Err(fs::TryLockError::Error(source)) => {
-                    return Err(LakeError::Io { path, source });
+                    return Err(LakeError::Io {
+                        path: path.clone(),
+                        source,
+                    });
                 }
             }
         }
+        Ok(WriterLock::File(
+            files.into_iter().map(|(f, _)| f).collect(),
+        ))
     }
 
     /// Marks this process as reading the lake until the lock is dropped (many readers at once).
@@ -440,6 +487,9 @@ impl Lake {
                 Some(crate::datafile::STATS_COLUMNS.join(",")),
             );
         }
+        // Never retried on a later version: a second creation there would replace the first's
+        // metadata (another table id) under the rows it has committed since.
+        let create = create.with_commit_properties(CommitProperties::default().with_max_retries(0));
         match create.with_save_mode(SaveMode::Ignore).await {
             Ok(table) => Ok(table),
             // Another writer created it first (its version 0 was committed before ours).

@@ -37,6 +37,9 @@ pub struct Counts {
     pub created: Mutex<Vec<String>>,
     /// GETs and PUTs of keys containing any of these fail with AccessDenied.
     pub denied: Mutex<Vec<String>>,
+    /// Objects whose key contains any of these are deleted when a GET asks for them (as if
+    /// removed between a LIST and the GET): the GET finds no such key.
+    pub vanishing: Mutex<Vec<String>>,
     /// Milliseconds each GET and LIST waits before it is answered (S3's first-byte latency is
     /// tens of milliseconds; a local server answers in microseconds).
     pub latency_ms: AtomicU64,
@@ -59,6 +62,10 @@ impl Counts {
         self.denied.lock().expect("lock").push(part.to_string());
     }
 
+    pub fn vanish(&self, part: &str) {
+        self.vanishing.lock().expect("lock").push(part.to_string());
+    }
+
     pub fn allow_all(&self) {
         self.denied.lock().expect("lock").clear();
     }
@@ -66,6 +73,8 @@ impl Counts {
 
 struct Counting {
     fs: s3s_fs::FileSystem,
+    /// The folder whose sub-folders are the buckets.
+    root: std::path::PathBuf,
     counts: Arc<Counts>,
     /// Held by a conditional write from its check to its write.
     conditional: tokio::sync::Mutex<()>,
@@ -138,6 +147,17 @@ impl S3 for Counting {
         self.wait().await;
         if self.is_denied(&req.input.key) {
             return Err(s3s::s3_error!(AccessDenied, "denied by the test"));
+        }
+        let vanishes = self
+            .counts
+            .vanishing
+            .lock()
+            .expect("lock")
+            .iter()
+            .any(|v| req.input.key.contains(v.as_str()));
+        if vanishes {
+            let path = self.root.join(&req.input.bucket).join(&req.input.key);
+            let _ = std::fs::remove_file(path);
         }
         self.fs.get_object(req).await
     }
@@ -248,6 +268,7 @@ impl S3Server {
         let fs = s3s_fs::FileSystem::new(root).expect("s3s-fs root");
         let mut builder = s3s::service::S3ServiceBuilder::new(Counting {
             fs,
+            root: root.to_path_buf(),
             counts: Arc::clone(&counts),
             conditional: tokio::sync::Mutex::new(()),
         });

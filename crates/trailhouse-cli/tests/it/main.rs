@@ -9,4 +9,5 @@ mod report;
 mod s3;
 mod s3_lake;
 mod saved;
+mod shard;
 mod support;

@@ -352,3 +352,65 @@ fn the_corpus_and_sample_trail_in_a_bucket_read_as_they_do_on_disk() {
     );
     assert_eq!(outside, 0);
 }
+
+#[test]
+fn an_object_removed_between_list_and_get_fails_alone_and_a_rerun_loads_it_once_back() {
+    let (dir, server, trail_files) = sample_bucket();
+    remove_broken(dir.path());
+    let local = dir.path().join("local-lake");
+    let sample = dir.path().join("s3/trail-bucket");
+    let (_, whole) = ingest_json(&local, &[&sample], &[]);
+
+    // Listed, then gone when its GET arrives.
+    let victim = files_under(&sample)
+        .into_iter()
+        .find(|p| p.to_string_lossy().contains("/eu-west-1/"))
+        .expect("an eu-west-1 delivery");
+    let kept = std::fs::read(&victim).expect("read");
+    let name = victim
+        .file_name()
+        .expect("name")
+        .to_string_lossy()
+        .into_owned();
+    server.counts.vanish(&name);
+    let lake = dir.path().join("lake");
+    let (run, r) = ingest_s3(&server, &lake, &["s3://trail-bucket"]);
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    assert_eq!(r["files_failed"], 1, "{r}");
+    assert_eq!(
+        r["files_loaded"].as_u64(),
+        Some(trail_files as u64 - 2),
+        "{r}"
+    );
+    let failure = &r["failures"][0];
+    assert!(
+        failure["file"]
+            .as_str()
+            .is_some_and(|f| f.starts_with("s3://trail-bucket/") && f.ends_with(&name)),
+        "{failure}"
+    );
+    assert!(
+        failure["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("failed to fetch")),
+        "{failure}"
+    );
+    assert!(
+        count(&lake, "SELECT count(*) FROM cloudtrail") > 0,
+        "the other objects are committed"
+    );
+
+    // Uploaded again: the next run reads it (and only it); the table is the whole trail's.
+    server.counts.vanishing.lock().expect("lock").clear();
+    std::fs::write(&victim, kept).expect("restore");
+    server.counts.take();
+    let (run, r) = ingest_s3(&server, &lake, &["s3://trail-bucket"]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert_eq!(r["files_loaded"], 1, "{r}");
+    assert_eq!(server.counts.take().2, 1, "one GET");
+    assert_eq!(
+        count(&lake, "SELECT count(*) FROM cloudtrail"),
+        whole["records_written"].as_u64().unwrap_or_default()
+    );
+    assert_eq!(export_sorted(&lake), export_sorted(&local));
+}

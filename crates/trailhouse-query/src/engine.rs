@@ -82,6 +82,23 @@ pub fn config() -> Result<SessionConfig, QueryError> {
     Ok(config)
 }
 
+/// Scans in flight for a lake in an object store: each waits tens of milliseconds for every
+/// range it reads, so throughput comes from many files read at once, not from the cores
+/// (measured on a 2M-event lake served with 20 ms a request: 5.9 s with 2, 1.15 s with 16, 0.66 s
+/// with 64).
+pub const REMOTE_PARTITIONS: usize = 64;
+
+/// [`config`] for a lake in an object store (`remote`): more scans in flight, unless
+/// `DATAFUSION_EXECUTION_TARGET_PARTITIONS` says otherwise.
+pub fn config_for(remote: bool) -> Result<SessionConfig, QueryError> {
+    let config = config()?;
+    if remote && std::env::var_os("DATAFUSION_EXECUTION_TARGET_PARTITIONS").is_none() {
+        let partitions = config.target_partitions().max(REMOTE_PARTITIONS);
+        return Ok(config.with_target_partitions(partitions));
+    }
+    Ok(config)
+}
+
 /// The runtime: one fair memory pool of `options.memory` bytes (spilling to the system's
 /// temporary directory) and the metadata cache.
 pub fn runtime(options: EngineOptions) -> Result<Arc<RuntimeEnv>, QueryError> {

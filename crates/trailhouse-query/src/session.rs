@@ -40,7 +40,7 @@ impl Session {
     /// Opens the lake's tables for reading, the engine set up by `options`.
     pub async fn open_with(lake: &Lake, options: EngineOptions) -> Result<Self, QueryError> {
         let ctx = engine::context(
-            engine::config()?,
+            engine::config_for(lake.object_store().is_some())?,
             engine::runtime(options)?,
             &credentials::extensions(),
         )?;

@@ -4,6 +4,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use trailhouse_ingest::ledger::Ledger;
+use trailhouse_ingest::s3::{Cursors, is_s3};
 use trailhouse_ingest::shard::Writer;
 use trailhouse_lake::Lake;
 
@@ -72,18 +73,28 @@ pub async fn check(lake: &Lake, args: CheckArgs) -> anyhow::Result<ExitCode> {
     if args.repair && !found.damaged.is_empty() {
         lake.remove_damaged(&found.damaged).await?;
         // Each batch is in the ledger of the writer (the ingest, or a shard) that committed it.
-        let mut batches: Vec<(String, i64)> = found
+        let mut batches: Vec<(Writer, i64)> = found
             .damaged
             .iter()
             .filter_map(|d| {
                 let writer = Writer::of_app_id(d.writer.as_deref()?)?;
-                Some((writer.ledger(), d.batch?))
+                Some((writer, d.batch?))
             })
             .collect();
         batches.sort_unstable();
         batches.dedup();
-        for (ledger, b) in batches {
-            reread.extend(Ledger::read_again(&lake.state(), &ledger, b).await?);
+        let state = lake.state();
+        for (writer, b) in batches {
+            let again = Ledger::read_again(&state, &writer.ledger(), b).await?;
+            // S3 objects are listed only past their folder's cursor: move it back to them.
+            if again.iter().any(|p| is_s3(p)) {
+                let mut cursors = Cursors::load(&state, &writer.cursors()).await?;
+                for path in &again {
+                    cursors.rewind(path);
+                }
+                cursors.save(&state, &writer.cursors()).await?;
+            }
+            reread.extend(again);
         }
         eprintln!(
             "removed {} damaged files from the table; the next ingest of their sources reads {} \

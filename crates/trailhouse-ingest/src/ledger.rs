@@ -5,6 +5,13 @@
 //! batch's Delta commit carries the marker `txn(appId, n)`, so the table itself says which plans
 //! took effect: those up to the table's marker. A plan one past the marker belongs to a run that
 //! stopped before its commit and is replayed exactly; nothing else is trusted.
+//!
+//! A run loads the last checkpoint (`checkpoint.json`: the ledger up to a batch, in one file)
+//! and the plans after it, not every plan ever written: every [`CHECKPOINT_EVERY`] plans, a run
+//! writes a new one. Files an S3 run can never list again (keys before their region folder's
+//! cursor, less its overlap) are left out of it, so the ledger of a bucket read every few
+//! minutes for years stays the size of the overlap; local files stay (every run lists them).
+//! The plans stay too: `check --repair` reads one to have its files read again.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -24,11 +31,28 @@ pub struct Plan {
     pub failed: Vec<PathBuf>,
 }
 
+/// The ledger up to batch `seq`, in one file.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct Checkpoint {
+    seq: i64,
+    /// Files ingested (path, size, time, ETag).
+    files: Vec<SourceFile>,
+    #[serde(with = "crate::discover::os_path::list")]
+    retried: Vec<PathBuf>,
+}
+
+const CHECKPOINT: &str = "checkpoint.json";
+
+/// Plans loaded or written past the checkpoint before a run writes a new one.
+pub const CHECKPOINT_EVERY: usize = 64;
+
 /// The ingested files, as of the table's last commit.
 #[derive(Debug)]
 pub struct Ledger {
     state: State,
     dir: String,
+    /// Plans past the checkpoint (loaded, or recorded by this run).
+    loose: usize,
     ingested: HashMap<PathBuf, (u64, i64, Option<String>)>,
     /// Files a committed batch read but recorded as failed: what they gave before their break
     /// is in the lake, and a later run reads them again.
@@ -53,12 +77,39 @@ impl Ledger {
         let mut ledger = Ledger {
             state: state.clone(),
             dir: dir.to_string(),
+            loose: 0,
             ingested: HashMap::new(),
             retried: HashSet::new(),
             pending: None,
             committed_seq,
         };
-        let mut names = state.list(dir).await.map_err(|e| err(e.to_string()))?;
+        let checkpoint_rel = format!("{dir}/{CHECKPOINT}");
+        let mut base = 0;
+        if let Some(text) = state
+            .read(&checkpoint_rel)
+            .await
+            .map_err(|e| err(e.to_string()))?
+        {
+            let checkpoint: Checkpoint = serde_json::from_slice(&text)
+                .map_err(|e| err(format!("`{}`: {e}", state.name(&checkpoint_rel).display())))?;
+            if checkpoint.seq <= committed_seq {
+                base = checkpoint.seq;
+                for f in checkpoint.files {
+                    ledger.ingested.insert(f.path, (f.size, f.mtime_ns, f.etag));
+                }
+                ledger.retried.extend(checkpoint.retried);
+            } else {
+                // Ahead of the table (a lake restored from an older copy): the plans decide.
+                state
+                    .remove(&checkpoint_rel)
+                    .await
+                    .map_err(|e| err(e.to_string()))?;
+            }
+        }
+        let mut names = state
+            .list_after(dir, &format!("{base:020}.json"))
+            .await
+            .map_err(|e| err(e.to_string()))?;
         names.sort();
         for name in names {
             let rel = format!("{dir}/{name}");
@@ -70,6 +121,7 @@ impl Ledger {
             let Some(seq) = name
                 .strip_suffix(".json")
                 .and_then(|s| s.parse::<i64>().ok())
+                .filter(|seq| *seq > base)
             else {
                 continue;
             };
@@ -146,11 +198,56 @@ impl Ledger {
         let mut plan: Plan = serde_json::from_slice(&text).map_err(|e| err(e.to_string()))?;
         plan.failed = plan.files.iter().map(|f| f.path.clone()).collect();
         write_plan(state, dir, &plan).await?;
+        // The checkpoint may count them as ingested: the next run rebuilds it from the plans.
+        state
+            .remove(&format!("{dir}/{CHECKPOINT}"))
+            .await
+            .map_err(|e| err(e.to_string()))?;
         Ok(plan.failed)
+    }
+
+    /// Writes a checkpoint of the ledger when [`CHECKPOINT_EVERY`] plans have gathered past the
+    /// last one, leaving out (and forgetting) the files `expired` says no run will list again.
+    /// Call it once every batch is committed. Returns whether it wrote one.
+    pub async fn checkpoint(
+        &mut self,
+        expired: &dyn Fn(&Path) -> bool,
+    ) -> Result<bool, IngestError> {
+        if self.loose < CHECKPOINT_EVERY {
+            return Ok(false);
+        }
+        self.ingested.retain(|path, _| !expired(path));
+        let checkpoint = Checkpoint {
+            seq: self.committed_seq,
+            files: self
+                .ingested
+                .iter()
+                .map(|(path, (size, mtime_ns, etag))| SourceFile {
+                    path: path.clone(),
+                    size: *size,
+                    mtime_ns: *mtime_ns,
+                    etag: etag.clone(),
+                })
+                .collect(),
+            retried: self.retried.iter().cloned().collect(),
+        };
+        let rel = format!("{}/{CHECKPOINT}", self.dir);
+        let err = |message: String| IngestError::Ledger {
+            path: self.state.name(&rel),
+            message,
+        };
+        let text = serde_json::to_vec(&checkpoint).map_err(|e| err(e.to_string()))?;
+        self.state
+            .write(&rel, text)
+            .await
+            .map_err(|e| err(e.to_string()))?;
+        self.loose = 0;
+        Ok(true)
     }
 
     /// Marks a committed plan's files as ingested.
     pub fn record(&mut self, plan: &Plan) {
+        self.loose += 1;
         for f in &plan.files {
             if plan.failed.contains(&f.path) {
                 self.retried.insert(f.path.clone());
@@ -214,5 +311,79 @@ mod tests {
         assert_eq!(l.pending.as_ref().map(|p| p.seq), Some(2));
         assert!(!dir.join(format!("{:020}.json", 3)).exists());
         assert!(!dir.join(format!("{:020}.json", 4)).exists());
+    }
+
+    #[tokio::test]
+    async fn a_checkpoint_replaces_the_plans_before_it_and_forgets_what_expired() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let state = trailhouse_lake::Lake::new(root.path()).state();
+        let dir = root.path().join("_trailhouse/ledger");
+        let mut l = Ledger::load(&state, "ledger", 0).await.expect("load");
+        let total = CHECKPOINT_EVERY as i64 + 3;
+        for seq in 1..=total {
+            let plan = Plan {
+                seq,
+                files: vec![f(&format!("/old/{seq}"), 1), f(&format!("/new/{seq}"), 1)],
+                failed: if seq == 2 {
+                    vec![PathBuf::from("/new/2")]
+                } else {
+                    vec![]
+                },
+            };
+            l.write_plan(&plan).await.expect("plan");
+            l.record(&plan);
+        }
+        assert!(
+            l.checkpoint(&|p| p.starts_with("/old"))
+                .await
+                .expect("checkpoint")
+        );
+        assert!(!l.contains(&f("/old/1", 1)), "expired files are forgotten");
+        assert!(
+            !l.checkpoint(&|_| false).await.expect("none due"),
+            "not again at once"
+        );
+
+        // Plans before the checkpoint are not read again: a damaged one does not matter.
+        std::fs::write(dir.join(format!("{:020}.json", 5)), "{").expect("damage");
+        let next = Plan {
+            seq: total + 1,
+            files: vec![f("/old/after", 1)],
+            failed: vec![],
+        };
+        l.write_plan(&next).await.expect("plan");
+        let l = Ledger::load(&state, "ledger", total + 1)
+            .await
+            .expect("load");
+        assert!(l.contains(&f("/new/7", 1)));
+        assert!(
+            l.contains(&f("/old/after", 1)),
+            "plans after the checkpoint are read"
+        );
+        assert!(!l.contains(&f("/old/7", 1)));
+        assert!(!l.contains(&f("/new/2", 1)) && l.was_tried(Path::new("/new/2")));
+        assert_eq!(l.loose, 1);
+
+        // Reading a batch again takes the checkpoint away: the plans decide again.
+        std::fs::write(
+            dir.join(format!("{:020}.json", 5)),
+            serde_json::to_vec(&Plan {
+                seq: 5,
+                files: vec![f("/new/5", 1)],
+                failed: vec![],
+            })
+            .expect("json"),
+        )
+        .expect("restore");
+        let again = Ledger::read_again(&state, "ledger", 5)
+            .await
+            .expect("again");
+        assert_eq!(again, vec![PathBuf::from("/new/5")]);
+        assert!(!dir.join(CHECKPOINT).exists());
+        let l = Ledger::load(&state, "ledger", total + 1)
+            .await
+            .expect("load");
+        assert!(!l.contains(&f("/new/5", 1)) && l.was_tried(Path::new("/new/5")));
+        assert!(l.contains(&f("/new/6", 1)));
     }
 }

@@ -349,6 +349,8 @@ pub async fn ingest(opts: &Options, progress: &dyn Progress) -> Result<Report, I
         }
         cursors.save(&state, &writer.cursors()).await?;
     }
+    // After the cursors: what they have passed is left out of the ledger's next checkpoint.
+    ledger.checkpoint(&|path| cursors.behind(path)).await?;
     if let Some(b) = &buckets {
         report.s3_list_requests = b.lists.load(Ordering::Relaxed);
         report.s3_keys_listed = b.keys.load(Ordering::Relaxed);

@@ -570,6 +570,20 @@ fn overlap(folder: &str, cursor: &str) -> Option<String> {
     (parts.len() >= 4).then(|| format!("{folder}/{}", parts[..3].join("/")))
 }
 
+/// The cursor name (`s3://bucket/<region folder>`) and key of an object `s3://bucket/key` in
+/// CloudTrail's layout.
+fn region_folder(path: &FsPath) -> Option<(String, &str)> {
+    let (bucket, key) = split_object(path)?;
+    let segments: Vec<&str> = key.split('/').collect();
+    let at = segments.iter().position(|p| p.starts_with("CloudTrail"))?;
+    (segments.len() > at + 2).then(|| {
+        (
+            format!("{SCHEME}{bucket}/{}", segments[..at + 2].join("/")),
+            key,
+        )
+    })
+}
+
 fn cursor_name(url: &S3Url, folder: &str) -> String {
     format!("{SCHEME}{}/{folder}", url.bucket)
 }
@@ -626,6 +640,35 @@ impl Cursors {
         self.folders
             .get(&cursor_name(url, folder))
             .map(String::as_str)
+    }
+
+    /// Whether the object `path` (`s3://bucket/key`) is behind its region folder's cursor by
+    /// more than the overlap: no run lists it again.
+    pub fn behind(&self, path: &FsPath) -> bool {
+        let Some((folder, key)) = region_folder(path) else {
+            return false;
+        };
+        let Some(cursor) = self.folders.get(&folder) else {
+            return false;
+        };
+        let Some((_, local)) = split_object(FsPath::new(&folder)) else {
+            return false;
+        };
+        overlap(local, cursor).is_some_and(|start| key <= start.as_str())
+    }
+
+    /// Moves the cursor of the object's region folder back so the next run lists `path`
+    /// (`s3://bucket/key`) again: its batch is to be read again.
+    pub fn rewind(&mut self, path: &FsPath) {
+        let Some((folder, key)) = region_folder(path) else {
+            return;
+        };
+        if let Some(cursor) = self.folders.get_mut(&folder)
+            && cursor.as_str() > key
+        {
+            // Listed from an overlap before the cursor: the key itself is listed.
+            *cursor = key.to_string();
+        }
     }
 
     /// Moves each listed folder's cursor to its last key before the first one not `done`.

@@ -65,7 +65,7 @@ pub fn account_region<'a>(segments: &[&'a str]) -> Option<(&'a str, &'a str)> {
 
 /// Who writes: the lake's single ingest, or one shard. Names its Delta application id, ledger
 /// folder, S3 cursor file and lock.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Writer {
     shard: Option<String>,
 }

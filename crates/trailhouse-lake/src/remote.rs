@@ -180,6 +180,29 @@ impl Remote {
             .collect())
     }
 
+    /// The names of the objects directly under folder `rel` that sort after `after` (one LIST
+    /// from there, not from the folder's start).
+    pub(crate) async fn list_after(
+        &self,
+        rel: &str,
+        after: &str,
+    ) -> Result<Vec<String>, LakeError> {
+        let folder = self.key(rel);
+        let offset = self.key(&format!("{rel}/{after}"));
+        let listed: Vec<object_store::ObjectMeta> = self
+            .store
+            .list_with_offset(Some(&folder), &offset)
+            .try_collect()
+            .await
+            .map_err(|e| self.error(rel, e))?;
+        let depth = folder.parts().count() + 1;
+        Ok(listed
+            .into_iter()
+            .filter(|o| o.location.parts().count() == depth)
+            .filter_map(|o| o.location.filename().map(str::to_string))
+            .collect())
+    }
+
     /// Whether any object's key starts with folder `rel`.
     pub(crate) async fn has_any(&self, rel: &str) -> Result<bool, LakeError> {
         let folder = self.key(rel);

@@ -58,6 +58,17 @@ impl State {
         Ok(names)
     }
 
+    /// The names of the files in folder `dir` that sort after `after` (in S3, listed from
+    /// there: the cost is in what follows, not in what the folder holds before it).
+    pub async fn list_after(&self, dir: &str, after: &str) -> Result<Vec<String>, LakeError> {
+        if let Some(remote) = self.lake.remote_ref() {
+            return remote.list_after(&Self::rel(dir), after).await;
+        }
+        let mut names = self.list(dir).await?;
+        names.retain(|n| n.as_str() > after);
+        Ok(names)
+    }
+
     /// The content of `rel`; `None` when there is no such file.
     pub async fn read(&self, rel: &str) -> Result<Option<Vec<u8>>, LakeError> {
         if let Some(remote) = self.lake.remote_ref() {

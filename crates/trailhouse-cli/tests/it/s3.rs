@@ -414,3 +414,136 @@ fn an_object_removed_between_list_and_get_fails_alone_and_a_rerun_loads_it_once_
     );
     assert_eq!(export_sorted(&lake), export_sorted(&local));
 }
+
+/// Writes one delivery of one event into `bucket`'s us-east-1 folder of account 111122223333,
+/// named as CloudTrail names it, delivered at `minute` minutes past 2026-11-04T00:00Z.
+fn deliver(bucket: &Path, minute: u32) {
+    let time = chrono::NaiveDate::from_ymd_opt(2026, 11, 4)
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .expect("time")
+        + chrono::Duration::minutes(i64::from(minute));
+    let folder = bucket.join(format!(
+        "AWSLogs/111122223333/CloudTrail/us-east-1/{}",
+        time.format("%Y/%m/%d")
+    ));
+    std::fs::create_dir_all(&folder).expect("mkdir");
+    let stamp = time.format("%Y%m%dT%H%MZ");
+    let record = event(
+        &format!("ev-{minute}"),
+        &time.format("%Y-%m-%dT%H:%M:00Z").to_string(),
+        "ListBuckets",
+        "us-east-1",
+    );
+    let body = serde_json::to_vec(&serde_json::json!({ "Records": [record] })).expect("json");
+    std::fs::write(
+        folder.join(format!(
+            "111122223333_CloudTrail_us-east-1_{stamp}_Abc{minute:05}.json.gz"
+        )),
+        gz(&body),
+    )
+    .expect("write");
+}
+
+#[test]
+fn the_ledger_of_a_bucket_read_for_long_keeps_only_what_can_be_listed_again() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bucket = dir.path().join("s3/trail");
+    // 80 deliveries, five minutes apart: six and a half hours of one region folder.
+    for i in 0..80 {
+        deliver(&bucket, i * 5);
+    }
+    let server = S3Server::start(&dir.path().join("s3"));
+    let lake = dir.path().join("lake");
+    let (run, r) = ingest_s3(&server, &lake, &["s3://trail", "--batch-files", "1"]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert_eq!(r["files_loaded"], 80, "{r}");
+
+    // 80 batches: a checkpoint replaced them; it holds only the keys of the last hour (the
+    // overlap the next run lists again), not the 80.
+    let checkpoint = lake.join("_trailhouse/ledger/checkpoint.json");
+    let text = std::fs::read_to_string(&checkpoint).expect("a checkpoint");
+    let saved: serde_json::Value = serde_json::from_str(&text).expect("json");
+    let files = saved["files"].as_array().expect("files");
+    assert!(
+        (12..=14).contains(&files.len()),
+        "{} files kept",
+        files.len()
+    );
+    assert!(files.iter().all(|f| {
+        f["path"]
+            .as_str()
+            .is_some_and(|p| p.contains("T05") || p.contains("T06"))
+    }));
+
+    // A rerun fetches nothing; a new delivery is fetched alone; every event is stored once.
+    server.counts.take();
+    let (run, r) = ingest_s3(&server, &lake, &["s3://trail"]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert_eq!(
+        (r["files_loaded"].as_u64(), server.counts.take().2),
+        (Some(0), 0),
+        "{r}"
+    );
+    deliver(&bucket, 80 * 5);
+    let (run, r) = ingest_s3(&server, &lake, &["s3://trail"]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert_eq!(
+        (r["files_loaded"].as_u64(), server.counts.take().2),
+        (Some(1), 1),
+        "{r}"
+    );
+    assert_eq!(
+        count(&lake, "SELECT count(DISTINCT eventid) FROM cloudtrail"),
+        81
+    );
+    assert_eq!(count(&lake, "SELECT count(*) FROM cloudtrail"), 81);
+}
+
+#[test]
+fn a_repaired_batch_of_objects_behind_the_cursor_is_read_again() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bucket = dir.path().join("s3/trail");
+    for i in 0..80 {
+        deliver(&bucket, i * 5);
+    }
+    let server = S3Server::start(&dir.path().join("s3"));
+    let lake = dir.path().join("lake");
+    let (run, _) = ingest_s3(&server, &lake, &["s3://trail", "--batch-files", "10"]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+
+    // The first batch's data file (the first hour of deliveries, long behind the cursor) is lost.
+    let commit =
+        std::fs::read_to_string(lake.join("cloudtrail/_delta_log/00000000000000000001.json"))
+            .expect("commit");
+    let added: Vec<String> = commit
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|a| a["add"]["path"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(added.len(), 1, "{commit}");
+    std::fs::remove_file(lake.join("cloudtrail").join(&added[0])).expect("lose it");
+    let repaired = trailhouse(&lake, &["check", "--repair", "--json"]);
+    assert_eq!(repaired.code, Some(1), "{}", repaired.stderr);
+    assert_eq!(
+        repaired.json()["sources_to_read_again"]
+            .as_array()
+            .map(Vec::len),
+        Some(10)
+    );
+    assert_eq!(count(&lake, "SELECT count(*) FROM cloudtrail"), 70);
+
+    server.counts.take();
+    let (run, r) = ingest_s3(&server, &lake, &["s3://trail"]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert_eq!(r["records_written"], 10, "{r}");
+    assert_eq!(
+        server.counts.take().2,
+        10,
+        "only the lost batch's objects are fetched"
+    );
+    assert_eq!(
+        count(&lake, "SELECT count(DISTINCT eventid) FROM cloudtrail"),
+        80
+    );
+    assert_eq!(count(&lake, "SELECT count(*) FROM cloudtrail"), 80);
+}

@@ -444,19 +444,30 @@ fn deliver(bucket: &Path, minute: u32) {
     .expect("write");
 }
 
-#[test]
-fn the_ledger_of_a_bucket_read_for_long_keeps_only_what_can_be_listed_again() {
+/// Bucket `trail` holding 80 deliveries five minutes apart (six and a half hours of one region
+/// folder), ingested into a local lake in batches of `batch_files`: the folder, the server, the
+/// bucket's folder and the lake.
+fn long_read_bucket(batch_files: &str) -> (tempfile::TempDir, S3Server, PathBuf, PathBuf) {
     let dir = tempfile::tempdir().expect("tempdir");
     let bucket = dir.path().join("s3/trail");
-    // 80 deliveries, five minutes apart: six and a half hours of one region folder.
     for i in 0..80 {
         deliver(&bucket, i * 5);
     }
     let server = S3Server::start(&dir.path().join("s3"));
     let lake = dir.path().join("lake");
-    let (run, r) = ingest_s3(&server, &lake, &["s3://trail", "--batch-files", "1"]);
+    let (run, r) = ingest_s3(
+        &server,
+        &lake,
+        &["s3://trail", "--batch-files", batch_files],
+    );
     assert_eq!(run.code, Some(0), "{}", run.stderr);
     assert_eq!(r["files_loaded"], 80, "{r}");
+    (dir, server, bucket, lake)
+}
+
+#[test]
+fn the_ledger_of_a_bucket_read_for_long_keeps_only_what_can_be_listed_again() {
+    let (_dir, server, bucket, lake) = long_read_bucket("1");
 
     // 80 batches: a checkpoint replaced them; it holds only the keys of the last hour (the
     // overlap the next run lists again), not the 80.
@@ -501,15 +512,7 @@ fn the_ledger_of_a_bucket_read_for_long_keeps_only_what_can_be_listed_again() {
 
 #[test]
 fn a_repaired_batch_of_objects_behind_the_cursor_is_read_again() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let bucket = dir.path().join("s3/trail");
-    for i in 0..80 {
-        deliver(&bucket, i * 5);
-    }
-    let server = S3Server::start(&dir.path().join("s3"));
-    let lake = dir.path().join("lake");
-    let (run, _) = ingest_s3(&server, &lake, &["s3://trail", "--batch-files", "10"]);
-    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    let (_dir, server, _, lake) = long_read_bucket("10");
 
     // The first batch's data file (the first hour of deliveries, long behind the cursor) is lost.
     let commit =

@@ -4,6 +4,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
+use trailhouse_ingest::IngestError;
 use trailhouse_ingest::s3::{self, S3Options, S3Url, is_s3};
 use trailhouse_lake::Lake;
 
@@ -100,7 +101,10 @@ fn open_lake(path: &std::path::Path, endpoint: Option<String>) -> anyhow::Result
     if !is_s3(path) {
         return Ok(Lake::new(path));
     }
-    let url = S3Url::parse(path)?;
+    let url = S3Url::parse(path).map_err(|e| match e {
+        IngestError::S3 { url, message } => anyhow::anyhow!("lake `{url}`: {message}"),
+        e => e.into(),
+    })?;
     let options = S3Options {
         endpoint,
         ..S3Options::default()

@@ -391,8 +391,11 @@ pub fn hint(text: &str) -> Option<&'static str> {
             "no such bucket"
         } else if text.contains("PermanentRedirect") {
             "the bucket is in another region: set AWS_REGION to the bucket's region"
-        } else if text.contains("error sending request") || text.contains("Connection refused") {
+        } else if text.contains("Connection refused") || text.contains("dns error") {
             "the endpoint does not answer: check AWS_ENDPOINT_URL / --s3-endpoint and the network"
+        } else if text.contains("error sending request") {
+            "the request did not get through in time, retries included (a busy endpoint, a lost \
+             connection): the next run tries it again"
         } else {
             return None;
         },

@@ -322,7 +322,18 @@ fn a_lake_that_cannot_be_written_or_read_is_one_clear_error_without_secrets() {
         "{}",
         nobody.stderr
     );
-    for run in [&run, &missing, &refused, &nobody] {
+    let named = run_in(
+        Path::new("s3://Lake_Bucket/x"),
+        &server,
+        &["sql", "SELECT 1"],
+    );
+    assert_eq!(named.code, Some(2));
+    assert!(
+        named.stderr.contains("lake `s3://Lake_Bucket/x`") && named.stderr.contains("bucket name"),
+        "{}",
+        named.stderr
+    );
+    for run in [&run, &missing, &refused, &nobody, &named] {
         assert!(!run.stderr.contains(SECRET_KEY) && !run.stderr.contains("not-the-secret"));
         assert_eq!(
             run.stderr

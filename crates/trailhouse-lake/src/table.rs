@@ -369,6 +369,9 @@ impl Lake {
     pub async fn open(&self, kind: TableKind) -> Result<DeltaTable, LakeError> {
         let table = match &self.remote {
             Some(remote) => {
+                // One LIST first: it tells a missing lake apart, and its error (refused
+                // credentials, no answer) keeps the store's words, which delta-rs's loading
+                // flattens.
                 let log = format!("{}/_delta_log/", kind.dir());
                 if !remote.has_any(&log).await? {
                     return Err(LakeError::Missing(self.root.clone()));

@@ -354,21 +354,32 @@ pub fn read_columns(path: &Path, columns: &[&str]) -> Result<Vec<RecordBatch>, L
     read_columns_of(file, path, columns)
 }
 
-/// [`read_columns`] of a file's bytes held some other way (fetched from an object store);
-/// `path` names it in errors.
+/// [`read_columns`] of a file's bytes held some other way; `path` names it in errors.
 pub fn read_columns_of<R: parquet::file::reader::ChunkReader + 'static>(
     reader: R,
     path: &Path,
     columns: &[&str],
 ) -> Result<Vec<RecordBatch>, LakeError> {
-    use parquet::arrow::ProjectionMask;
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
     let pq = |source| LakeError::Parquet {
         path: path.to_path_buf(),
         source,
     };
     let builder = ParquetRecordBatchReaderBuilder::try_new(reader).map_err(pq)?;
-    let schema = builder.schema().clone();
+    let mask = projection(builder.schema(), builder.parquet_schema(), path, columns)?;
+    let reader = builder.with_projection(mask).build().map_err(pq)?;
+    reader
+        .map(|b| b.map_err(LakeError::from))
+        .collect::<Result<Vec<_>, _>>()
+}
+
+/// The leaves of `columns` (top-level names of the file's Arrow `schema`) in a file `path`.
+pub(crate) fn projection(
+    schema: &arrow::datatypes::Schema,
+    parquet_schema: &parquet::schema::types::SchemaDescriptor,
+    path: &Path,
+    columns: &[&str],
+) -> Result<parquet::arrow::ProjectionMask, LakeError> {
     let indices: Vec<usize> = columns
         .iter()
         .map(|c| {
@@ -377,11 +388,10 @@ pub fn read_columns_of<R: parquet::file::reader::ChunkReader + 'static>(
                 .map_err(|_| LakeError::Schema(format!("`{}` has no column `{c}`", path.display())))
         })
         .collect::<Result<_, _>>()?;
-    let mask = ProjectionMask::roots(builder.parquet_schema(), indices);
-    let reader = builder.with_projection(mask).build().map_err(pq)?;
-    reader
-        .map(|b| b.map_err(LakeError::from))
-        .collect::<Result<Vec<_>, _>>()
+    Ok(parquet::arrow::ProjectionMask::roots(
+        parquet_schema,
+        indices,
+    ))
 }
 
 #[cfg(test)]

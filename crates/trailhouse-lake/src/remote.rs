@@ -128,13 +128,36 @@ impl Remote {
         }
     }
 
-    /// The object `rel`, which must exist.
-    pub(crate) async fn get_required(&self, rel: &str) -> Result<Bytes, LakeError> {
-        let got = self.store.get(&self.key(rel)).await;
-        match got {
-            Ok(r) => r.bytes().await.map_err(|e| self.error(rel, e)),
-            Err(e) => Err(self.error(rel, e)),
-        }
+    /// `columns` of the Parquet object `rel` (`name` in errors), fetched by ranged GETs of its
+    /// footer and of those columns' chunks only, not the whole file. parquet 59 deprecates its
+    /// object_store reader in favour of one written by each user; it is the same ranged reads,
+    /// and kept until DataFusion moves off it too.
+    #[allow(deprecated)]
+    pub(crate) async fn read_columns(
+        &self,
+        rel: &str,
+        name: &Path,
+        columns: &[&str],
+    ) -> Result<Vec<arrow::array::RecordBatch>, LakeError> {
+        use parquet::arrow::ParquetRecordBatchStreamBuilder;
+        use parquet::arrow::async_reader::ParquetObjectReader;
+        let pq = |source| LakeError::Parquet {
+            path: name.to_path_buf(),
+            source,
+        };
+        let reader = ParquetObjectReader::new(Arc::clone(&self.store), self.key(rel));
+        let builder = ParquetRecordBatchStreamBuilder::new(reader)
+            .await
+            .map_err(pq)?;
+        let mask =
+            crate::datafile::projection(builder.schema(), builder.parquet_schema(), name, columns)?;
+        builder
+            .with_projection(mask)
+            .build()
+            .map_err(pq)?
+            .try_collect()
+            .await
+            .map_err(pq)
     }
 
     /// Uploads the staged data files of `adds` to table folder `table`, several at a time.

@@ -573,10 +573,7 @@ impl Lake {
             .as_ref()
             .and_then(|r| r.relative(path).map(|rel| (r, rel)));
         match remote {
-            Some((remote, rel)) => {
-                let bytes = remote.block(remote.get_required(rel))?;
-                crate::datafile::read_columns_of(bytes, path, columns)
-            }
+            Some((remote, rel)) => remote.block(remote.read_columns(rel, path, columns)),
             None => crate::datafile::read_columns(path, columns),
         }
     }

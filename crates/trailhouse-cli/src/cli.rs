@@ -234,6 +234,12 @@ pub struct IngestArgs {
     #[arg(long)]
     pub json: bool,
 
+    /// Leave the days this run wrote to as they are. By default a day left holding 4 data files
+    /// or more is compacted into few large ones after the batches (queries open fewer files);
+    /// a sharded run never compacts (run `trailhouse compact` once the shards are done).
+    #[arg(long)]
+    pub no_compact: bool,
+
     /// If another process is writing the lake (an ingest, compact or vacuum), wait up to this
     /// many seconds for it to finish instead of failing at once (overlapping cron jobs).
     #[arg(long, default_value_t = 0, value_name = "SECONDS")]

@@ -54,6 +54,7 @@ pub async fn run(
     opts.max_file_size = args.max_file_size.max(1) << 20;
     opts.max_record_size = args.max_record_size.max(1) << 20;
     opts.wait = std::time::Duration::from_secs(args.wait);
+    opts.compact = !args.no_compact;
     #[cfg(debug_assertions)]
     {
         opts.fail_point = args.fail_point;
@@ -111,6 +112,18 @@ fn print_summary(lake: &std::path::Path, r: &Report) {
         r.records_collision
     );
     eprintln!("  partitions: {} days received rows", r.partitions);
+    if r.partitions_compacted > 0 {
+        eprintln!(
+            "  compacted:  {} files of {} days in {:.2} s",
+            r.files_compacted, r.partitions_compacted, r.stage_seconds.compact
+        );
+    }
+    if let Some(e) = &r.compact_error {
+        eprintln!(
+            "  warning: the compaction after the batches failed (the batches are committed; \
+             `trailhouse compact` retries it): {e}"
+        );
+    }
     if r.s3_list_requests > 0 {
         eprintln!(
             "  S3:         {} LIST requests returned {} object keys",

@@ -1,7 +1,7 @@
 //! One ingest run: discover → decompress → parse → normalize → partition → write → commit, batch
 //! by batch, each batch bounded in memory and committed atomically.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -10,6 +10,7 @@ use std::time::Instant;
 use arrow::array::{Int64Builder, RecordBatch, StringBuilder};
 use rayon::prelude::*;
 use trailhouse_lake::datafile::write_quarantine_file;
+use trailhouse_lake::maintenance::COMPACT_TARGET_BYTES;
 use trailhouse_lake::quarantine::{QuarantineKey, quarantine_key};
 use trailhouse_lake::schema;
 use trailhouse_lake::{Lake, Partition, TableKind};
@@ -59,6 +60,10 @@ pub struct Options {
     pub max_batch_files: usize,
     /// How long to wait for another process writing the lake before giving up.
     pub wait: std::time::Duration,
+    /// Compact the day partitions the run wrote to once they hold many files (see
+    /// [`trailhouse_lake::maintenance::COMPACT_MIN_FILES`]); not in a sharded run, where other
+    /// shards may be writing the same days.
+    pub compact: bool,
     /// Test hook: abort the process at this point, as a crash would.
     pub fail_point: Option<FailPoint>,
 }
@@ -78,6 +83,7 @@ impl Options {
             max_record_size: 32 << 20,
             max_batch_files: 20_000,
             wait: std::time::Duration::ZERO,
+            compact: true,
             fail_point: None,
         }
     }
@@ -340,7 +346,8 @@ pub async fn ingest(opts: &Options, progress: &dyn Progress) -> Result<Report, I
                 .map(|(files, stored)| (files, stored, None));
         }
     }
-    report.partitions = ctx.partitions.len() as u64;
+    let days: BTreeSet<chrono::NaiveDate> = ctx.partitions.iter().map(|p| p.day).collect();
+    report.partitions = days.len() as u64;
     // Every batch is committed: the next run lists each S3 region folder from what this one
     // finished (a run that stopped before here lists more next time, never less).
     if !listings.is_empty() {
@@ -351,6 +358,25 @@ pub async fn ingest(opts: &Options, progress: &dyn Progress) -> Result<Report, I
     }
     // After the cursors: what they have passed is left out of the ledger's next checkpoint.
     ledger.checkpoint(&|path| cursors.behind(path)).await?;
+    // Everything is committed and recorded: a compaction that fails or is interrupted loses
+    // nothing (its commit is atomic), so its failure is reported, not the run's.
+    if opts.compact && opts.shard.is_none() {
+        // The batches' state goes first: the compaction's readers and writers take its place.
+        drop((index, batches, ahead, pool));
+        let t = Instant::now();
+        match lake.compact_days(main, &days, COMPACT_TARGET_BYTES).await {
+            Ok((table, done)) => {
+                main = table;
+                report.partitions_compacted = done.partitions;
+                report.files_compacted = done.files_removed;
+            }
+            Err(e) => {
+                report.compact_error = Some(e.to_string());
+                main = lake.open(TableKind::CloudTrail).await?;
+            }
+        }
+        report.stage_seconds.compact = t.elapsed().as_secs_f64();
+    }
     if let Some(b) = &buckets {
         report.s3_list_requests = b.lists.load(Ordering::Relaxed);
         report.s3_keys_listed = b.keys.load(Ordering::Relaxed);

@@ -34,6 +34,11 @@ pub struct Report {
     /// Where the time went: reading (decompress, parse, normalize; parallel), partitioning and
     /// deduplication, writing Parquet (parallel), and committing.
     pub stage_seconds: StageSeconds,
+    /// Day partitions compacted after the batches, and the small files they held.
+    pub partitions_compacted: u64,
+    pub files_compacted: u64,
+    /// Why the compaction after the batches failed (the batches are committed regardless).
+    pub compact_error: Option<String>,
     /// Delta table version after the run.
     pub table_version: Option<u64>,
     /// LIST requests made to S3 sources (pages of up to 1,000 keys), and the object keys they
@@ -58,6 +63,8 @@ pub struct StageSeconds {
     pub write: f64,
     /// Commit to the Delta log (quarantine, then cloudtrail).
     pub commit: f64,
+    /// Compact the day partitions the run left with many small files.
+    pub compact: f64,
 }
 
 /// A file that could not be read to its end.

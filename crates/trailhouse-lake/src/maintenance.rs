@@ -5,18 +5,36 @@
 //! commit (readers see the old files or the new, never both). Bin-packing concatenates sorted
 //! files without re-sorting them, so compacted files do not claim a sort order.
 //!
+//! Ingest compacts as it goes: after its batches, each day partition it wrote to that holds
+//! [`COMPACT_MIN_FILES`] files or more is compacted in the same way, under the run's lock
+//! (measured on a 20M-event trail: 694 files of 29,000 rows became 90; the plain questions ran
+//! 1.6–2.5× faster, as a query opens and reads the footer of every file it may need).
+//!
 //! `vacuum` deletes files the table no longer references (compacted-away files, files of a batch
 //! that crashed before its commit) once they are older than the retention period: a reader
 //! pinned to an older version may still be reading them until then.
 
+use std::collections::BTreeSet;
 use std::num::NonZeroU64;
 use std::time::Duration;
 
+use chrono::NaiveDate;
+use deltalake_core::DeltaTable;
 use deltalake_core::operations::vacuum::VacuumMode;
+use deltalake_core::{FilterLiteral, FilterOp, FilterValue};
 
 use crate::datafile::writer_properties;
 use crate::error::LakeError;
-use crate::table::{Lake, TableKind};
+use crate::schema;
+use crate::table::{Lake, Partition, TableKind};
+
+/// Data files a day partition holds before ingest compacts it: a partition of one or two runs
+/// is left alone, one that many batches or runs wrote to is rewritten (a cron job's partition
+/// of today is rewritten every few runs, not on every one).
+pub const COMPACT_MIN_FILES: usize = 4;
+
+/// Target size of compacted files (the `compact` command's default).
+pub const COMPACT_TARGET_BYTES: u64 = 256 << 20;
 
 /// A retention no query outlives (the Delta default, 7 days).
 pub const SAFE_RETENTION: Duration = Duration::from_secs(168 * 3600);
@@ -50,24 +68,72 @@ impl Lake {
         let mut out = Compacted::default();
         for kind in [TableKind::CloudTrail, TableKind::Quarantine] {
             let table = self.open(kind).await?;
-            let target = NonZeroU64::new(target_size.max(1 << 20)).unwrap_or(NonZeroU64::MIN);
-            let (table, metrics) = table
-                .optimize()
-                .with_target_size(target)
-                .with_writer_properties(writer_properties(false))
-                .await
-                .map_err(|source| LakeError::Delta {
-                    table: self.table_location(kind).display().to_string(),
-                    source: Box::new(source),
-                })?;
-            out.files_removed += metrics.num_files_removed;
-            out.files_added += metrics.num_files_added;
+            let (table, metrics) = self.optimize(kind, table, target_size, &[]).await?;
+            out.files_removed += metrics.files_removed;
+            out.files_added += metrics.files_added;
             if kind == TableKind::CloudTrail {
-                out.partitions = metrics.partitions_optimized;
+                out.partitions = metrics.partitions;
                 out.table_version = table.version();
             }
         }
         Ok(out)
+    }
+
+    /// Compacts the partitions of `days` in table `cloudtrail` that hold [`COMPACT_MIN_FILES`]
+    /// data files or more (one commit), and returns the table after it. The caller holds the
+    /// writer lock (an ingest compacting what it wrote).
+    pub async fn compact_days(
+        &self,
+        table: DeltaTable,
+        days: &BTreeSet<NaiveDate>,
+        target_size: u64,
+    ) -> Result<(DeltaTable, Compacted), LakeError> {
+        let files = self.files_by_partition(&table)?;
+        let crowded: Vec<String> = days
+            .iter()
+            .filter(|day| {
+                files
+                    .get(&Partition { day: **day })
+                    .is_some_and(|f| f.len() >= COMPACT_MIN_FILES)
+            })
+            .map(|day| day.format("%Y-%m-%d").to_string())
+            .collect();
+        if crowded.is_empty() {
+            return Ok((table, Compacted::default()));
+        }
+        let values = crowded.iter().map(String::as_str).collect();
+        let filter = [(schema::DAY, FilterOp::In, FilterValue::Set(values))];
+        self.optimize(TableKind::CloudTrail, table, target_size, &filter)
+            .await
+    }
+
+    /// Bin-packs the small files of `table` (of the partitions `filter` names, or all) into
+    /// files of about `target_size` bytes, in one commit.
+    async fn optimize(
+        &self,
+        kind: TableKind,
+        table: DeltaTable,
+        target_size: u64,
+        filter: &[FilterLiteral<'_>],
+    ) -> Result<(DeltaTable, Compacted), LakeError> {
+        let target = NonZeroU64::new(target_size.max(1 << 20)).unwrap_or(NonZeroU64::MIN);
+        let (table, metrics) = table
+            .optimize()
+            .with_filters(filter)
+            .with_target_size(target)
+            .with_writer_properties(writer_properties(false))
+            .await
+            .map_err(|source| LakeError::Delta {
+                table: self.table_location(kind).display().to_string(),
+                source: Box::new(source),
+            })?;
+        let done = Compacted {
+            files_removed: metrics.num_files_removed,
+            files_added: metrics.num_files_added,
+            partitions: metrics.partitions_optimized,
+            table_version: table.version(),
+        };
+        Ok((table, done))
     }
 
     /// Deletes unreferenced files older than `retention`.

@@ -153,17 +153,10 @@ fn compact_and_vacuum_keep_every_record() {
         );
     }
     // One batch per file: five files in one partition.
-    let (run, _) = ingest_json(&lake, &[&src], &["--batch-files", "1"]);
+    let (run, _) = ingest_json(&lake, &[&src], &["--batch-files", "1", "--no-compact"]);
     assert_eq!(run.code, Some(0), "{}", run.stderr);
     let before = export_sorted(&lake);
-    let files = |lake: &std::path::Path| {
-        let plan = sql_csv(
-            lake,
-            "EXPLAIN SELECT eventid FROM cloudtrail WHERE day = '2026-11-01'",
-        );
-        plan.matches(".zstd.parquet").count()
-    };
-    assert_eq!(files(&lake), 5);
+    assert_eq!(files_of_day(&lake, "2026-11-01"), 5);
 
     let r = trailhouse(&lake, &["compact"]);
     assert_eq!(r.code, Some(0), "{}", r.stderr);
@@ -172,7 +165,7 @@ fn compact_and_vacuum_keep_every_record() {
         "{}",
         r.stderr
     );
-    assert_eq!(files(&lake), 1);
+    assert_eq!(files_of_day(&lake, "2026-11-01"), 1);
     assert_eq!(export_sorted(&lake), before);
 
     // The compacted-away files are unreferenced; with no retention they go.
@@ -196,6 +189,103 @@ fn compact_and_vacuum_keep_every_record() {
     );
     let (_, r) = ingest_json(&lake, &[&src], &[]);
     assert_eq!(r["records_duplicate"], 1, "{r}");
+}
+
+/// The data files a query of `day` reads.
+fn files_of_day(lake: &std::path::Path, day: &str) -> usize {
+    let plan = sql_csv(
+        lake,
+        &format!("EXPLAIN SELECT eventid FROM cloudtrail WHERE day = '{day}'"),
+    );
+    plan.matches(".zstd.parquet").count()
+}
+
+#[test]
+fn ingest_compacts_the_days_its_batches_left_with_many_files() {
+    let (_dir, src, lake) = scratch();
+    // Six deliveries of 2026-11-01, read one per batch, and one of the 2nd.
+    for f in 0..6u32 {
+        write_trail_file(
+            &src,
+            "us-east-1",
+            1,
+            &format!("{f}.json.gz"),
+            &[event(
+                &format!("c{f}"),
+                &format!("2026-11-01T0{f}:00:00Z"),
+                "PutObject",
+                "us-east-1",
+            )],
+        );
+    }
+    write_trail_file(
+        &src,
+        "us-east-1",
+        2,
+        "next-day.json.gz",
+        &[event(
+            "d1",
+            "2026-11-02T01:00:00Z",
+            "PutObject",
+            "us-east-1",
+        )],
+    );
+    let (_odir, osrc, left) = scratch();
+    copy_tree(&src, &osrc);
+    let (run, r) = ingest_json(&left, &[&osrc], &["--batch-files", "1", "--no-compact"]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert_eq!(
+        (
+            r["partitions_compacted"].as_u64(),
+            files_of_day(&left, "2026-11-01")
+        ),
+        (Some(0), 6)
+    );
+
+    let (run, r) = ingest_json(&lake, &[&src], &["--batch-files", "1"]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    // The 1st (six files) is compacted; the 2nd (one file) is left as it is.
+    assert_eq!(
+        (
+            r["partitions_compacted"].as_u64(),
+            r["files_compacted"].as_u64()
+        ),
+        (Some(1), Some(6)),
+        "{r}"
+    );
+    assert!(
+        run.stderr.contains("compacted:  6 files of 1 days"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(files_of_day(&lake, "2026-11-01"), 1);
+    assert_eq!(files_of_day(&lake, "2026-11-02"), 1);
+    assert_eq!(export_sorted(&lake), export_sorted(&left));
+
+    // The next run deduplicates against the compacted file, and a day with two files (one
+    // compacted, one new) stays as it is.
+    write_trail_file(
+        &src,
+        "us-east-1",
+        3,
+        "late.json.gz",
+        &[
+            event("c3", "2026-11-01T03:00:00Z", "PutObject", "us-east-1"),
+            event("c9", "2026-11-01T09:00:00Z", "PutObject", "us-east-1"),
+        ],
+    );
+    let (_, r) = ingest_json(&lake, &[&src], &[]);
+    assert_eq!(
+        (
+            r["records_duplicate"].as_u64(),
+            r["records_written"].as_u64(),
+            r["partitions_compacted"].as_u64()
+        ),
+        (Some(1), Some(1), Some(0)),
+        "{r}"
+    );
+    assert_eq!(files_of_day(&lake, "2026-11-01"), 2);
+    assert_eq!(count(&lake, "SELECT count(*) FROM cloudtrail"), 8);
 }
 
 #[test]

@@ -446,7 +446,8 @@ fn deliver(bucket: &Path, minute: u32) {
 
 /// Bucket `trail` holding 80 deliveries five minutes apart (six and a half hours of one region
 /// folder), ingested into a local lake in batches of `batch_files`: the folder, the server, the
-/// bucket's folder and the lake.
+/// bucket's folder and the lake. The run does not compact the day its batches wrote (the tests
+/// look at each batch's file).
 fn long_read_bucket(batch_files: &str) -> (tempfile::TempDir, S3Server, PathBuf, PathBuf) {
     let dir = tempfile::tempdir().expect("tempdir");
     let bucket = dir.path().join("s3/trail");
@@ -458,7 +459,7 @@ fn long_read_bucket(batch_files: &str) -> (tempfile::TempDir, S3Server, PathBuf,
     let (run, r) = ingest_s3(
         &server,
         &lake,
-        &["s3://trail", "--batch-files", batch_files],
+        &["s3://trail", "--batch-files", batch_files, "--no-compact"],
     );
     assert_eq!(run.code, Some(0), "{}", run.stderr);
     assert_eq!(r["files_loaded"], 80, "{r}");

@@ -2,7 +2,9 @@
 //!
 //! A file is written beside its destination under a temporary name and renamed over it once
 //! complete: a reader (a dashboard, the next cron step) sees the previous file or the new one,
-//! never half of one, and a command that fails leaves the previous file as it was.
+//! never half of one, and a command that fails leaves the previous file as it was. A destination
+//! that exists and is not a regular file (`/dev/null`, a FIFO, a terminal) is written to as it
+//! is: renaming over it would replace the device or pipe with a file.
 
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -13,6 +15,8 @@ use tempfile::NamedTempFile;
 /// A command's output being written.
 pub enum Output {
     Stdout(BufWriter<std::io::StdoutLock<'static>>),
+    /// A device or a pipe, written in place.
+    Special(BufWriter<std::fs::File>),
     File {
         writer: BufWriter<NamedTempFile>,
         path: PathBuf,
@@ -22,6 +26,13 @@ pub enum Output {
 /// The output to `path`, or to standard output when there is none.
 pub fn open(path: Option<&Path>) -> anyhow::Result<Output> {
     Ok(match path {
+        Some(path) if std::fs::metadata(path).is_ok_and(|m| !m.is_file() && !m.is_dir()) => {
+            let file = std::fs::OpenOptions::new()
+                .write(true)
+                .open(path)
+                .with_context(|| format!("failed to open `{}`", path.display()))?;
+            Output::Special(BufWriter::new(file))
+        }
         Some(path) => {
             let dir = match path.parent() {
                 Some(d) if !d.as_os_str().is_empty() => d,
@@ -47,6 +58,7 @@ impl Output {
     pub fn finish(self) -> anyhow::Result<()> {
         match self {
             Output::Stdout(mut w) => Ok(w.flush()?),
+            Output::Special(mut w) => Ok(w.flush()?),
             Output::File { writer, path } => {
                 let temp = writer
                     .into_inner()
@@ -67,6 +79,7 @@ impl Write for Output {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         match self {
             Output::Stdout(w) => w.write(buf),
+            Output::Special(w) => w.write(buf),
             Output::File { writer, .. } => writer.write(buf),
         }
     }
@@ -74,6 +87,7 @@ impl Write for Output {
     fn flush(&mut self) -> std::io::Result<()> {
         match self {
             Output::Stdout(w) => w.flush(),
+            Output::Special(w) => w.flush(),
             Output::File { writer, .. } => writer.flush(),
         }
     }

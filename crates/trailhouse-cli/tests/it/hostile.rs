@@ -580,6 +580,53 @@ fn an_output_file_is_replaced_whole_or_left_as_it_was() {
 }
 
 #[test]
+fn an_output_that_is_a_pipe_or_device_is_written_in_place_not_replaced() {
+    use std::os::unix::fs::FileTypeExt;
+    let (dir, lake) = hostile_lake();
+    let fifo = dir.path().join("results.fifo");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo");
+    assert!(made.success());
+    // The other end of the pipe: what a consumer (a shell's `<(…)`, a log shipper) reads.
+    let reader = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || fs::read_to_string(fifo).expect("read the pipe"))
+    };
+    let o = fifo.display().to_string();
+    let args = [
+        "run",
+        "console-logins",
+        "--format",
+        "csv",
+        "--since",
+        "2026-10-01",
+        "--until",
+        "2026-12-01",
+        "-o",
+        &o,
+    ];
+    let r = trailhouse(&lake, &args);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    // Checked before waiting for the reader: had the pipe been replaced, it would wait forever.
+    assert!(
+        fs::symlink_metadata(&fifo)
+            .expect("still there")
+            .file_type()
+            .is_fifo(),
+        "the pipe was replaced by a file"
+    );
+    assert!(reader.join().expect("reader").starts_with("eventtime,"));
+    let left: Vec<String> = fs::read_dir(dir.path())
+        .expect("dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".trailhouse-"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+#[test]
 fn a_vacuum_that_could_delete_what_a_query_reads_is_refused_while_it_reads() {
     use std::io::Write;
     use std::process::{Command, Stdio};

@@ -135,12 +135,11 @@ fn lake_option_goes_before_or_after_the_subcommand() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "count(*)\n4\n");
 }
 
-#[test]
-fn compact_and_vacuum_keep_every_record() {
-    let (_dir, src, lake) = scratch();
-    for f in 0..5u32 {
+/// `n` deliveries of one event each (`c0`, `c1`, …) on 2026-11-01, an hour apart.
+fn deliveries_of_one_day(src: &std::path::Path, n: u32) {
+    for f in 0..n {
         write_trail_file(
-            &src,
+            src,
             "us-east-1",
             1,
             &format!("{f}.json.gz"),
@@ -152,6 +151,12 @@ fn compact_and_vacuum_keep_every_record() {
             )],
         );
     }
+}
+
+#[test]
+fn compact_and_vacuum_keep_every_record() {
+    let (_dir, src, lake) = scratch();
+    deliveries_of_one_day(&src, 5);
     // One batch per file: five files in one partition.
     let (run, _) = ingest_json(&lake, &[&src], &["--batch-files", "1", "--no-compact"]);
     assert_eq!(run.code, Some(0), "{}", run.stderr);
@@ -204,20 +209,7 @@ fn files_of_day(lake: &std::path::Path, day: &str) -> usize {
 fn ingest_compacts_the_days_its_batches_left_with_many_files() {
     let (_dir, src, lake) = scratch();
     // Six deliveries of 2026-11-01, read one per batch, and one of the 2nd.
-    for f in 0..6u32 {
-        write_trail_file(
-            &src,
-            "us-east-1",
-            1,
-            &format!("{f}.json.gz"),
-            &[event(
-                &format!("c{f}"),
-                &format!("2026-11-01T0{f}:00:00Z"),
-                "PutObject",
-                "us-east-1",
-            )],
-        );
-    }
+    deliveries_of_one_day(&src, 6);
     write_trail_file(
         &src,
         "us-east-1",

@@ -323,6 +323,17 @@ impl S3Server {
             ("AWS_ENDPOINT_URL", self.endpoint.clone()),
         ]
     }
+
+    /// [`S3Server::env`] with `key` set to `value` instead (a wrong secret, another endpoint).
+    pub fn env_with(&self, key: &str, value: &str) -> Vec<(&'static str, String)> {
+        let mut env = self.env();
+        for (k, v) in &mut env {
+            if *k == key {
+                *v = value.to_string();
+            }
+        }
+        env
+    }
 }
 
 impl Drop for S3Server {

@@ -14,6 +14,23 @@ fn ingest_s3(server: &S3Server, lake: &Path, args: &[&str]) -> (Run, serde_json:
     (run, json)
 }
 
+/// The run's one failure is object `prefix…suffix`, which could not be fetched.
+fn assert_failed_fetch(r: &serde_json::Value, prefix: &str, suffix: &str) {
+    let failure = &r["failures"][0];
+    assert!(
+        failure["file"]
+            .as_str()
+            .is_some_and(|f| f.starts_with(prefix) && f.ends_with(suffix)),
+        "{failure}"
+    );
+    assert!(
+        failure["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("failed to fetch")),
+        "{failure}"
+    );
+}
+
 /// The sample trail's truncated gzip file (`sample-logs/README.md`), as a key.
 const BROKEN: &str = "444455556666_CloudTrail_us-east-1_20261104T0200Z_Fg8hJ0kL2mN4pQ6r.json.gz";
 
@@ -165,20 +182,7 @@ fn new_late_and_failing_objects_are_found_and_a_failure_is_retried() {
     );
     assert_eq!(r["files_loaded"], 2, "{r}");
     assert_eq!(r["files_failed"], 1, "{r}");
-    let failure = &r["failures"][0];
-    assert!(
-        failure["file"]
-            .as_str()
-            .is_some_and(|f| f.starts_with("s3://trail-bucket/AWSLogs/")
-                && f.ends_with("DeniedDeniedDen1.json.gz")),
-        "{failure}"
-    );
-    assert!(
-        failure["error"]
-            .as_str()
-            .is_some_and(|e| e.contains("failed to fetch")),
-        "{failure}"
-    );
+    assert_failed_fetch(&r, "s3://trail-bucket/AWSLogs/", "DeniedDeniedDen1.json.gz");
     assert!(
         run.stderr.contains("s3://trail-bucket/AWSLogs/"),
         "{}",
@@ -267,12 +271,7 @@ fn a_source_that_cannot_be_listed_is_a_clear_error() {
     let (dir, server, _) = sample_bucket();
     let lake = dir.path().join("lake");
 
-    let mut env = server.env();
-    for (k, v) in &mut env {
-        if *k == "AWS_SECRET_ACCESS_KEY" {
-            *v = "not-the-secret".into();
-        }
-    }
+    let env = server.env_with("AWS_SECRET_ACCESS_KEY", "not-the-secret");
     let run = trailhouse_env(&lake, &["ingest", "s3://trail-bucket"], &env);
     assert_eq!(run.code, Some(2), "{}", run.stderr);
     assert!(
@@ -382,19 +381,7 @@ fn an_object_removed_between_list_and_get_fails_alone_and_a_rerun_loads_it_once_
         Some(trail_files as u64 - 2),
         "{r}"
     );
-    let failure = &r["failures"][0];
-    assert!(
-        failure["file"]
-            .as_str()
-            .is_some_and(|f| f.starts_with("s3://trail-bucket/") && f.ends_with(&name)),
-        "{failure}"
-    );
-    assert!(
-        failure["error"]
-            .as_str()
-            .is_some_and(|e| e.contains("failed to fetch")),
-        "{failure}"
-    );
+    assert_failed_fetch(&r, "s3://trail-bucket/", &name);
     assert!(
         count(&lake, "SELECT count(*) FROM cloudtrail") > 0,
         "the other objects are committed"
@@ -526,14 +513,7 @@ fn a_repaired_batch_of_objects_behind_the_cursor_is_read_again() {
         .collect();
     assert_eq!(added.len(), 1, "{commit}");
     std::fs::remove_file(lake.join("cloudtrail").join(&added[0])).expect("lose it");
-    let repaired = trailhouse(&lake, &["check", "--repair", "--json"]);
-    assert_eq!(repaired.code, Some(1), "{}", repaired.stderr);
-    assert_eq!(
-        repaired.json()["sources_to_read_again"]
-            .as_array()
-            .map(Vec::len),
-        Some(10)
-    );
+    assert_eq!(check_repair(&lake), 10);
     assert_eq!(count(&lake, "SELECT count(*) FROM cloudtrail"), 70);
 
     server.counts.take();

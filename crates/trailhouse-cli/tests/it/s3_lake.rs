@@ -306,12 +306,7 @@ fn a_lake_that_cannot_be_written_or_read_is_one_clear_error_without_secrets() {
         missing.stderr
     );
 
-    let mut env = server.env();
-    for (k, v) in &mut env {
-        if *k == "AWS_SECRET_ACCESS_KEY" {
-            *v = "not-the-secret".to_string();
-        }
-    }
+    let env = server.env_with("AWS_SECRET_ACCESS_KEY", "not-the-secret");
     let refused = trailhouse_env(lake, &["sql", "SELECT 1"], &env);
     assert_eq!(refused.code, Some(2));
     assert!(
@@ -320,16 +315,8 @@ fn a_lake_that_cannot_be_written_or_read_is_one_clear_error_without_secrets() {
         refused.stderr
     );
 
-    let nobody = trailhouse_env(
-        lake,
-        &["sql", "SELECT 1"],
-        &[
-            ("AWS_ACCESS_KEY_ID", ACCESS_KEY.to_string()),
-            ("AWS_SECRET_ACCESS_KEY", SECRET_KEY.to_string()),
-            ("AWS_REGION", "us-east-1".to_string()),
-            ("AWS_ENDPOINT_URL", "http://127.0.0.1:9".to_string()),
-        ],
-    );
+    let env = server.env_with("AWS_ENDPOINT_URL", "http://127.0.0.1:9");
+    let nobody = trailhouse_env(lake, &["sql", "SELECT 1"], &env);
     assert_eq!(nobody.code, Some(2));
     assert!(
         nobody.stderr.contains("does not answer"),

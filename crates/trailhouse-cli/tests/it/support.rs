@@ -198,6 +198,16 @@ pub fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     out
 }
 
+/// Runs `check --repair` on a damaged lake (exit 1) and returns how many source files it has
+/// the next ingest read again.
+pub fn check_repair(lake: &Path) -> usize {
+    let repaired = trailhouse(lake, &["check", "--repair", "--json"]);
+    assert_eq!(repaired.code, Some(1), "{}", repaired.stderr);
+    repaired.json()["sources_to_read_again"]
+        .as_array()
+        .map_or(0, Vec::len)
+}
+
 /// A copy of the files under `from` at `to`.
 pub fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
     for f in files_under(from) {

@@ -234,8 +234,8 @@ pub struct IngestArgs {
     #[arg(long)]
     pub json: bool,
 
-    /// Leave the days this run wrote to as they are. By default a day left holding 4 data files
-    /// or more is compacted into few large ones after the batches (queries open fewer files);
+    /// Leave the days this run wrote to as they are. By default a day left with many small data
+    /// files is compacted into few large ones after the batches (queries open fewer files);
     /// a sharded run never compacts (run `trailhouse compact` once the shards are done).
     #[arg(long)]
     pub no_compact: bool,

@@ -76,6 +76,14 @@ pub struct Partition {
     pub day: NaiveDate,
 }
 
+/// A committed data file of table `cloudtrail`.
+#[derive(Debug, Clone)]
+pub struct DataFile {
+    pub partition: Partition,
+    pub path: PathBuf,
+    pub size: u64,
+}
+
 impl Partition {
     /// The partition's directory, relative to the table root.
     pub fn dir(&self) -> String {
@@ -584,10 +592,20 @@ impl Lake {
         &self,
         table: &DeltaTable,
     ) -> Result<HashMap<Partition, Vec<PathBuf>>, LakeError> {
+        let mut out: HashMap<Partition, Vec<PathBuf>> = HashMap::new();
+        for file in self.data_files(table)? {
+            out.entry(file.partition).or_default().push(file.path);
+        }
+        Ok(out)
+    }
+
+    /// The committed data files of table `cloudtrail`: partition, path (as in
+    /// [`Lake::files_by_partition`]) and size.
+    pub fn data_files(&self, table: &DeltaTable) -> Result<Vec<DataFile>, LakeError> {
         let kind = TableKind::CloudTrail;
         let root = self.table_location(kind);
         let snapshot = table.snapshot().map_err(self.delta_err(kind))?;
-        let mut out: HashMap<Partition, Vec<PathBuf>> = HashMap::new();
+        let mut out = Vec::new();
         for file in snapshot.log_data().iter() {
             let values = file.partition_values_map();
             let day = values
@@ -600,9 +618,11 @@ impl Lake {
                     file.path()
                 )));
             };
-            out.entry(Partition { day })
-                .or_default()
-                .push(root.join(file.path().as_ref()));
+            out.push(DataFile {
+                partition: Partition { day },
+                path: root.join(file.path().as_ref()),
+                size: u64::try_from(file.size()).unwrap_or_default(),
+            });
         }
         Ok(out)
     }

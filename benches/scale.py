@@ -117,8 +117,11 @@ def main():
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--json", help="write the figures here")
     ap.add_argument("--no-duckdb", action="store_true")
+    ap.add_argument("--sections", default="investigation,whole,plain",
+                    help="which groups of figures to take (comma-separated; ingest runs with --trail)")
     a = ap.parse_args()
     a.bin = os.path.abspath(a.bin)
+    sections = set(a.sections.split(","))
     b = Bench(a)
 
     if a.trail:
@@ -158,7 +161,6 @@ def main():
     print(f"  bucket={bucket} key={key} chained={chained} principal={principal} ip={ip} day={day} region={region}",
           flush=True)
 
-    print("investigation queries (trailhouse run, whole process):", flush=True)
     cases = [
         ("who-deleted", ["-p", f"resource={bucket}"]),
         ("resource-history", ["-p", f"resource={bucket}"]),
@@ -170,17 +172,20 @@ def main():
         ("errors", []),
         ("console-logins", []),
     ]
-    for name, params in cases:
-        b.time_th(f"run {name}", ["run", name, *params, *window, "--format", "csv", "-o", "/dev/null"])
-    b.time_th("run new-behaviour", ["run", "new-behaviour", "-p", f"baseline={baseline}", "--since", recent,
-                                    "--format", "csv", "-o", "/dev/null"])
+    if "investigation" in sections:
+        print("investigation queries (trailhouse run, whole process):", flush=True)
+        for name, params in cases:
+            b.time_th(f"run {name}", ["run", name, *params, *window, "--format", "csv", "-o", "/dev/null"])
+        b.time_th("run new-behaviour", ["run", "new-behaviour", "-p", f"baseline={baseline}", "--since", recent,
+                                        "--format", "csv", "-o", "/dev/null"])
 
-    print("whole-table commands:", flush=True)
-    b.time_th("report (cis-v6.0 + security, whole window)",
-              ["report", *window, "--format", "json", "-o", "/dev/null"], runs=1)
-    b.time_th("credentials: SELECT count(*) FROM credentials",
-              ["sql", "--format", "csv", "SELECT count(*) FROM credentials"], runs=1)
-    b.time_th("export (ndjson)", ["export", "-o", "/dev/null"], runs=1)
+    if "whole" in sections:
+        print("whole-table commands:", flush=True)
+        b.time_th("report (cis-v6.0 + security, whole window)",
+                  ["report", *window, "--format", "json", "-o", "/dev/null"], runs=1)
+        b.time_th("credentials: SELECT count(*) FROM credentials",
+                  ["sql", "--format", "csv", "SELECT count(*) FROM credentials"], runs=1)
+        b.time_th("export (ndjson)", ["export", "-o", "/dev/null"], runs=1)
 
     plain = {
         "top event names": (
@@ -210,8 +215,10 @@ def main():
             "SELECT count(DISTINCT eventid) AS ids, count(*) AS events FROM cloudtrail",
             "SELECT count(DISTINCT eventid) AS ids, count(*) AS events FROM t"),
     }
+    if "plain" not in sections:
+        plain = {}
     duck = None
-    if not a.no_duckdb:
+    if plain and not a.no_duckdb:
         import duckdb
         target = duck_layout(a.lake)
         duck = duckdb.connect()

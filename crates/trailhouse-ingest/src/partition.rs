@@ -1,5 +1,5 @@
 //! Groups a batch's rows by partition (UTC day of `eventTime`), drops records already stored, and
-//! orders each partition's rows by region, event source, event name, then `eventTime`: the rows of
+//! orders each partition's rows by event name, event source, region, then `eventTime`: the rows of
 //! one kind of call are contiguous, so a filter on the call prunes the pages of every column.
 //!
 //! A re-delivered record has the same content, hence the same `eventTime`, hence the same
@@ -192,13 +192,13 @@ fn gather(batches: &[&RecordBatch], keep: &[(usize, usize)]) -> Result<RecordBat
     Ok(RecordBatch::try_new(schema, columns)?)
 }
 
-/// A row of a batch: (rank of its (region, event source, event name) in its partition,
-/// eventtime, file index, row index) — sorting by it orders rows by region, source and call, then
-/// time, then delivery.
+/// A row of a batch: (rank of its (event name, event source, region) in its partition,
+/// eventtime, file index, row index) — sorting by it orders rows by call, region, then time, then
+/// delivery.
 type RowRef = (u32, i64, usize, usize);
 
-/// Sets each row's rank: the position of its (region, event source, event name) among the
-/// partition's, in order (a missing source or name first).
+/// Sets each row's rank: the position of its (event name, event source, region) among the
+/// partition's, in order (a missing name or source first).
 fn rank_calls(files: &[FileRows], rows: &mut [RowRef]) {
     let source_index = schema::file_schema().index_of("eventsource").ok();
     let name_index = schema::file_schema().index_of("eventname").ok();
@@ -208,12 +208,12 @@ fn rank_calls(files: &[FileRows], rows: &mut [RowRef]) {
     };
     let call = |&(_, _, fi, ri): &RowRef| {
         (
-            files[fi].placed[ri].region.as_str(),
-            text(source_index, fi, ri),
             text(name_index, fi, ri),
+            text(source_index, fi, ri),
+            files[fi].placed[ri].region.as_str(),
         )
     };
-    let mut calls: Vec<(&str, Option<&str>, Option<&str>)> = rows.iter().map(call).collect();
+    let mut calls: Vec<(Option<&str>, Option<&str>, &str)> = rows.iter().map(call).collect();
     calls.sort_unstable();
     calls.dedup();
     for row in rows.iter_mut() {
@@ -222,8 +222,8 @@ fn rank_calls(files: &[FileRows], rows: &mut [RowRef]) {
     }
 }
 
-/// Splits `files` into per-partition batches of new rows, in deterministic order: by region, event
-/// source and event name, then `eventtime`, then by file and position (so the first delivery of a record is the one kept),
+/// Splits `files` into per-partition batches of new rows, in deterministic order: by event name,
+/// event source and region, then `eventtime`, then by file and position (so the first delivery of a record is the one kept),
 /// and hands each batch to `sink` (the writer) as soon as it is built, in parallel across
 /// partitions. Each batch is dropped once the sink is done with it, so a worker's memory cycles
 /// through one partition at a time instead of the whole batch being copied before anything is
@@ -316,4 +316,85 @@ pub fn partition<T: Send>(
     }
     index.evict();
     Ok((out, counts))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use serde_json::value::RawValue;
+
+    use super::*;
+    use crate::normalize::RecordBuilder;
+
+    fn file_rows(records: &[String]) -> FileRows {
+        let mut b = RecordBuilder::new(Arc::from("test.json"));
+        let placed = records
+            .iter()
+            .map(|r| {
+                let raw: &RawValue = serde_json::from_str(r).expect("valid json");
+                b.push(raw, None).expect("placed")
+            })
+            .collect();
+        FileRows {
+            batch: b.finish().expect("batch"),
+            placed,
+        }
+    }
+
+    /// The written order is [`trailhouse_lake::datafile::SORT_COLUMNS`]: name, source, region,
+    /// time, whatever order the records came in.
+    #[test]
+    fn rows_are_ordered_by_call_then_region_then_time() {
+        let calls = [
+            ("s3.amazonaws.com", "PutObject"),
+            ("ec2.amazonaws.com", "RunInstances"),
+            ("s3.amazonaws.com", "GetObject"),
+            ("ec2.amazonaws.com", "DescribeInstances"),
+        ];
+        let regions = ["us-west-2", "eu-west-1", "us-east-1"];
+        let mut records = Vec::new();
+        for (i, second) in (0..24).rev().enumerate() {
+            let (source, name) = calls[i % calls.len()];
+            let region = regions[i % regions.len()];
+            records.push(format!(
+                r#"{{"eventTime":"2026-11-02T10:00:{second:02}Z","eventSource":"{source}","eventName":"{name}","awsRegion":"{region}","eventID":"e{i}"}}"#
+            ));
+        }
+        let files = [file_rows(&records)];
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut index = DedupIndex::new(Lake::new(dir.path()), HashMap::new(), 1 << 20);
+        let (out, counts) = partition(&files, &mut index, |_, batch| Ok(batch)).expect("partition");
+        assert_eq!((counts.duplicate, counts.collision), (0, 0));
+        let [day] = out.as_slice() else {
+            panic!("one day expected, got {}", out.len());
+        };
+        let batch = &day.output;
+        let text = |name: &str| -> Vec<String> {
+            let c = batch.column_by_name(name).expect(name).as_string::<i32>();
+            (0..c.len()).map(|i| c.value(i).to_string()).collect()
+        };
+        let times = batch
+            .column_by_name(schema::EVENTTIME)
+            .expect("eventtime")
+            .as_primitive::<TimestampMicrosecondType>();
+        let (sources, names, regions) =
+            (text("eventsource"), text("eventname"), text(schema::REGION));
+        let rows: Vec<(&str, &str, &str, i64)> = (0..batch.num_rows())
+            .map(|i| {
+                (
+                    names[i].as_str(),
+                    sources[i].as_str(),
+                    regions[i].as_str(),
+                    times.value(i),
+                )
+            })
+            .collect();
+        let mut sorted = rows.clone();
+        sorted.sort();
+        assert_eq!(rows.len(), 24);
+        assert_eq!(rows, sorted);
+        assert_eq!(rows[0].0, "DescribeInstances");
+        assert_eq!(rows[0].1, "ec2.amazonaws.com");
+    }
 }

@@ -125,12 +125,20 @@ fn writer_properties_builder(sorted: bool) -> WriterPropertiesBuilder {
     b
 }
 
-/// The order of a data file's rows: by region, then the kind of call (source and name: the rows
-/// of one call are contiguous, so a filter on it prunes the pages of every column), then time.
+/// The order of a data file's rows: by the call (name, then source: the rows of one call are
+/// contiguous, so a filter on it prunes the pages of every column), then region, then time.
+/// The name comes first so that its values only grow along the rows an ingest batch writes (a
+/// compacted file is a few such runs): a page's `eventname` bounds then take in the calls it
+/// holds and no others. A day holds a few hundred (region, source)
+/// groups of a few hundred rows; sorted by region or source first, nearly every page spanned
+/// the end of one group's names and the start of the next's, and its bounds took in most calls
+/// (measured on a 20M-event trail: `eventname = 'ConsoleLogin'` kept the pages of 12.0M rows
+/// with the region first, 4.3M with the source first, 1.5M with the name first). Every
+/// question that names a source also names its calls.
 pub const SORT_COLUMNS: [&str; 4] = [
-    schema::REGION,
-    "eventsource",
     "eventname",
+    "eventsource",
+    schema::REGION,
     schema::EVENTTIME,
 ];
 
@@ -188,7 +196,7 @@ fn leaf_nulls(array: &dyn Array, parent_null: bool, out: &mut Vec<bool>) {
     }
 }
 
-/// Writes one batch, its rows ordered by region and time, as a data file of `partition` under
+/// Writes one batch, its rows ordered by [`SORT_COLUMNS`], as a data file of `partition` under
 /// `table_root` and returns its `add` action, with the per-file statistics Delta uses to skip
 /// files by `eventtime` and `region`.
 pub fn write_data_file(

@@ -295,3 +295,77 @@ fn value<T: arrow::array::ArrowPrimitiveType>(
 fn string(a: &arrow::array::StringArray, i: usize) -> Option<&str> {
     a.is_valid(i).then(|| a.value(i))
 }
+
+#[cfg(test)]
+mod tests {
+    use arrow::array::{Int64Array, StringArray, TimestampMicrosecondArray, UInt32Array};
+    use datafusion::datasource::MemTable;
+
+    use super::*;
+    use crate::engine::{self, EngineOptions, Extensions, MIN_MEMORY};
+
+    /// Rows of `controls` controls, each row its own temporary key: 900,000 groups by key, more
+    /// than the smallest pool holds, so the reduce finishes only by spilling.
+    fn rows(controls: u32, per_control: usize) -> Vec<RecordBatch> {
+        let mut batches = Vec::new();
+        for c in 0..controls {
+            for chunk in (0..per_control).collect::<Vec<_>>().chunks(8192) {
+                let n = chunk.len();
+                let key = |i: &usize| format!("ASIA{c:04}{i:012}");
+                let columns: Vec<Arc<dyn Array>> = vec![
+                    Arc::new(UInt32Array::from(vec![c; n])),
+                    Arc::new(StringArray::from_iter_values(
+                        chunk
+                            .iter()
+                            .map(|i| format!("arn:aws:sts::1:assumed-role/r/s{}", i % 5000)),
+                    )),
+                    Arc::new(StringArray::from_iter_values(chunk.iter().map(key))),
+                    Arc::new(StringArray::from_iter_values(
+                        chunk
+                            .iter()
+                            .map(|i| format!("10.0.{}.{}", i % 250, i % 200)),
+                    )),
+                    Arc::new(Int64Array::from(vec![1; n])),
+                    Arc::new(
+                        TimestampMicrosecondArray::from_iter_values(
+                            chunk.iter().map(|i| *i as i64),
+                        )
+                        .with_timezone("UTC"),
+                    ),
+                    Arc::new(
+                        TimestampMicrosecondArray::from_iter_values(
+                            chunk.iter().map(|i| *i as i64),
+                        )
+                        .with_timezone("UTC"),
+                    ),
+                ];
+                batches.push(RecordBatch::try_new(schema(), columns).expect("batch"));
+            }
+        }
+        batches
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn reduces_more_groups_than_the_smallest_pool_holds() {
+        let runtime = engine::runtime(EngineOptions { memory: MIN_MEMORY }).expect("runtime");
+        let base = engine::context(
+            engine::config().expect("config"),
+            runtime,
+            &Extensions::default(),
+        )
+        .expect("context");
+        let per_control = 300_000;
+        let table = MemTable::try_new(schema(), vec![rows(3, per_control)]).expect("table");
+        let totals = reduce(base, Arc::new(table), 3)
+            .await
+            .expect("reduced within the pool, spilling");
+        assert_eq!(totals.controls.len(), 3);
+        for reduced in &totals.controls {
+            assert_eq!(reduced.rows, per_control as u64);
+            assert_eq!(reduced.first, Some(0));
+            assert_eq!(reduced.last, Some(per_control as i64 - 1));
+            assert_eq!(reduced.principals.len(), TOP);
+            assert_eq!(reduced.ips.len(), TOP);
+        }
+    }
+}

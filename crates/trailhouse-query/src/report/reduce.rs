@@ -300,12 +300,16 @@ fn string(a: &arrow::array::StringArray, i: usize) -> Option<&str> {
 mod tests {
     use arrow::array::{Int64Array, StringArray, TimestampMicrosecondArray, UInt32Array};
     use datafusion::datasource::MemTable;
+    use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
+    use datafusion::execution::memory_pool::FairSpillPool;
+    use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 
     use super::*;
     use crate::engine::{self, EngineOptions, Extensions, MIN_MEMORY};
 
     /// Rows of `controls` controls, each row its own temporary key: 900,000 groups by key, more
-    /// than the smallest pool holds, so the reduce finishes only by spilling.
+    /// than the smallest pool holds, so the reduce finishes only by spilling (the test checks
+    /// that it cannot without).
     fn rows(controls: u32, per_control: usize) -> Vec<RecordBatch> {
         let mut batches = Vec::new();
         for c in 0..controls {
@@ -360,6 +364,27 @@ mod tests {
             .await
             .expect("reduced within the pool, spilling");
         assert_eq!(totals.controls.len(), 3);
+
+        // The same rows, the same pool, nowhere to spill: the reduce runs out of memory, so the
+        // run above did spill.
+        let no_disk = RuntimeEnvBuilder::new()
+            .with_memory_pool(Arc::new(FairSpillPool::new(MIN_MEMORY)))
+            .with_disk_manager_builder(
+                DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled),
+            )
+            .build_arc()
+            .expect("runtime without disk");
+        let unspilled = engine::context(
+            engine::config().expect("config"),
+            no_disk,
+            &Extensions::default(),
+        )
+        .expect("context");
+        let table = MemTable::try_new(schema(), vec![rows(3, per_control)]).expect("table");
+        let err = reduce(unspilled, Arc::new(table), 3)
+            .await
+            .expect_err("no room without spilling");
+        assert!(err.to_string().contains("Resources exhausted"), "{err}");
         for reduced in &totals.controls {
             assert_eq!(reduced.rows, per_control as u64);
             assert_eq!(reduced.first, Some(0));

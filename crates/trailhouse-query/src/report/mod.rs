@@ -243,7 +243,7 @@ pub async fn build(
     // out, the others the lake; all send their rows to the one aggregate that reduces them.
     let (reduce_rows, reduce_feed) = channel::table(reduce::schema())?;
     let reducing = {
-        let ctx = session.context().clone();
+        let ctx = reduce::context(session.context())?;
         let controls = distinct.len();
         SpawnedTask::spawn(async move { reduce::reduce(ctx, reduce_rows, controls).await })
     };

@@ -22,10 +22,21 @@ use datafusion::prelude::SessionContext;
 use futures::StreamExt;
 
 use super::{Count, TOP, top};
+use crate::engine::{self, Extensions};
 use crate::error::QueryError;
 
 /// Temporary keys kept per listed principal, for their origins: the most recently used.
 pub const KEYS_PER_PRINCIPAL: usize = 1_000;
+
+/// The context [`reduce`] runs in: `session`'s runtime (its memory pool) and settings, in one
+/// partition. Split in two, the aggregate's output was sorted by two sorts and merged by a
+/// third operator, none of whose merges can spill; in a pool the controls had filled, the
+/// first sort's merge took what was left and the final merge failed for lack of memory (seen
+/// in reports of a 20M-event trail, and in the test below).
+pub fn context(session: &SessionContext) -> Result<SessionContext, QueryError> {
+    let config = session.copied_config().with_target_partitions(1);
+    engine::context(config, session.runtime_env(), &Extensions::default())
+}
 
 static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
     let time = DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
@@ -305,7 +316,7 @@ mod tests {
     use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 
     use super::*;
-    use crate::engine::{self, EngineOptions, Extensions, MIN_MEMORY};
+    use crate::engine::{EngineOptions, MIN_MEMORY};
 
     /// Rows of `controls` controls, each row its own temporary key: 900,000 groups by key, more
     /// than the smallest pool holds, so the reduce finishes only by spilling (the test checks
@@ -360,7 +371,7 @@ mod tests {
         .expect("context");
         let per_control = 300_000;
         let table = MemTable::try_new(schema(), vec![rows(3, per_control)]).expect("table");
-        let totals = reduce(base, Arc::new(table), 3)
+        let totals = reduce(context(&base).expect("reduce context"), Arc::new(table), 3)
             .await
             .expect("reduced within the pool, spilling");
         assert_eq!(totals.controls.len(), 3);
@@ -381,9 +392,13 @@ mod tests {
         )
         .expect("context");
         let table = MemTable::try_new(schema(), vec![rows(3, per_control)]).expect("table");
-        let err = reduce(unspilled, Arc::new(table), 3)
-            .await
-            .expect_err("no room without spilling");
+        let err = reduce(
+            context(&unspilled).expect("reduce context"),
+            Arc::new(table),
+            3,
+        )
+        .await
+        .expect_err("no room without spilling");
         assert!(err.to_string().contains("Resources exhausted"), "{err}");
         for reduced in &totals.controls {
             assert_eq!(reduced.rows, per_control as u64);

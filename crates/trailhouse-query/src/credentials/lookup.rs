@@ -27,6 +27,9 @@ use futures::StreamExt;
 /// AssumeRole* sessions last 12 hours at most, AssumeRoot 15 minutes). In microseconds.
 pub const LIFETIME: i64 = 36 * 3600 * 1_000_000;
 
+/// A day in microseconds.
+pub(super) const DAY: i64 = 24 * 3600 * 1_000_000;
+
 /// What every temporary access key starts with (AWS's unique-id prefixes: `AKIA` is a long-term
 /// key).
 pub const TEMPORARY_KEY_PREFIX: &str = "ASIA";
@@ -204,6 +207,41 @@ impl Lookup {
             Some(p) => df.filter(p),
             None => Ok(df),
         }
+    }
+
+    /// The days (their first microsecond, UTC) on which calls passing `predicate` minted keys,
+    /// with how many rows each holds, in order. Reads only the key and time columns.
+    pub(super) async fn days_of_mints(&self, predicate: Option<Expr>) -> Result<Vec<(i64, u64)>> {
+        let day = Expr::ScalarFunction(datafusion::logical_expr::expr::ScalarFunction::new_udf(
+            datafusion::functions::datetime::date_trunc(),
+            vec![lit("day"), col("eventtime")],
+        ));
+        let counted = self
+            .mints(predicate)
+            .await?
+            .aggregate(
+                vec![day.alias("day")],
+                vec![datafusion::functions_aggregate::count::count(lit(1)).alias("calls")],
+            )?
+            .collect()
+            .await?;
+        let mut days = Vec::new();
+        for batch in &counted {
+            let starts = cast(
+                batch.column(0),
+                &DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            )?;
+            let starts = starts.as_primitive::<arrow::datatypes::TimestampMicrosecondType>();
+            let calls = cast(batch.column(1), &DataType::UInt64)?;
+            let calls = calls.as_primitive::<arrow::datatypes::UInt64Type>();
+            for i in 0..batch.num_rows() {
+                if starts.is_valid(i) && calls.is_valid(i) {
+                    days.push((starts.value(i), calls.value(i)));
+                }
+            }
+        }
+        days.sort_unstable();
+        Ok(days)
     }
 
     /// The call that minted each wanted key within its window (the preferred copy), by key.

@@ -8,7 +8,8 @@
 //! calls ([`lookup`]). A scan that names keys or sessions (`WHERE minted_key = 'ASIA…'`) looks
 //! only those up; a join on `minted_key` (who-deleted's `LEFT JOIN credentials c ON c.minted_key =
 //! h.useridentity.accesskeyid`) is planned as a lookup of the keys its rows hold ([`join`]); only
-//! a scan that names no key reads every minting call of its window, in bounded memory.
+//! a scan that names no key reads every minting call of its window, a slice of days at a time
+//! ([`SLICE_CALLS`]).
 
 pub mod join;
 pub mod lookup;
@@ -440,10 +441,57 @@ async fn named_credentials(
     batch_of(&credentials, &SCHEMA)
 }
 
-/// Every key minted in the window, in the order the calls were made (a sort that spills beyond
-/// the memory pool), a batch of calls at a time: the copies of a call merged, each call's chain
-/// walked by lookups.
+/// Minting calls one slice of a full scan holds (a slice is whole days, so a busier day makes a
+/// bigger one): each slice is sorted on its own, so the scan's memory follows the busiest days,
+/// not the number of STS calls in the window.
+const SLICE_CALLS: u64 = 100_000;
+
+/// Every key minted in the window, in the order the calls were made, a slice of days at a time
+/// ([`SLICE_CALLS`]), each slice a batch of calls at a time: the copies of a call merged (they
+/// share a time, so a day), each call's chain walked by lookups.
 async fn every_key(
+    lookup: Arc<Lookup>,
+    lo: i64,
+    hi: i64,
+) -> Result<futures::stream::BoxStream<'static, Result<arrow::array::RecordBatch>>> {
+    every_key_by_slices(lookup, lo, hi, SLICE_CALLS).await
+}
+
+async fn every_key_by_slices(
+    lookup: Arc<Lookup>,
+    lo: i64,
+    hi: i64,
+    slice_calls: u64,
+) -> Result<futures::stream::BoxStream<'static, Result<arrow::array::RecordBatch>>> {
+    let days = lookup.days_of_mints(time_predicate([(lo, hi)])).await?;
+    let slices = slices(&days, lo, hi, slice_calls);
+    Ok(futures::stream::iter(slices)
+        .then(move |(lo, hi)| keys_of_slice(Arc::clone(&lookup), lo, hi))
+        .try_flatten()
+        .boxed())
+}
+
+/// Consecutive days (start, calls), in order, grouped into time ranges of at least
+/// `slice_calls` calls (the last may hold fewer), within `[lo, hi]`.
+fn slices(days: &[(i64, u64)], lo: i64, hi: i64, slice_calls: u64) -> Vec<(i64, i64)> {
+    let mut out = Vec::new();
+    let mut open: Option<(i64, u64)> = None;
+    for (i, &(day, calls)) in days.iter().enumerate() {
+        let (start, held) = open.get_or_insert((day, 0));
+        *held += calls;
+        let last = i + 1 == days.len();
+        if *held >= slice_calls || last {
+            let end = day.saturating_add(lookup::DAY - 1);
+            out.push(((*start).max(lo), end.min(hi)));
+            open = None;
+        }
+    }
+    out
+}
+
+/// The keys minted in `[lo, hi]` (a slice of days), in the order the calls were made (a sort
+/// that spills beyond the memory pool), a batch of calls at a time.
+async fn keys_of_slice(
     lookup: Arc<Lookup>,
     lo: i64,
     hi: i64,
@@ -536,5 +584,131 @@ mod tests {
             .or(col("caller").eq(lit("x")))]);
         assert_eq!(other.keys, None);
         assert_eq!((other.lo, other.hi), (i64::MIN, i64::MAX));
+    }
+}
+
+#[cfg(test)]
+mod slice_tests {
+    use super::*;
+    use arrow::util::pretty::pretty_format_batches;
+    use lookup::DAY;
+
+    #[test]
+    fn days_are_grouped_into_slices_of_enough_calls_within_the_window() {
+        let days = [(0, 4), (DAY, 7), (2 * DAY, 30), (5 * DAY, 1), (6 * DAY, 2)];
+        assert_eq!(
+            slices(&days, i64::MIN, i64::MAX, 10),
+            vec![
+                (0, 2 * DAY - 1),
+                (2 * DAY, 3 * DAY - 1),
+                (5 * DAY, 7 * DAY - 1)
+            ]
+        );
+        // The window's ends cut the first and last slices.
+        assert_eq!(slices(&days, 5, 6 * DAY + 9, 1_000), vec![(5, 6 * DAY + 9)]);
+        assert_eq!(
+            slices(&days, i64::MIN, i64::MAX, 1).len(),
+            days.len(),
+            "one day per slice"
+        );
+        assert!(slices(&[], i64::MIN, i64::MAX, 10).is_empty());
+    }
+
+    /// STS calls over three days: a chain across midnight, two copies of one call (the
+    /// role's account names no caller ARN; the caller's account does), calls at the same time.
+    const CALLS: &str = "
+        ('ASIA1', 'AKIAALICE', 'arn:aws:iam::111:user/alice', 'IAMUser', '2026-11-01T10:00:00Z', 'e1', '111'),
+        ('ASIA2', 'ASIA1', 'arn:aws:sts::111:assumed-role/R/s', 'AssumedRole', '2026-11-01T23:59:59Z', 'e2', '111'),
+        ('ASIA3', 'ASIA2', 'arn:aws:sts::111:assumed-role/S/t', 'AssumedRole', '2026-11-02T00:00:00Z', 'e3', '111'),
+        ('ASIA4', 'AKIABOB', NULL, 'AWSAccount', '2026-11-02T09:00:00Z', 'e4a', '222'),
+        ('ASIA4', 'AKIABOB', 'arn:aws:iam::333:user/bob', 'IAMUser', '2026-11-02T09:00:00Z', 'e4b', '333'),
+        ('ASIA0', 'AKIABOB', 'arn:aws:iam::333:user/bob', 'IAMUser', '2026-11-02T09:00:00Z', 'e0', '333'),
+        ('ASIA5', 'ASIA3', 'arn:aws:sts::111:assumed-role/T/u', 'AssumedRole', '2026-11-03T10:00:00Z', 'e5', '111')";
+
+    async fn lookup() -> Arc<Lookup> {
+        let ctx = engine::context(
+            engine::config().expect("config"),
+            engine::runtime(engine::EngineOptions::default()).expect("runtime"),
+            &Extensions::default(),
+        )
+        .expect("context");
+        let view = format!(
+            "CREATE VIEW cloudtrail AS SELECT
+                 column1 AS mintedkey,
+                 CAST(NULL AS VARCHAR) AS mintedsession,
+                 named_struct('accesskeyid', column2, 'arn', column3,
+                              'invokedby', CAST(NULL AS VARCHAR), 'principalid', 'P',
+                              'type', column4,
+                              'sessioncontext', named_struct('sourceidentity', CAST(NULL AS VARCHAR)))
+                     AS useridentity,
+                 'AssumeRole' AS eventname,
+                 arrow_cast(to_timestamp_micros(column5), 'Timestamp(Microsecond, Some(\"UTC\"))')
+                     AS eventtime,
+                 '{{\"roleArn\": \"arn:aws:iam::111:role/R\", \"roleSessionName\": \"s\"}}'
+                     AS requestparameters,
+                 CAST(NULL AS VARCHAR) AS responseelements,
+                 '192.0.2.1' AS sourceipaddress,
+                 column7 AS recipientaccountid,
+                 column6 AS eventid
+             FROM (VALUES {CALLS})"
+        );
+        ctx.sql(&view).await.expect("view");
+        Arc::new(Lookup::new(ctx))
+    }
+
+    async fn scanned(lo: i64, hi: i64, slice_calls: u64) -> String {
+        let lookup = lookup().await;
+        let batches: Vec<_> = every_key_by_slices(lookup, lo, hi, slice_calls)
+            .await
+            .expect("scan")
+            .try_collect()
+            .await
+            .expect("batches");
+        let columns = ["minted_key", "caller", "eventid", "origin", "hops"];
+        let projected: Vec<_> = batches
+            .iter()
+            .map(|b| {
+                let indices: Vec<usize> = columns
+                    .iter()
+                    .map(|c| b.schema().index_of(c).expect("column"))
+                    .collect();
+                b.project(&indices).expect("project")
+            })
+            .collect();
+        pretty_format_batches(&projected)
+            .expect("format")
+            .to_string()
+    }
+
+    #[tokio::test]
+    async fn a_scan_by_day_gives_what_a_scan_of_the_whole_window_gives() {
+        let whole = scanned(i64::MIN, i64::MAX, u64::MAX).await;
+        let expected = "\
++------------+-----------------------------------+---------+-----------------------------+------+
+| minted_key | caller                            | eventid | origin                      | hops |
++------------+-----------------------------------+---------+-----------------------------+------+
+| ASIA1      | arn:aws:iam::111:user/alice       | e1      | arn:aws:iam::111:user/alice | 1    |
+| ASIA2      | arn:aws:sts::111:assumed-role/R/s | e2      | arn:aws:iam::111:user/alice | 2    |
+| ASIA3      | arn:aws:sts::111:assumed-role/S/t | e3      | arn:aws:iam::111:user/alice | 3    |
+| ASIA0      | arn:aws:iam::333:user/bob         | e0      | arn:aws:iam::333:user/bob   | 1    |
+| ASIA4      | arn:aws:iam::333:user/bob         | e4b     | arn:aws:iam::333:user/bob   | 1    |
+| ASIA5      | arn:aws:sts::111:assumed-role/T/u | e5      | arn:aws:iam::111:user/alice | 4    |
++------------+-----------------------------------+---------+-----------------------------+------+";
+        assert_eq!(whole, expected);
+        // A day at a time: the same rows in the same order.
+        assert_eq!(scanned(i64::MIN, i64::MAX, 1).await, expected);
+        // A window that starts and ends inside days keeps only its calls, whatever the slices.
+        let (lo, hi) = (
+            1_793_491_200_000_000 + 12 * 3600 * 1_000_000, // 2026-11-01T12:00:00Z
+            1_793_577_600_000_000 + 9 * 3600 * 1_000_000 - 1, // 2026-11-02T08:59:59.999999Z
+        );
+        let cut = scanned(lo, hi, 1).await;
+        assert_eq!(cut, scanned(lo, hi, u64::MAX).await);
+        let keys: Vec<&str> = cut
+            .lines()
+            .filter_map(|l| l.split('|').nth(1).map(str::trim))
+            .filter(|k| k.starts_with("ASIA"))
+            .collect();
+        assert_eq!(keys, ["ASIA2", "ASIA3"]);
     }
 }

@@ -68,6 +68,18 @@ impl SourceFile {
         (digits(&date[0], 4) && digits(&date[1], 2) && digits(&date[2], 2)).then(|| date.concat())
     }
 
+    /// Whether this is where and how CloudTrail names a log file: a `.json.gz` file in a
+    /// `…/CloudTrail/<region>/YYYY/MM/DD/` folder. Such a file that is not a log is damaged, not
+    /// some other data kept beside the trail.
+    pub fn is_log_file(&self) -> bool {
+        self.key_date().is_some()
+            && !self.is_digest()
+            && self
+                .path
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().ends_with(".json.gz"))
+    }
+
     /// Whether CloudTrail's layout marks this as a digest file.
     pub fn is_digest(&self) -> bool {
         self.path

@@ -818,8 +818,14 @@ fn read_file(
         Ok(c) => c,
         Err(e) => return FileResult::Failed(e),
     };
-    let parsed = match parse::parse(&content.bytes, content.gzip) {
+    // A log file CloudTrail named is held to being one, compressed or not.
+    let parsed = match parse::parse(&content.bytes, content.gzip || file.is_log_file()) {
         Ok(p) => p,
+        Err(FileError::Envelope(what)) if !content.gzip => {
+            return FileResult::Failed(FileError::Envelope(format!(
+                "{what}, and not gzip either (CloudTrail delivers its log files gzip-compressed)"
+            )));
+        }
         Err(e) => return FileResult::Failed(content.broken.unwrap_or(e)),
     };
     let (records, parse_broken) = match parsed {

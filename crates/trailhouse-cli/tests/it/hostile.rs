@@ -1155,3 +1155,43 @@ fn a_failed_file_read_again_does_not_quarantine_its_records_twice() {
     assert_eq!(count(&lake, "SELECT count(*) FROM quarantine"), 1);
     assert_eq!(count(&lake, "SELECT count(*) FROM cloudtrail"), 1);
 }
+
+#[test]
+fn a_damaged_log_file_fails_by_name_while_other_files_beside_it_are_skipped() {
+    let (_dir, src, lake) = scratch();
+    let good = write_trail_file(
+        &src,
+        "us-east-1",
+        1,
+        "good.json.gz",
+        &padded_records("ok", 3),
+    );
+    let folder = good.parent().expect("folder");
+    // Named and placed as CloudTrail delivers a log file, but neither gzip nor JSON.
+    let damaged = "111122223333_CloudTrail_us-east-1_20261101T0000Z_AbCdEfGhIjKlMnOp.json.gz";
+    fs::write(folder.join(damaged), b"\x00\x01damaged").expect("write");
+    // Not a log file's name: other data kept beside the trail.
+    fs::write(folder.join("NOTES.txt"), b"kept by the team").expect("write");
+
+    let (run, r) = ingest_json(&lake, &[&src], &[]);
+    assert_eq!(
+        run.code,
+        Some(1),
+        "a damaged file is exit 1: {}",
+        run.stderr
+    );
+    reconciles(&r);
+    assert_eq!(r["files_loaded"], 1, "{r}");
+    assert_eq!(r["files_failed"], 1, "{r}");
+    assert_eq!(r["files_skipped_other"], 1, "{r}");
+    let failure = &r["failures"][0];
+    assert!(
+        failure["file"].as_str().expect("file").ends_with(damaged)
+            && failure["error"]
+                .as_str()
+                .expect("error")
+                .contains("not gzip"),
+        "{failure}"
+    );
+    assert_eq!(count(&lake, "SELECT count(*) FROM cloudtrail"), 3);
+}

@@ -163,6 +163,17 @@ pub fn canonical(v: &serde_json::Value) -> String {
     sort(v).to_string()
 }
 
+/// The ingest report's first failure names a file ending in `file` and a reason holding
+/// `reason`.
+pub fn first_failure_is(r: &serde_json::Value, file: &str, reason: &str) {
+    let failure = &r["failures"][0];
+    assert!(
+        failure["file"].as_str().expect("file").ends_with(file)
+            && failure["error"].as_str().expect("error").contains(reason),
+        "{failure}"
+    );
+}
+
 /// The ingest report's counts add up (the rule of `Report::reconciles`).
 pub fn reconciles(r: &serde_json::Value) {
     let n = |k: &str| {

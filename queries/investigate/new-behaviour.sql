@@ -1,6 +1,7 @@
 -- summary: API calls a principal made in the window (use --since, e.g. 7d) that it never made in the baseline before the window
 -- param: principal string default * -- only this principal (user name, ARN, principal id, access key); * for all
 -- param: baseline timestamp default 90d -- start of the baseline; it ends where the window starts
+-- setting: datafusion.optimizer.join_reordering = false
 WITH calls AS (
     SELECT actor(useridentity) AS principal,
            eventsource,
@@ -18,7 +19,10 @@ WITH calls AS (
 ),
 -- A (principal, service, call) is new when none of its calls comes before the window: one lean
 -- aggregate over the baseline and the window finds those, then only the window's calls of the
--- new ones are read again for their details.
+-- new ones are read again for their details. The join builds its table from `new` (written
+-- first, and kept first by the setting above): the planner cannot tell that the aggregate is
+-- small, and would otherwise hold all the window's calls in memory and filter the baseline's
+-- tens of millions of rows against them.
 new AS (
     SELECT principal, eventsource, eventname
     FROM calls
@@ -33,8 +37,8 @@ SELECT c.principal,
        max(c.eventtime) AS last_seen,
        array_to_string(array_sort(array_agg(DISTINCT c.sourceipaddress)), ', ') AS source_ips,
        first_value(c.eventid ORDER BY c.eventtime, c.eventid) AS eventid
-FROM calls c
-JOIN new n ON (n.principal IS NOT DISTINCT FROM c.principal)
+FROM new n
+JOIN calls c ON (n.principal IS NOT DISTINCT FROM c.principal)
           AND (n.eventsource IS NOT DISTINCT FROM c.eventsource)
           AND (n.eventname IS NOT DISTINCT FROM c.eventname)
 WHERE c.eventtime >= $since

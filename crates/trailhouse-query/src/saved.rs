@@ -11,6 +11,10 @@
 //! Parameters are DataFusion placeholders bound with `ParamValues`: a value is never formatted
 //! into SQL text, so a value containing quotes or SQL is just a value. The queries of `queries/`
 //! are compiled into the binary; `--queries DIR` adds a user's own.
+//!
+//! A query may also pin a DataFusion setting for itself alone, where the planner would choose
+//! badly from what it can estimate (`-- setting: datafusion.optimizer.join_reordering = false`
+//! keeps a join's build side where the SQL puts it: first).
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -150,6 +154,9 @@ pub struct SavedQuery {
     pub controls: Vec<Control>,
     /// The AWS Security Hub control it corresponds to (`-- securityhub: CloudWatch.1`).
     pub security_hub: Option<String>,
+    /// DataFusion settings (`-- setting: KEY = VALUE`) that hold while this query is planned
+    /// and run, and for no other query.
+    pub settings: Vec<(String, String)>,
     pub sql: String,
 }
 
@@ -164,6 +171,7 @@ impl SavedQuery {
         let mut params: Vec<Param> = Vec::new();
         let mut controls = Vec::new();
         let mut security_hub = None;
+        let mut settings = Vec::new();
         for line in text.lines() {
             let Some(comment) = line.trim().strip_prefix("--") else {
                 if line.trim().is_empty() {
@@ -184,6 +192,8 @@ impl SavedQuery {
                 }
             } else if let Some(c) = comment.strip_prefix("securityhub:") {
                 security_hub = Some(c.trim().to_string());
+            } else if let Some(c) = comment.strip_prefix("setting:") {
+                settings.push(setting(c).map_err(bad)?);
             } else if let Some(p) = comment.strip_prefix("param:") {
                 let (decl, description) = match p.split_once("--") {
                     Some((d, desc)) => (d.trim(), desc.trim().to_string()),
@@ -237,6 +247,7 @@ impl SavedQuery {
             params,
             controls,
             security_hub,
+            settings,
             sql: text.to_string(),
         })
     }
@@ -303,6 +314,24 @@ impl SavedQuery {
             })
             .collect()
     }
+}
+
+/// `KEY = VALUE` of a `-- setting:` line: a DataFusion setting that exists, with a value it
+/// takes.
+fn setting(text: &str) -> Result<(String, String), String> {
+    let Some((key, value)) = text.split_once('=') else {
+        return Err(format!("cannot read `-- setting:{text}`: KEY = VALUE"));
+    };
+    let (key, value) = (key.trim(), value.trim());
+    if !key.starts_with("datafusion.") {
+        return Err(format!(
+            "`-- setting:{text}`: only DataFusion's settings (datafusion.…) can be set"
+        ));
+    }
+    datafusion::config::ConfigOptions::new()
+        .set(key, value)
+        .map_err(|e| format!("`-- setting:{text}`: {e}"))?;
+    Ok((key.to_string(), value.to_string()))
 }
 
 fn convert(
@@ -583,6 +612,36 @@ mod tests {
             "a summary is required"
         );
         assert!(SavedQuery::parse("p/q", "-- summary: x\n-- param: a float\nSELECT 1").is_err());
+    }
+
+    #[test]
+    fn settings_are_datafusions_own_with_values_they_take() {
+        let q = SavedQuery::parse(
+            "p/q",
+            "-- summary: x\n-- setting: datafusion.optimizer.join_reordering = false\nSELECT 1",
+        )
+        .expect("parse");
+        assert_eq!(
+            q.settings,
+            [(
+                "datafusion.optimizer.join_reordering".to_string(),
+                "false".to_string()
+            )]
+        );
+        let err = |header: &str| {
+            SavedQuery::parse("p/q", &format!("-- summary: x\n{header}\nSELECT 1"))
+                .expect_err(header)
+                .to_string()
+        };
+        let e = err("-- setting: datafusion.optimizer.join_reordering");
+        assert!(e.starts_with("saved query `p/q`: cannot read"), "{e}");
+        assert!(e.contains("KEY = VALUE"), "{e}");
+        let e = err("-- setting: datafusion.optimizer.no_such_thing = 1");
+        assert!(e.contains("no_such_thing"), "{e}");
+        let e = err("-- setting: datafusion.optimizer.join_reordering = sometimes");
+        assert!(e.contains("sometimes"), "{e}");
+        let e = err("-- setting: trailhouse.memory = 1");
+        assert!(e.contains("only DataFusion's settings"), "{e}");
     }
 
     #[test]

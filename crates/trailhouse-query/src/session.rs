@@ -143,9 +143,22 @@ impl Session {
         params: HashMap<String, ScalarValue>,
     ) -> Result<DataFrame, QueryError> {
         Ok(self
-            .dataframe(&query.sql)
+            .saved_plan(query)
             .await?
             .with_param_values(ParamValues::from(params))?)
+    }
+
+    /// A saved query planned, its parameters unbound, under its own settings (`-- setting:`),
+    /// which hold for it alone: the context it is planned in is a copy of this one.
+    async fn saved_plan(&self, query: &SavedQuery) -> Result<DataFrame, QueryError> {
+        if query.settings.is_empty() {
+            return self.dataframe(&query.sql).await;
+        }
+        let mut state = self.ctx.state();
+        for (key, value) in &query.settings {
+            state.config_mut().options_mut().set(key, value)?;
+        }
+        read_only(&SessionContext::new_with_state(state), &query.sql).await
     }
 
     /// Runs a saved query with its parameters bound as values (never spliced into the SQL);
@@ -177,7 +190,7 @@ impl Session {
                 ),
             }));
         }
-        let df = self.dataframe(&query.sql).await?;
+        let df = self.saved_plan(query).await?;
         let mut used: Vec<String> = df
             .logical_plan()
             .get_parameter_types()?
@@ -203,33 +216,35 @@ impl Session {
 
     /// Plans one read-only statement.
     pub async fn dataframe(&self, sql: &str) -> Result<DataFrame, QueryError> {
-        let options = SQLOptions::new()
-            .with_allow_ddl(false)
-            .with_allow_dml(false)
-            .with_allow_statements(false);
-        let df = self
-            .ctx
-            .sql_with_options(sql, options)
-            .await
-            .map_err(|e| match e {
-                // The refusals of SQLOptions (datafusion `SQLOptions::verify_plan`).
-                datafusion::error::DataFusionError::Plan(msg)
-                    if [
-                        "DDL not supported",
-                        "DML not supported",
-                        "Statement not supported",
-                    ]
-                    .iter()
-                    .any(|p| msg.starts_with(p)) =>
-                {
-                    QueryError::ReadOnly(format!(
-                        "only queries are allowed (SELECT, WITH, EXPLAIN, SHOW, DESCRIBE): {msg}"
-                    ))
-                }
-                other => QueryError::from(other),
-            })?;
-        Ok(df)
+        read_only(&self.ctx, sql).await
     }
+}
+
+/// Plans one read-only statement in `ctx`.
+async fn read_only(ctx: &SessionContext, sql: &str) -> Result<DataFrame, QueryError> {
+    let options = SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false)
+        .with_allow_statements(false);
+    ctx.sql_with_options(sql, options)
+        .await
+        .map_err(|e| match e {
+            // The refusals of SQLOptions (datafusion `SQLOptions::verify_plan`).
+            datafusion::error::DataFusionError::Plan(msg)
+                if [
+                    "DDL not supported",
+                    "DML not supported",
+                    "Statement not supported",
+                ]
+                .iter()
+                .any(|p| msg.starts_with(p)) =>
+            {
+                QueryError::ReadOnly(format!(
+                    "only queries are allowed (SELECT, WITH, EXPLAIN, SHOW, DESCRIBE): {msg}"
+                ))
+            }
+            other => QueryError::from(other),
+        })
 }
 
 async fn register(ctx: &SessionContext, table: &DeltaTable, name: &str) -> Result<(), QueryError> {

@@ -364,6 +364,90 @@ fn the_window_of_a_saved_query_prunes_files_by_eventtime() {
     );
 }
 
+#[test]
+fn a_saved_querys_setting_holds_for_that_query_and_a_bad_one_is_refused_by_name() {
+    let (dir, lake) = small_lake();
+    let mine = dir.path().join("queries/mine");
+    std::fs::create_dir_all(&mine).expect("mkdir");
+    let body = "SELECT (SELECT value FROM information_schema.df_settings \
+                WHERE name = 'datafusion.optimizer.join_reordering') AS reordering, \
+                count(*) AS events FROM cloudtrail WHERE eventtime >= $since AND eventtime < $until";
+    std::fs::write(
+        mine.join("pinned.sql"),
+        format!(
+            "-- summary: the setting as the query sees it\n\
+             -- setting: datafusion.optimizer.join_reordering = false\n{body}\n"
+        ),
+    )
+    .expect("write");
+    let queries = dir.path().join("queries").display().to_string();
+    let r = trailhouse(
+        &lake,
+        &[
+            "run",
+            "mine/pinned",
+            "--queries",
+            &queries,
+            "--format",
+            "csv",
+        ],
+    );
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    assert_eq!(r.stdout, "reordering,events\nfalse,4\n");
+    let plain = sql_csv(
+        &lake,
+        "SELECT value FROM information_schema.df_settings \
+         WHERE name = 'datafusion.optimizer.join_reordering'",
+    );
+    assert_eq!(plain, "value\ntrue\n");
+
+    std::fs::write(
+        mine.join("pinned.sql"),
+        format!("-- summary: x\n-- setting: datafusion.optimizer.join_order = false\n{body}\n"),
+    )
+    .expect("write");
+    let r = trailhouse(&lake, &["run", "mine/pinned", "--queries", &queries]);
+    assert_eq!(r.code, Some(2), "{}{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr.contains("saved query `mine/pinned`")
+            && r.stderr.contains("datafusion.optimizer.join_order"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn new_behaviour_builds_its_join_from_the_new_calls_not_from_the_windows_calls() {
+    let (_dir, lake) = small_lake();
+    let r = trailhouse(
+        &lake,
+        &[
+            "run",
+            "new-behaviour",
+            "--since",
+            "2026-11-03",
+            "--explain",
+            "--format",
+            "csv",
+        ],
+    );
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    // The join's first input (the side its hash table is built from) is the aggregate that
+    // finds the new calls; the window's calls are its second.
+    let plan = r.stdout.split("HashJoinExec").nth(1).expect("a hash join");
+    let aggregate = plan.find("AggregateExec").expect("the new calls");
+    let scans: Vec<usize> = plan
+        .match_indices("DataSourceExec")
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(scans.len(), 2, "{plan}");
+    assert!(aggregate < scans[0], "{plan}");
+    assert!(
+        !plan[scans[0]..scans[1]].contains("AggregateExec"),
+        "{plan}"
+    );
+}
+
 /// An STS call minting `minted` for the caller holding `caller_key`.
 fn assume_role(
     id: &str,

@@ -124,6 +124,11 @@ fn print_summary(lake: &std::path::Path, r: &Report) {
              `trailhouse compact` retries it): {e}"
         );
     }
+    if let Some(e) = &r.checkpoint_error {
+        eprintln!(
+            "  warning: no checkpoint of this run's commits (they are committed; readers read              them one by one until the next run writes one): {e}"
+        );
+    }
     if r.s3_list_requests > 0 {
         eprintln!(
             "  S3:         {} LIST requests returned {} object keys",

@@ -181,6 +181,7 @@ pub async fn ingest(opts: &Options, progress: &dyn Progress) -> Result<Report, I
     };
     let mut main = lake.open_or_create(TableKind::CloudTrail).await?;
     let mut quarantine = lake.open_or_create(TableKind::Quarantine).await?;
+    let versions_before = (main.version(), quarantine.version());
     let committed = lake.committed_seq(&main, &app_id).await?;
     let state = lake.state();
     let mut ledger = Ledger::load(&state, &writer.ledger(), committed).await?;
@@ -376,6 +377,18 @@ pub async fn ingest(opts: &Options, progress: &dyn Progress) -> Result<Report, I
             }
         }
         report.stage_seconds.compact = t.elapsed().as_secs_f64();
+    }
+    // The run's commits are summarized in a checkpoint, which readers open instead of them.
+    // Nothing depends on it: when it cannot be written, readers read the commits.
+    for (table, kind, before) in [
+        (&main, TableKind::CloudTrail, versions_before.0),
+        (&quarantine, TableKind::Quarantine, versions_before.1),
+    ] {
+        if table.version() != before
+            && let Err(e) = lake.checkpoint(table, kind).await
+        {
+            report.checkpoint_error.get_or_insert(e.to_string());
+        }
     }
     if let Some(b) = &buckets {
         report.s3_list_requests = b.lists.load(Ordering::Relaxed);

@@ -39,6 +39,9 @@ pub struct Report {
     pub files_compacted: u64,
     /// Why the compaction after the batches failed (the batches are committed regardless).
     pub compact_error: Option<String>,
+    /// Why the checkpoint of the run's commits could not be written (readers then read the
+    /// commits themselves; the next run writes one).
+    pub checkpoint_error: Option<String>,
     /// Delta table version after the run.
     pub table_version: Option<u64>,
     /// LIST requests made to S3 sources (pages of up to 1,000 keys), and the object keys they

@@ -83,7 +83,11 @@ impl Lake {
         let mut out = Compacted::default();
         for kind in [TableKind::CloudTrail, TableKind::Quarantine] {
             let table = self.open(kind).await?;
+            let before = table.version();
             let (table, metrics) = self.optimize(kind, table, target_size, &[]).await?;
+            if table.version() != before {
+                self.checkpoint(&table, kind).await?;
+            }
             out.files_removed += metrics.files_removed;
             out.files_added += metrics.files_added;
             if kind == TableKind::CloudTrail {
@@ -121,6 +125,20 @@ impl Lake {
         let filter = [(schema::DAY, FilterOp::In, FilterValue::Set(values))];
         self.optimize(TableKind::CloudTrail, table, target_size, &filter)
             .await
+    }
+
+    /// Writes a checkpoint of `table` at its current version: a reader then opens the table
+    /// from that one file instead of reading every commit since the last checkpoint (Delta
+    /// writes one every 100 commits by default, and an ingest makes several commits a run:
+    /// opening a 20M-event lake 51 commits past its checkpoint took 60 ms, at one 30 ms, before
+    /// every query). A checkpoint only summarizes commits; without one, readers read them.
+    pub async fn checkpoint(&self, table: &DeltaTable, kind: TableKind) -> Result<(), LakeError> {
+        deltalake_core::checkpoints::create_checkpoint(table, None)
+            .await
+            .map_err(|source| LakeError::Delta {
+                table: self.table_location(kind).display().to_string(),
+                source: Box::new(source),
+            })
     }
 
     /// Bin-packs the small files of `table` (of the partitions `filter` names, or all) into

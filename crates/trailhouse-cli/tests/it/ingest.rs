@@ -63,6 +63,21 @@ fn sample_logs_tell_who_deleted_the_bucket() {
     assert_eq!(out.lines().nth(1), Some("bob,No"), "{out}");
 }
 
+/// The version of table `cloudtrail`'s latest checkpoint, as `_last_checkpoint` names it (its
+/// file checked to be there).
+fn checkpointed(lake: &Path) -> Option<u64> {
+    let log = lake.join("cloudtrail/_delta_log");
+    let last = std::fs::read_to_string(log.join("_last_checkpoint")).ok()?;
+    let last: serde_json::Value = serde_json::from_str(&last).expect("_last_checkpoint");
+    let version = last["version"].as_u64().expect("a version");
+    assert!(
+        log.join(format!("{version:020}.checkpoint.parquet"))
+            .is_file(),
+        "{last}"
+    );
+    Some(version)
+}
+
 #[test]
 fn rerun_is_a_no_op_and_new_files_are_picked_up() {
     let (_dir, src, lake) = scratch();
@@ -80,6 +95,11 @@ fn rerun_is_a_no_op_and_new_files_are_picked_up() {
     assert_eq!(run.code, Some(0), "{}", run.stderr);
     assert_eq!(first["records_written"], 2);
     let version = first["table_version"].as_u64().expect("version");
+    assert_eq!(
+        checkpointed(&lake),
+        Some(version),
+        "the run's commits are checkpointed"
+    );
 
     let (run, again) = ingest_json(&lake, &[&src], &[]);
     assert_eq!(run.code, Some(0));
@@ -115,6 +135,8 @@ fn rerun_is_a_no_op_and_new_files_are_picked_up() {
     assert_eq!(third["records_written"], 2);
     assert_eq!(third["records_collision"], 1, "e1 with other content");
     reconciles(&third);
+    assert!(third["table_version"].as_u64() > Some(version));
+    assert_eq!(checkpointed(&lake), third["table_version"].as_u64());
     assert_eq!(count(&lake, "SELECT count(*) FROM cloudtrail"), 4);
     assert_eq!(
         count(

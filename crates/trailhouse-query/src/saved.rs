@@ -328,9 +328,16 @@ fn setting(text: &str) -> Result<(String, String), String> {
             "`-- setting:{text}`: only DataFusion's settings (datafusion.…) can be set"
         ));
     }
-    datafusion::config::ConfigOptions::new()
+    let mut options = datafusion::config::ConfigOptions::new();
+    if !options.entries().iter().any(|entry| entry.key == key) {
+        return Err(format!(
+            "`-- setting:{text}`: DataFusion has no setting `{key}` \
+             (they are listed by `SELECT name FROM information_schema.df_settings`)"
+        ));
+    }
+    options
         .set(key, value)
-        .map_err(|e| format!("`-- setting:{text}`: {e}"))?;
+        .map_err(|e| format!("`-- setting:{text}`: `{value}` is not a value of `{key}`: {e}"))?;
     Ok((key.to_string(), value.to_string()))
 }
 
@@ -637,9 +644,15 @@ mod tests {
         assert!(e.starts_with("saved query `p/q`: cannot read"), "{e}");
         assert!(e.contains("KEY = VALUE"), "{e}");
         let e = err("-- setting: datafusion.optimizer.no_such_thing = 1");
-        assert!(e.contains("no_such_thing"), "{e}");
+        assert!(
+            e.contains("DataFusion has no setting `datafusion.optimizer.no_such_thing`"),
+            "{e}"
+        );
         let e = err("-- setting: datafusion.optimizer.join_reordering = sometimes");
-        assert!(e.contains("sometimes"), "{e}");
+        assert!(
+            e.contains("`sometimes` is not a value of `datafusion.optimizer.join_reordering`"),
+            "{e}"
+        );
         let e = err("-- setting: trailhouse.memory = 1");
         assert!(e.contains("only DataFusion's settings"), "{e}");
     }

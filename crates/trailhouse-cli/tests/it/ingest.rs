@@ -63,21 +63,6 @@ fn sample_logs_tell_who_deleted_the_bucket() {
     assert_eq!(out.lines().nth(1), Some("bob,No"), "{out}");
 }
 
-/// The version of table `cloudtrail`'s latest checkpoint, as `_last_checkpoint` names it (its
-/// file checked to be there).
-fn checkpointed(lake: &Path) -> Option<u64> {
-    let log = lake.join("cloudtrail/_delta_log");
-    let last = std::fs::read_to_string(log.join("_last_checkpoint")).ok()?;
-    let last: serde_json::Value = serde_json::from_str(&last).expect("_last_checkpoint");
-    let version = last["version"].as_u64().expect("a version");
-    assert!(
-        log.join(format!("{version:020}.checkpoint.parquet"))
-            .is_file(),
-        "{last}"
-    );
-    Some(version)
-}
-
 #[test]
 fn rerun_is_a_no_op_and_new_files_are_picked_up() {
     let (_dir, src, lake) = scratch();

@@ -158,10 +158,11 @@ fn compact_and_vacuum_keep_every_record() {
     let (_dir, src, lake) = scratch();
     deliveries_of_one_day(&src, 5);
     // One batch per file: five files in one partition.
-    let (run, _) = ingest_json(&lake, &[&src], &["--batch-files", "1", "--no-compact"]);
+    let (run, ingested) = ingest_json(&lake, &[&src], &["--batch-files", "1", "--no-compact"]);
     assert_eq!(run.code, Some(0), "{}", run.stderr);
     let before = export_sorted(&lake);
     assert_eq!(files_of_day(&lake, "2026-11-01"), 5);
+    let ingested = ingested["table_version"].as_u64();
 
     let r = trailhouse(&lake, &["compact"]);
     assert_eq!(r.code, Some(0), "{}", r.stderr);
@@ -171,6 +172,10 @@ fn compact_and_vacuum_keep_every_record() {
         r.stderr
     );
     assert_eq!(files_of_day(&lake, "2026-11-01"), 1);
+    assert!(
+        checkpointed(&lake) > ingested,
+        "the compaction's commit is checkpointed"
+    );
     assert_eq!(export_sorted(&lake), before);
 
     // The compacted-away files are unreferenced; with no retention they go.

@@ -234,3 +234,18 @@ pub fn scratch() -> (tempfile::TempDir, PathBuf, PathBuf) {
     let (src, lake) = (dir.path().join("src"), dir.path().join("lake"));
     (dir, src, lake)
 }
+
+/// The version of table `cloudtrail`'s latest checkpoint, as `_last_checkpoint` names it (its
+/// file checked to be there).
+pub fn checkpointed(lake: &Path) -> Option<u64> {
+    let log = lake.join("cloudtrail/_delta_log");
+    let last = std::fs::read_to_string(log.join("_last_checkpoint")).ok()?;
+    let last: serde_json::Value = serde_json::from_str(&last).expect("_last_checkpoint");
+    let version = last["version"].as_u64().expect("a version");
+    assert!(
+        log.join(format!("{version:020}.checkpoint.parquet"))
+            .is_file(),
+        "{last}"
+    );
+    Some(version)
+}

@@ -26,6 +26,12 @@ pub async fn compact(lake: &Lake, args: CompactArgs) -> anyhow::Result<ExitCode>
         done.table_version
             .map_or_else(|| "-".to_string(), |v| v.to_string())
     );
+    if let Some(e) = &done.checkpoint_error {
+        eprintln!(
+            "  warning: no checkpoint of the compaction's commit (it is committed; readers \
+             read it from the log): {e}"
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -55,12 +55,15 @@ pub const COMPACT_TARGET_BYTES: u64 = 256 << 20;
 pub const SAFE_RETENTION: Duration = Duration::from_secs(168 * 3600);
 
 /// What a compaction did.
-#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+#[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct Compacted {
     pub files_removed: u64,
     pub files_added: u64,
     pub partitions: u64,
     pub table_version: Option<u64>,
+    /// Why the checkpoint of the compaction's commit could not be written (readers then read
+    /// the commit itself).
+    pub checkpoint_error: Option<String>,
 }
 
 /// What a vacuum did.
@@ -85,8 +88,10 @@ impl Lake {
             let table = self.open(kind).await?;
             let before = table.version();
             let (table, metrics) = self.optimize(kind, table, target_size, &[]).await?;
-            if table.version() != before {
-                self.checkpoint(&table, kind).await?;
+            if table.version() != before
+                && let Err(e) = self.checkpoint(&table, kind).await
+            {
+                out.checkpoint_error.get_or_insert(e.to_string());
             }
             out.files_removed += metrics.files_removed;
             out.files_added += metrics.files_added;
@@ -166,6 +171,7 @@ impl Lake {
             files_added: metrics.num_files_added,
             partitions: metrics.partitions_optimized,
             table_version: table.version(),
+            checkpoint_error: None,
         };
         Ok((table, done))
     }

@@ -126,7 +126,8 @@ fn print_summary(lake: &std::path::Path, r: &Report) {
     }
     if let Some(e) = &r.checkpoint_error {
         eprintln!(
-            "  warning: no checkpoint of this run's commits (they are committed; readers read              them one by one until the next run writes one): {e}"
+            "  warning: no checkpoint of this run's commits (they are committed; readers read \
+             them one by one until the next run writes one): {e}"
         );
     }
     if r.s3_list_requests > 0 {

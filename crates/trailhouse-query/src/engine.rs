@@ -130,6 +130,7 @@ pub fn context(
         .with_config(config)
         .with_runtime_env(runtime)
         .with_default_features()
+        .with_physical_optimizer_rules(crate::union_projection::physical_rules())
         .with_optimizer_rule(crate::distinct::rule());
     for rule in &extensions.rules {
         state = state.with_optimizer_rule(Arc::clone(rule));

@@ -10,11 +10,17 @@
 //! so EXPLAIN lists only the files a query reads; row groups, pages and bloom filters are
 //! pruned by the Parquet source as before.
 //!
+//! A comparison those bounds can settle (a query's window, `eventtime >= $since`) is applied by
+//! this scan, file by file: the files the bounds show to lie inside it are read without it, and
+//! only the files at its edges compare their rows. Otherwise every row of a 90-day window is
+//! decoded and compared twice to keep them all. When both kinds of files are read, the scan is
+//! a union of two Parquet scans (see `crate::union_projection` for how projections reach them).
+//!
 //! Only tables with reader protocol 1 (no deletion vectors, no column mapping: what trailhouse
 //! writes), local or in S3 (the session registers the bucket's client), are read this way;
 //! others go through delta-rs's provider.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch, UInt64Array};
@@ -33,10 +39,12 @@ use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, Pa
 use datafusion::datasource::table_schema::TableSchema;
 use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::logical_expr::utils::conjunction;
-use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
+use datafusion::logical_expr::{Between, BinaryExpr, Expr, Operator, TableProviderFilterPushDown};
 use datafusion::physical_optimizer::pruning::PruningPredicateBuilder;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::empty::EmptyExec;
+use datafusion::physical_plan::filter::FilterExecBuilder;
+use datafusion::physical_plan::union::UnionExec;
 use deltalake_core::DeltaTable;
 
 /// One data file of the snapshot.
@@ -58,6 +66,9 @@ pub struct LakeTable {
     /// Which files a scan may read (all when `None`): see [`LakeTable::restricted_to`].
     only: Option<Vec<bool>>,
     stats: FileStats,
+    /// Columns whose per-file bounds and null counts the Delta log keeps, and whose bounds
+    /// compare as their values do (not text, which a log may truncate).
+    bounded: HashSet<String>,
     /// The object store the files are read from (the local file system, or a bucket).
     store: ObjectStoreUrl,
 }
@@ -153,6 +164,7 @@ impl LakeTable {
             });
         }
         let stats = FileStats::new(&actions, &schema, &partition_fields, &partition_values);
+        let bounded = stats.bounded(&schema);
         Ok(Some(Self {
             schema,
             file_schema,
@@ -161,6 +173,7 @@ impl LakeTable {
             paths: relative,
             only: None,
             stats,
+            bounded,
             store,
         }))
     }
@@ -213,9 +226,19 @@ impl TableProvider for LakeTable {
         &self,
         filters: &[&Expr],
     ) -> Result<Vec<TableProviderFilterPushDown>> {
-        // Filters prune files here and row groups, pages and rows in the Parquet source; the
-        // filter itself stays above the scan.
-        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
+        // Filters prune files here and row groups, pages and rows in the Parquet source. A
+        // comparison the files' bounds can settle is applied here, file by file
+        // (`LakeTable::applies`); any other filter stays above the scan.
+        Ok(filters
+            .iter()
+            .map(|f| {
+                if self.applies(f) {
+                    TableProviderFilterPushDown::Exact
+                } else {
+                    TableProviderFilterPushDown::Inexact
+                }
+            })
+            .collect())
     }
 
     async fn scan(
@@ -229,31 +252,119 @@ impl TableProvider for LakeTable {
         if let Some(only) = &self.only {
             keep.iter_mut().zip(only).for_each(|(k, o)| *k &= *o);
         }
-        let mut kept: Vec<&DataFile> = self
-            .files
-            .iter()
-            .zip(&keep)
-            .filter(|(_, k)| **k)
-            .map(|(f, _)| f)
-            .collect();
-        if kept.is_empty() {
+        if !keep.contains(&true) {
             let projected = match projection {
                 Some(p) => Arc::new(self.schema.project(p)?),
                 None => Arc::clone(&self.schema),
             };
             return Ok(Arc::new(EmptyExec::new(projected)));
         }
+        // The filters this scan applies itself, and for each of them the files where some row
+        // may fail it. Files are read in classes by the filters they still need: typically the
+        // files inside a query's window with none, and those at its edges with the window.
+        let own: Vec<&Expr> = filters.iter().filter(|f| self.applies(f)).collect();
+        let unproven: Vec<Vec<bool>> = own.iter().map(|f| self.unproven(state, f)).collect();
+        let mut classes: BTreeMap<Vec<bool>, Vec<&DataFile>> = BTreeMap::new();
+        for (i, file) in self.files.iter().enumerate() {
+            if keep[i] {
+                let needs = unproven.iter().map(|u| u[i]).collect();
+                classes.entry(needs).or_default().push(file);
+            }
+        }
+        let mut branches = Vec::with_capacity(classes.len());
+        for (needs, files) in classes {
+            let needed: Vec<Expr> = own
+                .iter()
+                .zip(&needs)
+                .filter(|(_, n)| **n)
+                .map(|(f, _)| (*f).clone())
+                .collect();
+            let Some(predicate) = conjunction(needed) else {
+                branches.push(
+                    self.source(state, files, projection.cloned(), limit)
+                        .await?,
+                );
+                continue;
+            };
+            // The predicate's columns are read for it and dropped after it.
+            let (read, shown) = match projection {
+                Some(p) => {
+                    let mut read = p.clone();
+                    for c in predicate.column_refs() {
+                        let i = self.schema.index_of(c.name())?;
+                        if !read.contains(&i) {
+                            read.push(i);
+                        }
+                    }
+                    (Some(read), Some((0..p.len()).collect::<Vec<_>>()))
+                }
+                None => (None, None),
+            };
+            let source = self.source(state, files, read, None).await?;
+            let predicate =
+                state.create_physical_expr(predicate, &DFSchema::try_from(source.schema())?)?;
+            let filter = FilterExecBuilder::new(predicate, source)
+                .with_fetch(limit)
+                .apply_projection(shown)?
+                .build()?;
+            branches.push(Arc::new(filter));
+        }
+        UnionExec::try_new(branches)
+    }
+}
+
+impl LakeTable {
+    /// Whether the scan applies `filter` itself: a comparison of a column with a literal
+    /// (`eventtime >= $since`) whose per-file bounds in the Delta log can show that every row
+    /// of a file passes it. Such a file is read without the comparison (and without decoding
+    /// its column for it): only files at the edges of a query's window are filtered row by row.
+    fn applies(&self, filter: &Expr) -> bool {
+        compared_column(filter).is_some_and(|c| self.bounded.contains(c.name()))
+    }
+
+    /// For each file, whether some row may fail `filter` (one that [`LakeTable::applies`]):
+    /// true unless the file's bounds leave no room for the filter's negation and the column has
+    /// no nulls in it.
+    fn unproven(&self, state: &dyn CatalogSession, filter: &Expr) -> Vec<bool> {
+        let all = vec![true; self.files.len()];
+        let (Some(failing), Some(column)) = (negation(filter), compared_column(filter)) else {
+            return all;
+        };
+        let failing = failing.or(Expr::Column(column.clone()).is_null());
+        let Ok(expr) = DFSchema::try_from(Arc::clone(&self.schema))
+            .and_then(|df_schema| state.create_physical_expr(failing, &df_schema))
+        else {
+            return all;
+        };
+        let Some(pruning) = PruningPredicateBuilder::new()
+            .with_file_schema(Arc::clone(&self.schema))
+            .build(expr)
+        else {
+            return all;
+        };
+        // A file the negation prunes has no row that fails the filter.
+        pruning.prune(&self.stats).unwrap_or(all)
+    }
+
+    /// A Parquet scan of `files`, balanced over the session's partitions.
+    async fn source(
+        &self,
+        state: &dyn CatalogSession,
+        mut files: Vec<&DataFile>,
+        projection: Option<Vec<usize>>,
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
         // Balance the groups by bytes: the largest files first, each to the lightest group.
-        kept.sort_by_key(|f| std::cmp::Reverse(f.file.object_meta.size));
-        let groups_wanted = state.config().target_partitions().max(1).min(kept.len());
+        files.sort_by_key(|f| std::cmp::Reverse(f.file.object_meta.size));
+        let groups_wanted = state.config().target_partitions().max(1).min(files.len());
         let mut groups: Vec<(u64, Vec<PartitionedFile>)> = vec![(0, Vec::new()); groups_wanted];
-        for f in &kept {
+        for f in &files {
             if let Some(g) = groups.iter_mut().min_by_key(|g| g.0) {
                 g.0 += f.file.object_meta.size;
                 g.1.push(f.file.clone());
             }
         }
-        let rows: Option<u64> = kept.iter().map(|f| f.rows).sum();
+        let rows: Option<u64> = files.iter().map(|f| f.rows).sum();
         let mut statistics = Statistics::new_unknown(&self.schema);
         if let Some(rows) = rows.and_then(|r| usize::try_from(r).ok()) {
             statistics.num_rows = Precision::Exact(rows);
@@ -272,13 +383,63 @@ impl TableProvider for LakeTable {
                 .collect(),
         )
         .with_statistics(statistics)
-        .with_projection_indices(projection.cloned())?
+        .with_projection_indices(projection)?
         .with_limit(limit)
         .build();
         ParquetFormat::default()
             .with_options(state.table_options().parquet.clone())
             .create_physical_plan(state, config)
             .await
+    }
+}
+
+/// The column of a comparison with a non-null literal (`c < v`, `v = c`, `c BETWEEN v AND w`).
+fn compared_column(filter: &Expr) -> Option<&Column> {
+    let literal = |e: &Expr| matches!(e, Expr::Literal(v, _) if !v.is_null());
+    match filter {
+        Expr::BinaryExpr(BinaryExpr {
+            left,
+            op:
+                Operator::Eq
+                | Operator::NotEq
+                | Operator::Lt
+                | Operator::LtEq
+                | Operator::Gt
+                | Operator::GtEq,
+            right,
+        }) => match (left.as_ref(), right.as_ref()) {
+            (Expr::Column(c), v) | (v, Expr::Column(c)) if literal(v) => Some(c),
+            _ => None,
+        },
+        Expr::Between(Between {
+            expr,
+            negated: false,
+            low,
+            high,
+        }) => match expr.as_ref() {
+            Expr::Column(c) if literal(low) && literal(high) => Some(c),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// The comparison a row fails `filter` by (one [`compared_column`] accepts), for a non-null
+/// value.
+fn negation(filter: &Expr) -> Option<Expr> {
+    match filter {
+        Expr::BinaryExpr(BinaryExpr { left, op, right }) => Some(Expr::BinaryExpr(
+            BinaryExpr::new(left.clone(), op.negate()?, right.clone()),
+        )),
+        Expr::Between(Between {
+            expr, low, high, ..
+        }) => Some(
+            expr.as_ref()
+                .clone()
+                .lt(low.as_ref().clone())
+                .or(expr.as_ref().clone().gt(high.as_ref().clone())),
+        ),
+        _ => None,
     }
 }
 
@@ -340,6 +501,22 @@ impl FileStats {
             nulls,
             rows,
         }
+    }
+
+    /// The file columns with bounds and null counts, of a type whose bounds are not truncated.
+    fn bounded(&self, schema: &SchemaRef) -> HashSet<String> {
+        let has = |list: &[(String, ArrayRef)], name: &str| list.iter().any(|(n, _)| n == name);
+        schema
+            .fields()
+            .iter()
+            .filter(|f| {
+                (f.data_type().is_numeric() || f.data_type().is_temporal())
+                    && has(&self.min, f.name())
+                    && has(&self.max, f.name())
+                    && has(&self.nulls, f.name())
+            })
+            .map(|f| f.name().clone())
+            .collect()
     }
 
     fn find(list: &[(String, ArrayRef)], column: &Column) -> Option<ArrayRef> {

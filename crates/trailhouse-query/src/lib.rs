@@ -14,6 +14,7 @@ pub mod report;
 pub mod saved;
 pub mod session;
 pub mod udf;
+mod union_projection;
 
 pub use error::QueryError;
 pub use output::{Format, write_stream};

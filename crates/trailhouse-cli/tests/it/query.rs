@@ -309,22 +309,13 @@ fn the_window_of_a_saved_query_prunes_files_by_eventtime() {
         "{all}"
     );
     let window = plan(&["--since", "2026-11-03", "--until", "2026-11-04"]);
-    // Every scan bounded below by the window reads only the files of that day (Delta file
-    // statistics on eventtime); who minted a key is looked up as the query runs, not scanned.
+    // The window's scan reads only the files of that day (Delta file statistics on
+    // eventtime); who minted a key is looked up as the query runs, not scanned.
     assert!(window.contains("CredentialsLookupJoinExec"), "{window}");
     assert!(!window.contains("CredentialsExec"), "{window}");
-    let windowed: Vec<&str> = window
-        .split("DataSourceExec")
-        .filter(|scan| {
-            scan.match_indices("eventtime@").any(|(i, m)| {
-                scan[i + m.len()..]
-                    .trim_start_matches(|c: char| c.is_ascii_digit())
-                    .starts_with(" >= ")
-            })
-        })
-        .collect();
-    assert!(!windowed.is_empty(), "{window}");
-    for scan in windowed {
+    let scans: Vec<&str> = window.split("DataSourceExec").skip(1).collect();
+    assert!(!scans.is_empty(), "{window}");
+    for scan in scans {
         let files = scan
             .split("file_groups=")
             .nth(1)
@@ -335,6 +326,9 @@ fn the_window_of_a_saved_query_prunes_files_by_eventtime() {
             !files.contains("day=2026-11-01") && !files.contains("day=2026-11-02"),
             "{scan}"
         );
+        // The day's file lies inside the window, so its rows are not compared with it.
+        let scan = scan.split('\n').next().unwrap_or("");
+        assert!(!scan.contains("eventtime@"), "{scan}");
     }
     let r = trailhouse(
         &lake,
@@ -367,6 +361,104 @@ fn the_window_of_a_saved_query_prunes_files_by_eventtime() {
         "{}",
         r.stderr
     );
+}
+
+#[test]
+fn a_window_compares_the_rows_of_the_files_at_its_edges_only() {
+    let (_dir, src, lake) = scratch();
+    // One file a day; the first day's times have fractions of a second, its last one finer
+    // than the millisecond bounds the Delta log keeps.
+    let days: [(u32, &[&str]); 3] = [
+        (
+            1,
+            &[
+                "2026-11-01T00:00:00Z",
+                "2026-11-01T12:00:00.250Z",
+                "2026-11-01T12:00:00.750Z",
+                "2026-11-01T23:59:59.999999Z",
+            ],
+        ),
+        (2, &["2026-11-02T06:00:00Z", "2026-11-02T18:00:00Z"]),
+        (3, &["2026-11-03T00:00:00Z"]),
+    ];
+    for (d, times) in days {
+        let events: Vec<_> = times
+            .iter()
+            .map(|t| event(t, t, "DeleteBucket", "us-east-1"))
+            .collect();
+        write_trail_file(&src, "us-east-1", d, &format!("{d}.json.gz"), &events);
+    }
+    let (run, _) = ingest_json(&lake, &[&src], &[]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    let ids = |filter: &str| -> Vec<String> {
+        sql_csv(
+            &lake,
+            &format!("SELECT eventid FROM cloudtrail WHERE {filter} ORDER BY eventid"),
+        )
+        .lines()
+        .skip(1)
+        .map(String::from)
+        .collect()
+    };
+    let edges = "eventtime >= TIMESTAMP '2026-11-01T12:00:00.5Z' \
+                 AND eventtime < TIMESTAMP '2026-11-03T00:00:00Z'";
+    for (filter, expected) in [
+        (edges, 4),
+        (
+            "eventtime BETWEEN TIMESTAMP '2026-11-01T12:00:00.25Z' \
+             AND TIMESTAMP '2026-11-02T06:00:00Z'",
+            4,
+        ),
+        ("eventtime <= TIMESTAMP '2026-11-01T23:59:59.999999Z'", 4),
+        ("eventtime < TIMESTAMP '2026-11-01T23:59:59.999999Z'", 3),
+        (
+            "eventtime > TIMESTAMP '2026-11-01T00:00:00Z' \
+             AND eventtime <> TIMESTAMP '2026-11-02T18:00:00Z'",
+            5,
+        ),
+        ("eventtime = TIMESTAMP '2026-11-03T00:00:00Z'", 1),
+    ] {
+        let direct = ids(filter);
+        assert_eq!(direct.len(), expected, "{filter}: {direct:?}");
+        // The same filter over an expression of eventtime, which the scan leaves to DataFusion
+        // to compare with every row.
+        let compared = ids(&filter.replace("eventtime", "(eventtime + INTERVAL '0 seconds')"));
+        assert_eq!(direct, compared, "{filter}");
+    }
+    // A limit the scan is given stops at rows inside the window.
+    let inside = ids(edges);
+    let limited = sql_csv(
+        &lake,
+        &format!("SELECT eventid FROM cloudtrail WHERE {edges} LIMIT 2"),
+    );
+    let limited: Vec<&str> = limited.lines().skip(1).collect();
+    assert_eq!(limited.len(), 2, "{limited:?}");
+    assert!(
+        limited.iter().all(|id| inside.iter().any(|i| i == id)),
+        "{limited:?} not all in {inside:?}"
+    );
+    // The edge's file is compared with the window, the file inside it is not; each scan
+    // reads only the struct field the query names.
+    let plan = sql_csv(
+        &lake,
+        &format!("EXPLAIN SELECT useridentity.arn FROM cloudtrail WHERE {edges}"),
+    );
+    let scans: Vec<&str> = plan
+        .split("DataSourceExec")
+        .skip(1)
+        .map(|s| s.split('\n').next().unwrap_or(""))
+        .collect();
+    assert_eq!(scans.len(), 2, "{plan}");
+    for scan in scans {
+        assert!(scan.contains("get_field(useridentity"), "{scan}");
+        if scan.contains("day=2026-11-01") {
+            assert!(!scan.contains("day=2026-11-02"), "{scan}");
+            assert!(scan.contains("eventtime@"), "{scan}");
+        } else {
+            assert!(scan.contains("day=2026-11-02"), "{scan}");
+            assert!(!scan.contains("eventtime@"), "{scan}");
+        }
+    }
 }
 
 #[test]

@@ -19,7 +19,7 @@ use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::common::{Column, ScalarValue};
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::functions::core::expr_fn::{get_field, named_struct};
-use datafusion::logical_expr::utils::{conjunction, disjunction};
+use datafusion::logical_expr::utils::{conjunction, disjunction, split_conjunction};
 use datafusion::logical_expr::{Expr, LogicalPlan, col, lit};
 use datafusion::prelude::DataFrame;
 use trailhouse_lake::schema;
@@ -71,7 +71,7 @@ impl SharedScan {
                 _ => serves.push(false),
             }
         }
-        let Some(filter) = disjunction(shared.iter().map(|(p, _)| p.clone())) else {
+        let Some(filter) = any_of(shared.iter().map(|(p, _)| p)) else {
             return Ok(None);
         };
         let columns: BTreeSet<&str> = shared
@@ -125,6 +125,35 @@ impl SharedScan {
     pub async fn stream(self) -> Result<SendableRecordBatchStream, QueryError> {
         Ok(self.frame.execute_stream().await?)
     }
+}
+
+/// The OR of `predicates`, with the conjuncts they all have (the report's window) taken out of
+/// it and ANDed: the scan then sees the window as a filter of its own, which files inside it
+/// need not evaluate. `None` when there are no predicates.
+fn any_of<'a>(predicates: impl Iterator<Item = &'a Expr>) -> Option<Expr> {
+    let split: Vec<Vec<&Expr>> = predicates.map(split_conjunction).collect();
+    let (first, others) = split.split_first()?;
+    let common: Vec<&Expr> = first
+        .iter()
+        .copied()
+        .filter(|c| others.iter().all(|o| o.contains(c)))
+        .collect();
+    let rest = split.iter().map(|conjuncts| {
+        conjunction(
+            conjuncts
+                .iter()
+                .filter(|c| !common.contains(c))
+                .map(|c| (*c).clone()),
+        )
+    });
+    // A predicate that is all common conjuncts lets every row of the common ones through.
+    let rest: Option<Vec<Expr>> = rest.collect();
+    conjunction(
+        common
+            .into_iter()
+            .cloned()
+            .chain(rest.and_then(disjunction)),
+    )
 }
 
 /// How queries use the struct columns of `cloudtrail`: the first-level fields they name
@@ -212,4 +241,37 @@ fn unqualify(e: Expr) -> datafusion::common::Result<Expr> {
         })
     })
     .map(|t| t.data)
+}
+
+#[cfg(test)]
+mod tests {
+    use datafusion::logical_expr::{col, lit};
+
+    use super::*;
+
+    #[test]
+    fn the_conjuncts_every_query_has_are_taken_out_of_the_or() {
+        let window = col("eventtime")
+            .gt_eq(lit(1))
+            .and(col("eventtime").lt(lit(9)));
+        let a = col("eventname").eq(lit("A"));
+        let b = col("eventname").eq(lit("B"));
+        let both = [window.clone().and(a.clone()), window.clone().and(b.clone())];
+        assert_eq!(
+            any_of(both.iter()),
+            Some(
+                col("eventtime")
+                    .gt_eq(lit(1))
+                    .and(col("eventtime").lt(lit(9)))
+                    .and(a.clone().or(b.clone()))
+            )
+        );
+        // A query that reads the whole window lets every row of it through.
+        let one_whole = [window.clone(), window.clone().and(b.clone())];
+        assert_eq!(any_of(one_whole.iter()), Some(window.clone()));
+        // Nothing in common: the OR as it is.
+        let apart = [a.clone(), b.clone()];
+        assert_eq!(any_of(apart.iter()), Some(a.or(b)));
+        assert_eq!(any_of([].iter()), None);
+    }
 }

@@ -59,20 +59,35 @@ class Bench:
         self.a = args
         self.rows = []
 
-    def th(self, *args):
-        return [self.a.bin, "--lake", self.a.lake, *args]
+    def th(self, *args, bin=None):
+        return [bin or self.a.bin, "--lake", self.a.lake, *args]
 
-    def time_th(self, label, args, runs=None, ok=(0,)):
+    def time_th(self, label, args, runs=None, ok=(0,), compare=True):
+        """Times `trailhouse args`; with --before, the other binary's run of the same command
+        goes just before each of this one's, so that both see the host as it is then."""
+        before = self.a.before if compare else None
         times, peak, out, err = [], 0.0, "", ""
+        before_times, before_peak = [], 0.0
         for _ in range(runs or self.a.runs):
+            if before:
+                secs, rss, _, berr, code = measured(self.th(*args, bin=before))
+                if code not in ok:
+                    sys.exit(f"{label} (--before binary): exit {code}\n{berr}")
+                before_times.append(secs)
+                before_peak = max(before_peak, rss)
             secs, rss, out, err, code = measured(self.th(*args))
             if code not in ok:
                 sys.exit(f"{label}: exit {code}\n{err}")
             times.append(secs)
             peak = max(peak, rss)
         row = {"what": label, "seconds": statistics.median(times), "runs": times, "rss_mib": peak}
+        line = f"  {label:<48} {row['seconds']:7.3f} s  {peak:7.0f} MiB"
+        if before_times:
+            row.update(before_seconds=statistics.median(before_times), before_runs=before_times,
+                       before_rss_mib=before_peak)
+            line += f"   (before: {row['before_seconds']:7.3f} s  {before_peak:7.0f} MiB)"
         self.rows.append(row)
-        print(f"  {label:<48} {row['seconds']:7.3f} s  {peak:7.0f} MiB", flush=True)
+        print(line, flush=True)
         return out, err
 
     def sql_value(self, sql):
@@ -115,12 +130,16 @@ def main():
     ap.add_argument("--lake", required=True)
     ap.add_argument("--trail", help="ingest this trail into a new lake first")
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--before", help="another trailhouse binary (say, the previous commit's) timed "
+                                     "on the same commands, each of its runs just before this one's")
     ap.add_argument("--json", help="write the figures here")
     ap.add_argument("--no-duckdb", action="store_true")
     ap.add_argument("--sections", default="investigation,whole,plain",
                     help="which groups of figures to take (comma-separated; ingest runs with --trail)")
     a = ap.parse_args()
     a.bin = os.path.abspath(a.bin)
+    if a.before:
+        a.before = os.path.abspath(a.before)
     sections = set(a.sections.split(","))
     b = Bench(a)
 
@@ -129,7 +148,8 @@ def main():
         # Warm the page cache: the figure is trailhouse's, not the disk's.
         subprocess.run(f"find '{a.trail}' -type f -print0 | xargs -0 -P 16 -n 256 cat > /dev/null",
                        shell=True, check=True)
-        out, _ = b.time_th("ingest (as the CLI runs it)", ["ingest", "--json", a.trail], runs=1, ok=(0, 1))
+        out, _ = b.time_th("ingest (as the CLI runs it)", ["ingest", "--json", a.trail], runs=1, ok=(0, 1),
+                           compare=False)
         report = json.loads(out.strip().splitlines()[-1])
         b.rows[-1]["events"] = report["records_read"]
         b.rows[-1]["events_per_second"] = report["records_read"] / b.rows[-1]["seconds"]

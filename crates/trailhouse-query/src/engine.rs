@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use datafusion::catalog::Session as CatalogSession;
+use datafusion::common::config::ParquetOptions;
 use datafusion::execution::context::QueryPlanner;
 use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
@@ -172,4 +173,23 @@ impl QueryPlanner for Planner {
             .create_physical_plan(plan, session)
             .await
     }
+}
+
+/// A copy of `ctx` (same tables, functions and memory pool) whose Parquet scans do not prune:
+/// no row-group statistics, page indexes or bloom filters, and, unless `filter_rows`, no
+/// filtering of rows as they are decoded. For a scan whose predicate passes a large share of
+/// the rows, or lists thousands of values: DataFusion analyzes the predicate again for every
+/// file and row group to prune by it (copying every listed value each time), which then costs
+/// more than it saves.
+pub fn unpruned(ctx: &SessionContext, filter_rows: bool) -> SessionContext {
+    let unpruned = |options: &mut ParquetOptions| {
+        options.pushdown_filters = filter_rows;
+        options.pruning = false;
+        options.enable_page_index = false;
+        options.bloom_filter_on_read = false;
+    };
+    let mut state = ctx.state();
+    unpruned(&mut state.config_mut().options_mut().execution.parquet);
+    unpruned(&mut state.table_options_mut().parquet.global);
+    SessionContext::new_with_state(state)
 }

@@ -41,6 +41,11 @@ pub const MAX_HOPS: usize = 10;
 /// by it while it is short; longer lists are split into scans of this many.
 const MAX_LISTED_KEYS: usize = 50_000;
 
+/// Keys (or sessions) listed beyond which a scan does not prune by the list: bloom filters
+/// rarely rule out a row group that thousands of keys might be in, and the list was copied for
+/// every file and row group to try (a third of a report's time on the 2M-event benchmark).
+const PRUNED_LIST: usize = 256;
+
 /// A lookup's windows are merged into at most this many time ranges.
 const MAX_RANGES: usize = 32;
 
@@ -202,7 +207,18 @@ impl Lookup {
 
     /// The minting calls (as `mints.sql` gives them) passing `predicate`.
     pub(super) async fn mints(&self, predicate: Option<Expr>) -> Result<DataFrame> {
-        let df = self.ctx.sql(MINTS_SQL).await?;
+        self.mints_listing(predicate, 0).await
+    }
+
+    /// [`Lookup::mints`] for a predicate listing `listed` values.
+    async fn mints_listing(&self, predicate: Option<Expr>, listed: usize) -> Result<DataFrame> {
+        let df = if listed > PRUNED_LIST {
+            crate::engine::unpruned(&self.ctx, true)
+                .sql(MINTS_SQL)
+                .await?
+        } else {
+            self.ctx.sql(MINTS_SQL).await?
+        };
         match predicate {
             Some(p) => df.filter(p),
             None => Ok(df),
@@ -274,7 +290,11 @@ impl Lookup {
             if let Some(t) = time_predicate(chunk.iter().filter_map(|k| windows.get(k).copied())) {
                 predicate = predicate.and(t);
             }
-            let mut stream = self.mints(Some(predicate)).await?.execute_stream().await?;
+            let mut stream = self
+                .mints_listing(Some(predicate), chunk.len())
+                .await?
+                .execute_stream()
+                .await?;
             while let Some(batch) = stream.next().await {
                 for call in calls_of(&batch?)? {
                     let Some(&(lo, hi)) = windows.get(call.minted_key.as_str()) else {
@@ -333,7 +353,11 @@ impl Lookup {
             predicate = predicate.and(t);
         }
         let mut copies: HashMap<String, Call> = HashMap::new();
-        let mut stream = self.mints(Some(predicate)).await?.execute_stream().await?;
+        let mut stream = self
+            .mints_listing(Some(predicate), sessions.len())
+            .await?
+            .execute_stream()
+            .await?;
         while let Some(batch) = stream.next().await {
             for call in calls_of(&batch?)? {
                 match copies.get_mut(&call.minted_key) {

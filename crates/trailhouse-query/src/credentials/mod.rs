@@ -711,4 +711,36 @@ mod slice_tests {
             .collect();
         assert_eq!(keys, ["ASIA2", "ASIA3"]);
     }
+
+    #[tokio::test]
+    async fn a_long_list_of_keys_finds_what_a_short_one_does() {
+        let keys = ["ASIA0", "ASIA1", "ASIA2", "ASIA3", "ASIA4", "ASIA5"];
+        // A lookup of its own each time: nothing comes from the other's cache.
+        let found = |wants: Vec<Want>| async move {
+            {
+                let mut calls: Vec<(String, Option<String>)> = lookup()
+                    .await
+                    .calls(&wants)
+                    .await
+                    .expect("lookup")
+                    .into_iter()
+                    .map(|(k, c)| (k, c.eventid.clone()))
+                    .collect();
+                calls.sort();
+                calls
+            }
+        };
+        let short = found(keys.iter().map(|k| Want::anytime(*k)).collect()).await;
+        assert_eq!(short.len(), keys.len(), "{short:?}");
+        // Listed with a thousand keys no call minted, the scan no longer prunes by the list.
+        let long = found(
+            keys.iter()
+                .map(|k| k.to_string())
+                .chain((0..1000).map(|i| format!("ASIANONE{i}")))
+                .map(Want::anytime)
+                .collect(),
+        )
+        .await;
+        assert_eq!(long, short);
+    }
 }

@@ -15,14 +15,13 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 
 use arrow::datatypes::SchemaRef;
-use datafusion::common::config::ParquetOptions;
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::common::{Column, ScalarValue};
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::functions::core::expr_fn::{get_field, named_struct};
 use datafusion::logical_expr::utils::{conjunction, disjunction, split_conjunction};
 use datafusion::logical_expr::{Expr, LogicalPlan, col, lit};
-use datafusion::prelude::{DataFrame, SessionContext};
+use datafusion::prelude::DataFrame;
 use trailhouse_lake::schema;
 
 use crate::error::QueryError;
@@ -99,13 +98,9 @@ impl SharedScan {
             .collect();
         // The shared filter is the OR of every query's: it lets through a large share of the
         // window's rows (the 2M-event benchmark: 43 %), so it prunes little, and analyzing it
-        // for every file and row group (to prune by statistics, page indexes and bloom
-        // filters, and to filter rows as they are decoded) took a quarter of a report's time.
-        // The scan reads the window, and the OR is applied to its batches.
-        let mut state = session.context().state();
-        read_plainly(&mut state.config_mut().options_mut().execution.parquet);
-        read_plainly(&mut state.table_options_mut().parquet.global);
-        let ctx = SessionContext::new_with_state(state);
+        // for every file and row group took a quarter of a report's time. The scan reads the
+        // window, and the OR is applied to its batches.
+        let ctx = crate::engine::unpruned(session.context(), false);
         let lake = ctx.table_provider(schema::TABLE_NAME).await?;
         let frame = ctx.read_table(lake)?.filter(filter)?.select(columns)?;
         Ok(Some(Self { frame, serves }))
@@ -131,15 +126,6 @@ impl SharedScan {
     pub async fn stream(self) -> Result<SendableRecordBatchStream, QueryError> {
         Ok(self.frame.execute_stream().await?)
     }
-}
-
-/// Parquet read without pruning by statistics, page indexes or bloom filters, and without
-/// filtering rows as they are decoded.
-fn read_plainly(options: &mut ParquetOptions) {
-    options.pushdown_filters = false;
-    options.pruning = false;
-    options.enable_page_index = false;
-    options.bloom_filter_on_read = false;
 }
 
 /// The OR of `predicates`, with the conjuncts they all have (the report's window) taken out of

@@ -717,18 +717,16 @@ mod slice_tests {
         let keys = ["ASIA0", "ASIA1", "ASIA2", "ASIA3", "ASIA4", "ASIA5"];
         // A lookup of its own each time: nothing comes from the other's cache.
         let found = |wants: Vec<Want>| async move {
-            {
-                let mut calls: Vec<(String, Option<String>)> = lookup()
-                    .await
-                    .calls(&wants)
-                    .await
-                    .expect("lookup")
-                    .into_iter()
-                    .map(|(k, c)| (k, c.eventid.clone()))
-                    .collect();
-                calls.sort();
-                calls
-            }
+            let mut calls: Vec<(String, Option<String>)> = lookup()
+                .await
+                .calls(&wants)
+                .await
+                .expect("lookup")
+                .into_iter()
+                .map(|(k, c)| (k, c.eventid.clone()))
+                .collect();
+            calls.sort();
+            calls
         };
         let short = found(keys.iter().map(|k| Want::anytime(*k)).collect()).await;
         assert_eq!(short.len(), keys.len(), "{short:?}");

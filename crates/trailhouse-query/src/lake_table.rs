@@ -192,16 +192,22 @@ impl LakeTable {
     /// Which files may hold rows passing `filters` (all of them when the filters say nothing
     /// about the statistics).
     fn keep(&self, state: &dyn CatalogSession, filters: &[Expr]) -> Vec<bool> {
+        match conjunction(filters.iter().cloned()) {
+            Some(predicate) => self.may_pass(state, predicate),
+            None => vec![true; self.files.len()],
+        }
+    }
+
+    /// For each file, whether the Delta log's statistics leave room for a row passing
+    /// `predicate` (true when they cannot tell).
+    fn may_pass(&self, state: &dyn CatalogSession, predicate: Expr) -> Vec<bool> {
         let all = vec![true; self.files.len()];
-        let Some(predicate) = conjunction(filters.iter().cloned()) else {
-            return all;
-        };
         let Ok(expr) = DFSchema::try_from(Arc::clone(&self.schema))
             .and_then(|df_schema| state.create_physical_expr(predicate, &df_schema))
         else {
             return all;
         };
-        // `None` when the filters cannot prune (nothing about statistics in them).
+        // `None` when the predicate cannot prune (nothing about statistics in it).
         let Some(pruning) = PruningPredicateBuilder::new()
             .with_file_schema(Arc::clone(&self.schema))
             .build(expr)
@@ -326,24 +332,11 @@ impl LakeTable {
     /// true unless the file's bounds leave no room for the filter's negation and the column has
     /// no nulls in it.
     fn unproven(&self, state: &dyn CatalogSession, filter: &Expr) -> Vec<bool> {
-        let all = vec![true; self.files.len()];
         let (Some(failing), Some(column)) = (negation(filter), compared_column(filter)) else {
-            return all;
+            return vec![true; self.files.len()];
         };
-        let failing = failing.or(Expr::Column(column.clone()).is_null());
-        let Ok(expr) = DFSchema::try_from(Arc::clone(&self.schema))
-            .and_then(|df_schema| state.create_physical_expr(failing, &df_schema))
-        else {
-            return all;
-        };
-        let Some(pruning) = PruningPredicateBuilder::new()
-            .with_file_schema(Arc::clone(&self.schema))
-            .build(expr)
-        else {
-            return all;
-        };
-        // A file the negation prunes has no row that fails the filter.
-        pruning.prune(&self.stats).unwrap_or(all)
+        // A file where no row can fail the filter, nor be null, has every row passing it.
+        self.may_pass(state, failing.or(Expr::Column(column.clone()).is_null()))
     }
 
     /// A Parquet scan of `files`, balanced over the session's partitions.

@@ -7,7 +7,6 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use datafusion::catalog::Session as CatalogSession;
-use datafusion::common::config::ParquetOptions;
 use datafusion::execution::context::QueryPlanner;
 use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
@@ -182,14 +181,11 @@ impl QueryPlanner for Planner {
 /// file and row group to prune by it (copying every listed value each time), which then costs
 /// more than it saves.
 pub fn unpruned(ctx: &SessionContext, filter_rows: bool) -> SessionContext {
-    let unpruned = |options: &mut ParquetOptions| {
-        options.pushdown_filters = filter_rows;
-        options.pruning = false;
-        options.enable_page_index = false;
-        options.bloom_filter_on_read = false;
-    };
     let mut state = ctx.state();
-    unpruned(&mut state.config_mut().options_mut().execution.parquet);
-    unpruned(&mut state.table_options_mut().parquet.global);
+    let options = &mut state.config_mut().options_mut().execution.parquet;
+    options.pushdown_filters = filter_rows;
+    options.pruning = false;
+    options.enable_page_index = false;
+    options.bloom_filter_on_read = false;
     SessionContext::new_with_state(state)
 }

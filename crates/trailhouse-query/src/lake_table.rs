@@ -379,8 +379,13 @@ impl LakeTable {
         .with_projection_indices(projection)?
         .with_limit(limit)
         .build();
+        // The session's Parquet settings as they are now: a table's options are copied from
+        // them when the session is made, and miss what is set after (a saved query's
+        // `-- setting:`).
+        let mut options = state.table_options().parquet.clone();
+        options.global = state.config_options().execution.parquet.clone();
         ParquetFormat::default()
-            .with_options(state.table_options().parquet.clone())
+            .with_options(options)
             .create_physical_plan(state, config)
             .await
     }

@@ -514,6 +514,36 @@ fn a_saved_querys_setting_holds_for_that_query_and_a_bad_one_is_refused_by_name(
 }
 
 #[test]
+fn a_saved_querys_parquet_setting_reaches_the_lakes_scan() {
+    let (dir, lake) = small_lake();
+    let mine = dir.path().join("queries/mine");
+    std::fs::create_dir_all(&mine).expect("mkdir");
+    let body = "SELECT eventid FROM cloudtrail \
+                WHERE eventtime >= $since AND eventtime < $until AND eventname = 'DeleteBucket'";
+    let queries = dir.path().join("queries").display().to_string();
+    let plan = |setting: &str| {
+        std::fs::write(
+            mine.join("deletes.sql"),
+            format!("-- summary: deletions\n{setting}{body}\n"),
+        )
+        .expect("write");
+        let r = trailhouse(
+            &lake,
+            &["run", "mine/deletes", "--queries", &queries, "--explain"],
+        );
+        assert_eq!(r.code, Some(0), "{}", r.stderr);
+        r.stdout
+    };
+    // By default the filter is pushed into the Parquet scan, which filters rows as it decodes.
+    let pushed = plan("");
+    assert!(!pushed.contains("FilterExec"), "{pushed}");
+    assert!(pushed.contains("predicate=eventname@"), "{pushed}");
+    // Turned off for this query, the filter stays above the scan.
+    let kept = plan("-- setting: datafusion.execution.parquet.pushdown_filters = false\n");
+    assert!(kept.contains("FilterExec"), "{kept}");
+}
+
+#[test]
 fn new_behaviour_builds_its_join_from_the_new_calls_not_from_the_windows_calls() {
     let (_dir, lake) = small_lake();
     let r = trailhouse(

@@ -11,11 +11,13 @@ use arrow::compute::{max, max_string, min, min_string};
 use arrow::datatypes::DataType;
 use arrow::datatypes::TimestampMicrosecondType;
 use deltalake_core::kernel::Add;
-use parquet::arrow::arrow_writer::{ArrowColumnChunk, compute_leaves};
+use parquet::arrow::arrow_writer::{ArrowColumnChunk, ArrowRowGroupWriterFactory, compute_leaves};
 use parquet::arrow::{ArrowSchemaConverter, ArrowWriter};
 use parquet::basic::{Compression, ZstdLevel};
-use parquet::file::metadata::SortingColumn;
+use parquet::errors::ParquetError;
+use parquet::file::metadata::{ParquetMetaData, SortingColumn};
 use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterPropertiesBuilder};
+use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::types::ColumnPath;
 use rayon::prelude::*;
 
@@ -263,16 +265,28 @@ fn write_parquet(path: &Path, batch: &RecordBatch, sorted: bool) -> Result<i64, 
         ArrowWriter::try_new(file, batch.schema(), Some(props.build()))
             .and_then(ArrowWriter::into_serialized_writer)
             .map_err(pq)?;
+    let mut group = 0;
+    write_row_groups(&mut file_writer, &columns, batch, &mut group).map_err(pq)?;
+    finish_file(file_writer, path, new_dir).map(|(size, _)| size)
+}
+
+/// Encodes `batch` as row groups of at most [`ROW_GROUP_ROWS`] rows, numbered from `group`
+/// (advanced past them), each group's leaf columns in parallel.
+pub(crate) fn write_row_groups(
+    file_writer: &mut SerializedFileWriter<File>,
+    columns: &ArrowRowGroupWriterFactory,
+    batch: &RecordBatch,
+    group: &mut usize,
+) -> Result<(), ParquetError> {
     let schema = batch.schema();
     let mut start = 0;
-    let mut group = 0;
     while start < batch.num_rows() {
         let rows = batch.slice(start, ROW_GROUP_ROWS.min(batch.num_rows() - start));
         let mut leaves = Vec::new();
         for (field, column) in schema.fields().iter().zip(rows.columns()) {
-            leaves.extend(compute_leaves(field, column).map_err(pq)?);
+            leaves.extend(compute_leaves(field, column)?);
         }
-        let writers = columns.create_column_writers(group).map_err(pq)?;
+        let writers = columns.create_column_writers(*group)?;
         let chunks: Vec<ArrowColumnChunk> = writers
             .into_par_iter()
             .zip(leaves)
@@ -280,26 +294,44 @@ fn write_parquet(path: &Path, batch: &RecordBatch, sorted: bool) -> Result<i64, 
                 writer.write(&leaf)?;
                 writer.close()
             })
-            .collect::<Result<_, _>>()
-            .map_err(pq)?;
-        let mut row_group = file_writer.next_row_group().map_err(pq)?;
+            .collect::<Result<_, _>>()?;
+        let mut row_group = file_writer.next_row_group()?;
         for chunk in chunks {
-            chunk.append_to_row_group(&mut row_group).map_err(pq)?;
+            chunk.append_to_row_group(&mut row_group)?;
         }
-        row_group.close().map_err(pq)?;
+        row_group.close()?;
         start += rows.num_rows();
-        group += 1;
+        *group += 1;
     }
-    // On disk before the commit that names it: a commit must never outlive its data files,
-    // whatever the power does. The file's folder entry too (and the folder's, when new).
-    let file = file_writer.into_inner().map_err(pq)?;
+    Ok(())
+}
+
+/// Writes the footer of the file at `path` and makes it durable: on disk before the commit
+/// that names it (a commit must never outlive its data files, whatever the power does), with
+/// its folder entry (and the folder's, when `new_dir`). Returns its size and its metadata.
+pub(crate) fn finish_file(
+    mut file_writer: SerializedFileWriter<File>,
+    path: &Path,
+    new_dir: bool,
+) -> Result<(i64, ParquetMetaData), LakeError> {
+    let io = |source| LakeError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let pq = |source| LakeError::Parquet {
+        path: path.to_path_buf(),
+        source,
+    };
+    let metadata = file_writer.finish().map_err(pq)?;
+    let file = file_writer.inner_mut();
     file.sync_all().map_err(io)?;
     let size = file.metadata().map_err(io)?.len() as i64;
+    let dir = path.parent().unwrap_or(Path::new("."));
     sync_dir(dir).map_err(io)?;
     if new_dir && let Some(parent) = dir.parent() {
         sync_dir(parent).map_err(io)?;
     }
-    Ok(size)
+    Ok((size, metadata))
 }
 
 /// Makes the entries of folder `dir` (files created, renamed) durable.
@@ -315,36 +347,65 @@ fn file_stats(batch: &RecordBatch) -> Result<String, LakeError> {
         .column_by_name(schema::EVENTTIME)
         .ok_or_else(|| LakeError::Schema("batch has no eventtime".into()))?
         .as_primitive::<TimestampMicrosecondType>();
+    let regions = batch
+        .column_by_name(schema::REGION)
+        .and_then(|c| c.as_string_opt::<i32>());
+    Ok(stats_json(&FileBounds {
+        rows: batch.num_rows() as u64,
+        time_nulls: Some(times.null_count() as u64),
+        times: min(times).zip(max(times)),
+        region_nulls: regions.map(|r| r.null_count() as u64),
+        regions: regions
+            .and_then(|r| min_string(r).zip(max_string(r)))
+            .map(|(lo, hi)| (lo.to_string(), hi.to_string())),
+    }))
+}
+
+/// What a data file's `add` action says of its rows: their number, and the nulls and bounds of
+/// the [`STATS_COLUMNS`] (`None`: not known, left out).
+#[derive(Debug, Default)]
+pub(crate) struct FileBounds {
+    pub rows: u64,
+    pub time_nulls: Option<u64>,
+    /// Least and greatest `eventtime`, in microseconds.
+    pub times: Option<(i64, i64)>,
+    pub region_nulls: Option<u64>,
+    pub regions: Option<(String, String)>,
+}
+
+/// The Delta statistics of `bounds`: times at millisecond precision, the maximum rounded up so
+/// that it still bounds the file; a region bound longer than [`MAX_STAT_TEXT`] left out.
+pub(crate) fn stats_json(bounds: &FileBounds) -> String {
     let fmt = |micros: i64| {
         chrono::DateTime::from_timestamp_micros(micros)
             .map(|t| t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
     };
     let mut stats = serde_json::json!({
-        "numRecords": batch.num_rows(),
-        "nullCount": { schema::EVENTTIME: times.null_count() },
+        "numRecords": bounds.rows,
+        "nullCount": {},
         "minValues": {},
         "maxValues": {},
     });
-    if let (Some(lo), Some(hi)) = (min(times), max(times)) {
+    if let Some(n) = bounds.time_nulls {
+        stats["nullCount"][schema::EVENTTIME] = serde_json::json!(n);
+    }
+    if let Some((lo, hi)) = bounds.times {
         let lo_ms = lo.div_euclid(1000) * 1000;
         let hi_ms = (hi + 999).div_euclid(1000) * 1000;
         stats["minValues"][schema::EVENTTIME] = serde_json::json!(fmt(lo_ms));
         stats["maxValues"][schema::EVENTTIME] = serde_json::json!(fmt(hi_ms));
     }
-    if let Some(regions) = batch
-        .column_by_name(schema::REGION)
-        .and_then(|c| c.as_string_opt::<i32>())
-    {
-        stats["nullCount"][schema::REGION] = serde_json::json!(regions.null_count());
-        if let (Some(lo), Some(hi)) = (min_string(regions), max_string(regions))
-            && lo.len() <= MAX_STAT_TEXT
-            && hi.len() <= MAX_STAT_TEXT
-        {
-            stats["minValues"][schema::REGION] = serde_json::json!(lo);
-            stats["maxValues"][schema::REGION] = serde_json::json!(hi);
-        }
+    if let Some(n) = bounds.region_nulls {
+        stats["nullCount"][schema::REGION] = serde_json::json!(n);
     }
-    Ok(stats.to_string())
+    if let Some((lo, hi)) = &bounds.regions
+        && lo.len() <= MAX_STAT_TEXT
+        && hi.len() <= MAX_STAT_TEXT
+    {
+        stats["minValues"][schema::REGION] = serde_json::json!(lo);
+        stats["maxValues"][schema::REGION] = serde_json::json!(hi);
+    }
+    stats.to_string()
 }
 
 /// The columns whose bounds each data file's `add` action carries.

@@ -4,6 +4,7 @@
 //! record from a row. It knows nothing of where records come from or how they are queried.
 
 pub mod check;
+pub mod concat;
 pub mod datafile;
 pub mod entries;
 pub mod error;

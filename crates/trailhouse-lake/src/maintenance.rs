@@ -14,19 +14,25 @@
 //! that crashed before its commit) once they are older than the retention period: a reader
 //! pinned to an older version may still be reading them until then.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::num::NonZeroU64;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use chrono::NaiveDate;
 use deltalake_core::DeltaTable;
+use deltalake_core::kernel::transaction::{CommitBuilder, CommitProperties};
+use deltalake_core::kernel::{Action, Add};
 use deltalake_core::operations::vacuum::VacuumMode;
+use deltalake_core::protocol::DeltaOperation;
 use deltalake_core::{FilterLiteral, FilterOp, FilterValue};
+use rayon::prelude::*;
 
+use crate::concat;
 use crate::datafile::writer_properties;
 use crate::error::LakeError;
 use crate::schema;
-use crate::table::{Lake, TableKind};
+use crate::table::{DataFile, Lake, Partition, TableKind};
 
 /// Data files a day partition holds before ingest compacts it: a partition of one or two runs
 /// is left alone.
@@ -105,31 +111,99 @@ impl Lake {
 
     /// Compacts the partitions of `days` in table `cloudtrail` that [`needs_compaction`] picks
     /// (one commit), and returns the table after it. The caller holds the writer lock (an
-    /// ingest compacting what it wrote).
+    /// ingest compacting what it wrote). In a local lake each day's files are concatenated
+    /// ([`crate::concat`]: large row groups copied, small ones merged); in an S3 lake they are
+    /// rewritten into files of about `target_size` bytes.
     pub async fn compact_days(
         &self,
         table: DeltaTable,
         days: &BTreeSet<NaiveDate>,
         target_size: u64,
     ) -> Result<(DeltaTable, Compacted), LakeError> {
-        let mut sizes: BTreeMap<NaiveDate, Vec<u64>> = BTreeMap::new();
+        let mut files: BTreeMap<NaiveDate, Vec<DataFile>> = BTreeMap::new();
         for file in self.data_files(&table)? {
             if days.contains(&file.partition.day) {
-                sizes.entry(file.partition.day).or_default().push(file.size);
+                files.entry(file.partition.day).or_default().push(file);
             }
         }
-        let crowded: Vec<String> = sizes
-            .iter()
-            .filter(|(_, sizes)| needs_compaction(sizes))
-            .map(|(day, _)| day.format("%Y-%m-%d").to_string())
-            .collect();
-        if crowded.is_empty() {
+        files
+            .retain(|_, files| needs_compaction(&files.iter().map(|f| f.size).collect::<Vec<_>>()));
+        if files.is_empty() {
             return Ok((table, Compacted::default()));
         }
-        let values = crowded.iter().map(String::as_str).collect();
-        let filter = [(schema::DAY, FilterOp::In, FilterValue::Set(values))];
-        self.optimize(TableKind::CloudTrail, table, target_size, &filter)
+        if self.is_remote() {
+            let values = files
+                .keys()
+                .map(|day| day.format("%Y-%m-%d").to_string())
+                .collect::<Vec<_>>();
+            let filter = [(
+                schema::DAY,
+                FilterOp::In,
+                FilterValue::Set(values.iter().map(String::as_str).collect()),
+            )];
+            return self
+                .optimize(TableKind::CloudTrail, table, target_size, &filter)
+                .await;
+        }
+        self.concatenate_days(table, files, target_size).await
+    }
+
+    /// Concatenates the files of each day of `files` into one and commits the swap.
+    async fn concatenate_days(
+        &self,
+        mut table: DeltaTable,
+        files: BTreeMap<NaiveDate, Vec<DataFile>>,
+        target_size: u64,
+    ) -> Result<(DeltaTable, Compacted), LakeError> {
+        let kind = TableKind::CloudTrail;
+        let root = self.table_dir(kind);
+        let adds: Vec<Add> = files
+            .par_iter()
+            .map(|(day, files)| {
+                let paths: Vec<PathBuf> = files.iter().map(|f| f.path.clone()).collect();
+                concat::concatenate(&root, &Partition { day: *day }, &paths)
+            })
+            .collect::<Result<_, _>>()?;
+        let inputs: HashSet<&PathBuf> = files.values().flatten().map(|f| &f.path).collect();
+        let location = self.table_location(kind);
+        let snapshot = table.snapshot().map_err(self.delta_err(kind))?;
+        let removes: Vec<Action> = snapshot
+            .log_data()
+            .iter()
+            .filter(|f| inputs.contains(&location.join(f.path().as_ref())))
+            .map(|f| Action::Remove(f.remove_action(false)))
+            .collect();
+        let done = Compacted {
+            files_removed: removes.len() as u64,
+            files_added: adds.len() as u64,
+            partitions: files.len() as u64,
+            ..Default::default()
+        };
+        let actions = removes
+            .into_iter()
+            .chain(adds.into_iter().map(Action::Add))
+            .collect();
+        CommitBuilder::from(CommitProperties::default())
+            .with_actions(actions)
+            .build(
+                Some(snapshot),
+                table.log_store(),
+                DeltaOperation::Optimize {
+                    predicate: None,
+                    target_size: i64::try_from(target_size).unwrap_or(i64::MAX),
+                },
+            )
             .await
+            .map_err(self.delta_err(kind))?;
+        table.update_state().await.map_err(self.delta_err(kind))?;
+        let table_version = table.version();
+        Ok((
+            table,
+            Compacted {
+                table_version,
+                ..done
+            },
+        ))
     }
 
     /// Writes a checkpoint of `table` at its current version: a reader then opens the table

@@ -171,6 +171,11 @@ impl Lake {
         self.root.join("_trailhouse")
     }
 
+    /// Whether the lake is in an object store (its data files are staged here, then uploaded).
+    pub fn is_remote(&self) -> bool {
+        self.remote.is_some()
+    }
+
     /// Whether the lake has been created (a remote lake is taken to exist until it is opened).
     pub fn exists(&self) -> bool {
         self.remote.is_some()
@@ -333,7 +338,7 @@ impl Lake {
             .map_err(|()| LakeError::Schema(format!("not a usable path: `{}`", abs.display())))
     }
 
-    fn delta_err(&self, kind: TableKind) -> impl Fn(DeltaTableError) -> LakeError + '_ {
+    pub(crate) fn delta_err(&self, kind: TableKind) -> impl Fn(DeltaTableError) -> LakeError + '_ {
         move |source| match self.damaged_log_entry(kind) {
             Some((file, why)) => LakeError::DamagedLog { file, why },
             None => LakeError::Delta {

@@ -20,13 +20,11 @@ use std::sync::Arc;
 
 use arrow::array::RecordBatch;
 use arrow::compute::{cast, concat_batches};
-use arrow::datatypes::{DataType, Field, Schema};
 use deltalake_core::kernel::Add;
+use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::{
     ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder,
 };
-use parquet::arrow::arrow_writer::ArrowWriterOptions;
-use parquet::arrow::{ArrowWriter, add_encoded_arrow_schema_to_metadata};
 use parquet::bloom_filter::Sbbf;
 use parquet::column::writer::ColumnCloseResult;
 use parquet::errors::ParquetError;
@@ -71,22 +69,14 @@ pub fn concatenate(
         path: path.clone(),
         source,
     })?;
-    // Concatenated row groups are each sorted, the file is not: it claims no order. The Arrow
-    // schema in the footer names text as string views, which readers then decode as views
-    // (no copy of each value out of its page or dictionary) and cast once filtered. A
-    // 20M-event lake so compacted answered `ip-activity` in 1.8 s, against 2.8 s for the same
-    // files hinted as plain strings.
-    let mut props = writer_properties(false);
-    add_encoded_arrow_schema_to_metadata(&as_views(&schema::file_schema()), &mut props);
-    let (mut writer, columns) = ArrowWriter::try_new_with_options(
-        file,
-        schema::file_schema(),
-        ArrowWriterOptions::new()
-            .with_properties(props)
-            .with_skip_arrow_metadata(true),
-    )
-    .and_then(ArrowWriter::into_serialized_writer)
-    .map_err(pq)?;
+    // Concatenated row groups are each sorted, the file is not: it claims no order. Text is
+    // hinted as plain strings, as in every data file ingest writes: a reader that wants views
+    // asks for them (pyarrow's dataset filters fail on a file hinted as views in a table of
+    // strings).
+    let (mut writer, columns) =
+        ArrowWriter::try_new(file, schema::file_schema(), Some(writer_properties(false)))
+            .and_then(ArrowWriter::into_serialized_writer)
+            .map_err(pq)?;
     let mut group = 0;
     let mut small: Vec<RecordBatch> = Vec::new();
     let mut small_rows = 0;
@@ -135,32 +125,6 @@ pub fn concatenate(
         stats: Some(stats_json(&footer_bounds(&metadata))),
         ..Default::default()
     })
-}
-
-/// `schema` with every text type, nested ones included, as a string view.
-fn as_views(schema: &Schema) -> Schema {
-    fn view(t: &DataType) -> DataType {
-        match t {
-            DataType::Utf8 | DataType::LargeUtf8 => DataType::Utf8View,
-            DataType::Struct(fields) => {
-                DataType::Struct(fields.iter().map(|f| view_field(f)).collect())
-            }
-            DataType::List(f) => DataType::List(Arc::new(view_field(f))),
-            DataType::LargeList(f) => DataType::LargeList(Arc::new(view_field(f))),
-            other => other.clone(),
-        }
-    }
-    fn view_field(f: &Field) -> Field {
-        f.clone().with_data_type(view(f.data_type()))
-    }
-    Schema::new_with_metadata(
-        schema
-            .fields()
-            .iter()
-            .map(|f| view_field(f))
-            .collect::<Vec<_>>(),
-        schema.metadata().clone(),
-    )
 }
 
 /// A data file and its footer, page indexes included when it has them.
@@ -461,19 +425,12 @@ mod tests {
         let reader = SerializedFileReader::new(File::open(&path).expect("open")).expect("reader");
         assert_eq!(reader.metadata().num_row_groups(), 2);
 
-        // Readers are told to decode text as string views.
+        // Text is hinted as plain strings, as the table's schema has it.
         let hinted = ParquetRecordBatchReaderBuilder::try_new(File::open(&path).expect("open"))
             .expect("reader")
             .schema()
             .clone();
-        assert_eq!(
-            hinted
-                .field_with_name("eventname")
-                .expect("eventname")
-                .data_type(),
-            &DataType::Utf8View
-        );
-        assert_eq!(hinted.as_ref(), &as_views(&schema::file_schema()));
+        assert_eq!(hinted.fields(), schema::file_schema().fields());
 
         // Every row, in the inputs' order; the other writer's missing columns null.
         let foreign_rows = {

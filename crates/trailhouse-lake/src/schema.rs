@@ -267,6 +267,34 @@ pub fn format_event_time(micros: i64) -> Option<String> {
     })
 }
 
+/// `schema` with every text type, nested ones included, as a string view: how data files hint
+/// their text to readers, which then decode it as views (no copy of each value out of its page
+/// or dictionary) and cast only what they keep.
+pub fn text_as_views(schema: &Schema) -> Schema {
+    fn view(t: &DataType) -> DataType {
+        match t {
+            DataType::Utf8 | DataType::LargeUtf8 => DataType::Utf8View,
+            DataType::Struct(fields) => {
+                DataType::Struct(fields.iter().map(|f| view_field(f)).collect())
+            }
+            DataType::List(f) => DataType::List(Arc::new(view_field(f))),
+            DataType::LargeList(f) => DataType::LargeList(Arc::new(view_field(f))),
+            other => other.clone(),
+        }
+    }
+    fn view_field(f: &Field) -> Field {
+        f.clone().with_data_type(view(f.data_type()))
+    }
+    Schema::new_with_metadata(
+        schema
+            .fields()
+            .iter()
+            .map(|f| view_field(f))
+            .collect::<Vec<_>>(),
+        schema.metadata().clone(),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

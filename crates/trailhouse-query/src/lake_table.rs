@@ -32,11 +32,13 @@ use datafusion::common::pruning::PruningStatistics;
 use datafusion::common::stats::Precision;
 use datafusion::common::{Column, DFSchema, Result, ScalarValue, Statistics};
 use datafusion::datasource::TableType;
-use datafusion::datasource::file_format::FileFormat;
-use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::PartitionedFile;
+use datafusion::datasource::physical_plan::parquet::CachedParquetFileReaderFactory;
 use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
+use datafusion::datasource::source::DataSourceExec;
 use datafusion::datasource::table_schema::TableSchema;
+
+use crate::text_views::TextAsViews;
 use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::logical_expr::utils::conjunction;
 use datafusion::logical_expr::{Between, BinaryExpr, Expr, Operator, TableProviderFilterPushDown};
@@ -365,29 +367,39 @@ impl LakeTable {
         let table_schema = TableSchema::builder(Arc::clone(&self.file_schema))
             .with_table_partition_cols(self.partition_fields.clone())
             .build();
-        let config = FileScanConfigBuilder::new(
-            self.store.clone(),
-            Arc::new(ParquetSource::new(table_schema)),
-        )
-        .with_file_groups(
-            groups
-                .into_iter()
-                .map(|(_, files)| FileGroup::new(files))
-                .collect(),
-        )
-        .with_statistics(statistics)
-        .with_projection_indices(projection)?
-        .with_limit(limit)
-        .build();
         // The session's Parquet settings as they are now: a table's options are copied from
         // them when the session is made, and miss what is set after (a saved query's
         // `-- setting:`).
         let mut options = state.table_options().parquet.clone();
         options.global = state.config_options().execution.parquet.clone();
-        ParquetFormat::default()
-            .with_options(options)
-            .create_physical_plan(state, config)
-            .await
+        let metadata_size_hint = options.global.metadata_size_hint;
+        // As `ParquetFormat` plans a scan (footers cached in the runtime), with the files'
+        // text decoded as string views (see `text_views`).
+        let runtime = state.runtime_env();
+        let cached = CachedParquetFileReaderFactory::new(
+            runtime.object_store(&self.store)?,
+            runtime.cache_manager.get_file_metadata_cache(),
+        );
+        let mut source = ParquetSource::new(table_schema)
+            .with_table_parquet_options(options)
+            .with_parquet_file_reader_factory(Arc::new(TextAsViews {
+                inner: Arc::new(cached),
+            }));
+        if let Some(hint) = metadata_size_hint {
+            source = source.with_metadata_size_hint(hint);
+        }
+        let config = FileScanConfigBuilder::new(self.store.clone(), Arc::new(source))
+            .with_file_groups(
+                groups
+                    .into_iter()
+                    .map(|(_, files)| FileGroup::new(files))
+                    .collect(),
+            )
+            .with_statistics(statistics)
+            .with_projection_indices(projection)?
+            .with_limit(limit)
+            .build();
+        Ok(DataSourceExec::from_data_source(config))
     }
 }
 

@@ -13,6 +13,7 @@ pub mod output;
 pub mod report;
 pub mod saved;
 pub mod session;
+pub mod text_views;
 pub mod udf;
 mod union_projection;
 

@@ -63,6 +63,21 @@ def test_pyarrow_dataset_partition_filter(lake):
     assert rows == ours > 0
 
 
+def test_pyarrow_filters_a_compacted_lake(tmp_path):
+    # One file per batch: the days that received four or more are compacted at the end.
+    lake = tmp_path / "compacted"
+    run = trailhouse(lake, "ingest", "--json", "--batch-files", "1", str(ROOT / "sample-logs"))
+    assert run.returncode == 1, run.stderr
+    report = json.loads(run.stdout.strip().splitlines()[-1])
+    assert report["partitions_compacted"] > 0, report
+    import pyarrow.dataset as ds
+    dataset = DeltaTable(str(lake / "cloudtrail")).to_pyarrow_dataset()
+    for region in {region for (_, region) in our_counts(lake)}:
+        rows = dataset.to_table(filter=(ds.field("region") == region)).num_rows
+        ours = sum(n for (_, r), n in our_counts(lake).items() if r == region)
+        assert rows == ours > 0, region
+
+
 def test_duckdb_reads_the_committed_files(lake):
     lake, report = lake
     dt = DeltaTable(str(lake / "cloudtrail"))

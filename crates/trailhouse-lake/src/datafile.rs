@@ -25,6 +25,23 @@ use crate::error::LakeError;
 use crate::schema;
 use crate::table::Partition;
 
+/// Columns written without a dictionary: sorted, nearly unique times (a dictionary would be a
+/// second copy of the column; delta packing was smaller still but slowed the queries that pick
+/// rows out of pages, as a delta page is decoded from its start), per-row ids and free-form JSON
+/// (trying a dictionary costs time and the writer falls back to plain anyway).
+pub const PLAIN_COLUMNS: [&str; 10] = [
+    schema::EVENTTIME,
+    "eventid",
+    "requestid",
+    "sharedeventid",
+    "requestparameters",
+    "responseelements",
+    "additionaleventdata",
+    "serviceeventdetails",
+    schema::EXTRA,
+    schema::RECORDHASH,
+];
+
 /// Parquet settings of our data files: zstd level 1 (measured: a quarter faster to write than
 /// level 3 on CloudTrail rows, files no larger), rows ordered by [`SORT_COLUMNS`] with page
 /// statistics on them (a region, a call or a time range reads only its pages), chunk statistics elsewhere,
@@ -75,21 +92,7 @@ fn writer_properties_builder(sorted: bool) -> WriterPropertiesBuilder {
     ] {
         b = b.set_column_compression(ColumnPath::from(column), Compression::UNCOMPRESSED);
     }
-    for column in [
-        // Sorted, nearly unique times: a dictionary would be a second copy of the column.
-        // (Delta packing was smaller still but slowed the queries that pick rows out of
-        // pages, as a delta page is decoded from its start.)
-        schema::EVENTTIME,
-        "eventid",
-        "requestid",
-        "sharedeventid",
-        "requestparameters",
-        "responseelements",
-        "additionaleventdata",
-        "serviceeventdetails",
-        schema::EXTRA,
-        schema::RECORDHASH,
-    ] {
+    for column in PLAIN_COLUMNS {
         b = b.set_column_dictionary_enabled(ColumnPath::from(column), false);
     }
     // Bloom filters on the columns questions test for equality (`eventname IN (…)`,

@@ -267,10 +267,13 @@ pub fn format_event_time(micros: i64) -> Option<String> {
     })
 }
 
-/// `schema` with every text type, nested ones included, as a string view: how data files hint
-/// their text to readers, which then decode it as views (no copy of each value out of its page
-/// or dictionary) and cast only what they keep.
-pub fn text_as_views(schema: &Schema) -> Schema {
+/// `schema` with its text types, nested ones included, as string views, except in the
+/// top-level columns `plain`. A reader told so decodes the text as views: a value of a
+/// dictionary-encoded column points into the dictionary instead of being copied out of it, and
+/// only what the reader keeps is cast. Columns written without a dictionary (JSON documents,
+/// ids) gain nothing, and a function over every row (`strpos` over `requestparameters`) would
+/// then cast the whole column first: they stay plain strings.
+pub fn text_as_views(schema: &Schema, plain: &[&str]) -> Schema {
     fn view(t: &DataType) -> DataType {
         match t {
             DataType::Utf8 | DataType::LargeUtf8 => DataType::Utf8View,
@@ -289,7 +292,13 @@ pub fn text_as_views(schema: &Schema) -> Schema {
         schema
             .fields()
             .iter()
-            .map(|f| view_field(f))
+            .map(|f| {
+                if plain.contains(&f.name().as_str()) {
+                    f.as_ref().clone()
+                } else {
+                    view_field(f)
+                }
+            })
             .collect::<Vec<_>>(),
         schema.metadata().clone(),
     )

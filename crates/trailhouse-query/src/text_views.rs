@@ -8,13 +8,17 @@
 //! by source IP took 2.8 s as plain strings and 1.8 s as views (a third of its time was
 //! `memmove` out of dictionaries).
 //!
+//! Only columns our writer encodes with dictionaries are read so (see
+//! [`trailhouse_lake::datafile::PLAIN_COLUMNS`]).
+//!
 //! DataFusion decodes a file's text as views only when the file's footer hints views (or the
 //! table's schema has them, which would give every query view types). So the lake's scan opens
 //! its files through [`TextAsViews`], which hands the reader a footer hinting views: the file
 //! is not changed.
 
+use std::collections::HashMap;
 use std::ops::Range;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock, Mutex};
 
 use bytes::Bytes;
 use datafusion::common::Result;
@@ -27,6 +31,7 @@ use parquet::arrow::arrow_reader::ArrowReaderOptions;
 use parquet::arrow::async_reader::AsyncFileReader;
 use parquet::arrow::{ARROW_SCHEMA_META_KEY, encode_arrow_schema, parquet_to_arrow_schema};
 use parquet::file::metadata::{FileMetaData, KeyValue, ParquetMetaData, ParquetMetaDataBuilder};
+use trailhouse_lake::datafile::PLAIN_COLUMNS;
 use trailhouse_lake::schema::text_as_views;
 
 /// Opens files through `inner`, their footers hinting text as views.
@@ -81,17 +86,40 @@ impl AsyncFileReader for ViewReader {
     }
 }
 
-/// `metadata` with its Arrow schema hint naming text as views (unchanged when it already
-/// does, or has no text).
+/// The Arrow schema hint that names `file`'s dictionary text as views, encoded; `None` when its
+/// own hint already does. Every data file of a lake has one of a few hints, so each is worked
+/// out once per process (a file without a hint, from another writer, every time).
+fn view_hint(file: &FileMetaData) -> parquet::errors::Result<Option<String>> {
+    static HINTS: LazyLock<Mutex<HashMap<String, Option<String>>>> =
+        LazyLock::new(Default::default);
+    let own = file.key_value_metadata().and_then(|kv| {
+        kv.iter()
+            .find(|kv| kv.key == ARROW_SCHEMA_META_KEY)
+            .and_then(|kv| kv.value.clone())
+    });
+    if let Some(own) = &own
+        && let Some(hint) = HINTS.lock().ok().and_then(|h| h.get(own).cloned())
+    {
+        return Ok(hint);
+    }
+    let hinted = parquet_to_arrow_schema(file.schema_descr(), file.key_value_metadata())?;
+    let views = text_as_views(&hinted, &PLAIN_COLUMNS);
+    let hint = (views != hinted).then(|| encode_arrow_schema(&views));
+    if let (Some(own), Ok(mut hints)) = (own, HINTS.lock()) {
+        hints.insert(own, hint.clone());
+    }
+    Ok(hint)
+}
+
+/// `metadata` with its Arrow schema hint naming the text of dictionary-encoded columns as
+/// views (see [`text_as_views`]; unchanged when it already does).
 pub fn hinted_as_views(
     metadata: Arc<ParquetMetaData>,
 ) -> parquet::errors::Result<Arc<ParquetMetaData>> {
     let file = metadata.file_metadata();
-    let hinted = parquet_to_arrow_schema(file.schema_descr(), file.key_value_metadata())?;
-    let views = text_as_views(&hinted);
-    if views == hinted {
+    let Some(views) = view_hint(file)? else {
         return Ok(metadata);
-    }
+    };
     let mut key_values: Vec<KeyValue> = file
         .key_value_metadata()
         .map(|kv| {
@@ -101,10 +129,7 @@ pub fn hinted_as_views(
                 .collect()
         })
         .unwrap_or_default();
-    key_values.push(KeyValue::new(
-        ARROW_SCHEMA_META_KEY.to_string(),
-        encode_arrow_schema(&views),
-    ));
+    key_values.push(KeyValue::new(ARROW_SCHEMA_META_KEY.to_string(), views));
     let file = FileMetaData::new(
         file.version(),
         file.num_rows(),
@@ -121,4 +146,87 @@ pub fn hinted_as_views(
             .set_offset_index(old.take_offset_index())
             .build(),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use arrow::array::{
+        Array, ArrayRef, AsArray, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
+    };
+    use arrow::datatypes::DataType;
+    use chrono::NaiveDate;
+    use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ParquetRecordBatchReaderBuilder};
+    use parquet::file::metadata::ParquetMetaDataReader;
+    use trailhouse_lake::Partition;
+    use trailhouse_lake::datafile::write_data_file;
+    use trailhouse_lake::schema;
+
+    #[test]
+    fn a_data_file_reads_its_dictionary_text_as_views_and_its_json_as_strings() {
+        let file_schema = schema::file_schema();
+        let n = 3;
+        let columns: Vec<ArrayRef> = file_schema
+            .fields()
+            .iter()
+            .map(|f| match f.name().as_str() {
+                schema::EVENTTIME => Arc::new(
+                    TimestampMicrosecondArray::from_iter_values([1, 2, 3]).with_timezone("UTC"),
+                ) as ArrayRef,
+                schema::SOURCEFILE => Arc::new(StringArray::from(vec!["f"; n])),
+                schema::REGION => Arc::new(StringArray::from(vec!["eu-west-1"; n])),
+                schema::RECORDHASH => Arc::new(Int64Array::from_iter_values([1, 2, 3])),
+                "eventname" => Arc::new(StringArray::from(vec![
+                    "GetObject",
+                    "PutObject",
+                    "GetObject",
+                ])),
+                "requestparameters" => {
+                    Arc::new(StringArray::from(vec![r#"{"bucketName":"b"}"#; n]))
+                }
+                _ => arrow::array::new_null_array(f.data_type(), n),
+            })
+            .collect();
+        let batch = RecordBatch::try_new(file_schema, columns).expect("batch");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let partition = Partition {
+            day: NaiveDate::from_ymd_opt(1970, 1, 1).expect("day"),
+        };
+        let add = write_data_file(dir.path(), &partition, &batch).expect("write");
+        let file = std::fs::File::open(dir.path().join(&add.path)).expect("open");
+        let metadata = ParquetMetaDataReader::new()
+            .parse_and_finish(&file)
+            .expect("footer");
+
+        let hinted = hinted_as_views(Arc::new(metadata)).expect("hinted");
+        let reader_metadata =
+            ArrowReaderMetadata::try_new(hinted, ArrowReaderOptions::new()).expect("metadata");
+        let types = reader_metadata.schema();
+        let type_of = |name: &str| types.field_with_name(name).expect(name).data_type().clone();
+        assert_eq!(type_of("eventname"), DataType::Utf8View);
+        assert_eq!(type_of("requestparameters"), DataType::Utf8);
+        assert_eq!(type_of(schema::EXTRA), DataType::Utf8);
+        let DataType::Struct(identity) = type_of("useridentity") else {
+            panic!("useridentity is a struct")
+        };
+        let arn = identity.iter().find(|f| f.name() == "arn").expect("arn");
+        assert_eq!(arn.data_type(), &DataType::Utf8View);
+
+        // The rows read back, the text of the dictionary columns as views.
+        let rows: Vec<RecordBatch> =
+            ParquetRecordBatchReaderBuilder::new_with_metadata(file, reader_metadata)
+                .build()
+                .expect("reader")
+                .collect::<Result<_, _>>()
+                .expect("rows");
+        let names = rows[0].column_by_name("eventname").expect("eventname");
+        let names = names.as_string_view();
+        assert_eq!(
+            (0..names.len()).map(|i| names.value(i)).collect::<Vec<_>>(),
+            ["GetObject", "PutObject", "GetObject"]
+        );
+        let json = rows[0].column_by_name("requestparameters").expect("json");
+        assert_eq!(json.as_string::<i32>().value(0), r#"{"bucketName":"b"}"#);
+    }
 }

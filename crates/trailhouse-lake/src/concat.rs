@@ -13,7 +13,6 @@
 //! A row group is copied only from a file whose Parquet schema is exactly ours: files written by
 //! another writer are decoded, converted to our column types and encoded again whole.
 
-use std::collections::HashMap;
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -32,7 +31,8 @@ use parquet::file::metadata::{PageIndexPolicy, ParquetMetaData, ParquetMetaDataR
 use parquet::file::statistics::Statistics;
 
 use crate::datafile::{
-    FileBounds, ROW_GROUP_ROWS, finish_file, stats_json, write_row_groups, writer_properties,
+    FileBounds, ROW_GROUP_ROWS, add_action, finish_file, new_file_name, stats_json,
+    write_row_groups, writer_properties,
 };
 use crate::error::LakeError;
 use crate::schema;
@@ -49,11 +49,7 @@ pub fn concatenate(
     partition: &Partition,
     inputs: &[PathBuf],
 ) -> Result<Add, LakeError> {
-    let rel = format!(
-        "{}/part-{}.zstd.parquet",
-        partition.dir(),
-        uuid::Uuid::new_v4()
-    );
+    let rel = new_file_name(partition);
     let path = table_root.join(&rel);
     let pq = |source| LakeError::Parquet {
         path: path.clone(),
@@ -113,18 +109,8 @@ pub fn concatenate(
         write_row_groups(&mut writer, &columns, &rows, &mut group).map_err(pq)?;
     }
     let (size, metadata) = finish_file(writer, &path, new_dir)?;
-    Ok(Add {
-        path: rel,
-        partition_values: HashMap::from([(
-            schema::DAY.to_string(),
-            Some(partition.day.format("%Y-%m-%d").to_string()),
-        )]),
-        size,
-        modification_time: chrono::Utc::now().timestamp_millis(),
-        data_change: false,
-        stats: Some(stats_json(&footer_bounds(&metadata))),
-        ..Default::default()
-    })
+    let stats = stats_json(&footer_bounds(&metadata));
+    Ok(add_action(rel, partition, size, false, stats))
 }
 
 /// A data file and its footer, page indexes included when it has them.

@@ -209,13 +209,30 @@ pub fn write_data_file(
     partition: &Partition,
     batch: &RecordBatch,
 ) -> Result<Add, LakeError> {
-    let rel = format!(
+    let rel = new_file_name(partition);
+    let size = write_parquet(&table_root.join(&rel), batch, true)?;
+    Ok(add_action(rel, partition, size, true, file_stats(batch)?))
+}
+
+/// The path of a new data file of `partition`, relative to the table's root.
+pub(crate) fn new_file_name(partition: &Partition) -> String {
+    format!(
         "{}/part-{}.zstd.parquet",
         partition.dir(),
         uuid::Uuid::new_v4()
-    );
-    let size = write_parquet(&table_root.join(&rel), batch, true)?;
-    Ok(Add {
+    )
+}
+
+/// The `add` action of data file `rel` of `partition` (`data_change`: new rows, or the same rows
+/// rearranged).
+pub(crate) fn add_action(
+    rel: String,
+    partition: &Partition,
+    size: i64,
+    data_change: bool,
+    stats: String,
+) -> Add {
+    Add {
         path: rel,
         partition_values: HashMap::from([(
             schema::DAY.to_string(),
@@ -223,10 +240,10 @@ pub fn write_data_file(
         )]),
         size,
         modification_time: chrono::Utc::now().timestamp_millis(),
-        data_change: true,
-        stats: Some(file_stats(batch)?),
+        data_change,
+        stats: Some(stats),
         ..Default::default()
-    })
+    }
 }
 
 /// Writes quarantined records as one data file of table `quarantine`.

@@ -64,18 +64,24 @@ def test_pyarrow_dataset_partition_filter(lake):
 
 
 def test_pyarrow_filters_a_compacted_lake(tmp_path):
-    # One file per batch: the days that received four or more are compacted at the end.
-    lake = tmp_path / "compacted"
-    run = trailhouse(lake, "ingest", "--json", "--batch-files", "1", str(ROOT / "sample-logs"))
-    assert run.returncode == 1, run.stderr
-    report = json.loads(run.stdout.strip().splitlines()[-1])
-    assert report["partitions_compacted"] > 0, report
     import pyarrow.dataset as ds
-    dataset = DeltaTable(str(lake / "cloudtrail")).to_pyarrow_dataset()
-    for region in {region for (_, region) in our_counts(lake)}:
-        rows = dataset.to_table(filter=(ds.field("region") == region)).num_rows
-        ours = sum(n for (_, r), n in our_counts(lake).items() if r == region)
-        assert rows == ours > 0, region
+    # One file per batch: the days that received four or more are compacted by the ingest;
+    # in the second lake, by `trailhouse compact`.
+    by_ingest, by_command = tmp_path / "by-ingest", tmp_path / "by-command"
+    run = trailhouse(by_ingest, "ingest", "--json", "--batch-files", "1", str(ROOT / "sample-logs"))
+    assert run.returncode == 1, run.stderr
+    assert json.loads(run.stdout.strip().splitlines()[-1])["partitions_compacted"] > 0
+    run = trailhouse(by_command, "ingest", "--batch-files", "1", "--no-compact", str(ROOT / "sample-logs"))
+    assert run.returncode == 1, run.stderr
+    run = trailhouse(by_command, "compact")
+    assert run.returncode == 0 and "compacted" in run.stderr, run.stderr
+    for lake in (by_ingest, by_command):
+        dataset = DeltaTable(str(lake / "cloudtrail")).to_pyarrow_dataset()
+        counts = our_counts(lake)
+        for region in {region for (_, region) in counts}:
+            rows = dataset.to_table(filter=(ds.field("region") == region)).num_rows
+            ours = sum(n for (_, r), n in counts.items() if r == region)
+            assert rows == ours > 0, (lake, region)
 
 
 def test_duckdb_reads_the_committed_files(lake):

@@ -79,8 +79,38 @@ pub struct Vacuumed {
     pub files_deleted: Vec<String>,
 }
 
+/// The files `compact` concatenates: per day, its files below `target_size`, packed (largest
+/// first) into bins of up to `target_size` bytes; bins of one file are left as they are.
+fn bins(files: Vec<DataFile>, target_size: u64) -> Vec<(NaiveDate, Vec<DataFile>)> {
+    let mut by_day: BTreeMap<NaiveDate, Vec<DataFile>> = BTreeMap::new();
+    for file in files {
+        if file.size < target_size {
+            by_day.entry(file.partition.day).or_default().push(file);
+        }
+    }
+    let mut bins = Vec::new();
+    for (day, mut files) in by_day {
+        files.sort_by_key(|f| std::cmp::Reverse(f.size));
+        let mut bin: Vec<DataFile> = Vec::new();
+        let mut size = 0;
+        for file in files {
+            if !bin.is_empty() && size + file.size > target_size {
+                bins.push((day, std::mem::take(&mut bin)));
+                size = 0;
+            }
+            size += file.size;
+            bin.push(file);
+        }
+        bins.push((day, bin));
+    }
+    bins.retain(|(_, bin)| bin.len() > 1);
+    bins
+}
+
 impl Lake {
-    /// Rewrites small files of every partition into files of about `target_size` bytes.
+    /// Rewrites small files of every partition into files of about `target_size` bytes: in a
+    /// local lake, table `cloudtrail`'s by concatenation ([`crate::concat`]), otherwise through
+    /// delta-rs.
     /// `wait`: how long to wait for another writer (see [`Lake::lock_for_writing_within`]).
     pub async fn compact(
         &self,
@@ -93,7 +123,12 @@ impl Lake {
         for kind in [TableKind::CloudTrail, TableKind::Quarantine] {
             let table = self.open(kind).await?;
             let before = table.version();
-            let (table, metrics) = self.optimize(kind, table, target_size, &[]).await?;
+            let (table, metrics) = if kind == TableKind::CloudTrail && !self.is_remote() {
+                let bins = bins(self.data_files(&table)?, target_size);
+                self.concatenate(table, bins, target_size).await?
+            } else {
+                self.optimize(kind, table, target_size, &[]).await?
+            };
             if table.version() != before
                 && let Err(e) = self.checkpoint(&table, kind).await
             {
@@ -131,40 +166,45 @@ impl Lake {
         if files.is_empty() {
             return Ok((table, Compacted::default()));
         }
-        if self.is_remote() {
-            let values = files
-                .keys()
-                .map(|day| day.format("%Y-%m-%d").to_string())
-                .collect::<Vec<_>>();
-            let filter = [(
-                schema::DAY,
-                FilterOp::In,
-                FilterValue::Set(values.iter().map(String::as_str).collect()),
-            )];
-            return self
-                .optimize(TableKind::CloudTrail, table, target_size, &filter)
-                .await;
+        if !self.is_remote() {
+            let bins = files.into_iter().collect();
+            return self.concatenate(table, bins, target_size).await;
         }
-        self.concatenate_days(table, files, target_size).await
+        let values = files
+            .keys()
+            .map(|day| day.format("%Y-%m-%d").to_string())
+            .collect::<Vec<_>>();
+        let filter = [(
+            schema::DAY,
+            FilterOp::In,
+            FilterValue::Set(values.iter().map(String::as_str).collect()),
+        )];
+        self.optimize(TableKind::CloudTrail, table, target_size, &filter)
+            .await
     }
 
-    /// Concatenates the files of each day of `files` into one and commits the swap.
-    async fn concatenate_days(
+    /// Concatenates the files of each bin (files of one day) into one file, and commits the
+    /// swap in one commit (nothing when there is no bin).
+    async fn concatenate(
         &self,
         mut table: DeltaTable,
-        files: BTreeMap<NaiveDate, Vec<DataFile>>,
+        bins: Vec<(NaiveDate, Vec<DataFile>)>,
         target_size: u64,
     ) -> Result<(DeltaTable, Compacted), LakeError> {
+        if bins.is_empty() {
+            return Ok((table, Compacted::default()));
+        }
         let kind = TableKind::CloudTrail;
         let root = self.table_dir(kind);
-        let adds: Vec<Add> = files
+        let adds: Vec<Add> = bins
             .par_iter()
             .map(|(day, files)| {
                 let paths: Vec<PathBuf> = files.iter().map(|f| f.path.clone()).collect();
                 concat::concatenate(&root, &Partition { day: *day }, &paths)
             })
             .collect::<Result<_, _>>()?;
-        let inputs: HashSet<&PathBuf> = files.values().flatten().map(|f| &f.path).collect();
+        let days: BTreeSet<NaiveDate> = bins.iter().map(|(day, _)| *day).collect();
+        let inputs: HashSet<&PathBuf> = bins.iter().flat_map(|(_, f)| f).map(|f| &f.path).collect();
         let location = self.table_location(kind);
         let snapshot = table.snapshot().map_err(self.delta_err(kind))?;
         let removes: Vec<Action> = snapshot
@@ -176,7 +216,7 @@ impl Lake {
         let done = Compacted {
             files_removed: removes.len() as u64,
             files_added: adds.len() as u64,
-            partitions: files.len() as u64,
+            partitions: days.len() as u64,
             ..Default::default()
         };
         let actions = removes
@@ -294,6 +334,41 @@ impl Lake {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn compact_packs_each_days_small_files_into_bins_of_the_target_size() {
+        let file = |day: u32, name: &str, size: u64| DataFile {
+            partition: Partition {
+                day: NaiveDate::from_ymd_opt(2026, 11, day).expect("day"),
+            },
+            path: PathBuf::from(name),
+            size,
+        };
+        let files = vec![
+            file(1, "a10", 10),
+            file(1, "a300", 300),
+            file(1, "a20", 20),
+            file(2, "b60", 60),
+            file(2, "b50", 50),
+            file(2, "b40", 40),
+            file(3, "c5", 5),
+        ];
+        let packed: Vec<(u32, Vec<String>)> = bins(files, 100)
+            .into_iter()
+            .map(|(day, bin)| {
+                let names = bin.iter().map(|f| f.path.display().to_string()).collect();
+                (chrono::Datelike::day(&day), names)
+            })
+            .collect();
+        // A file at the target size stays; a bin of one file is left alone.
+        assert_eq!(
+            packed,
+            [
+                (1, vec!["a20".to_string(), "a10".to_string()]),
+                (2, vec!["b50".to_string(), "b40".to_string()]),
+            ]
+        );
+    }
 
     #[test]
     fn a_day_is_compacted_when_its_small_files_are_many_or_add_up() {

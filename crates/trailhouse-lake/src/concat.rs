@@ -41,6 +41,11 @@ use crate::table::Partition;
 /// Row groups of at least this many rows are copied as they are; smaller ones are merged.
 pub const RAW_MIN_ROWS: usize = ROW_GROUP_ROWS / 4;
 
+/// Decoded rows of small row groups held before they are written as a row group: days compact
+/// in parallel, and a day of an organization trail's late events, held to a full row group,
+/// raised the peak of a 20M-event ingest from about 950 MiB to 1,438 MiB.
+const MERGE_BYTES: usize = 64 << 20;
+
 /// Writes the rows of `inputs` (data files of `partition`) as one new data file under
 /// `table_root` and returns its `add` action (`dataChange` false: the same rows, rearranged).
 /// The inputs are left in place; the caller commits their removal with the add.
@@ -76,6 +81,7 @@ pub fn concatenate(
     let mut group = 0;
     let mut small: Vec<RecordBatch> = Vec::new();
     let mut small_rows = 0;
+    let mut small_bytes = 0;
     for input in inputs {
         let (file, metadata) = open(input)?;
         let from = |source| LakeError::Parquet {
@@ -93,14 +99,16 @@ pub fn concatenate(
             for batch in decode_row_group(&file, &metadata, index).map_err(from)? {
                 let batch = as_file_schema(batch).map_err(from)?;
                 small_rows += batch.num_rows();
+                small_bytes += batch.get_array_memory_size();
                 small.push(batch);
             }
-            if small_rows >= ROW_GROUP_ROWS {
+            if small_rows >= ROW_GROUP_ROWS || small_bytes >= MERGE_BYTES {
                 let rows =
                     concat_batches(&schema::file_schema(), &small).map_err(|e| pq(e.into()))?;
                 write_row_groups(&mut writer, &columns, &rows, &mut group).map_err(pq)?;
                 small.clear();
                 small_rows = 0;
+                small_bytes = 0;
             }
         }
     }

@@ -41,9 +41,9 @@ use crate::table::Partition;
 /// Row groups of at least this many rows are copied as they are; smaller ones are merged.
 pub const RAW_MIN_ROWS: usize = ROW_GROUP_ROWS / 4;
 
-/// Decoded rows of small row groups held before they are written as a row group: days compact
-/// in parallel, and a day of an organization trail's late events, held to a full row group,
-/// raised the peak of a 20M-event ingest from about 950 MiB to 1,438 MiB.
+/// Decoded rows of small row groups held before they are written as a row group: days are
+/// merged in parallel, and a day of many small files would otherwise hold up to a full row group
+/// of decoded rows each.
 const MERGE_BYTES: usize = 64 << 20;
 
 /// Writes the rows of `inputs` (data files of `partition`) as one new data file under

@@ -268,24 +268,18 @@ impl Ledger {
             path: self.state.name(&rel),
             message,
         };
-        // Serialized from the ledger itself into a buffer sized up front: a copy of an
-        // organization trail's 834,000 files, and the doublings of a growing buffer, were most
-        // of a 20M-event ingest's peak.
+        // Serialized from the ledger itself, straight to the file: a copy of an organization
+        // trail's 834,000 files and the JSON text in memory were most of a 20M-event ingest's
+        // peak.
         let checkpoint = CheckpointOf {
             seq: self.committed_seq,
             files: IngestedFiles(&self.ingested),
             retried: &self.retried,
         };
-        let estimate: usize = self
-            .ingested
-            .keys()
-            .chain(&self.retried)
-            .map(|p| p.as_os_str().len() + 96)
-            .sum();
-        let mut text = Vec::with_capacity(estimate + 64);
-        serde_json::to_writer(&mut text, &checkpoint).map_err(|e| err(e.to_string()))?;
         self.state
-            .write(&rel, text)
+            .write_with(&rel, |w| {
+                serde_json::to_writer(w, &checkpoint).map_err(std::io::Error::other)
+            })
             .await
             .map_err(|e| err(e.to_string()))?;
         self.loose = 0;

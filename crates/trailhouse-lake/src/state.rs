@@ -85,7 +85,22 @@ impl State {
     /// Replaces `rel` with `bytes`: a crash leaves the old content or the new, whole, never a
     /// mix (locally: a durable temporary file renamed over it; in S3 a PUT is whole).
     pub async fn write(&self, rel: &str, bytes: Vec<u8>) -> Result<(), LakeError> {
+        self.write_with(rel, |w| w.write_all(&bytes)).await
+    }
+
+    /// [`State::write`] of what `content` writes, streamed to the file (locally; an S3 PUT
+    /// takes the whole content at once).
+    pub async fn write_with(
+        &self,
+        rel: &str,
+        content: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+    ) -> Result<(), LakeError> {
         if let Some(remote) = self.lake.remote_ref() {
+            let mut bytes = Vec::new();
+            content(&mut bytes).map_err(|source| LakeError::Io {
+                path: self.name(rel),
+                source,
+            })?;
             return remote.put(&Self::rel(rel), bytes).await;
         }
         let path = self.name(rel);
@@ -98,8 +113,9 @@ impl State {
         let mut temp = path.clone().into_os_string();
         temp.push(".tmp");
         let temp = PathBuf::from(temp);
-        let mut file = fs::File::create(&temp).map_err(io)?;
-        file.write_all(&bytes).map_err(io)?;
+        let mut file = std::io::BufWriter::new(fs::File::create(&temp).map_err(io)?);
+        content(&mut file).map_err(io)?;
+        let file = file.into_inner().map_err(|e| io(e.into_error()))?;
         file.sync_all().map_err(io)?;
         fs::rename(&temp, &path).map_err(io)?;
         // The rename itself is durable once the folder is.

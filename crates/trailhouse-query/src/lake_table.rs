@@ -38,7 +38,7 @@ use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, Pa
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::datasource::table_schema::TableSchema;
 
-use crate::text_views::TextAsViews;
+use crate::text_views::{TextAsViews, ViewPredicates};
 use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::logical_expr::utils::conjunction;
 use datafusion::logical_expr::{Between, BinaryExpr, Expr, Operator, TableProviderFilterPushDown};
@@ -396,6 +396,7 @@ impl LakeTable {
                     .collect(),
             )
             .with_statistics(statistics)
+            .with_expr_adapter(Some(Arc::new(ViewPredicates)))
             .with_projection_indices(projection)?
             .with_limit(limit)
             .build();

@@ -219,63 +219,55 @@ fn footer_bounds(metadata: &ParquetMetaData) -> FileBounds {
         ..Default::default()
     };
     if let Some(i) = leaf(schema::EVENTTIME) {
-        let mut nulls = Some(0u64);
-        let mut times: Option<Option<(i64, i64)>> = Some(None);
-        for rg in metadata.row_groups() {
-            let stats = rg.column(i).statistics();
-            nulls = nulls
-                .zip(stats.and_then(Statistics::null_count_opt))
-                .map(|(a, b)| a + b);
-            times = match (times, stats) {
-                (Some(acc), Some(Statistics::Int64(s))) => match (s.min_opt(), s.max_opt()) {
-                    (Some(&lo), Some(&hi)) => {
-                        Some(Some(acc.map_or((lo, hi), |(a, b)| (a.min(lo), b.max(hi)))))
-                    }
-                    // A row group of nulls only: nothing to bound.
-                    _ if rg.num_rows() as u64 == s.null_count_opt().unwrap_or(u64::MAX) => {
-                        Some(acc)
-                    }
-                    _ => None,
-                },
-                _ => None,
-            };
-        }
-        bounds.time_nulls = nulls;
-        bounds.times = times.flatten();
+        (bounds.time_nulls, bounds.times) = column_bounds(metadata, i, |stats| match stats {
+            Statistics::Int64(s) => Some((s.min_opt().copied(), s.max_opt().copied())),
+            _ => None,
+        });
     }
     if let Some(i) = leaf(schema::REGION) {
-        let mut nulls = Some(0u64);
-        let mut regions: Option<Option<(String, String)>> = Some(None);
-        for rg in metadata.row_groups() {
-            let stats = rg.column(i).statistics();
-            nulls = nulls
-                .zip(stats.and_then(Statistics::null_count_opt))
-                .map(|(a, b)| a + b);
-            regions = match (regions, stats) {
-                (Some(acc), Some(Statistics::ByteArray(s)))
-                    if s.min_is_exact() && s.max_is_exact() =>
-                {
-                    let text = |v: Option<&parquet::data_type::ByteArray>| {
-                        v.and_then(|b| b.as_utf8().ok()).map(str::to_string)
-                    };
-                    match (text(s.min_opt()), text(s.max_opt())) {
-                        (Some(lo), Some(hi)) => Some(Some(match acc {
-                            Some((a, b)) => (a.min(lo), b.max(hi)),
-                            None => (lo, hi),
-                        })),
-                        _ if rg.num_rows() as u64 == s.null_count_opt().unwrap_or(u64::MAX) => {
-                            Some(acc)
-                        }
-                        _ => None,
-                    }
-                }
-                _ => None,
-            };
-        }
-        bounds.region_nulls = nulls;
-        bounds.regions = regions.flatten();
+        (bounds.region_nulls, bounds.regions) = column_bounds(metadata, i, |stats| match stats {
+            Statistics::ByteArray(s) if s.min_is_exact() && s.max_is_exact() => {
+                let text = |v: Option<&parquet::data_type::ByteArray>| {
+                    v.and_then(|b| b.as_utf8().ok()).map(str::to_string)
+                };
+                Some((text(s.min_opt()), text(s.max_opt())))
+            }
+            _ => None,
+        });
     }
     bounds
+}
+
+/// Column `i`'s null count and bounds over all of `metadata`'s row groups, each `None` when a
+/// row group lacks it. `min_max` reads a row group's bounds from its statistics (`None`: of a
+/// kind that cannot bound); a row group of nulls only has nothing to bound.
+fn column_bounds<T: Ord>(
+    metadata: &ParquetMetaData,
+    i: usize,
+    min_max: impl Fn(&Statistics) -> Option<(Option<T>, Option<T>)>,
+) -> (Option<u64>, Option<(T, T)>) {
+    let mut nulls = Some(0u64);
+    let mut bounds: Option<Option<(T, T)>> = Some(None);
+    for rg in metadata.row_groups() {
+        let stats = rg.column(i).statistics();
+        nulls = nulls
+            .zip(stats.and_then(Statistics::null_count_opt))
+            .map(|(a, b)| a + b);
+        bounds = match (bounds, stats) {
+            (Some(acc), Some(stats)) => match min_max(stats) {
+                Some((Some(lo), Some(hi))) => Some(Some(match acc {
+                    Some((a, b)) => (a.min(lo), b.max(hi)),
+                    None => (lo, hi),
+                })),
+                Some(_) if rg.num_rows() as u64 == stats.null_count_opt().unwrap_or(u64::MAX) => {
+                    Some(acc)
+                }
+                _ => None,
+            },
+            _ => None,
+        };
+    }
+    (nulls, bounds.flatten())
 }
 
 #[cfg(test)]

@@ -1,10 +1,10 @@
 //! One control of a report: its query runs once, and its rows go two ways as they stream.
 //!
 //! A bounded top-k keeps the first `max_events` in the query's own order (the query's final sort
-//! is taken off and done here, so the rows need not be sorted whole). And each row's principal,
-//! temporary key, source IP, weight and times go to the report's one aggregate
-//! ([`super::reduce`]), tagged with the control's number: nothing here holds the rows, however
-//! many match.
+//! is taken off and done here, so the rows need not be sorted whole). Each row's principal,
+//! source IP, weight and times go to the report's one aggregate ([`super::reduce`]), tagged with
+//! the control's number, and its temporary key to the principal's most recently used keys
+//! ([`super::keys`]): nothing here holds the rows, however many match.
 
 use std::sync::Arc;
 
@@ -12,12 +12,13 @@ use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::compute::{
     SortColumn, SortOptions, cast, concat_batches, lexsort_to_indices, take_record_batch,
 };
-use arrow::datatypes::{DataType, TimeUnit};
+use arrow::datatypes::{DataType, TimeUnit, TimestampMicrosecondType};
 use datafusion::logical_expr::{Expr, LogicalPlan};
 use datafusion::prelude::DataFrame;
 use futures::StreamExt;
 
 use super::channel;
+use super::keys::RecentKeys;
 use crate::credentials::lookup::TEMPORARY_KEY_PREFIX;
 use crate::error::QueryError;
 
@@ -30,11 +31,13 @@ pub struct Sampled {
     pub columns: Vec<String>,
     /// The first `max_events` rows, in the query's order.
     pub events: Vec<serde_json::Map<String, serde_json::Value>>,
+    /// The temporary keys of the principals of its rows.
+    pub keys: RecentKeys,
     pub seconds: f64,
 }
 
-/// Runs a control's query once: samples its first rows and sends all of them, as
-/// [`super::reduce::schema`] rows tagged `control`, to `rows`.
+/// Runs a control's query once: samples its first rows, gathers its principals' temporary keys,
+/// and sends all its rows, as [`super::reduce::schema`] rows tagged `control`, to `rows`.
 pub async fn run(
     query: DataFrame,
     max_events: usize,
@@ -56,13 +59,14 @@ pub async fn run(
     let input = DataFrame::new(state, input);
     let mut sample: Vec<RecordBatch> = Vec::new();
     let mut kept = 0;
+    let mut keys = RecentKeys::default();
     let mut stream = input.execute_stream().await?;
     while let Some(batch) = stream.next().await {
         let batch = batch?;
         if batch.num_rows() == 0 {
             continue;
         }
-        rows.send(reduced_rows(&batch, control)?).await;
+        rows.send(reduced_rows(&batch, control, &mut keys)?).await;
         match top.as_mut() {
             Some(t) => t.push(batch)?,
             None if kept < max_events => {
@@ -83,15 +87,21 @@ pub async fn run(
     Ok(Sampled {
         columns,
         events,
+        keys,
         seconds: started.elapsed().as_secs_f64(),
     })
 }
 
 /// A batch of a control's rows in the reduction's shape: the control's number, the principal
-/// (`(unknown)` where the query has the column but the row no value), the temporary key (only
-/// `ASIA…` keys have an origin), the source IP, the weight (a summary query's count column, else
-/// 1) and the row's first and last times.
-fn reduced_rows(batch: &RecordBatch, control: u32) -> Result<RecordBatch, QueryError> {
+/// (`(unknown)` where the query has the column but the row no value), the source IP, the weight
+/// (a summary query's count column, else 1) and the row's first and last times. Each row's
+/// temporary key (only `ASIA…` keys have an origin) goes to `keys`, used as of the row's last
+/// time.
+fn reduced_rows(
+    batch: &RecordBatch,
+    control: u32,
+    keys: &mut RecentKeys,
+) -> Result<RecordBatch, QueryError> {
     use arrow::array::{ArrayRef, StringArray, TimestampMicrosecondArray, UInt32Array};
     let n = batch.num_rows();
     let text = |name: &str| -> Result<Option<StringArray>, QueryError> {
@@ -108,14 +118,6 @@ fn reduced_rows(batch: &RecordBatch, control: u32) -> Result<RecordBatch, QueryE
                 } else {
                     "(unknown)"
                 })
-            })
-            .collect(),
-        None => StringArray::new_null(n),
-    };
-    let key: StringArray = match text("accesskeyid")? {
-        Some(k) => (0..n)
-            .map(|i| {
-                (k.is_valid(i) && k.value(i).starts_with(TEMPORARY_KEY_PREFIX)).then(|| k.value(i))
             })
             .collect(),
         None => StringArray::new_null(n),
@@ -137,16 +139,27 @@ fn reduced_rows(batch: &RecordBatch, control: u32) -> Result<RecordBatch, QueryE
             None => Arc::new(TimestampMicrosecondArray::new_null(n).with_timezone("UTC")),
         })
     };
+    let last = time(["eventtime", "last_seen"])?;
+    if let Some(k) = text("accesskeyid")? {
+        let at = last.as_primitive::<TimestampMicrosecondType>();
+        for i in 0..n {
+            if k.is_valid(i) && principal.is_valid(i) {
+                let key = k.value(i);
+                if key.starts_with(TEMPORARY_KEY_PREFIX) {
+                    keys.add(principal.value(i), key, at.is_valid(i).then(|| at.value(i)));
+                }
+            }
+        }
+    }
     Ok(RecordBatch::try_new(
         super::reduce::schema(),
         vec![
             Arc::new(UInt32Array::from(vec![control; n])),
             Arc::new(principal),
-            Arc::new(key),
             Arc::new(ip),
             weight,
             time(["eventtime", "first_seen"])?,
-            time(["eventtime", "last_seen"])?,
+            last,
         ],
     )?)
 }

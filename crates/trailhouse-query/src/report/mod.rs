@@ -11,6 +11,7 @@ mod activity;
 mod channel;
 mod control;
 pub mod html;
+mod keys;
 pub mod markdown;
 mod reduce;
 pub mod shared_scan;
@@ -309,7 +310,7 @@ pub async fn build(
     let results: HashMap<String, (control::Sampled, reduce::Reduced)> = distinct
         .iter()
         .map(|q| q.name.clone())
-        .zip(samples.into_iter().zip(totals.controls))
+        .zip(samples.into_iter().zip(totals.controls).map(with_keys))
         .collect();
 
     let origins = origins(session, &results).await?;
@@ -354,6 +355,18 @@ pub async fn build(
         activity,
         shared_scan,
     })
+}
+
+/// A control's listed principals given their most recently used temporary keys; the other
+/// principals' keys are let go.
+fn with_keys(
+    (mut sampled, mut reduced): (control::Sampled, reduce::Reduced),
+) -> (control::Sampled, reduce::Reduced) {
+    let mut keys = std::mem::take(&mut sampled.keys);
+    for p in &mut reduced.principals {
+        p.keys = keys.take(&p.principal);
+    }
+    (sampled, reduced)
 }
 
 /// The result of a spawned task.

@@ -1,12 +1,12 @@
 //! The report's one aggregate: every control's rows, tagged with the control's number, counted
-//! by control, by control and principal, by control and source IP, by control, principal and
-//! temporary key, and across controls by principal and by source IP, in one GROUPING SETS plan
-//! that spills to disk beyond the memory pool. One aggregate for all controls holds the pool's
-//! share of one consumer, where an aggregate per control split the pool dozens of ways.
+//! by control, by control and principal, by control and source IP, and across controls by
+//! principal and by source IP, in one GROUPING SETS plan that spills to disk beyond the memory
+//! pool. One aggregate for all controls holds the pool's share of one consumer, where an
+//! aggregate per control split the pool dozens of ways.
 //!
-//! Its output is sorted by control, and within a control the groups without a key (the total,
-//! the principals, the IPs) before the keys, the most recently used first: reading it, the top
-//! principals of a control are known before its keys come, and only theirs are kept.
+//! Its output is sorted by control. The principals' temporary keys are not counted here: a
+//! group per control, principal and key made this aggregate, and the sort of its millions of
+//! groups, the largest part of a report's memory; [`super::keys`] keeps them instead.
 
 use std::sync::{Arc, LazyLock};
 
@@ -25,9 +25,6 @@ use super::{Count, TOP, top};
 use crate::engine::{self, Extensions};
 use crate::error::QueryError;
 
-/// Temporary keys kept per listed principal, for their origins: the most recently used.
-pub const KEYS_PER_PRINCIPAL: usize = 1_000;
-
 /// The context [`reduce`] runs in: `session`'s runtime (its memory pool) and settings, in one
 /// partition. Split in two, the aggregate's output was sorted by two sorts and merged by a
 /// third operator, none of whose merges can spill; in a pool the controls had filled, the
@@ -43,7 +40,6 @@ static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
     Arc::new(Schema::new(vec![
         Field::new("c", DataType::UInt32, false),
         Field::new("p", DataType::Utf8, true),
-        Field::new("k", DataType::Utf8, true),
         Field::new("ip", DataType::Utf8, true),
         Field::new("w", DataType::Int64, true),
         Field::new("t0", time.clone(), true),
@@ -51,13 +47,14 @@ static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
     ]))
 });
 
-/// The rows the controls send: control number, principal, temporary key, source IP, weight,
-/// first and last time.
+/// The rows the controls send: control number, principal, source IP, weight, first and last
+/// time.
 pub fn schema() -> SchemaRef {
     Arc::clone(&SCHEMA)
 }
 
-/// A principal of a control's findings, with its temporary keys (and when each was last used).
+/// A principal of a control's findings, with its temporary keys (and when each was last used),
+/// which the report adds from [`super::keys`].
 #[derive(Debug, Clone, Default)]
 pub struct Principal {
     pub principal: String,
@@ -90,15 +87,11 @@ struct Acc {
     out: Reduced,
     principals: Vec<(String, u64)>,
     ips: Vec<(String, u64)>,
-    listed: Option<Vec<Principal>>,
 }
 
 impl Acc {
     fn finish(mut self) -> Reduced {
-        self.out.principals = match self.listed {
-            Some(listed) => listed,
-            None => listed(self.principals),
-        };
+        self.out.principals = listed(self.principals);
         self.out.ips = top(self.ips);
         self.out
     }
@@ -137,7 +130,6 @@ pub async fn reduce(
         vec![col("c")],
         vec![col("c"), col("p")],
         vec![col("c"), col("ip")],
-        vec![col("c"), col("p"), col("k")],
         vec![col("p")],
         vec![col("ip")],
     ]));
@@ -152,16 +144,12 @@ pub async fn reduce(
                 max(col("t1")).alias("last"),
                 grouping(col("c")).alias("gc"),
                 grouping(col("p")).alias("gp"),
-                grouping(col("k")).alias("gk"),
                 grouping(col("ip")).alias("gi"),
             ],
         )?
         .sort(vec![
             col("gc").sort(true, false),
             col("c").sort(true, false),
-            col("gk").sort(false, false),
-            col("p").sort(true, false),
-            col("last").sort(false, false),
         ])?;
     let mut totals = Totals {
         controls: vec![Reduced::default(); controls],
@@ -203,20 +191,7 @@ pub async fn reduce(
             let Some((_, acc)) = current.as_mut() else {
                 continue;
             };
-            if value(&b.gk, i) == Some(0) {
-                // The control's principals are all counted: the top ones are known.
-                let listed = acc
-                    .listed
-                    .get_or_insert_with(|| listed(std::mem::take(&mut acc.principals)));
-                let (Some(p), Some(k)) = (p, string(&b.k, i)) else {
-                    continue;
-                };
-                if let Some(entry) = listed.iter_mut().find(|e| e.principal == p)
-                    && entry.keys.len() < KEYS_PER_PRINCIPAL
-                {
-                    entry.keys.push((k.to_string(), value(&b.last, i)));
-                }
-            } else if value(&b.gp, i) == Some(0) {
+            if value(&b.gp, i) == Some(0) {
                 if let Some(p) = p {
                     keep_top(&mut acc.principals, p, weight);
                 }
@@ -242,14 +217,12 @@ struct Columns {
     c: arrow::array::UInt32Array,
     gc: arrow::array::Int64Array,
     gp: arrow::array::Int64Array,
-    gk: arrow::array::Int64Array,
     gi: arrow::array::Int64Array,
     rows: arrow::array::Int64Array,
     weight: arrow::array::Int64Array,
     first: arrow::array::TimestampMicrosecondArray,
     last: arrow::array::TimestampMicrosecondArray,
     p: arrow::array::StringArray,
-    k: arrow::array::StringArray,
     ip: arrow::array::StringArray,
 }
 
@@ -283,14 +256,12 @@ impl Columns {
                 .clone(),
             gc: int("gc")?,
             gp: int("gp")?,
-            gk: int("gk")?,
             gi: int("gi")?,
             rows: int("rows")?,
             weight: int("weight")?,
             first: time("first")?,
             last: time("last")?,
             p: text("p")?,
-            k: text("k")?,
             ip: text("ip")?,
         })
     }
@@ -318,15 +289,14 @@ mod tests {
     use super::*;
     use crate::engine::{EngineOptions, MIN_MEMORY};
 
-    /// Rows of `controls` controls, each row its own temporary key: 900,000 groups by key, more
-    /// than the smallest pool holds, so the reduce finishes only by spilling (the test checks
-    /// that it cannot without).
+    /// Rows of `controls` controls, each row its own source IP: 1,800,000 groups by IP (per
+    /// control and across), more than the smallest pool holds, so the reduce finishes only by
+    /// spilling (the test checks that it cannot without).
     fn rows(controls: u32, per_control: usize) -> Vec<RecordBatch> {
         let mut batches = Vec::new();
         for c in 0..controls {
             for chunk in (0..per_control).collect::<Vec<_>>().chunks(8192) {
                 let n = chunk.len();
-                let key = |i: &usize| format!("ASIA{c:04}{i:012}");
                 let columns: Vec<Arc<dyn Array>> = vec![
                     Arc::new(UInt32Array::from(vec![c; n])),
                     Arc::new(StringArray::from_iter_values(
@@ -334,12 +304,9 @@ mod tests {
                             .iter()
                             .map(|i| format!("arn:aws:sts::1:assumed-role/r/s{}", i % 5000)),
                     )),
-                    Arc::new(StringArray::from_iter_values(chunk.iter().map(key))),
-                    Arc::new(StringArray::from_iter_values(
-                        chunk
-                            .iter()
-                            .map(|i| format!("10.0.{}.{}", i % 250, i % 200)),
-                    )),
+                    Arc::new(StringArray::from_iter_values(chunk.iter().map(|i| {
+                        format!("10.{c}.{}.{}", i / 256 % 256 + i / 65536 * 1000, i % 256)
+                    }))),
                     Arc::new(Int64Array::from(vec![1; n])),
                     Arc::new(
                         TimestampMicrosecondArray::from_iter_values(

@@ -150,10 +150,7 @@ impl Lake {
     /// (decoded).
     fn batches_adding(&self, kind: TableKind) -> Result<HashMap<String, (String, i64)>, LakeError> {
         let log = self.table_dir(kind).join("_delta_log");
-        let io = |source| LakeError::Io {
-            path: log.clone(),
-            source,
-        };
+        let io = LakeError::io(&log);
         let mut out = HashMap::new();
         for entry in fs::read_dir(&log).map_err(io)? {
             let path = entry.map_err(io)?.path();

@@ -56,20 +56,11 @@ pub fn concatenate(
 ) -> Result<Add, LakeError> {
     let rel = new_file_name(partition);
     let path = table_root.join(&rel);
-    let pq = |source| LakeError::Parquet {
-        path: path.clone(),
-        source,
-    };
+    let pq = LakeError::parquet(&path);
     let dir = path.parent().unwrap_or(Path::new("."));
     let new_dir = !dir.is_dir();
-    fs::create_dir_all(dir).map_err(|source| LakeError::Io {
-        path: dir.to_path_buf(),
-        source,
-    })?;
-    let file = File::create(&path).map_err(|source| LakeError::Io {
-        path: path.clone(),
-        source,
-    })?;
+    fs::create_dir_all(dir).map_err(LakeError::io(dir))?;
+    let file = File::create(&path).map_err(LakeError::io(&path))?;
     // Concatenated row groups are each sorted, the file is not: it claims no order. Text is
     // hinted as plain strings, as in every data file ingest writes: a reader that wants views
     // asks for them (pyarrow's dataset filters fail on a file hinted as views in a table of
@@ -84,10 +75,7 @@ pub fn concatenate(
     let mut small_bytes = 0;
     for input in inputs {
         let (file, metadata) = open(input)?;
-        let from = |source| LakeError::Parquet {
-            path: input.clone(),
-            source,
-        };
+        let from = LakeError::parquet(input);
         let ours = metadata.file_metadata().schema_descr().root_schema()
             == writer.schema_descr().root_schema();
         for (index, rg) in metadata.row_groups().iter().enumerate() {
@@ -123,17 +111,11 @@ pub fn concatenate(
 
 /// A data file and its footer, page indexes included when it has them.
 fn open(path: &Path) -> Result<(File, ParquetMetaData), LakeError> {
-    let file = File::open(path).map_err(|source| LakeError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let file = File::open(path).map_err(LakeError::io(path))?;
     let metadata = ParquetMetaDataReader::new()
         .with_page_index_policy(PageIndexPolicy::Optional)
         .parse_and_finish(&file)
-        .map_err(|source| LakeError::Parquet {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        .map_err(LakeError::parquet(path))?;
     Ok((file, metadata))
 }
 

@@ -262,14 +262,8 @@ pub fn write_quarantine_file(table_root: &Path, batch: &RecordBatch) -> Result<A
 
 /// Writes `batch` as a Parquet file at `path` (creating its directory); returns its size.
 fn write_parquet(path: &Path, batch: &RecordBatch, sorted: bool) -> Result<i64, LakeError> {
-    let io = |source| LakeError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let pq = |source| LakeError::Parquet {
-        path: path.to_path_buf(),
-        source,
-    };
+    let io = LakeError::io(path);
+    let pq = LakeError::parquet(path);
     let dir = path.parent().unwrap_or(Path::new("."));
     let new_dir = !dir.is_dir();
     fs::create_dir_all(dir).map_err(io)?;
@@ -334,14 +328,8 @@ pub(crate) fn finish_file(
     path: &Path,
     new_dir: bool,
 ) -> Result<(i64, ParquetMetaData), LakeError> {
-    let io = |source| LakeError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let pq = |source| LakeError::Parquet {
-        path: path.to_path_buf(),
-        source,
-    };
+    let io = LakeError::io(path);
+    let pq = LakeError::parquet(path);
     let metadata = file_writer.finish().map_err(pq)?;
     let file = file_writer.inner_mut();
     file.sync_all().map_err(io)?;
@@ -436,10 +424,7 @@ const MAX_STAT_TEXT: usize = 64;
 
 /// Reads the named columns of a committed data file.
 pub fn read_columns(path: &Path, columns: &[&str]) -> Result<Vec<RecordBatch>, LakeError> {
-    let file = File::open(path).map_err(|source| LakeError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let file = File::open(path).map_err(LakeError::io(path))?;
     read_columns_of(file, path, columns)
 }
 
@@ -450,10 +435,7 @@ pub fn read_columns_of<R: parquet::file::reader::ChunkReader + 'static>(
     columns: &[&str],
 ) -> Result<Vec<RecordBatch>, LakeError> {
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-    let pq = |source| LakeError::Parquet {
-        path: path.to_path_buf(),
-        source,
-    };
+    let pq = LakeError::parquet(path);
     let builder = ParquetRecordBatchReaderBuilder::try_new(reader).map_err(pq)?;
     let mask = projection(builder.schema(), builder.parquet_schema(), path, columns)?;
     let reader = builder.with_projection(mask).build().map_err(pq)?;

@@ -1,6 +1,6 @@
 //! Errors of the on-disk contract.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// What can go wrong opening, reading or committing the lake.
 #[derive(Debug, thiserror::Error)]
@@ -70,4 +70,24 @@ pub enum LakeError {
          ingest the trail again into a new lake (`--lake NEW_DIR`)"
     )]
     OldLayout(PathBuf, String),
+}
+
+impl LakeError {
+    /// Names `path` in an I/O error: `.map_err(LakeError::io(path))`.
+    pub(crate) fn io(path: &Path) -> impl Fn(std::io::Error) -> Self + Copy + '_ {
+        move |source| Self::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+
+    /// Names `path` in a Parquet error: `.map_err(LakeError::parquet(path))`.
+    pub(crate) fn parquet(
+        path: &Path,
+    ) -> impl Fn(parquet::errors::ParquetError) -> Self + Copy + '_ {
+        move |source| Self::Parquet {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
 }

@@ -141,10 +141,7 @@ impl Remote {
     ) -> Result<Vec<arrow::array::RecordBatch>, LakeError> {
         use parquet::arrow::ParquetRecordBatchStreamBuilder;
         use parquet::arrow::async_reader::ParquetObjectReader;
-        let pq = |source| LakeError::Parquet {
-            path: name.to_path_buf(),
-            source,
-        };
+        let pq = LakeError::parquet(name);
         let reader = ParquetObjectReader::new(Arc::clone(&self.store), self.key(rel));
         let builder = ParquetRecordBatchStreamBuilder::new(reader)
             .await
@@ -241,10 +238,7 @@ impl Remote {
     /// locally. Large files go up in parts.
     pub(crate) async fn upload(&self, rel: &str) -> Result<(), LakeError> {
         let local = self.staging.join(rel);
-        let io = |source| LakeError::Io {
-            path: local.clone(),
-            source,
-        };
+        let io = LakeError::io(&local);
         let mut file = tokio::fs::File::open(&local).await.map_err(io)?;
         let mut writer = object_store::buffered::BufWriter::with_capacity(
             Arc::clone(&self.store),

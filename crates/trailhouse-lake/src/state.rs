@@ -47,10 +47,7 @@ impl State {
         };
         let mut names = Vec::new();
         for entry in entries {
-            let entry = entry.map_err(|source| LakeError::Io {
-                path: path.clone(),
-                source,
-            })?;
+            let entry = entry.map_err(LakeError::io(&path))?;
             if let Some(name) = entry.file_name().to_str() {
                 names.push(name.to_string());
             }
@@ -104,10 +101,7 @@ impl State {
             return remote.put(&Self::rel(rel), bytes).await;
         }
         let path = self.name(rel);
-        let io = |source| LakeError::Io {
-            path: path.clone(),
-            source,
-        };
+        let io = LakeError::io(&path);
         let dir = path.parent().map(PathBuf::from).unwrap_or_default();
         fs::create_dir_all(&dir).map_err(io)?;
         let mut temp = path.clone().into_os_string();

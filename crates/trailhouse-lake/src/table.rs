@@ -301,20 +301,14 @@ impl Lake {
     /// Opens (creating it and the state folder if need be) the lock file `name`.
     fn lock_file(&self, name: &str) -> Result<(File, PathBuf), LakeError> {
         let dir = self.state_dir();
-        fs::create_dir_all(&dir).map_err(|source| LakeError::Io {
-            path: dir.clone(),
-            source,
-        })?;
+        fs::create_dir_all(&dir).map_err(LakeError::io(&dir))?;
         let path = dir.join(name);
         let file = File::options()
             .create(true)
             .truncate(false)
             .write(true)
             .open(&path)
-            .map_err(|source| LakeError::Io {
-                path: path.clone(),
-                source,
-            })?;
+            .map_err(LakeError::io(&path))?;
         Ok((file, path))
     }
 
@@ -326,14 +320,8 @@ impl Lake {
                 .map_err(|e| LakeError::Schema(format!("lake URL `{}`: {e}", remote.url)));
         }
         let dir = self.table_dir(kind);
-        fs::create_dir_all(&dir).map_err(|source| LakeError::Io {
-            path: dir.clone(),
-            source,
-        })?;
-        let abs = fs::canonicalize(&dir).map_err(|source| LakeError::Io {
-            path: dir.clone(),
-            source,
-        })?;
+        fs::create_dir_all(&dir).map_err(LakeError::io(&dir))?;
+        let abs = fs::canonicalize(&dir).map_err(LakeError::io(&dir))?;
         Url::from_directory_path(&abs)
             .map_err(|()| LakeError::Schema(format!("not a usable path: `{}`", abs.display())))
     }

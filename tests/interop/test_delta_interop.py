@@ -1,4 +1,4 @@
-"""Other engines read the lake trailhouse writes: Python's deltalake, pyarrow and DuckDB.
+"""Other engines read the lake trailhouse writes: Python's deltalake, pyarrow, DuckDB and polars.
 
 Run by the Rust integration test `interop` (which builds the binary), with TRAILHOUSE_BIN set.
 """
@@ -121,3 +121,40 @@ def test_deltalake_reads_the_lake_in_s3(s3_lake):
     theirs = Counter(zip((str(d) for d in table.column("day").to_pylist()), table.column("region").to_pylist()))
     assert dict(theirs) == our_counts(S3_LAKE)
     assert dt.transaction_version("trailhouse-ingest") == report["table_version"]
+
+
+def polars_frame(lake, *args, **env):
+    """The frame `trailhouse ddl polars` names, from running the Python it prints."""
+    run = subprocess.run([BIN, "--lake", str(lake), "ddl", "polars", *args], capture_output=True, text=True,
+                         env={**os.environ, **env})
+    assert run.returncode == 0, run.stderr
+    scope = {}
+    exec(run.stdout, scope)
+    return scope
+
+
+def test_polars_reads_the_tables_ddl_names(lake):
+    import polars as pl
+    lake, report = lake
+    events = polars_frame(lake)["cloudtrail"]
+    assert events.select(pl.len()).collect().item() == report["records_written"] > 0
+    per_partition = events.group_by(pl.col("day").cast(pl.Utf8), "region").len().collect()
+    assert {(d, r): n for d, r, n in per_partition.iter_rows()} == our_counts(lake)
+
+
+def test_polars_reads_the_quarantine_ddl_names(tmp_path):
+    import polars as pl
+    lake = tmp_path / "corpus-lake"  # the corpus has records that go to quarantine
+    run = trailhouse(lake, "ingest", "--json", str(ROOT / "tests" / "corpus"))
+    assert run.returncode in (0, 1), run.stderr
+    quarantined = polars_frame(lake, "--table", "quarantine", "--name", "q")["q"]
+    run = trailhouse(lake, "sql", "--format", "json", "SELECT count(*) AS n FROM quarantine")
+    assert run.returncode == 0, run.stderr
+    assert quarantined.select(pl.len()).collect().item() == json.loads(run.stdout)[0]["n"] > 0
+
+
+def test_polars_reads_the_lake_in_s3_as_ddl_says(s3_lake):
+    import polars as pl
+    report = s3_lake
+    events = polars_frame(S3_LAKE)["cloudtrail"]
+    assert events.select(pl.len()).collect().item() == report["records_written"] > 0

@@ -54,6 +54,55 @@ pub enum Command {
     /// --repair, take damaged files out of the table and have the next ingest read their
     /// sources again. Exit status 0 all sound, 1 damage found.
     Check(CheckArgs),
+    /// Print what registers or reads the lake's table in another engine (Athena, Trino, Spark,
+    /// Databricks, DuckDB, polars): they read the Delta log themselves, so the table stays one.
+    Ddl(DdlArgs),
+}
+
+/// The engines `trailhouse ddl` writes for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Engine {
+    /// Amazon Athena (engine version 3): CREATE EXTERNAL TABLE … TBLPROPERTIES ('table_type'='DELTA').
+    Athena,
+    /// Trino's Delta Lake connector: CALL <catalog>.system.register_table(…).
+    Trino,
+    /// Apache Spark with Delta Lake: CREATE TABLE … USING DELTA LOCATION ….
+    Spark,
+    /// Databricks: CREATE TABLE … USING DELTA LOCATION ….
+    Databricks,
+    /// DuckDB's delta extension: a view over delta_scan(…).
+    Duckdb,
+    /// Python polars: scan_delta(…).
+    Polars,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DdlTable {
+    /// The events.
+    Cloudtrail,
+    /// Records that could not be stored, with the reason.
+    Quarantine,
+}
+
+#[derive(Debug, Args)]
+pub struct DdlArgs {
+    /// The engine to write for.
+    #[arg(value_enum)]
+    pub engine: Engine,
+
+    /// The table's name in that engine: `table`, `schema.table` or (Trino)
+    /// `catalog.schema.table`. Default: the table's own name.
+    #[arg(long)]
+    pub name: Option<String>,
+
+    /// Where the engine finds the table, when not where this machine does (a copy of the lake,
+    /// or the bucket a local lake was synced to): the table's folder or URL.
+    #[arg(long, value_name = "URL")]
+    pub location: Option<String>,
+
+    /// Which of the lake's tables.
+    #[arg(long, value_enum, default_value = "cloudtrail")]
+    pub table: DdlTable,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

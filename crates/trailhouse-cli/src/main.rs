@@ -9,6 +9,7 @@ use trailhouse_ingest::s3::{self, S3Options, S3Url, is_s3};
 use trailhouse_lake::Lake;
 
 mod cli;
+mod ddl;
 mod export;
 mod ingest;
 mod maintenance;
@@ -128,5 +129,6 @@ async fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
         cli::Command::Compact(args) => maintenance::compact(&lake, args).await,
         cli::Command::Vacuum(args) => maintenance::vacuum(&lake, args).await,
         cli::Command::Check(args) => maintenance::check(&lake, args).await,
+        cli::Command::Ddl(args) => ddl::run(&lake, cli.s3_endpoint.as_deref(), args),
     }
 }

@@ -1,6 +1,7 @@
-//! Other engines read our table: Python's deltalake, pyarrow and DuckDB (tests/interop/*.py),
-//! from a local lake and (deltalake) from a lake in S3, served on 127.0.0.1 by s3s-fs for the
-//! run. The packages are installed once into a virtualenv under the target directory.
+//! Other engines read our table: Python's deltalake, pyarrow, DuckDB and polars (the last as
+//! `trailhouse ddl polars` says; tests/interop/*.py), from a local lake and (deltalake, polars)
+//! from a lake in S3, served on 127.0.0.1 by s3s-fs for the run. The packages are installed once
+//! into a virtualenv under the target directory.
 
 use std::path::Path;
 use std::process::Command;
@@ -66,5 +67,5 @@ fn python_deltalake_pyarrow_and_duckdb_read_the_table() {
         "{text}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(text.contains("5 passed"), "{text}");
+    assert!(text.contains("8 passed"), "{text}");
 }

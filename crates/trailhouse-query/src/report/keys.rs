@@ -1,7 +1,8 @@
 //! The temporary keys of a control's principals, the most recently used first, gathered as the
-//! control's rows stream: a principal's keys are kept to [`KEYS_PER_PRINCIPAL`] (with a margin),
-//! so the memory follows the control's principals, not its events or every key they used. The
-//! report looks up the origins of its listed principals' keys.
+//! control's rows stream: a principal's keys are kept to [`KEYS_PER_PRINCIPAL`] (twice that
+//! before they are cut back), so the memory follows the distinct keys of each principal, up to
+//! that bound, not the control's events. The report looks up the origins of its listed
+//! principals' keys.
 //!
 //! Dropping a principal's least recently used keys as more arrive keeps the answer exact: a
 //! dropped key was used before the `KEYS_PER_PRINCIPAL` others kept, which only grow more

@@ -66,7 +66,9 @@ pub async fn run(
         if batch.num_rows() == 0 {
             continue;
         }
-        rows.send(reduced_rows(&batch, control, &mut keys)?).await;
+        let reduced = reduced_rows(&batch, control)?;
+        gather_keys(&batch, &reduced, &mut keys)?;
+        rows.send(reduced).await;
         match top.as_mut() {
             Some(t) => t.push(batch)?,
             None if kept < max_events => {
@@ -94,14 +96,8 @@ pub async fn run(
 
 /// A batch of a control's rows in the reduction's shape: the control's number, the principal
 /// (`(unknown)` where the query has the column but the row no value), the source IP, the weight
-/// (a summary query's count column, else 1) and the row's first and last times. Each row's
-/// temporary key (only `ASIA…` keys have an origin) goes to `keys`, used as of the row's last
-/// time.
-fn reduced_rows(
-    batch: &RecordBatch,
-    control: u32,
-    keys: &mut RecentKeys,
-) -> Result<RecordBatch, QueryError> {
+/// (a summary query's count column, else 1) and the row's first and last times.
+fn reduced_rows(batch: &RecordBatch, control: u32) -> Result<RecordBatch, QueryError> {
     use arrow::array::{ArrayRef, StringArray, TimestampMicrosecondArray, UInt32Array};
     let n = batch.num_rows();
     let text = |name: &str| -> Result<Option<StringArray>, QueryError> {
@@ -139,18 +135,6 @@ fn reduced_rows(
             None => Arc::new(TimestampMicrosecondArray::new_null(n).with_timezone("UTC")),
         })
     };
-    let last = time(["eventtime", "last_seen"])?;
-    if let Some(k) = text("accesskeyid")? {
-        let at = last.as_primitive::<TimestampMicrosecondType>();
-        for i in 0..n {
-            if k.is_valid(i) && principal.is_valid(i) {
-                let key = k.value(i);
-                if key.starts_with(TEMPORARY_KEY_PREFIX) {
-                    keys.add(principal.value(i), key, at.is_valid(i).then(|| at.value(i)));
-                }
-            }
-        }
-    }
     Ok(RecordBatch::try_new(
         super::reduce::schema(),
         vec![
@@ -159,9 +143,43 @@ fn reduced_rows(
             Arc::new(ip),
             weight,
             time(["eventtime", "first_seen"])?,
-            last,
+            time(["eventtime", "last_seen"])?,
         ],
     )?)
+}
+
+/// Adds to `keys` each row's temporary key (only `ASIA…` keys have an origin), under the row's
+/// principal and as of its last time, both as `reduced` (the rows in the reduction's shape)
+/// has them.
+fn gather_keys(
+    batch: &RecordBatch,
+    reduced: &RecordBatch,
+    keys: &mut RecentKeys,
+) -> Result<(), QueryError> {
+    let Some(k) = batch.column_by_name("accesskeyid") else {
+        return Ok(());
+    };
+    let k = cast(k, &DataType::Utf8)?;
+    let k = k.as_string::<i32>();
+    let column = |name: &str| {
+        reduced.column_by_name(name).ok_or_else(|| {
+            QueryError::Io(std::io::Error::other(format!(
+                "report rows: no column {name}"
+            )))
+        })
+    };
+    let principal = column("p")?.as_string::<i32>();
+    let at = column("t1")?.as_primitive::<TimestampMicrosecondType>();
+    for i in 0..k.len() {
+        if k.is_valid(i) && principal.is_valid(i) && k.value(i).starts_with(TEMPORARY_KEY_PREFIX) {
+            keys.add(
+                principal.value(i),
+                k.value(i),
+                at.is_valid(i).then(|| at.value(i)),
+            );
+        }
+    }
+    Ok(())
 }
 
 /// The first `limit` rows of a stream in the order of an ORDER BY over its columns, kept as

@@ -57,6 +57,103 @@ pub enum Command {
     /// Print what registers or reads the lake's table in another engine (Athena, Trino, Spark,
     /// Databricks, DuckDB, polars): they read the Delta log themselves, so the table stays one.
     Ddl(DdlArgs),
+    /// Start a node of a DataFusion Ballista cluster serving the lake: a scheduler, then
+    /// executors on the machines that see the lake (the same folder, or S3); then `sql`, `run`
+    /// and `report` with `--cluster df://HOST:PORT` run there.
+    #[cfg(feature = "cluster")]
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
+}
+
+/// The nodes of a cluster.
+#[cfg(feature = "cluster")]
+#[derive(Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// The scheduler: plans each query clients send and hands its tasks to the executors.
+    Scheduler(SchedulerArgs),
+    /// An executor: runs tasks of the scheduler's queries.
+    Executor(ExecutorArgs),
+}
+
+#[cfg(feature = "cluster")]
+#[derive(Debug, Args)]
+pub struct SchedulerArgs {
+    /// Address to listen on for clients and executors (`:PORT` for all interfaces).
+    #[arg(long, default_value = "127.0.0.1:50050", value_name = "HOST:PORT")]
+    pub bind: String,
+
+    /// The host name executors and clients reach this scheduler by, when not the bound address.
+    #[arg(long, value_name = "HOST")]
+    pub external_host: Option<String>,
+
+    /// Seconds without a heartbeat after which an executor is taken as lost (its tasks run
+    /// again elsewhere), and after which queries fail when no executor is left.
+    #[arg(long, default_value_t = 30, value_name = "SECONDS")]
+    pub executor_timeout: u64,
+
+    #[command(flatten)]
+    pub memory: NodeMemory,
+}
+
+#[cfg(feature = "cluster")]
+#[derive(Debug, Args)]
+pub struct ExecutorArgs {
+    /// The scheduler's address.
+    #[arg(long, value_name = "df://HOST:PORT", env = "TRAILHOUSE_CLUSTER")]
+    pub scheduler: String,
+
+    /// Address to serve results on (Arrow Flight); the executor's control port is the next one
+    /// unless --grpc-port says otherwise.
+    #[arg(long, default_value = "127.0.0.1:50051", value_name = "HOST:PORT")]
+    pub bind: String,
+
+    /// The executor's control port (gRPC).
+    #[arg(long, value_name = "PORT")]
+    pub grpc_port: Option<u16>,
+
+    /// The host name the scheduler and other executors reach this executor by, when not the
+    /// bound address.
+    #[arg(long, value_name = "HOST")]
+    pub external_host: Option<String>,
+
+    /// Tasks run at once (0: one per core).
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub concurrency: usize,
+
+    /// Where shuffle and spill files go (default: a folder in the system's temporary directory).
+    #[arg(long, value_name = "DIR")]
+    pub work_dir: Option<PathBuf>,
+
+    /// Seconds to wait for the scheduler to answer when starting.
+    #[arg(long, default_value_t = 30, value_name = "SECONDS")]
+    pub connect_timeout: u16,
+
+    #[command(flatten)]
+    pub memory: NodeMemory,
+}
+
+/// Memory of a cluster's node.
+#[cfg(feature = "cluster")]
+#[derive(Debug, Args)]
+pub struct NodeMemory {
+    /// Memory for the query engine's sorts, aggregates and joins, in MiB (an executor's tasks
+    /// share it); beyond it they spill to disk.
+    #[arg(
+        long,
+        default_value_t = 512,
+        value_name = "MIB",
+        env = "TRAILHOUSE_MEMORY"
+    )]
+    pub memory: u64,
+}
+
+#[cfg(feature = "cluster")]
+impl NodeMemory {
+    pub fn options(&self) -> trailhouse_query::engine::EngineOptions {
+        trailhouse_query::engine::EngineOptions {
+            memory: usize::try_from(self.memory.saturating_mul(1 << 20)).unwrap_or(usize::MAX),
+        }
+    }
 }
 
 /// The engines `trailhouse ddl` writes for.
@@ -172,9 +269,28 @@ pub struct EngineArgs {
         env = "TRAILHOUSE_MEMORY"
     )]
     pub memory: u64,
+
+    /// Plan and run on the DataFusion Ballista cluster whose scheduler is at this address
+    /// (`df://HOST:PORT`; see `trailhouse cluster`), which serves the same lake.
+    #[cfg(feature = "cluster")]
+    #[arg(long, value_name = "df://HOST:PORT", env = "TRAILHOUSE_CLUSTER")]
+    pub cluster: Option<String>,
 }
 
 impl EngineArgs {
+    /// A session over `lake` set up as these arguments say: on one machine, or on a cluster.
+    pub async fn session(
+        &self,
+        lake: &trailhouse_lake::Lake,
+    ) -> Result<trailhouse_query::Session, trailhouse_query::QueryError> {
+        let session = trailhouse_query::Session::open_with(lake, self.options()).await?;
+        #[cfg(feature = "cluster")]
+        if let Some(address) = &self.cluster {
+            return session.on_cluster(address).await;
+        }
+        Ok(session)
+    }
+
     pub fn options(&self) -> trailhouse_query::engine::EngineOptions {
         trailhouse_query::engine::EngineOptions {
             memory: usize::try_from(self.memory.saturating_mul(1 << 20)).unwrap_or(usize::MAX),

@@ -3,14 +3,13 @@
 use std::process::ExitCode;
 
 use trailhouse_lake::Lake;
-use trailhouse_query::Session;
 use trailhouse_query::export::export_ndjson;
 
 use crate::cli::{ExportArgs, ExportFormat};
 
 pub async fn run(lake: &Lake, args: ExportArgs) -> anyhow::Result<ExitCode> {
     let ExportFormat::Ndjson = args.format;
-    let session = Session::open_with(lake, args.engine.options()).await?;
+    let session = args.engine.session(lake).await?;
     let mut out = crate::output::open(args.output.as_deref())?;
     let counts = export_ndjson(&session, args.quarantine, &mut out).await?;
     out.finish()?;

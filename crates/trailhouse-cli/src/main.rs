@@ -9,6 +9,8 @@ use trailhouse_ingest::s3::{self, S3Options, S3Url, is_s3};
 use trailhouse_lake::Lake;
 
 mod cli;
+#[cfg(feature = "cluster")]
+mod cluster;
 mod ddl;
 mod export;
 mod ingest;
@@ -55,6 +57,7 @@ fn main() -> ExitCode {
             eprintln!("error: {text}");
             if let Some(hint) = s3::hint(&text)
                 && !text.contains(hint)
+                && !text.starts_with("cluster: ")
             {
                 eprintln!("hint: {hint}");
             }
@@ -83,9 +86,20 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
 fn message(e: &anyhow::Error) -> String {
     let mut out = String::new();
     for cause in e.chain() {
-        // Some library errors carry a backtrace in their text: the first line is the message.
+        // Some library errors carry a backtrace in their text: the first line is the message,
+        // with what it was caused by (DataFusion's context errors, a cluster's job failures).
         let text = cause.to_string();
-        let text = text.lines().next().unwrap_or_default().to_string();
+        let mut lines = text.lines();
+        let mut text = lines.next().unwrap_or_default().to_string();
+        while let Some(line) = lines.next() {
+            if line.trim() != "caused by" {
+                continue;
+            }
+            if let Some(cause) = lines.next() {
+                text.push_str(": ");
+                text.push_str(cause.trim());
+            }
+        }
         if !out.contains(&text) {
             if !out.is_empty() {
                 out.push_str(": ");
@@ -130,5 +144,7 @@ async fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
         cli::Command::Vacuum(args) => maintenance::vacuum(&lake, args).await,
         cli::Command::Check(args) => maintenance::check(&lake, args).await,
         cli::Command::Ddl(args) => ddl::run(&lake, cli.s3_endpoint.as_deref(), args),
+        #[cfg(feature = "cluster")]
+        cli::Command::Cluster(command) => cluster::run(&lake, command).await,
     }
 }

@@ -5,7 +5,6 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use trailhouse_lake::Lake;
-use trailhouse_query::Session;
 use trailhouse_query::report::{self, ReportOptions};
 use trailhouse_query::saved::parse_time;
 
@@ -46,7 +45,7 @@ pub async fn run(lake: &Lake, args: ReportArgs) -> anyhow::Result<ExitCode> {
         lake: lake.root().display().to_string(),
         share_scan: !args.separate_scans,
     };
-    let session = Session::open_with(lake, args.engine.options()).await?;
+    let session = args.engine.session(lake).await?;
     let started = std::time::Instant::now();
     let r = report::build(&session, &catalog, &opts).await?;
     let text = match args.format {

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use trailhouse_lake::Lake;
 use trailhouse_query::saved::{Catalog, Window, parse_time};
-use trailhouse_query::{Session, write_stream};
+use trailhouse_query::write_stream;
 
 use crate::cli::{OutputFormat, QueriesArgs, RunArgs};
 
@@ -22,7 +22,7 @@ pub fn catalog(dir: Option<&Path>) -> anyhow::Result<Catalog> {
 pub async fn list(lake: &Lake, args: QueriesArgs) -> anyhow::Result<ExitCode> {
     let c = catalog(args.queries.as_deref())?;
     if args.check {
-        let session = Session::open_with(lake, args.engine.options()).await?;
+        let session = args.engine.session(lake).await?;
         let mut failed = 0;
         for q in c.iter() {
             match session.check_saved(q).await {
@@ -77,7 +77,7 @@ pub async fn run(lake: &Lake, args: RunArgs) -> anyhow::Result<ExitCode> {
         until: time("--until", &args.until)?,
     };
     let params = query.bind(&args.params, window, now)?;
-    let session = Session::open_with(lake, args.engine.options()).await?;
+    let session = args.engine.session(lake).await?;
     let stream = session.run_saved(query, params, args.explain).await?;
     let format = match args.format {
         Some(f) => f,

@@ -5,13 +5,13 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use trailhouse_lake::Lake;
-use trailhouse_query::{Format, Session, write_stream};
+use trailhouse_query::{Format, write_stream};
 
 use crate::cli::{OutputFormat, SqlArgs};
 use crate::shell;
 
 pub async fn run(lake: &Lake, args: SqlArgs) -> anyhow::Result<ExitCode> {
-    let session = Session::open_with(lake, args.engine.options()).await?;
+    let session = args.engine.session(lake).await?;
     let interactive = std::io::stdin().is_terminal();
     let statement = match args.statement {
         Some(s) => s,

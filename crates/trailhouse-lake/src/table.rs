@@ -368,6 +368,16 @@ impl Lake {
     /// Opens a table for reading; fails when the lake has not been created, or was written by an
     /// earlier trailhouse whose layout this one does not read.
     pub async fn open(&self, kind: TableKind) -> Result<DeltaTable, LakeError> {
+        self.open_at(kind, None).await
+    }
+
+    /// Opens a table as it was at `version` (the newest when `None`), as [`Lake::open`] does:
+    /// what a process reading a snapshot another process chose (a cluster's nodes) opens.
+    pub async fn open_at(
+        &self,
+        kind: TableKind,
+        version: Option<u64>,
+    ) -> Result<DeltaTable, LakeError> {
         let table = match &self.remote {
             Some(remote) => {
                 // One LIST first: it tells a missing lake apart, and its error (refused
@@ -377,18 +387,22 @@ impl Lake {
                 if !remote.has_any(&log).await? {
                     return Err(LakeError::Missing(self.root.clone()));
                 }
-                let mut table = self.builder(kind)?.build().map_err(self.delta_err(kind))?;
-                table.load().await.map_err(self.delta_err(kind))?;
-                table
+                let mut builder = self.builder(kind)?;
+                if let Some(v) = version {
+                    builder = builder.with_version(v);
+                }
+                builder.load().await.map_err(self.delta_err(kind))?
             }
             None => {
                 if !self.table_dir(kind).join("_delta_log").is_dir() {
                     return Err(LakeError::Missing(self.root.clone()));
                 }
                 let url = self.table_url(kind)?;
-                deltalake_core::open_table(url)
-                    .await
-                    .map_err(self.delta_err(kind))?
+                match version {
+                    Some(v) => deltalake_core::open_table_with_version(url, v).await,
+                    None => deltalake_core::open_table(url).await,
+                }
+                .map_err(self.delta_err(kind))?
             }
         };
         self.check_layout(&table, kind)?;

@@ -126,6 +126,9 @@ pub fn context(
     runtime: Arc<RuntimeEnv>,
     extensions: &Extensions,
 ) -> Result<SessionContext, QueryError> {
+    // A context of its own: its default catalog is made here (a copy of a cluster client's
+    // settings says not to, its catalog being the client's).
+    let config = config.with_create_default_catalog_and_schema(true);
     let mut state = SessionStateBuilder::new()
         .with_config(config)
         .with_runtime_env(runtime)

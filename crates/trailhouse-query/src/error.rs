@@ -18,6 +18,8 @@ pub enum QueryError {
     Saved(#[from] crate::saved::SavedQueryError),
     #[error("the lake is read-only here: {0}")]
     ReadOnly(String),
+    #[error("cluster: {0}")]
+    Cluster(String),
 }
 
 impl From<datafusion::error::DataFusionError> for QueryError {

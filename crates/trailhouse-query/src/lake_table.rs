@@ -49,6 +49,23 @@ use datafusion::physical_plan::filter::FilterExecBuilder;
 use datafusion::physical_plan::union::UnionExec;
 use deltalake_core::DeltaTable;
 
+/// Which table, at which version, a scan reads (the Delta table's id and version): what a
+/// cluster's nodes open to read the same files.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub struct Snapshot {
+    pub table_id: String,
+    pub version: u64,
+}
+
+impl Snapshot {
+    /// The snapshot `table` has loaded (`None` before it has loaded one).
+    pub fn of(table: &DeltaTable) -> Option<Self> {
+        let version = table.version()?;
+        let table_id = table.snapshot().ok()?.metadata().id().to_string();
+        Some(Self { table_id, version })
+    }
+}
+
 /// One data file of the snapshot.
 #[derive(Debug, Clone)]
 struct DataFile {
@@ -73,6 +90,8 @@ pub struct LakeTable {
     bounded: HashSet<String>,
     /// The object store the files are read from (the local file system, or a bucket).
     store: ObjectStoreUrl,
+    /// The table and version the files are those of.
+    snapshot: Option<Snapshot>,
 }
 
 impl LakeTable {
@@ -177,7 +196,26 @@ impl LakeTable {
             stats,
             bounded,
             store,
+            snapshot: Snapshot::of(table),
         }))
+    }
+
+    /// The table and version the files are those of.
+    pub fn snapshot(&self) -> Option<&Snapshot> {
+        self.snapshot.as_ref()
+    }
+
+    /// The files [`LakeTable::restricted_to`] kept (all when `None`).
+    pub fn restriction(&self) -> Option<HashSet<String>> {
+        let only = self.only.as_ref()?;
+        Some(
+            self.paths
+                .iter()
+                .zip(only)
+                .filter(|(_, keep)| **keep)
+                .map(|(p, _)| p.clone())
+                .collect(),
+        )
     }
 
     /// The data files' paths in the Delta log, relative to the table.

@@ -2,6 +2,8 @@
 //! `quarantine`, read-only SQL, result formats, and the export of original records. Writing the
 //! lake is not this crate's business.
 
+#[cfg(feature = "cluster")]
+pub mod cluster;
 pub mod credentials;
 mod distinct;
 pub mod engine;

@@ -16,6 +16,7 @@ use trailhouse_lake::{Lake, LakeError, ReaderLock, TableKind, schema};
 use crate::credentials::{self, Lookup};
 use crate::engine::{self, EngineOptions, Extensions};
 use crate::error::QueryError;
+use crate::lake_table::Snapshot;
 use crate::saved::{SavedQuery, SavedQueryError, WINDOW_PARAMS};
 
 /// A query session bound to one lake.
@@ -28,6 +29,8 @@ pub struct Session {
     /// This process reads the lake while the session lives (a vacuum with a short retention
     /// waits for no reader).
     _reading: Option<Arc<ReaderLock>>,
+    /// Whether statements run on a cluster.
+    distributed: bool,
 }
 
 impl Session {
@@ -62,22 +65,18 @@ impl Session {
             Err(LakeError::Missing(_)) => {}
             Err(e) => return Err(e.into()),
         }
-        let own = engine::context(
-            ctx.copied_config(),
-            ctx.runtime_env(),
-            &Extensions::default(),
-        )?;
-        own.register_table(
-            schema::TABLE_NAME,
+        let lookup = Arc::new(lookup_in(
+            &ctx,
             ctx.table_provider(schema::TABLE_NAME).await?,
-        )?;
-        let lookup = Arc::new(Lookup::new(own));
+            Snapshot::of(&main),
+        )?);
         credentials::register(&ctx, Arc::clone(&lookup))?;
         Ok(Self {
             ctx,
             main,
             lookup,
             _reading: reading,
+            distributed: false,
         })
     }
 
@@ -104,6 +103,18 @@ impl Session {
             main: self.main.clone(),
             lookup: Arc::clone(&self.lookup),
             _reading: self._reading.clone(),
+            distributed: false,
+        })
+    }
+
+    /// This session with its statements planned and run on the DataFusion Ballista cluster
+    /// whose scheduler is at `address` (`df://HOST:PORT`), which serves the same lake.
+    #[cfg(feature = "cluster")]
+    pub async fn on_cluster(self, address: &str) -> Result<Self, QueryError> {
+        Ok(Self {
+            ctx: crate::cluster::remote(&self.ctx, address).await?,
+            distributed: true,
+            ..self
         })
     }
 
@@ -158,7 +169,21 @@ impl Session {
         for (key, value) in &query.settings {
             state.config_mut().options_mut().set(key, value)?;
         }
-        read_only(&SessionContext::new_with_state(state), &query.sql).await
+        self.planned(&SessionContext::new_with_state(state), &query.sql)
+            .await
+    }
+
+    /// Plans one read-only statement in `ctx` (this session's, or a copy of it). On a cluster,
+    /// a recursive query is planned without repartitioning, in one stage: the rounds of its
+    /// recursive term read a work table that does not travel between executors.
+    async fn planned(&self, ctx: &SessionContext, sql: &str) -> Result<DataFrame, QueryError> {
+        let df = read_only(ctx, sql).await?;
+        if !self.distributed || !is_recursive(df.logical_plan()) {
+            return Ok(df);
+        }
+        let mut state = ctx.state();
+        state.config_mut().options_mut().execution.target_partitions = 1;
+        read_only(&SessionContext::new_with_state(state), sql).await
     }
 
     /// Runs a saved query with its parameters bound as values (never spliced into the SQL);
@@ -216,8 +241,23 @@ impl Session {
 
     /// Plans one read-only statement.
     pub async fn dataframe(&self, sql: &str) -> Result<DataFrame, QueryError> {
-        read_only(&self.ctx, sql).await
+        self.planned(&self.ctx, sql).await
     }
+}
+
+/// Whether `plan` holds a recursive query.
+fn is_recursive(plan: &datafusion::logical_expr::LogicalPlan) -> bool {
+    use datafusion::common::tree_node::TreeNodeRecursion;
+    let mut found = false;
+    let _ = plan.apply_with_subqueries(|p| {
+        found = matches!(p, datafusion::logical_expr::LogicalPlan::RecursiveQuery(_));
+        Ok(if found {
+            TreeNodeRecursion::Stop
+        } else {
+            TreeNodeRecursion::Continue
+        })
+    });
+    found
 }
 
 /// Plans one read-only statement in `ctx`.
@@ -247,7 +287,33 @@ async fn read_only(ctx: &SessionContext, sql: &str) -> Result<DataFrame, QueryEr
         })
 }
 
+/// Where `credentials` looks minting calls up: a context of its own (`ctx`'s settings, memory
+/// pool and caches) holding `cloudtrail` (the whole lake's, `provider`, at `snapshot`).
+pub(crate) fn lookup_in(
+    ctx: &SessionContext,
+    provider: Arc<dyn TableProvider>,
+    snapshot: Option<Snapshot>,
+) -> Result<Lookup, QueryError> {
+    let own = engine::context(
+        ctx.copied_config(),
+        ctx.runtime_env(),
+        &Extensions::default(),
+    )?;
+    own.register_table(schema::TABLE_NAME, provider)?;
+    Ok(Lookup::new(own).reading(snapshot))
+}
+
 async fn register(ctx: &SessionContext, table: &DeltaTable, name: &str) -> Result<(), QueryError> {
+    ctx.register_table(name, provider(ctx, table).await?)?;
+    Ok(())
+}
+
+/// How `ctx` reads `table`: DataFusion's own Parquet scan over the snapshot's files when the
+/// table allows it (see `lake_table`), delta-rs's otherwise.
+pub(crate) async fn provider(
+    ctx: &SessionContext,
+    table: &DeltaTable,
+) -> Result<Arc<dyn TableProvider>, QueryError> {
     table
         .update_datafusion_session(&ctx.state())
         .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
@@ -257,13 +323,12 @@ async fn register(ctx: &SessionContext, table: &DeltaTable, name: &str) -> Resul
         .with_session(Arc::new(ctx.state()))
         .await
         .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
-    // DataFusion's own Parquet scan over the snapshot's files when the table allows it (see
-    // `lake_table`), delta-rs's otherwise.
-    match crate::lake_table::LakeTable::try_new(table, provider.schema())? {
-        Some(files) => ctx.register_table(name, Arc::new(files))?,
-        None => ctx.register_table(name, provider)?,
-    };
-    Ok(())
+    Ok(
+        match crate::lake_table::LakeTable::try_new(table, provider.schema())? {
+            Some(files) => Arc::new(files),
+            None => provider,
+        },
+    )
 }
 
 /// Output columns named as they were written: DataFusion names an unaliased struct field

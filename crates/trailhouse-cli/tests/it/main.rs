@@ -1,5 +1,7 @@
 //! End-to-end tests of the `trailhouse` binary, run the way a user runs it.
 
+#[cfg(feature = "cluster")]
+mod cluster;
 mod corpus;
 mod hostile;
 mod ingest;

@@ -452,7 +452,7 @@ fn the_html_report_renders_in_chromium() {
 
 /// The report's content without what differs between runs (when it ran, how long it took), the
 /// sampled rows as a sorted list (rows tied in a query's order may come in either order).
-fn content(run: &Run) -> Value {
+pub(crate) fn content(run: &Run) -> Value {
     assert_eq!(run.code, Some(0), "{}", run.stderr);
     let mut r: Value = serde_json::from_str(&run.stdout).expect("json");
     r.as_object_mut().expect("object").remove("generated_at");

@@ -82,22 +82,22 @@ impl OptimizerRule for LookupJoinRule {
 /// A join of `input` with `credentials` on `minted_key = key`, as lookups.
 #[derive(Debug, Clone)]
 pub struct LookupJoin {
-    input: LogicalPlan,
+    pub(crate) input: LogicalPlan,
     /// The key, over `input`.
-    key: Expr,
+    pub(crate) key: Expr,
     /// Bounds of the minting time the condition sets by `input`'s columns, over `input`.
-    lo: Option<Expr>,
-    hi: Option<Expr>,
+    pub(crate) lo: Option<Expr>,
+    pub(crate) hi: Option<Expr>,
     /// What a match must also satisfy, over the output.
-    condition: Option<Expr>,
+    pub(crate) condition: Option<Expr>,
     /// `Inner` or `Left` (rows of `input` without a match kept, with nulls).
-    join_type: JoinType,
+    pub(crate) join_type: JoinType,
     /// Whether the credentials' columns come first in the output.
-    credentials_first: bool,
+    pub(crate) credentials_first: bool,
     /// The credentials' columns in the output, as indices of the table's columns.
-    projection: Vec<usize>,
-    schema: DFSchemaRef,
-    lookup: Arc<Lookup>,
+    pub(crate) projection: Vec<usize>,
+    pub(crate) schema: DFSchemaRef,
+    pub(crate) lookup: Arc<Lookup>,
 }
 
 /// The comparable part of a node (the lookup is the session's, the same for every node).
@@ -406,13 +406,13 @@ impl ExtensionPlanner for LookupJoinPlanner {
 /// Joins each batch of its input with the credentials of the keys the batch holds.
 #[derive(Debug)]
 pub struct LookupJoinExec {
-    input: Arc<dyn ExecutionPlan>,
-    step: Arc<Step>,
+    pub(crate) input: Arc<dyn ExecutionPlan>,
+    pub(crate) step: Arc<Step>,
     properties: Arc<PlanProperties>,
 }
 
 impl LookupJoinExec {
-    fn new(input: Arc<dyn ExecutionPlan>, step: Arc<Step>) -> Self {
+    pub(crate) fn new(input: Arc<dyn ExecutionPlan>, step: Arc<Step>) -> Self {
         let properties = Arc::new(PlanProperties::new(
             EquivalenceProperties::new(Arc::clone(&step.schema)),
             input.output_partitioning().clone(),
@@ -503,16 +503,16 @@ impl ExecutionPlan for LookupJoinExec {
 
 /// What joining one batch needs.
 #[derive(Debug)]
-struct Step {
-    key: Arc<dyn PhysicalExpr>,
-    lo: Option<Arc<dyn PhysicalExpr>>,
-    hi: Option<Arc<dyn PhysicalExpr>>,
-    condition: Option<Arc<dyn PhysicalExpr>>,
-    left: bool,
-    credentials_first: bool,
-    projection: Vec<usize>,
-    schema: SchemaRef,
-    lookup: Arc<Lookup>,
+pub(crate) struct Step {
+    pub(crate) key: Arc<dyn PhysicalExpr>,
+    pub(crate) lo: Option<Arc<dyn PhysicalExpr>>,
+    pub(crate) hi: Option<Arc<dyn PhysicalExpr>>,
+    pub(crate) condition: Option<Arc<dyn PhysicalExpr>>,
+    pub(crate) left: bool,
+    pub(crate) credentials_first: bool,
+    pub(crate) projection: Vec<usize>,
+    pub(crate) schema: SchemaRef,
+    pub(crate) lookup: Arc<Lookup>,
 }
 
 fn times(

@@ -9,6 +9,7 @@
 //! number of keys asked for and the length of their chains, not the number of STS calls in the
 //! lake.
 
+use crate::lake_table::Snapshot;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -185,6 +186,9 @@ pub struct Lookup {
     ctx: SessionContext,
     /// Calls found so far, by key: chains share their upper steps.
     cache: Mutex<HashMap<String, Arc<Call>>>,
+    /// The snapshot of the lake's `cloudtrail` table `ctx` reads, when known: what a cluster's
+    /// nodes open to look the same calls up.
+    snapshot: Option<Snapshot>,
 }
 
 impl std::fmt::Debug for Lookup {
@@ -198,7 +202,19 @@ impl Lookup {
         Self {
             ctx,
             cache: Mutex::new(HashMap::new()),
+            snapshot: None,
         }
+    }
+
+    /// Says which snapshot of the lake's `cloudtrail` table the context reads.
+    pub fn reading(mut self, snapshot: Option<Snapshot>) -> Self {
+        self.snapshot = snapshot;
+        self
+    }
+
+    /// The snapshot of the lake's `cloudtrail` table looked in, when known.
+    pub fn snapshot(&self) -> Option<&Snapshot> {
+        self.snapshot.as_ref()
     }
 
     pub(super) fn context(&self) -> &SessionContext {

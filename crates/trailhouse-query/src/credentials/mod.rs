@@ -93,7 +93,7 @@ pub fn extensions() -> Extensions {
 
 /// Registers table `credentials`, looking calls up in `lookup`'s `cloudtrail`.
 pub fn register(ctx: &datafusion::prelude::SessionContext, lookup: Arc<Lookup>) -> Result<()> {
-    ctx.register_table(TABLE_NAME, Arc::new(CredentialsTable { lookup }))?;
+    ctx.register_table(TABLE_NAME, Arc::new(CredentialsTable::new(lookup)))?;
     Ok(())
 }
 
@@ -109,6 +109,10 @@ impl fmt::Debug for CredentialsTable {
 }
 
 impl CredentialsTable {
+    pub(crate) fn new(lookup: Arc<Lookup>) -> Self {
+        Self { lookup }
+    }
+
     pub fn lookup(&self) -> &Arc<Lookup> {
         &self.lookup
     }
@@ -146,7 +150,7 @@ impl TableProvider for CredentialsTable {
 
 /// What a scan asks for: the keys and sessions its filters name (or every key), and the window
 /// of the minting calls.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Request {
     /// `None`: every key.
     keys: Option<Named>,
@@ -155,7 +159,7 @@ pub(crate) struct Request {
 }
 
 /// Keys and sessions named by a filter.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 struct Named {
     keys: Vec<String>,
     sessions: Vec<String>,
@@ -304,15 +308,19 @@ fn time_bounds(e: &Expr) -> Option<(i64, i64)> {
 /// window.
 #[derive(Debug)]
 pub(crate) struct CredentialsExec {
-    lookup: Arc<Lookup>,
-    request: Request,
-    projection: Option<Vec<usize>>,
+    pub(crate) lookup: Arc<Lookup>,
+    pub(crate) request: Request,
+    pub(crate) projection: Option<Vec<usize>>,
     schema: SchemaRef,
     properties: Arc<PlanProperties>,
 }
 
 impl CredentialsExec {
-    fn new(lookup: Arc<Lookup>, request: Request, projection: Option<Vec<usize>>) -> Result<Self> {
+    pub(crate) fn new(
+        lookup: Arc<Lookup>,
+        request: Request,
+        projection: Option<Vec<usize>>,
+    ) -> Result<Self> {
         let schema = match &projection {
             Some(p) => Arc::new(SCHEMA.project(p)?),
             None => schema(),

@@ -1,0 +1,358 @@
+//! `--cluster`: a real DataFusion Ballista cluster (a scheduler and two executors, our binary,
+//! on free ports of 127.0.0.1) gives the answers one machine gives: every saved query of the
+//! investigation pack with its fixtures' parameters, ad-hoc SQL over the three tables, and the
+//! report; a cluster serving another lake refuses the query.
+
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::report::content;
+use crate::support::*;
+
+/// A node of the cluster: killed and reaped when dropped, whatever the test did.
+struct Node {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Node {
+    fn start(lake: &Path, log: PathBuf, args: &[String]) -> Node {
+        let out = std::fs::File::create(&log).expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_trailhouse"))
+            .arg("--lake")
+            .arg(lake)
+            .arg("cluster")
+            .args(args)
+            .env_remove("TRAILHOUSE_LAKE")
+            .env_remove("TRAILHOUSE_CLUSTER")
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::null())
+            .stderr(out)
+            .spawn()
+            .expect("start a node");
+        Node { child, log }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+fn wait_for_port(node: &mut Node, port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(node.is_running(), "the node stopped: {}", node.log());
+        assert!(
+            Instant::now() < deadline,
+            "port {port} never opened: {}",
+            node.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A scheduler and two executors serving `lake`; the address clients pass to `--cluster`.
+struct Cluster {
+    address: String,
+    nodes: Vec<Node>,
+}
+
+impl Cluster {
+    fn start(lake: &Path, logs: &Path) -> Cluster {
+        let port = free_port();
+        let mut scheduler = Node::start(
+            lake,
+            logs.join("scheduler.log"),
+            &[
+                "scheduler".into(),
+                "--bind".into(),
+                format!("127.0.0.1:{port}"),
+            ],
+        );
+        wait_for_port(&mut scheduler, port);
+        let mut nodes = vec![scheduler];
+        for i in 0..2 {
+            let (flight, grpc) = (free_port(), free_port());
+            let mut executor = Node::start(
+                lake,
+                logs.join(format!("executor-{i}.log")),
+                &[
+                    "executor".into(),
+                    "--scheduler".into(),
+                    format!("df://127.0.0.1:{port}"),
+                    "--bind".into(),
+                    format!("127.0.0.1:{flight}"),
+                    "--grpc-port".into(),
+                    grpc.to_string(),
+                    "--concurrency".into(),
+                    "2".into(),
+                    "--work-dir".into(),
+                    logs.join(format!("work-{i}")).display().to_string(),
+                ],
+            );
+            wait_for_port(&mut executor, flight);
+            nodes.push(executor);
+        }
+        Cluster {
+            address: format!("df://127.0.0.1:{port}"),
+            nodes,
+        }
+    }
+
+    fn logs(&self) -> String {
+        self.nodes
+            .iter()
+            .map(Node::log)
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// `args` run on the cluster.
+    fn run(&self, lake: &Path, args: &[&str]) -> Run {
+        let mut all = args.to_vec();
+        all.extend(["--cluster", self.address.as_str()]);
+        trailhouse(lake, &all)
+    }
+}
+
+/// Rows of a JSON answer, each as canonical text, sorted (rows tied in a query's order may come
+/// in either order).
+fn rows(run: &Run, what: &str, logs: &str) -> Vec<String> {
+    assert_eq!(run.code, Some(0), "{what}: {}\n{logs}", run.stderr);
+    let rows: Vec<Value> =
+        serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("{what}: {e}: {}", run.stdout));
+    let mut rows: Vec<String> = rows.iter().map(canonical).collect();
+    rows.sort();
+    rows
+}
+
+/// Every case of the investigation pack's fixtures: (query, its arguments).
+fn investigation_cases(events: &mut Vec<Value>) -> Vec<(String, Vec<String>)> {
+    let dir = repo_root().join("queries/investigate");
+    let mut cases = Vec::new();
+    let mut names: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("queries/investigate")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.to_string_lossy().ends_with(".test.json"))
+        .collect();
+    names.sort();
+    for path in names {
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_suffix(".test.json"))
+            .expect("name")
+            .to_string();
+        let spec: Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).expect("read")).expect("json");
+        events.extend(spec["events"].as_array().expect("events").iter().cloned());
+        for case in spec["cases"].as_array().expect("cases") {
+            let mut args = vec![
+                "run".to_string(),
+                name.clone(),
+                "--format".into(),
+                "json".into(),
+            ];
+            for (k, v) in case["params"].as_object().expect("params") {
+                args.push("--param".into());
+                args.push(format!(
+                    "{k}={}",
+                    v.as_str().map_or_else(|| v.to_string(), str::to_string)
+                ));
+            }
+            for flag in ["since", "until"] {
+                if let Some(v) = case[flag].as_str() {
+                    args.push(format!("--{flag}"));
+                    args.push(v.into());
+                }
+            }
+            cases.push((name.clone(), args));
+        }
+    }
+    cases
+}
+
+#[test]
+fn a_cluster_answers_as_one_machine_does() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lake = dir.path().join("lake");
+    // The sample trail, the corpus, and every event of the investigation pack's fixtures (its
+    // matches and look-alikes), so that each case has rows to give.
+    let mut events = Vec::new();
+    let cases = investigation_cases(&mut events);
+    let fixtures = dir.path().join("fixtures.ndjson");
+    let text: String = events.iter().map(|e| format!("{e}\n")).collect();
+    std::fs::write(&fixtures, text).expect("write");
+    // Exit 1: the sample trail's one truncated file (its records before the break are read).
+    let (run, _) = ingest_json(
+        &lake,
+        &[&repo_root().join("sample-logs"), &corpus_dir(), &fixtures],
+        &[],
+    );
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+
+    let cluster = Cluster::start(&lake, dir.path());
+    let mut non_empty = 0;
+    for (name, args) in &cases {
+        let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+        let local = rows(&trailhouse(&lake, &argv), name, "");
+        let distributed = rows(&cluster.run(&lake, &argv), name, &cluster.logs());
+        assert_eq!(distributed, local, "{args:?}");
+        non_empty += usize::from(!local.is_empty());
+    }
+    assert!(non_empty >= 10, "only {non_empty} cases had rows");
+
+    // Ad-hoc SQL: aggregates over every partition, the quarantine, a join on `credentials`.
+    for sql in [
+        "SELECT region, day, count(*) AS n, count(DISTINCT eventname) AS names FROM cloudtrail \
+         GROUP BY region, day ORDER BY region, day",
+        "SELECT reason, count(*) AS n FROM quarantine GROUP BY reason ORDER BY reason",
+        "SELECT c.minted_key, c.origin, c.hops, count(*) AS calls FROM cloudtrail h \
+         JOIN credentials c ON c.minted_key = h.useridentity.accesskeyid \
+         GROUP BY c.minted_key, c.origin, c.hops ORDER BY calls DESC, c.minted_key",
+        "SELECT minted_key, origin_type FROM credentials ORDER BY minted_key",
+    ] {
+        let args = ["sql", "--format", "json", sql];
+        let local = rows(&trailhouse(&lake, &args), sql, "");
+        assert!(!local.is_empty(), "{sql}: no rows");
+        let distributed = rows(&cluster.run(&lake, &args), sql, &cluster.logs());
+        assert_eq!(distributed, local, "{sql}");
+    }
+
+    // Every record back, as exported from one machine.
+    let export = ["export", "--format", "ndjson", "--quarantine"];
+    let sorted = |run: Run| {
+        assert_eq!(
+            run.code,
+            Some(0),
+            "export: {}\n{}",
+            run.stderr,
+            cluster.logs()
+        );
+        let mut lines: Vec<String> = run.stdout.lines().map(str::to_string).collect();
+        lines.sort();
+        lines
+    };
+    let local = sorted(trailhouse(&lake, &export));
+    assert!(local.len() > 900, "{} records", local.len());
+    assert_eq!(sorted(cluster.run(&lake, &export)), local);
+
+    // The report: the controls' scans on the cluster, the same document (every matching row
+    // kept: the first rows of a control are a choice among rows tied in its order).
+    let report = [
+        "report",
+        "--pack",
+        "cis-v6.0",
+        "--pack",
+        "security",
+        "--since",
+        "2000-01-01",
+        "--until",
+        "2026-11-29",
+        "--format",
+        "json",
+        "--max-events",
+        "10000",
+    ];
+    let local = content(&trailhouse(&lake, &report));
+    let distributed = cluster.run(&lake, &report);
+    assert_eq!(
+        distributed.code,
+        Some(0),
+        "{}\n{}",
+        distributed.stderr,
+        cluster.logs()
+    );
+    assert_eq!(content(&distributed), local);
+
+    // An executor lost: its tasks run again on the other one (the same answer), or the query
+    // fails saying so; never fewer rows presented as the answer.
+    let mut cluster = cluster;
+    let lost = cluster.nodes.pop().expect("an executor");
+    drop(lost);
+    let sql = "SELECT region, day, count(*) AS n FROM cloudtrail GROUP BY region, day";
+    let args = ["sql", "--format", "json", sql];
+    let local = rows(&trailhouse(&lake, &args), sql, "");
+    let after = cluster.run(&lake, &args);
+    match after.code {
+        Some(0) => assert_eq!(rows(&after, sql, &cluster.logs()), local),
+        _ => {
+            assert_eq!(after.code, Some(2), "{}", after.stderr);
+            assert!(after.stdout.is_empty(), "{}", after.stdout);
+            assert!(after.stderr.starts_with("error: "), "{}", after.stderr);
+        }
+    }
+
+    // Another lake (another table) is refused, not answered from the cluster's files.
+    let other = dir.path().join("other");
+    let (run, _) = ingest_json(&other, &[&repo_root().join("sample-logs")], &[]);
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    let refused = cluster.run(&other, &["sql", "SELECT count(*) FROM cloudtrail"]);
+    assert_eq!(refused.code, Some(2), "{}", refused.stdout);
+    assert!(
+        refused
+            .stderr
+            .contains("which does not hold the table the query was planned on"),
+        "{}",
+        refused.stderr
+    );
+}
+
+#[test]
+fn a_cluster_that_is_not_there_is_a_clear_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lake = dir.path().join("lake");
+    let (run, _) = ingest_json(&lake, &[&repo_root().join("sample-logs")], &[]);
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    let port = free_port();
+    let address = format!("df://127.0.0.1:{port}");
+    let r = trailhouse(
+        &lake,
+        &[
+            "sql",
+            "--cluster",
+            &address,
+            "SELECT count(*) FROM cloudtrail",
+        ],
+    );
+    assert_eq!(r.code, Some(2), "{}", r.stdout);
+    assert!(
+        r.stderr
+            .contains(&format!("no scheduler answers at df://127.0.0.1:{port}")),
+        "{}",
+        r.stderr
+    );
+    assert!(!r.stderr.contains("hint:"), "{}", r.stderr);
+    let r = trailhouse(
+        &lake,
+        &["sql", "--cluster", "df://127.0.0.1:port", "SELECT 1"],
+    );
+    assert_eq!(r.code, Some(2), "{}", r.stdout);
+    assert!(
+        r.stderr.contains("the port is not a number"),
+        "{}",
+        r.stderr
+    );
+}

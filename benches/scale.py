@@ -10,12 +10,18 @@ own copy of the same rows, written once as DuckDB's Parquet partitioned by day a
 
 With --trail the lake is first (re)built by `trailhouse ingest` (timed too). Needs the Python
 packages of tests/interop/requirements.txt (duckdb, deltalake).
+
+With --cluster, a DataFusion Ballista cluster of this machine (`trailhouse cluster scheduler`
+and two executors, on free ports of 127.0.0.1) serves the lake, and each command of the
+investigation pack and the report runs on it right after its run on one machine: both figures
+in the same row (the client's wall time and peak RSS; the executors' peaks at the end).
 """
 import argparse
 import datetime
 import json
 import os
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -54,10 +60,73 @@ MEASURE_OUT = "/tmp/trailhouse-scale.out"
 MEASURE_ERR = "/tmp/trailhouse-scale.err"
 
 
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(proc, port, what):
+    deadline = time.time() + 120
+    while True:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        if proc.poll() is not None or time.time() > deadline:
+            sys.exit(f"{what} did not start (exit {proc.poll()})")
+        time.sleep(0.1)
+
+
+class Cluster:
+    """A scheduler and two executors serving the lake, stopped at exit."""
+
+    def __init__(self, bin, lake, executors=2):
+        self.procs = []
+        work = "/tmp/trailhouse-scale-cluster"
+        shutil.rmtree(work, ignore_errors=True)
+        os.makedirs(work)
+        port = free_port()
+        self.address = f"df://127.0.0.1:{port}"
+        log = open(os.path.join(work, "scheduler.log"), "w")
+        sched = subprocess.Popen([bin, "--lake", lake, "cluster", "scheduler", "--bind", f"127.0.0.1:{port}"],
+                                 stdout=subprocess.DEVNULL, stderr=log)
+        self.procs.append(sched)
+        wait_for_port(sched, port, "the scheduler")
+        for i in range(executors):
+            flight, grpc = free_port(), free_port()
+            log = open(os.path.join(work, f"executor-{i}.log"), "w")
+            p = subprocess.Popen([bin, "--lake", lake, "cluster", "executor", "--scheduler", self.address,
+                                  "--bind", f"127.0.0.1:{flight}", "--grpc-port", str(grpc),
+                                  "--work-dir", os.path.join(work, f"work-{i}")],
+                                 stdout=subprocess.DEVNULL, stderr=log)
+            self.procs.append(p)
+            wait_for_port(p, flight, f"executor {i}")
+        time.sleep(1)  # the executors' registration
+
+    def peaks_mib(self):
+        """Each node's peak RSS so far (VmHWM)."""
+        peaks = []
+        for p in self.procs:
+            try:
+                with open(f"/proc/{p.pid}/status") as f:
+                    for line in f:
+                        if line.startswith("VmHWM:"):
+                            peaks.append(int(line.split()[1]) / 1024.0)
+            except OSError:
+                peaks.append(None)
+        return peaks
+
+    def stop(self):
+        for p in self.procs:
+            p.kill()
+            p.wait()
+
+
 class Bench:
     def __init__(self, args):
         self.a = args
         self.rows = []
+        self.cluster = None
 
     def th(self, *args, bin=None):
         return [bin or self.a.bin, "--lake", self.a.lake, *args]
@@ -82,6 +151,16 @@ class Bench:
             peak = max(peak, rss)
         row = {"what": label, "seconds": statistics.median(times), "runs": times, "rss_mib": peak}
         line = f"  {label:<48} {row['seconds']:7.3f} s  {peak:7.0f} MiB"
+        if self.cluster and compare:
+            ctimes, cpeak = [], 0.0
+            for _ in range(runs or self.a.runs):
+                secs, rss, _, cerr, code = measured(self.th(*args, "--cluster", self.cluster.address))
+                if code not in ok:
+                    sys.exit(f"{label} (on the cluster): exit {code}\n{cerr}")
+                ctimes.append(secs)
+                cpeak = max(cpeak, rss)
+            row.update(cluster_seconds=statistics.median(ctimes), cluster_runs=ctimes, cluster_rss_mib=cpeak)
+            line += f"   (cluster: {row['cluster_seconds']:7.3f} s  {cpeak:7.0f} MiB)"
         if before_times:
             row.update(before_seconds=statistics.median(before_times), before_runs=before_times,
                        before_rss_mib=before_peak)
@@ -134,6 +213,8 @@ def main():
                                      "on the same commands, each of its runs just before this one's")
     ap.add_argument("--json", help="write the figures here")
     ap.add_argument("--no-duckdb", action="store_true")
+    ap.add_argument("--cluster", action="store_true",
+                    help="also run the investigation pack and the report on a local Ballista cluster")
     ap.add_argument("--sections", default="investigation,whole,plain",
                     help="which groups of figures to take (comma-separated; ingest runs with --trail)")
     a = ap.parse_args()
@@ -192,6 +273,9 @@ def main():
         ("errors", []),
         ("console-logins", []),
     ]
+    if a.cluster:
+        b.cluster = Cluster(a.bin, a.lake)
+        print(f"cluster: {b.cluster.address}, a scheduler and 2 executors", flush=True)
     if "investigation" in sections:
         print("investigation queries (trailhouse run, whole process):", flush=True)
         for name, params in cases:
@@ -203,6 +287,11 @@ def main():
         print("whole-table commands:", flush=True)
         b.time_th("report (cis-v6.0 + security, whole window)",
                   ["report", *window, "--format", "json", "-o", "/dev/null"], runs=1)
+        if b.cluster:
+            print(f"  cluster nodes' peak RSS (scheduler, executors): "
+                  f"{', '.join(f'{p:.0f} MiB' for p in b.cluster.peaks_mib() if p)}", flush=True)
+            b.cluster.stop()
+            b.cluster = None
         b.time_th("credentials: SELECT count(*) FROM credentials",
                   ["sql", "--format", "csv", "SELECT count(*) FROM credentials"], runs=1)
         b.time_th("export (ndjson)", ["export", "-o", "/dev/null"], runs=1)
@@ -259,6 +348,10 @@ def main():
             print(f"  {'  duckdb':<48} {d:7.3f} s  ratio {b.rows[-1]['seconds'] / d:5.2f}x  "
                   f"(rows {ours_rows} vs {len(rows)})", flush=True)
 
+    if b.cluster:
+        print(f"  cluster nodes' peak RSS (scheduler, executors): "
+              f"{', '.join(f'{p:.0f} MiB' for p in b.cluster.peaks_mib() if p)}", flush=True)
+        b.cluster.stop()
     if a.json:
         with open(a.json, "w") as f:
             json.dump(b.rows, f, indent=1)

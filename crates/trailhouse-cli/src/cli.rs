@@ -92,7 +92,7 @@ pub struct SchedulerArgs {
     pub executor_timeout: u64,
 
     #[command(flatten)]
-    pub memory: NodeMemory,
+    pub memory: MemoryArgs,
 }
 
 #[cfg(feature = "cluster")]
@@ -129,31 +129,7 @@ pub struct ExecutorArgs {
     pub connect_timeout: u16,
 
     #[command(flatten)]
-    pub memory: NodeMemory,
-}
-
-/// Memory of a cluster's node.
-#[cfg(feature = "cluster")]
-#[derive(Debug, Args)]
-pub struct NodeMemory {
-    /// Memory for the query engine's sorts, aggregates and joins, in MiB (an executor's tasks
-    /// share it); beyond it they spill to disk.
-    #[arg(
-        long,
-        default_value_t = 512,
-        value_name = "MIB",
-        env = "TRAILHOUSE_MEMORY"
-    )]
-    pub memory: u64,
-}
-
-#[cfg(feature = "cluster")]
-impl NodeMemory {
-    pub fn options(&self) -> trailhouse_query::engine::EngineOptions {
-        trailhouse_query::engine::EngineOptions {
-            memory: usize::try_from(self.memory.saturating_mul(1 << 20)).unwrap_or(usize::MAX),
-        }
-    }
+    pub memory: MemoryArgs,
 }
 
 /// The engines `trailhouse ddl` writes for.
@@ -258,10 +234,10 @@ pub struct ReportArgs {
 
 /// How the query engine may use memory.
 #[derive(Debug, Args)]
-pub struct EngineArgs {
+pub struct MemoryArgs {
     /// Memory for the query engine's sorts, aggregates and joins, in MiB (at least 64); beyond
     /// it they spill to disk (the system's temporary directory). The process uses somewhat more
-    /// (files being read, their metadata, output).
+    /// (files being read, their metadata, output). An executor's tasks share it.
     #[arg(
         long,
         default_value_t = 512,
@@ -269,6 +245,25 @@ pub struct EngineArgs {
         env = "TRAILHOUSE_MEMORY"
     )]
     pub memory: u64,
+}
+
+impl MemoryArgs {
+    pub fn options(&self) -> trailhouse_query::engine::EngineOptions {
+        trailhouse_query::engine::EngineOptions {
+            memory: usize::try_from(self.bytes()).unwrap_or(usize::MAX),
+        }
+    }
+
+    pub fn bytes(&self) -> u64 {
+        self.memory.saturating_mul(1 << 20)
+    }
+}
+
+/// How and where queries run.
+#[derive(Debug, Args)]
+pub struct EngineArgs {
+    #[command(flatten)]
+    pub memory: MemoryArgs,
 
     /// Plan and run on the DataFusion Ballista cluster whose scheduler is at this address
     /// (`df://HOST:PORT`; see `trailhouse cluster`), which serves the same lake.
@@ -292,9 +287,7 @@ impl EngineArgs {
     }
 
     pub fn options(&self) -> trailhouse_query::engine::EngineOptions {
-        trailhouse_query::engine::EngineOptions {
-            memory: usize::try_from(self.memory.saturating_mul(1 << 20)).unwrap_or(usize::MAX),
-        }
+        self.memory.options()
     }
 }
 

@@ -99,7 +99,7 @@ async fn executor(served: Arc<ServedLake>, args: ExecutorArgs) -> anyhow::Result
         work_dir: Some(work_dir.display().to_string()),
         // Heartbeats often enough that a scheduler sees a lost executor within its timeout.
         executor_heartbeat_interval_seconds: 5,
-        memory_pool_size: Some(args.memory.memory.saturating_mul(1 << 20)),
+        memory_pool_size: Some(args.memory.bytes()),
         override_function_registry: Some(Arc::new(served.functions())),
         override_logical_codec: Some(Arc::new(LakeLogicalCodec::serving(Arc::clone(&served)))),
         override_physical_codec: Some(Arc::new(LakePhysicalCodec::serving(Arc::clone(&served)))),

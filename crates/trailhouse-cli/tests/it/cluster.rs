@@ -169,26 +169,7 @@ fn investigation_cases(events: &mut Vec<Value>) -> Vec<(String, Vec<String>)> {
             serde_json::from_str(&std::fs::read_to_string(&path).expect("read")).expect("json");
         events.extend(spec["events"].as_array().expect("events").iter().cloned());
         for case in spec["cases"].as_array().expect("cases") {
-            let mut args = vec![
-                "run".to_string(),
-                name.clone(),
-                "--format".into(),
-                "json".into(),
-            ];
-            for (k, v) in case["params"].as_object().expect("params") {
-                args.push("--param".into());
-                args.push(format!(
-                    "{k}={}",
-                    v.as_str().map_or_else(|| v.to_string(), str::to_string)
-                ));
-            }
-            for flag in ["since", "until"] {
-                if let Some(v) = case[flag].as_str() {
-                    args.push(format!("--{flag}"));
-                    args.push(v.into());
-                }
-            }
-            cases.push((name.clone(), args));
+            cases.push((name.clone(), case_args(&name, case)));
         }
     }
     cases

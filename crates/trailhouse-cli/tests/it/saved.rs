@@ -88,21 +88,7 @@ fn run_fixture(name: &str, path: &Path) {
 
     let mut matched = std::collections::BTreeSet::new();
     for case in spec["cases"].as_array().expect("cases") {
-        let mut args: Vec<String> =
-            vec!["run".into(), name.into(), "--format".into(), "json".into()];
-        for (k, v) in case["params"].as_object().expect("params") {
-            args.push("--param".into());
-            args.push(format!(
-                "{k}={}",
-                v.as_str().map_or_else(|| v.to_string(), str::to_string)
-            ));
-        }
-        for flag in ["since", "until"] {
-            if let Some(v) = case[flag].as_str() {
-                args.push(format!("--{flag}"));
-                args.push(v.into());
-            }
-        }
+        let args = case_args(name, case);
         let argv: Vec<&str> = args.iter().map(String::as_str).collect();
         let r = trailhouse(&lake, &argv);
         assert_eq!(r.code, Some(0), "{name} {case}: {}", r.stderr);

@@ -249,3 +249,23 @@ pub fn checkpointed(lake: &Path) -> Option<u64> {
     );
     Some(version)
 }
+
+/// The arguments of `trailhouse run NAME --format json` for one case of a saved query's
+/// fixture (its parameters, `since` and `until`).
+pub fn case_args(name: &str, case: &serde_json::Value) -> Vec<String> {
+    let mut args: Vec<String> = vec!["run".into(), name.into(), "--format".into(), "json".into()];
+    for (k, v) in case["params"].as_object().expect("params") {
+        args.push("--param".into());
+        args.push(format!(
+            "{k}={}",
+            v.as_str().map_or_else(|| v.to_string(), str::to_string)
+        ));
+    }
+    for flag in ["since", "until"] {
+        if let Some(v) = case[flag].as_str() {
+            args.push(format!("--{flag}"));
+            args.push(v.into());
+        }
+    }
+    args
+}

@@ -59,17 +59,48 @@ enum LogicalNode {
     /// `credentials`, looked up in `snapshot` of `cloudtrail`.
     Credentials { snapshot: Snapshot },
     /// A join on `credentials.minted_key` planned as lookups ([`LookupJoin`]).
-    LookupJoin {
-        snapshot: Snapshot,
-        key: Vec<u8>,
-        lo: Option<Vec<u8>>,
-        hi: Option<Vec<u8>>,
-        condition: Option<Vec<u8>>,
+    LookupJoin(JoinParts),
+}
+
+/// A join on `credentials.minted_key` planned as lookups, logical ([`LookupJoin`]) or physical
+/// ([`LookupJoinExec`]): its expressions (encoded by the codec of their kind) and settings.
+#[derive(Debug, Serialize, Deserialize)]
+struct JoinParts {
+    snapshot: Snapshot,
+    key: Vec<u8>,
+    lo: Option<Vec<u8>>,
+    hi: Option<Vec<u8>>,
+    condition: Option<Vec<u8>>,
+    left: bool,
+    credentials_first: bool,
+    projection: Vec<usize>,
+    schema: Vec<u8>,
+}
+
+impl JoinParts {
+    /// The parts of a join whose expressions are `E`s, each encoded by `encode`.
+    fn new<E>(
+        lookup: &Lookup,
+        [key, lo, hi, condition]: [Option<&E>; 4],
         left: bool,
         credentials_first: bool,
-        projection: Vec<usize>,
+        projection: &[usize],
         schema: Vec<u8>,
-    },
+        encode: impl Fn(&E) -> Result<Vec<u8>>,
+    ) -> Result<Self> {
+        let key = key.ok_or_else(|| DataFusionError::Internal("a lookup join's key".into()))?;
+        Ok(Self {
+            snapshot: snapshot_of_lookup(lookup)?,
+            key: encode(key)?,
+            lo: lo.map(&encode).transpose()?,
+            hi: hi.map(&encode).transpose()?,
+            condition: condition.map(&encode).transpose()?,
+            left,
+            credentials_first,
+            projection: projection.to_vec(),
+            schema,
+        })
+    }
 }
 
 /// Our physical nodes, and DataFusion's that its codec does not send, as sent.
@@ -82,23 +113,16 @@ enum PhysicalNode {
         schema: Vec<u8>,
     },
     /// The rows of the recursive query's last round, in its recursive term.
-    WorkTable { name: String, schema: Vec<u8> },
+    WorkTable {
+        name: String,
+        schema: Vec<u8>,
+    },
     Credentials {
         snapshot: Snapshot,
         request: Request,
         projection: Option<Vec<usize>>,
     },
-    LookupJoin {
-        snapshot: Snapshot,
-        key: Vec<u8>,
-        lo: Option<Vec<u8>>,
-        hi: Option<Vec<u8>>,
-        condition: Option<Vec<u8>>,
-        left: bool,
-        credentials_first: bool,
-        projection: Vec<usize>,
-        schema: Vec<u8>,
-    },
+    LookupJoin(JoinParts),
 }
 
 fn write<T: Serialize>(node: &T, buf: &mut Vec<u8>) -> Result<()> {
@@ -228,18 +252,7 @@ impl LogicalExtensionCodec for LakeLogicalCodec {
         let Some(node) = read::<LogicalNode>(buf)? else {
             return self.inner.try_decode(buf, inputs, ctx);
         };
-        let LogicalNode::LookupJoin {
-            snapshot,
-            key,
-            lo,
-            hi,
-            condition,
-            left,
-            credentials_first,
-            projection,
-            schema,
-        } = node
-        else {
+        let LogicalNode::LookupJoin(parts) = node else {
             return Err(DataFusionError::Internal(
                 "a trailhouse table where a plan node was expected".into(),
             ));
@@ -249,29 +262,30 @@ impl LogicalExtensionCodec for LakeLogicalCodec {
                 "CredentialsLookupJoin has one input".into(),
             ));
         };
-        let schema = protobuf::DfSchema::decode(schema.as_slice())
+        let schema = protobuf::DfSchema::decode(parts.schema.as_slice())
             .map_err(|e| DataFusionError::Internal(format!("a schema: {e}")))?;
         let schema = joined_schema(
             &DFSchema::try_from(&schema)?,
             input.schema(),
-            projection.len(),
-            credentials_first,
+            parts.projection.len(),
+            parts.credentials_first,
         )?;
+        let parse = |e: &Vec<u8>| self.parse(e, ctx);
         let node = LookupJoin {
             input: input.clone(),
-            key: self.parse(&key, ctx)?,
-            lo: lo.map(|e| self.parse(&e, ctx)).transpose()?,
-            hi: hi.map(|e| self.parse(&e, ctx)).transpose()?,
-            condition: condition.map(|e| self.parse(&e, ctx)).transpose()?,
-            join_type: if left {
+            key: parse(&parts.key)?,
+            lo: parts.lo.as_ref().map(parse).transpose()?,
+            hi: parts.hi.as_ref().map(parse).transpose()?,
+            condition: parts.condition.as_ref().map(parse).transpose()?,
+            join_type: if parts.left {
                 JoinType::Left
             } else {
                 JoinType::Inner
             },
-            credentials_first,
-            projection,
+            credentials_first: parts.credentials_first,
+            lookup: served(&self.lake)?.lookup(&parts.snapshot)?,
+            projection: parts.projection,
             schema: Arc::new(schema),
-            lookup: served(&self.lake)?.lookup(&snapshot)?,
         };
         Ok(Extension {
             node: Arc::new(node),
@@ -284,17 +298,20 @@ impl LogicalExtensionCodec for LakeLogicalCodec {
         };
         let schema = protobuf::DfSchema::try_from(join.schema.as_ref())?.encode_to_vec();
         write(
-            &LogicalNode::LookupJoin {
-                snapshot: snapshot_of_lookup(&join.lookup)?,
-                key: self.expr(&join.key)?,
-                lo: join.lo.as_ref().map(|e| self.expr(e)).transpose()?,
-                hi: join.hi.as_ref().map(|e| self.expr(e)).transpose()?,
-                condition: join.condition.as_ref().map(|e| self.expr(e)).transpose()?,
-                left: join.join_type == JoinType::Left,
-                credentials_first: join.credentials_first,
-                projection: join.projection.clone(),
+            &LogicalNode::LookupJoin(JoinParts::new(
+                &join.lookup,
+                [
+                    Some(&join.key),
+                    join.lo.as_ref(),
+                    join.hi.as_ref(),
+                    join.condition.as_ref(),
+                ],
+                join.join_type == JoinType::Left,
+                join.credentials_first,
+                &join.projection,
                 schema,
-            },
+                |e| self.expr(e),
+            )?),
             buf,
         )
     }
@@ -316,7 +333,7 @@ impl LogicalExtensionCodec for LakeLogicalCodec {
             Some(LogicalNode::Credentials { snapshot }) => Ok(Arc::new(CredentialsTable::new(
                 served(&self.lake)?.lookup(&snapshot)?,
             ))),
-            Some(LogicalNode::LookupJoin { .. }) => Err(DataFusionError::Internal(
+            Some(LogicalNode::LookupJoin(_)) => Err(DataFusionError::Internal(
                 "a trailhouse plan node where a table was expected".into(),
             )),
         }
@@ -443,38 +460,29 @@ impl PhysicalExtensionCodec for LakePhysicalCodec {
                 request,
                 projection,
             )?)),
-            PhysicalNode::LookupJoin {
-                snapshot,
-                key,
-                lo,
-                hi,
-                condition,
-                left,
-                credentials_first,
-                projection,
-                schema,
-            } => {
+            PhysicalNode::LookupJoin(parts) => {
                 let [input] = inputs else {
                     return Err(DataFusionError::Internal(
                         "CredentialsLookupJoinExec has one input".into(),
                     ));
                 };
-                let schema = decode_schema(&schema)?;
+                let schema = decode_schema(&parts.schema)?;
                 let input_schema = input.schema();
                 let over_input = |e: &Vec<u8>| self.parse(e, ctx, &input_schema);
                 let step = Step {
-                    key: over_input(&key)?,
-                    lo: lo.as_ref().map(over_input).transpose()?,
-                    hi: hi.as_ref().map(over_input).transpose()?,
-                    condition: condition
+                    key: over_input(&parts.key)?,
+                    lo: parts.lo.as_ref().map(over_input).transpose()?,
+                    hi: parts.hi.as_ref().map(over_input).transpose()?,
+                    condition: parts
+                        .condition
                         .as_ref()
                         .map(|e| self.parse(e, ctx, &schema))
                         .transpose()?,
-                    left,
-                    credentials_first,
-                    projection,
+                    left: parts.left,
+                    credentials_first: parts.credentials_first,
+                    lookup: served(&self.lake)?.lookup(&parts.snapshot)?,
+                    projection: parts.projection,
                     schema,
-                    lookup: served(&self.lake)?.lookup(&snapshot)?,
                 };
                 Ok(Arc::new(LookupJoinExec::new(
                     Arc::clone(input),
@@ -525,17 +533,20 @@ impl PhysicalExtensionCodec for LakePhysicalCodec {
             let step = &join.step;
             let schema = encode_schema(&step.schema)?;
             return write(
-                &PhysicalNode::LookupJoin {
-                    snapshot: snapshot_of_lookup(&step.lookup)?,
-                    key: self.expr(&step.key)?,
-                    lo: step.lo.as_ref().map(|e| self.expr(e)).transpose()?,
-                    hi: step.hi.as_ref().map(|e| self.expr(e)).transpose()?,
-                    condition: step.condition.as_ref().map(|e| self.expr(e)).transpose()?,
-                    left: step.left,
-                    credentials_first: step.credentials_first,
-                    projection: step.projection.clone(),
+                &PhysicalNode::LookupJoin(JoinParts::new(
+                    &step.lookup,
+                    [
+                        Some(&step.key),
+                        step.lo.as_ref(),
+                        step.hi.as_ref(),
+                        step.condition.as_ref(),
+                    ],
+                    step.left,
+                    step.credentials_first,
+                    &step.projection,
                     schema,
-                },
+                    |e| self.expr(e),
+                )?),
                 buf,
             );
         }

@@ -270,6 +270,22 @@ pub struct EngineArgs {
     #[cfg(feature = "cluster")]
     #[arg(long, value_name = "df://HOST:PORT", env = "TRAILHOUSE_CLUSTER")]
     pub cluster: Option<String>,
+
+    /// Show the progress of the statements' jobs on the cluster (stages and tasks done) on
+    /// standard error: `auto` when it is a terminal.
+    #[cfg(feature = "cluster")]
+    #[arg(long, value_enum, default_value_t = ProgressMode::Auto, value_name = "WHEN")]
+    pub progress: ProgressMode,
+}
+
+/// When to show a cluster job's progress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProgressMode {
+    /// When standard error is a terminal (one line, redrawn).
+    Auto,
+    /// Always (a line per change when standard error is not a terminal).
+    Always,
+    Never,
 }
 
 impl EngineArgs {
@@ -288,6 +304,14 @@ impl EngineArgs {
 
     pub fn options(&self) -> trailhouse_query::engine::EngineOptions {
         self.memory.options()
+    }
+
+    /// When progress is shown (only cluster jobs have any).
+    pub fn progress(&self) -> ProgressMode {
+        #[cfg(feature = "cluster")]
+        return self.progress;
+        #[cfg(not(feature = "cluster"))]
+        ProgressMode::Never
     }
 }
 

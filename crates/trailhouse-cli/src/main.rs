@@ -20,6 +20,7 @@ mod report;
 mod run;
 mod shell;
 mod sql;
+mod watch;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -47,8 +48,15 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match runtime.block_on(run(cli)) {
+    let outcome = runtime.block_on(run(cli));
+    // Work left behind by an interrupted command is not waited for long.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    match outcome {
         Ok(code) => code,
+        Err(e) if e.downcast_ref::<watch::Interrupted>().is_some() => {
+            eprintln!("{e}");
+            ExitCode::from(130)
+        }
         // The reader went away (`trailhouse run … | head`): what it read was complete, and
         // there is no one left to tell; quiet, as any Unix filter.
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,

@@ -9,6 +9,7 @@ use trailhouse_query::report::{self, ReportOptions};
 use trailhouse_query::saved::parse_time;
 
 use crate::cli::{ReportArgs, ReportFormat};
+use crate::watch::watched;
 
 /// The packs a report runs when none is named.
 const DEFAULT_PACKS: [&str; 2] = ["cis-v6.0", "security"];
@@ -47,7 +48,10 @@ pub async fn run(lake: &Lake, args: ReportArgs) -> anyhow::Result<ExitCode> {
     };
     let session = args.engine.session(lake).await?;
     let started = std::time::Instant::now();
-    let r = report::build(&session, &catalog, &opts).await?;
+    let r = watched(&session, args.engine.progress(), |_| async {
+        Ok(report::build(&session, &catalog, &opts).await?)
+    })
+    .await?;
     let text = match args.format {
         ReportFormat::Html => report::html::render(&r),
         ReportFormat::Markdown => report::markdown::render(&r),

@@ -10,6 +10,7 @@ use trailhouse_query::saved::{Catalog, Window, parse_time};
 use trailhouse_query::write_stream;
 
 use crate::cli::{OutputFormat, QueriesArgs, RunArgs};
+use crate::watch::watched;
 
 pub fn catalog(dir: Option<&Path>) -> anyhow::Result<Catalog> {
     let mut c = Catalog::builtin()?;
@@ -78,15 +79,20 @@ pub async fn run(lake: &Lake, args: RunArgs) -> anyhow::Result<ExitCode> {
     };
     let params = query.bind(&args.params, window, now)?;
     let session = args.engine.session(lake).await?;
-    let stream = session.run_saved(query, params, args.explain).await?;
     let format = match args.format {
         Some(f) => f,
         None if args.output.is_none() && std::io::stdout().is_terminal() => OutputFormat::Table,
         None => OutputFormat::Csv,
     };
-    let mut out = crate::output::open(args.output.as_deref())?;
-    let rows = write_stream(stream, format.into(), &mut out).await?;
-    out.finish()?;
+    let (session, output, explain) = (&session, args.output.as_deref(), args.explain);
+    let rows = watched(session, args.engine.progress(), |watch| async move {
+        let stream = session.run_saved(query, params, explain).await?;
+        let mut out = crate::output::open(output)?;
+        let rows = write_stream(watch.until_output(stream), format.into(), &mut out).await?;
+        out.finish()?;
+        Ok(rows)
+    })
+    .await?;
     if args.output.is_some() || !std::io::stdout().is_terminal() {
         eprintln!("{} rows from {}", rows, query.name);
     }

@@ -11,6 +11,9 @@ use rustyline::error::ReadlineError;
 use trailhouse_query::saved::{Catalog, Window, parse_time};
 use trailhouse_query::{Format, Session, write_stream};
 
+use crate::cli::ProgressMode;
+use crate::watch::{Interrupted, watched};
+
 const HELP: &str = "\
   SQL ending in ;      run it (tables: cloudtrail, quarantine)
   \\d                   list tables
@@ -32,8 +35,15 @@ pub async fn run(
     session: &Session,
     catalog: &Catalog,
     format: Format,
+    progress: ProgressMode,
     history: Option<PathBuf>,
 ) -> anyhow::Result<()> {
+    let shell = Shell {
+        session,
+        catalog,
+        format,
+        progress,
+    };
     let mut editor = DefaultEditor::new()?;
     if let Some(h) = &history {
         // No history yet is not an error.
@@ -64,10 +74,10 @@ pub async fn run(
         let trimmed = line.trim();
         if buffer.is_empty() && trimmed.starts_with('\\') {
             let _ = editor.add_history_entry(trimmed);
-            match command(session, catalog, format, trimmed).await {
+            match shell.command(trimmed).await {
                 Ok(true) => break,
                 Ok(false) => {}
-                Err(e) => eprintln!("error: {e}"),
+                Err(e) => report(&e),
             }
             continue;
         }
@@ -81,8 +91,9 @@ pub async fn run(
         }
         let statement = std::mem::take(&mut buffer);
         let _ = editor.add_history_entry(statement.trim());
-        if let Err(e) = execute(session, statement.trim().trim_end_matches(';'), format).await {
-            eprintln!("error: {e}");
+        let statement = statement.trim().trim_end_matches(';');
+        if let Err(e) = shell.execute(statement, format).await {
+            report(&e);
         }
     }
     if let Some(h) = &history {
@@ -91,76 +102,103 @@ pub async fn run(
     Ok(())
 }
 
-/// Runs a backslash command; `Ok(true)` means quit.
-async fn command(
-    session: &Session,
-    catalog: &Catalog,
+/// What the shell runs statements with.
+struct Shell<'a> {
+    session: &'a Session,
+    catalog: &'a Catalog,
     format: Format,
-    line: &str,
-) -> anyhow::Result<bool> {
-    let mut words = line.split_whitespace();
-    match (words.next(), words.next()) {
-        (Some("\\queries"), _) => {
-            for q in catalog.iter() {
-                println!("{}\n    {}", q.name, q.summary);
-                for p in q.describe_params() {
-                    println!("    {p}");
-                }
-            }
-        }
-        (Some("\\run"), Some(name)) => {
-            let query = catalog.get(name)?;
-            let now = chrono::Utc::now();
-            let (params, window) = run_words(words, now)?;
-            let bound = query.bind(&params, window, now)?;
-            let started = Instant::now();
-            let stream = session.run_saved(query, bound, false).await?;
-            show(stream, format, started).await?;
-        }
-        (Some("\\q"), _) => return Ok(true),
-        (Some("\\?"), _) => eprintln!("{HELP}"),
-        (Some("\\d"), None) => {
-            execute(
-                session,
-                "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' ORDER BY 1",
-                Format::Table,
-            )
-            .await?;
-        }
-        (Some("\\d"), Some(name)) => {
-            // The name is checked against the registered tables: it is never spliced into SQL
-            // unless it is one of them.
-            if !session.context().table_exist(name)? {
-                anyhow::bail!("no table `{name}`");
-            }
-            execute(session, &format!("DESCRIBE {name}"), Format::Table).await?;
-        }
-        (Some(other), _) => anyhow::bail!("unknown command `{other}` (\\? for help)"),
-        (None, _) => {}
-    }
-    Ok(false)
+    progress: ProgressMode,
 }
 
-async fn execute(session: &Session, sql: &str, format: Format) -> anyhow::Result<()> {
-    let started = Instant::now();
-    let stream = session.sql(sql).await?;
-    show(stream, format, started).await
+/// An error of one statement; the session goes on. Ctrl-C during a statement stopped it.
+fn report(e: &anyhow::Error) {
+    if e.downcast_ref::<Interrupted>().is_some() {
+        eprintln!("{e}");
+    } else {
+        eprintln!("error: {e}");
+    }
+}
+
+impl Shell<'_> {
+    /// Runs a backslash command; `Ok(true)` means quit.
+    async fn command(&self, line: &str) -> anyhow::Result<bool> {
+        let session = self.session;
+        let mut words = line.split_whitespace();
+        match (words.next(), words.next()) {
+            (Some("\\queries"), _) => {
+                for q in self.catalog.iter() {
+                    println!("{}\n    {}", q.name, q.summary);
+                    for p in q.describe_params() {
+                        println!("    {p}");
+                    }
+                }
+            }
+            (Some("\\run"), Some(name)) => {
+                let query = self.catalog.get(name)?;
+                let now = chrono::Utc::now();
+                let (params, window) = run_words(words, now)?;
+                let bound = query.bind(&params, window, now)?;
+                let started = Instant::now();
+                let (text, rows) = watched(session, self.progress, |_| async {
+                    let stream = session.run_saved(query, bound, false).await?;
+                    render(stream, self.format).await
+                })
+                .await?;
+                show(&text, rows, started)?;
+            }
+            (Some("\\q"), _) => return Ok(true),
+            (Some("\\?"), _) => eprintln!("{HELP}"),
+            (Some("\\d"), None) => {
+                self.execute(
+                    "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' ORDER BY 1",
+                    Format::Table,
+                )
+                .await?;
+            }
+            (Some("\\d"), Some(name)) => {
+                // The name is checked against the registered tables: it is never spliced into
+                // SQL unless it is one of them.
+                if !session.context().table_exist(name)? {
+                    anyhow::bail!("no table `{name}`");
+                }
+                self.execute(&format!("DESCRIBE {name}"), Format::Table)
+                    .await?;
+            }
+            (Some(other), _) => anyhow::bail!("unknown command `{other}` (\\? for help)"),
+            (None, _) => {}
+        }
+        Ok(false)
+    }
+
+    /// Runs one statement and shows its result; Ctrl-C stops it.
+    async fn execute(&self, sql: &str, format: Format) -> anyhow::Result<()> {
+        let started = Instant::now();
+        let (text, rows) = watched(self.session, self.progress, |_| async {
+            render(self.session.sql(sql).await?, format).await
+        })
+        .await?;
+        show(&text, rows, started)
+    }
+}
+
+/// A result as text, and its number of rows.
+async fn render(
+    stream: datafusion::execution::SendableRecordBatchStream,
+    format: Format,
+) -> anyhow::Result<(Vec<u8>, usize)> {
+    let mut buffer = Vec::new();
+    let rows = write_stream(stream, format, &mut buffer).await?;
+    Ok((buffer, rows))
 }
 
 /// Prints a result through a pager (`$PAGER`, else `less -SRFX`: wide CloudTrail rows scroll
 /// sideways instead of wrapping, and a result that fits the screen is just printed).
-async fn show(
-    stream: datafusion::execution::SendableRecordBatchStream,
-    format: Format,
-    started: Instant,
-) -> anyhow::Result<()> {
-    let mut buffer = Vec::new();
-    let rows = write_stream(stream, format, &mut buffer).await?;
+fn show(text: &[u8], rows: usize, started: Instant) -> anyhow::Result<()> {
     let elapsed = started.elapsed().as_secs_f64();
-    if !page(&buffer) {
+    if !page(text) {
         let stdout = std::io::stdout();
         let mut out = stdout.lock();
-        out.write_all(&buffer)?;
+        out.write_all(text)?;
         out.flush()?;
     }
     eprintln!(

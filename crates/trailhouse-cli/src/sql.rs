@@ -9,6 +9,7 @@ use trailhouse_query::{Format, write_stream};
 
 use crate::cli::{OutputFormat, SqlArgs};
 use crate::shell;
+use crate::watch::watched;
 
 pub async fn run(lake: &Lake, args: SqlArgs) -> anyhow::Result<ExitCode> {
     let session = args.engine.session(lake).await?;
@@ -18,7 +19,14 @@ pub async fn run(lake: &Lake, args: SqlArgs) -> anyhow::Result<ExitCode> {
         None if interactive => {
             let format = args.format.unwrap_or(OutputFormat::Table);
             let catalog = trailhouse_query::saved::Catalog::builtin()?;
-            shell::run(&session, &catalog, format.into(), shell::history_path()).await?;
+            shell::run(
+                &session,
+                &catalog,
+                format.into(),
+                args.engine.progress(),
+                shell::history_path(),
+            )
+            .await?;
             return Ok(ExitCode::SUCCESS);
         }
         None => {
@@ -34,12 +42,16 @@ pub async fn run(lake: &Lake, args: SqlArgs) -> anyhow::Result<ExitCode> {
         None if std::io::stdout().is_terminal() => OutputFormat::Table,
         None => OutputFormat::Csv,
     };
-    let stream = session.sql(statement.trim().trim_end_matches(';')).await?;
-    let stdout = std::io::stdout();
-    let mut out = std::io::BufWriter::new(stdout.lock());
-    write_stream(stream, format.into(), &mut out).await?;
-    out.flush()?;
-    Ok(ExitCode::SUCCESS)
+    let session = &session;
+    watched(session, args.engine.progress(), |watch| async move {
+        let stream = session.sql(statement.trim().trim_end_matches(';')).await?;
+        let stdout = std::io::stdout();
+        let mut out = std::io::BufWriter::new(stdout.lock());
+        write_stream(watch.until_output(stream), format.into(), &mut out).await?;
+        out.flush()?;
+        Ok(ExitCode::SUCCESS)
+    })
+    .await
 }
 
 impl From<OutputFormat> for Format {

@@ -29,9 +29,14 @@ pub struct Session {
     /// This process reads the lake while the session lives (a vacuum with a short retention
     /// waits for no reader).
     _reading: Option<Arc<ReaderLock>>,
-    /// Whether statements run on a cluster.
-    distributed: bool,
+    /// The jobs statements become when they run on a cluster.
+    cluster: Option<ClusterJobs>,
 }
+
+#[cfg(feature = "cluster")]
+type ClusterJobs = crate::cluster::jobs::Jobs;
+#[cfg(not(feature = "cluster"))]
+type ClusterJobs = std::convert::Infallible;
 
 impl Session {
     /// Opens the lake's tables for reading with the default engine settings; fails with a
@@ -76,7 +81,7 @@ impl Session {
             main,
             lookup,
             _reading: reading,
-            distributed: false,
+            cluster: None,
         })
     }
 
@@ -103,7 +108,7 @@ impl Session {
             main: self.main.clone(),
             lookup: Arc::clone(&self.lookup),
             _reading: self._reading.clone(),
-            distributed: false,
+            cluster: None,
         })
     }
 
@@ -111,11 +116,18 @@ impl Session {
     /// whose scheduler is at `address` (`df://HOST:PORT`), which serves the same lake.
     #[cfg(feature = "cluster")]
     pub async fn on_cluster(self, address: &str) -> Result<Self, QueryError> {
+        let (ctx, jobs) = crate::cluster::remote(&self.ctx, address).await?;
         Ok(Self {
-            ctx: crate::cluster::remote(&self.ctx, address).await?,
-            distributed: true,
+            ctx,
+            cluster: Some(jobs),
             ..self
         })
+    }
+
+    /// The jobs this session's statements become on its cluster (none on one machine).
+    #[cfg(feature = "cluster")]
+    pub fn cluster_jobs(&self) -> Option<&crate::cluster::jobs::Jobs> {
+        self.cluster.as_ref()
     }
 
     /// Where temporary keys are looked up (see [`credentials::lookup`]).
@@ -178,7 +190,7 @@ impl Session {
     /// recursive term read a work table that does not travel between executors.
     async fn planned(&self, ctx: &SessionContext, sql: &str) -> Result<DataFrame, QueryError> {
         let df = read_only(ctx, sql).await?;
-        if !self.distributed || !is_recursive(df.logical_plan()) {
+        if self.cluster.is_none() || !is_recursive(df.logical_plan()) {
             return Ok(df);
         }
         let mut state = ctx.state();

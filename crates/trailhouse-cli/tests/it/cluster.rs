@@ -337,3 +337,143 @@ fn a_cluster_that_is_not_there_is_a_clear_error() {
         r.stderr
     );
 }
+
+/// The scheduler's REST API at `address` (`df://HOST:PORT`): the JSON `path` answers.
+fn scheduler_api(address: &str, path: &str) -> Value {
+    use std::io::{Read, Write};
+    let host = address.trim_start_matches("df://");
+    let mut stream = TcpStream::connect(host).expect("connect to the scheduler");
+    // HTTP/1.0: the answer is the body up to the end of the connection, never chunked.
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").expect("request");
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).expect("answer");
+    let (head, body) = answer.split_once("\r\n\r\n").expect("an HTTP answer");
+    assert!(head.starts_with("HTTP/1.0 200"), "{path}: {head}");
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("{path}: {e}: {body}"))
+}
+
+/// The jobs the scheduler knows, by id.
+fn jobs(address: &str) -> Vec<Value> {
+    scheduler_api(address, "/api/jobs")
+        .as_array()
+        .expect("a list of jobs")
+        .clone()
+}
+
+#[test]
+fn a_cluster_query_shows_its_progress_and_ctrl_c_cancels_its_job() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lake = dir.path().join("lake");
+    let (run, _) = ingest_json(&lake, &[&repo_root().join("sample-logs")], &[]);
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    let cluster = Cluster::start(&lake, dir.path());
+
+    // A statement is cut for the cluster's cores: the scan stage's partitions go to both
+    // executors (each takes as many as it has cores), and the answer is the one machine's.
+    let sql = "SELECT region, day, count(*) AS n FROM cloudtrail GROUP BY region, day";
+    let args = ["sql", "--format", "json", "--progress", "never", sql];
+    let local = rows(&trailhouse(&lake, &args), sql, "");
+    assert_eq!(
+        rows(&cluster.run(&lake, &args), sql, &cluster.logs()),
+        local
+    );
+    let done = jobs(&cluster.address);
+    let [job] = done.as_slice() else {
+        panic!("one job expected: {done:?}");
+    };
+    assert!(
+        job["job_name"]
+            .as_str()
+            .is_some_and(|n| n.starts_with("trailhouse ")),
+        "{job}"
+    );
+    let id = job["job_id"].as_str().expect("job id");
+    let stages = scheduler_api(&cluster.address, &format!("/api/job/{id}/stages"));
+    let widest = stages["stages"]
+        .as_array()
+        .expect("stages")
+        .iter()
+        .map(|s| s["tasks"].as_array().map_or(0, Vec::len))
+        .max();
+    assert!(widest >= Some(2), "one task per stage: {stages}");
+
+    // A statement that runs for minutes: its progress is shown, Ctrl-C (SIGINT) cancels it on
+    // the cluster and ends the command with status 130.
+    let stderr = dir.path().join("stderr.txt");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_trailhouse"))
+        .arg("--lake")
+        .arg(&lake)
+        .args(["sql", "--cluster", &cluster.address, "--progress", "always"])
+        .arg(
+            "SELECT count(*) FROM cloudtrail a, cloudtrail b, cloudtrail c, cloudtrail d \
+             WHERE a.eventid <> d.eventid",
+        )
+        .env_remove("TRAILHOUSE_LAKE")
+        .env_remove("TRAILHOUSE_CLUSTER")
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&stderr).expect("stderr file"))
+        .spawn()
+        .expect("start the statement");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let progress = loop {
+        let text = std::fs::read_to_string(&stderr).unwrap_or_default();
+        if let Some(line) = text.lines().find(|l| l.contains(" running")) {
+            break line.to_string();
+        }
+        assert!(
+            matches!(child.try_wait(), Ok(None)),
+            "the statement ended: {text}\n{}",
+            cluster.logs()
+        );
+        assert!(Instant::now() < deadline, "no progress shown: {text}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(
+        progress.starts_with("cluster: stages ") && progress.contains(" tasks "),
+        "{progress}"
+    );
+    let running: Vec<Value> = jobs(&cluster.address)
+        .into_iter()
+        .filter(|j| j["status"] == "Running")
+        .collect();
+    assert_eq!(running.len(), 1, "{running:?}");
+    let id = running[0]["job_id"].as_str().expect("job id").to_string();
+
+    let interrupted = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill -INT");
+    assert!(interrupted.success());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("Ctrl-C did not end the statement");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let text = std::fs::read_to_string(&stderr).unwrap_or_default();
+    assert_eq!(status.code(), Some(130), "{text}");
+    assert!(
+        text.contains(&format!("interrupted; job {id} cancelled on the cluster")),
+        "{text}"
+    );
+    let mut stdout = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.take().expect("stdout"), &mut stdout)
+        .expect("stdout");
+    assert!(stdout.is_empty(), "a partial answer: {stdout}");
+    let job = jobs(&cluster.address)
+        .into_iter()
+        .find(|j| j["job_id"] == id.as_str())
+        .expect("the job");
+    assert_eq!(job["status"], "Failed", "{job}");
+    assert!(
+        job["job_status"]
+            .as_str()
+            .is_some_and(|s| s.contains("Cancelled")),
+        "{job}"
+    );
+}

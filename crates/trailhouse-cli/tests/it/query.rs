@@ -869,3 +869,92 @@ fn struct_fields_are_headed_as_they_were_written() {
         "{out}"
     );
 }
+
+/// The shell on a terminal (`script` gives it one): Ctrl-C during a long statement stops that
+/// statement, says so, and the shell answers the next one.
+#[test]
+fn ctrl_c_in_the_shell_stops_the_statement_and_the_shell_goes_on() {
+    use std::io::{Read, Write};
+    use std::process::{Command, Stdio};
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lake = dir.path().join("lake");
+    let (run, _) = ingest_json(&lake, &[&repo_root().join("sample-logs")], &[]);
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    let command = format!(
+        "'{}' --lake '{}' sql",
+        env!("CARGO_BIN_EXE_trailhouse"),
+        lake.display()
+    );
+    let mut child = Command::new("script")
+        .args(["-qefc", &command, "/dev/null"])
+        .env("PAGER", "cat")
+        .env("TRAILHOUSE_HISTORY", dir.path().join("history"))
+        .env_remove("TRAILHOUSE_LAKE")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("script (util-linux) runs the shell on a terminal");
+    let screen = Arc::new(Mutex::new(String::new()));
+    let mut stdout = child.stdout.take().expect("stdout");
+    let reader = {
+        let screen = Arc::clone(&screen);
+        std::thread::spawn(move || {
+            let mut buffer = [0u8; 4096];
+            while let Ok(n) = stdout.read(&mut buffer) {
+                if n == 0 {
+                    break;
+                }
+                let text = String::from_utf8_lossy(&buffer[..n]).into_owned();
+                screen.lock().expect("screen").push_str(&text);
+            }
+        })
+    };
+    let wait_for = |text: &str, what: &str| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let now = screen.lock().expect("screen").clone();
+            if now.contains(text) {
+                return now;
+            }
+            assert!(Instant::now() < deadline, "{what}: {now}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    let mut terminal = child.stdin.take().expect("stdin");
+    wait_for("trailhouse> ", "no prompt");
+    // Minutes of work: every combination of four of the trail's events.
+    terminal
+        .write_all(
+            b"SELECT count(*) FROM cloudtrail a, cloudtrail b, cloudtrail c, cloudtrail d \
+              WHERE a.eventid <> d.eventid;\n",
+        )
+        .expect("type");
+    // The statement is read, planned and running well within this.
+    std::thread::sleep(Duration::from_secs(3));
+    terminal.write_all(b"\x03").expect("Ctrl-C");
+    wait_for("interrupted", "Ctrl-C did not stop the statement");
+    terminal
+        .write_all(b"SELECT 41 + 1 AS answer;\n")
+        .expect("type");
+    let screen_now = wait_for("1 row in", "the shell did not answer after Ctrl-C");
+    assert!(screen_now.contains("| 42 "), "{screen_now}");
+    assert!(!screen_now.contains("error"), "{screen_now}");
+    terminal.write_all(b"\\q\n").expect("type");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the shell did not quit");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status:?}");
+    reader.join().expect("reader");
+}

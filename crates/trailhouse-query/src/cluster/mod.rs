@@ -10,6 +10,7 @@
 //! message saying so, never with another answer.
 
 pub mod codec;
+pub mod jobs;
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
@@ -344,11 +345,11 @@ pub fn scheduler_address(address: &str) -> Result<(String, u16), QueryError> {
 }
 
 /// `ctx` (its tables, settings and functions) with its statements planned and run on the
-/// cluster whose scheduler is at `address`.
+/// cluster whose scheduler is at `address`, and the jobs its statements become there.
 pub(crate) async fn remote(
     ctx: &SessionContext,
     address: &str,
-) -> Result<SessionContext, QueryError> {
+) -> Result<(SessionContext, jobs::Jobs), QueryError> {
     let (host, port) = scheduler_address(address)?;
     // Ballista's client connects when a statement runs, and says so in gRPC's words: a
     // scheduler that is not there is told here, in ours.
@@ -367,10 +368,19 @@ pub(crate) async fn remote(
             )));
         }
     }
+    let jobs = jobs::Jobs::new(&host, port)?;
+    // Ballista gives an executor as many of a stage's partitions as it has free cores: plans
+    // cut for this machine's cores would keep the other executors idle. They are cut for the
+    // cluster's cores (when it says how many it has; more are only planned, not a fault).
+    let mut config = ctx.copied_config();
+    if let Ok(slots) = jobs.slots().await {
+        let options = config.options_mut();
+        options.execution.target_partitions = options.execution.target_partitions.max(slots);
+    }
     // The tables stay where they are registered (a default catalog made anew would be empty).
-    let config = ctx
-        .copied_config()
+    let config = config
         .with_create_default_catalog_and_schema(false)
+        .with_ballista_job_name(jobs.name())
         .with_ballista_logical_extension_codec(Arc::new(LakeLogicalCodec::client()));
     let state = SessionStateBuilder::new_from_existing(ctx.state())
         .with_config(config)
@@ -403,5 +413,5 @@ pub(crate) async fn remote(
             remote.register_udwf((*f).clone());
         }
     }
-    Ok(remote)
+    Ok((remote, jobs))
 }

@@ -1,0 +1,305 @@
+//! A command's query work, watched: the progress of its jobs on a cluster on the terminal, and
+//! Ctrl-C, which stops the work (and cancels the jobs on the cluster) instead of leaving them
+//! running there.
+
+use std::fmt;
+use std::future::Future;
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use datafusion::execution::SendableRecordBatchStream;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use futures::StreamExt;
+use trailhouse_query::Session;
+
+use crate::cli::ProgressMode;
+
+/// The work was stopped by Ctrl-C (exit status 130, as shells report SIGINT).
+#[derive(Debug)]
+pub struct Interrupted {
+    /// Jobs cancelled on the cluster.
+    pub cancelled: Vec<String>,
+    /// Why cancelling failed, if it did: the jobs may still be running.
+    pub cancel_failed: Option<String>,
+}
+
+impl fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "interrupted")?;
+        if let Some(e) = &self.cancel_failed {
+            return write!(f, "; the cluster's jobs may still be running: {e}");
+        }
+        match self.cancelled.as_slice() {
+            [] => Ok(()),
+            [job] => write!(f, "; job {job} cancelled on the cluster"),
+            jobs => write!(f, "; jobs {} cancelled on the cluster", jobs.join(", ")),
+        }
+    }
+}
+
+impl std::error::Error for Interrupted {}
+
+/// The progress line on standard error: drawn while jobs run, gone before output is written.
+#[derive(Clone, Default)]
+pub struct Watch {
+    line: Arc<Mutex<Line>>,
+}
+
+#[derive(Default)]
+struct Line {
+    /// Whether a line is on the terminal now.
+    shown: bool,
+    /// Output has begun: nothing more is drawn.
+    quiet: bool,
+}
+
+impl Watch {
+    /// Takes the progress line away for good: output follows.
+    pub fn quiet(&self) {
+        let Ok(mut line) = self.line.lock() else {
+            return;
+        };
+        line.quiet = true;
+        if line.shown {
+            eprint!("\r\x1b[2K");
+            line.shown = false;
+        }
+    }
+
+    /// `stream`, taking the progress line away when its first rows arrive.
+    pub fn until_output(&self, stream: SendableRecordBatchStream) -> SendableRecordBatchStream {
+        let schema = stream.schema();
+        let watch = self.clone();
+        Box::pin(RecordBatchStreamAdapter::new(
+            schema,
+            stream.inspect(move |_| watch.quiet()),
+        ))
+    }
+
+    /// Shows `text` as the progress: on a terminal, one line redrawn in place; otherwise one
+    /// line per change.
+    fn show(&self, text: &str, terminal: bool) {
+        let Ok(mut line) = self.line.lock() else {
+            return;
+        };
+        if line.quiet {
+            return;
+        }
+        let mut err = std::io::stderr().lock();
+        let _ = if terminal {
+            write!(err, "\r\x1b[2K{text}")
+        } else {
+            writeln!(err, "{text}")
+        };
+        let _ = err.flush();
+        line.shown = terminal;
+    }
+
+    fn clear(&self) {
+        let Ok(mut line) = self.line.lock() else {
+            return;
+        };
+        if line.shown {
+            eprint!("\r\x1b[2K");
+            line.shown = false;
+        }
+    }
+}
+
+/// Runs `work` on `session`: while it runs, the progress of the session's jobs on a cluster is
+/// shown on standard error as `progress` says, and Ctrl-C stops it with [`Interrupted`] after
+/// cancelling those jobs.
+///
+/// Ctrl-C is heard on a thread of its own: work that computes without pause (a join of
+/// everything with everything, on this machine) holds this task and the runtime's workers. Such
+/// work is given [`STOP_GRACE`] to notice it is dropped; then the process ends with status 130.
+pub async fn watched<T, F, Fut>(
+    session: &Session,
+    progress: ProgressMode,
+    work: F,
+) -> anyhow::Result<T>
+where
+    F: FnOnce(Watch) -> Fut,
+    Fut: Future<Output = anyhow::Result<T>>,
+{
+    let watch = Watch::default();
+    let display = display(session, progress, watch.clone());
+    let (heard, mut interrupted) = tokio::sync::oneshot::channel();
+    let signalled = Arc::new(AtomicBool::new(false));
+    // Dropped when the work ends, which tells the listener to go.
+    let (_finish, finished) = tokio::sync::oneshot::channel::<()>();
+    listen(
+        cluster_jobs(session),
+        Arc::clone(&signalled),
+        heard,
+        finished,
+    )?;
+    let outcome = tokio::select! {
+        outcome = work(watch.clone()) => match outcome {
+            // Work that failed because Ctrl-C cancelled its jobs was interrupted: it says so.
+            Err(_) if signalled.load(Ordering::SeqCst) => match interrupted.await {
+                Ok(stopped) => Err(stopped.into()),
+                Err(_) => outcome,
+            },
+            outcome => outcome,
+        },
+        Ok(stopped) = &mut interrupted => Err(stopped.into()),
+    };
+    if let Some(display) = display {
+        display.abort();
+    }
+    watch.quiet();
+    outcome
+}
+
+/// Waits on a thread of its own for Ctrl-C or `finished`; on Ctrl-C, sets `signalled`, cancels
+/// `jobs` and sends what it did on `heard`, then ends the process if the work is not finished within
+/// [`STOP_GRACE`].
+fn listen(
+    jobs: Option<ClusterJobs>,
+    signalled: Arc<AtomicBool>,
+    heard: tokio::sync::oneshot::Sender<Interrupted>,
+    mut finished: tokio::sync::oneshot::Receiver<()>,
+) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    std::thread::Builder::new()
+        .name("ctrl-c".into())
+        .spawn(move || {
+            runtime.block_on(async move {
+                tokio::select! {
+                    _ = &mut finished => return,
+                    signal = tokio::signal::ctrl_c() => {
+                        if signal.is_err() {
+                            // No handler could be set: Ctrl-C ends the process as it would.
+                            return;
+                        }
+                    }
+                }
+                signalled.store(true, Ordering::SeqCst);
+                let stopped = interrupt(jobs).await;
+                let message = stopped.to_string();
+                if heard.send(stopped).is_err() {
+                    return;
+                }
+                if tokio::time::timeout(STOP_GRACE, finished).await.is_err() {
+                    eprintln!("{message}");
+                    std::process::exit(130);
+                }
+            });
+        })?;
+    Ok(())
+}
+
+/// How long interrupted work has to stop once dropped.
+const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Starts showing the progress of `session`'s cluster jobs, if it has any and `progress` wants
+/// it shown.
+#[cfg(feature = "cluster")]
+fn display(
+    session: &Session,
+    progress: ProgressMode,
+    watch: Watch,
+) -> Option<tokio::task::JoinHandle<()>> {
+    use std::io::IsTerminal;
+    let terminal = std::io::stderr().is_terminal();
+    let shown = match progress {
+        ProgressMode::Auto => terminal,
+        ProgressMode::Always => true,
+        ProgressMode::Never => false,
+    };
+    let jobs = session.cluster_jobs()?.clone();
+    shown.then(|| {
+        tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            let mut last = String::new();
+            loop {
+                tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+                // The scheduler not answering its REST API stops the display, not the work.
+                let Ok(now) = jobs.progress().await else {
+                    watch.clear();
+                    return;
+                };
+                match now {
+                    // A terminal's line is redrawn with the time; a log gets a line per change.
+                    Some(p) if terminal || p.to_string() != last => {
+                        last = p.to_string();
+                        let seconds = started.elapsed().as_secs();
+                        watch.show(&format!("cluster: {last} ({seconds} s)"), terminal);
+                    }
+                    Some(_) => {}
+                    None => watch.clear(),
+                }
+            }
+        })
+    })
+}
+
+#[cfg(not(feature = "cluster"))]
+fn display(_: &Session, _: ProgressMode, _: Watch) -> Option<tokio::task::JoinHandle<()>> {
+    None
+}
+
+#[cfg(feature = "cluster")]
+type ClusterJobs = trailhouse_query::cluster::jobs::Jobs;
+#[cfg(not(feature = "cluster"))]
+type ClusterJobs = std::convert::Infallible;
+
+/// The session's jobs on a cluster, with a connection of their own (the session's runtime may
+/// be busy when they are cancelled).
+#[cfg(feature = "cluster")]
+fn cluster_jobs(session: &Session) -> Option<ClusterJobs> {
+    session.cluster_jobs().and_then(|jobs| jobs.detached().ok())
+}
+
+#[cfg(not(feature = "cluster"))]
+fn cluster_jobs(_: &Session) -> Option<ClusterJobs> {
+    None
+}
+
+/// What Ctrl-C leaves: the session's jobs on a cluster cancelled.
+#[cfg(feature = "cluster")]
+async fn interrupt(jobs: Option<ClusterJobs>) -> Interrupted {
+    let Some(jobs) = jobs else {
+        return Interrupted {
+            cancelled: Vec::new(),
+            cancel_failed: None,
+        };
+    };
+    // A statement sent just before Ctrl-C may reach the scheduler's list a moment after the
+    // first look: a second look cancels it too.
+    let mut cancelled = Vec::new();
+    for pause in [0, 300] {
+        tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
+        match jobs.cancel().await {
+            Ok(ids) => {
+                for id in ids {
+                    if !cancelled.contains(&id) {
+                        cancelled.push(id);
+                    }
+                }
+            }
+            Err(e) => {
+                return Interrupted {
+                    cancelled,
+                    cancel_failed: Some(e.to_string()),
+                };
+            }
+        }
+    }
+    Interrupted {
+        cancelled,
+        cancel_failed: None,
+    }
+}
+
+#[cfg(not(feature = "cluster"))]
+async fn interrupt(_: Option<ClusterJobs>) -> Interrupted {
+    Interrupted {
+        cancelled: Vec::new(),
+        cancel_failed: None,
+    }
+}

@@ -176,6 +176,12 @@ pub struct DdlArgs {
     /// Which of the lake's tables.
     #[arg(long, value_enum, default_value = "cloudtrail")]
     pub table: DdlTable,
+
+    /// Also a saved query in the engine's SQL, over the table by that name (DuckDB; repeat for
+    /// several; `all` for every saved query). Its parameters stay named (`$since`): bind them
+    /// as DuckDB binds a prepared statement's.
+    #[arg(long = "query", value_name = "NAME")]
+    pub queries: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

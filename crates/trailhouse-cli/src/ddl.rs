@@ -7,12 +7,15 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use trailhouse_lake::{Lake, TableKind};
 
+use trailhouse_query::saved::{Catalog, SavedQuery};
+use trailhouse_query::translate::{self, TranslateError};
+
 use crate::cli::{DdlArgs, DdlTable, Engine};
 
 /// What does not carry over to another engine, said in each output.
 const NOT_CARRIED: &str = "trailhouse's own functions (actor, cidr_match, …) and credentials table";
 
-pub fn run(lake: &Lake, endpoint: Option<&str>, args: DdlArgs) -> anyhow::Result<ExitCode> {
+pub async fn run(lake: &Lake, endpoint: Option<&str>, args: DdlArgs) -> anyhow::Result<ExitCode> {
     let (kind, default_name) = match args.table {
         DdlTable::Cloudtrail => (TableKind::CloudTrail, "cloudtrail"),
         DdlTable::Quarantine => (TableKind::Quarantine, "quarantine"),
@@ -25,8 +28,57 @@ pub fn run(lake: &Lake, endpoint: Option<&str>, args: DdlArgs) -> anyhow::Result
         args.name.as_deref().unwrap_or(default_name),
         args.engine == Engine::Trino,
     )?;
+    if !args.queries.is_empty() && (args.engine != Engine::Duckdb || kind != TableKind::CloudTrail)
+    {
+        bail!("--query: saved queries are written for DuckDB, over the cloudtrail table");
+    }
     print!("{}", statements(args.engine, &name, &location, endpoint)?);
-    Ok(ExitCode::SUCCESS)
+    if args.queries.is_empty() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    queries(&name.parts.join("."), &args.queries).await
+}
+
+/// The saved queries `names` (or `all`) in DuckDB's SQL over `table`; those that do not
+/// translate are said so, in a comment and on stderr (exit 1 when one was named).
+async fn queries(table: &str, names: &[String]) -> anyhow::Result<ExitCode> {
+    let catalog = Catalog::builtin()?;
+    let all = names.iter().any(|n| n == "all");
+    let chosen: Vec<&SavedQuery> = if all {
+        catalog.iter().collect()
+    } else {
+        names
+            .iter()
+            .map(|n| catalog.get(n))
+            .collect::<Result<_, _>>()?
+    };
+    let ctx = translate::planning_context()?;
+    let mut code = ExitCode::SUCCESS;
+    for query in chosen {
+        println!("\n-- {}: {}", query.name, query.summary);
+        match translate::duckdb(&ctx, query, table).await {
+            Ok(sql) => {
+                for param in query.describe_params() {
+                    println!("-- ${param}");
+                }
+                for (bound, what) in [("since", "start"), ("until", "end")] {
+                    if query.sql.contains(&format!("${bound}")) {
+                        println!("-- ${bound} timestamp (required): {what} of the window");
+                    }
+                }
+                println!("{sql};");
+            }
+            Err(e @ TranslateError::Untranslatable { .. }) => {
+                println!("-- {e}");
+                if !all {
+                    eprintln!("{e}");
+                    code = ExitCode::from(1);
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(code)
 }
 
 /// The table's URL in an S3 lake; the absolute folder of a local one, which must exist.

@@ -16,6 +16,7 @@ pub mod report;
 pub mod saved;
 pub mod session;
 pub mod text_views;
+pub mod translate;
 pub mod udf;
 mod union_projection;
 

@@ -38,7 +38,17 @@ pub async fn run(lake: &Lake, command: ClusterCommand) -> anyhow::Result<ExitCod
     }
 }
 
+/// Seconds between an executor's heartbeats to its scheduler.
+const HEARTBEAT_SECONDS: u64 = 5;
+
 async fn scheduler(served: Arc<ServedLake>, args: SchedulerArgs) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(
+        args.executor_timeout >= 2 * HEARTBEAT_SECONDS,
+        "--executor-timeout {}: at least {} (executors send a heartbeat every {HEARTBEAT_SECONDS} s, \
+         and one late heartbeat must not lose an executor)",
+        args.executor_timeout,
+        2 * HEARTBEAT_SECONDS
+    );
     let bind = resolve(&args.bind, DEFAULT_PORT)?;
     let builder = Arc::clone(&served);
     let mut config = SchedulerConfig {
@@ -98,7 +108,7 @@ async fn executor(served: Arc<ServedLake>, args: ExecutorArgs) -> anyhow::Result
         vcores: args.concurrency,
         work_dir: Some(work_dir.display().to_string()),
         // Heartbeats often enough that a scheduler sees a lost executor within its timeout.
-        executor_heartbeat_interval_seconds: 5,
+        executor_heartbeat_interval_seconds: HEARTBEAT_SECONDS,
         memory_pool_size: Some(args.memory.bytes()),
         override_function_registry: Some(Arc::new(served.functions())),
         override_logical_codec: Some(Arc::new(LakeLogicalCodec::serving(Arc::clone(&served)))),

@@ -135,6 +135,10 @@ where
         heard,
         finished,
     )?;
+    let (stalled, mut stall) = tokio::sync::oneshot::channel();
+    // Why the watchdog cancelled the jobs, set before it does: the work may fail of it first.
+    let stall_note = Arc::new(Mutex::new(None));
+    let watchdog = watchdog(session, Arc::clone(&stall_note), stalled);
     let outcome = tokio::select! {
         outcome = work(watch.clone()) => match outcome {
             // Work that failed because Ctrl-C cancelled its jobs was interrupted: it says so.
@@ -142,10 +146,19 @@ where
                 Ok(stopped) => Err(stopped.into()),
                 Err(_) => outcome,
             },
+            // Likewise work whose stuck jobs the watchdog cancelled.
+            Err(e) => match stall_note.lock().ok().and_then(|note| note.clone()) {
+                Some(note) => Err(anyhow::anyhow!(note)),
+                None => Err(e),
+            },
             outcome => outcome,
         },
         Ok(stopped) = &mut interrupted => Err(stopped.into()),
+        Ok(stopped) = &mut stall => Err(anyhow::anyhow!(stopped)),
     };
+    if let Some(watchdog) = watchdog {
+        watchdog.abort();
+    }
     if let Some(display) = display {
         display.abort();
     }
@@ -236,6 +249,80 @@ fn display(
             }
         })
     })
+}
+
+/// How long a job may run no task, after an executor was lost while it ran, before it is taken
+/// as stuck.
+#[cfg(feature = "cluster")]
+const STALL: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Watches `session`'s jobs on a cluster for the one way Ballista 55 leaves a job hanging: an
+/// executor lost mid-job, its tasks reset and never run again. When that has lasted [`STALL`]
+/// the jobs are cancelled and `stalled` says so (the statement fails with that message; rerun,
+/// it runs on the executors there are).
+#[cfg(feature = "cluster")]
+fn watchdog(
+    session: &Session,
+    note: Arc<Mutex<Option<String>>>,
+    stalled: tokio::sync::oneshot::Sender<String>,
+) -> Option<tokio::task::JoinHandle<()>> {
+    let jobs = session.cluster_jobs()?.clone();
+    Some(tokio::spawn(async move {
+        let mut before: Option<Vec<String>> = None;
+        let mut lost = false;
+        // Since when no task of the session's jobs ran nor finished, and how many had finished.
+        let mut idle: Option<(std::time::Instant, usize)> = None;
+        let mut first = true;
+        loop {
+            if !std::mem::take(&mut first) {
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+            // The scheduler not answering is not a stall; the statement's own call will say.
+            let Ok(executors) = jobs.executors().await else {
+                continue;
+            };
+            let ids: Vec<String> = executors.into_iter().map(|(id, _)| id).collect();
+            match &before {
+                None => before = Some(ids),
+                Some(known) => lost |= known.iter().any(|id| !ids.contains(id)),
+            }
+            let Ok(progress) = jobs.progress().await else {
+                continue;
+            };
+            let Some(p) = progress.filter(|p| lost && p.tasks_running == 0) else {
+                idle = None;
+                continue;
+            };
+            match idle {
+                Some((since, done)) if done == p.tasks_done => {
+                    if since.elapsed() >= STALL {
+                        let message = format!(
+                            "cluster: an executor was lost while the statement ran, and none of \
+                             its tasks has run since, for {} s: its jobs were cancelled; run it \
+                             again",
+                            STALL.as_secs()
+                        );
+                        if let Ok(mut note) = note.lock() {
+                            *note = Some(message.clone());
+                        }
+                        let cancelled = jobs.cancel().await.unwrap_or_default();
+                        let _ = stalled.send(format!("{message} (jobs {})", cancelled.join(", ")));
+                        return;
+                    }
+                }
+                _ => idle = Some((std::time::Instant::now(), p.tasks_done)),
+            }
+        }
+    }))
+}
+
+#[cfg(not(feature = "cluster"))]
+fn watchdog(
+    _: &Session,
+    _: Arc<Mutex<Option<String>>>,
+    _: tokio::sync::oneshot::Sender<String>,
+) -> Option<tokio::task::JoinHandle<()>> {
+    None
 }
 
 #[cfg(not(feature = "cluster"))]

@@ -81,16 +81,19 @@ struct Cluster {
 
 impl Cluster {
     fn start(lake: &Path, logs: &Path) -> Cluster {
+        Cluster::start_with(lake, logs, &[])
+    }
+
+    /// A cluster whose scheduler has `scheduler_args` too.
+    fn start_with(lake: &Path, logs: &Path, scheduler_args: &[&str]) -> Cluster {
         let port = free_port();
-        let mut scheduler = Node::start(
-            lake,
-            logs.join("scheduler.log"),
-            &[
-                "scheduler".into(),
-                "--bind".into(),
-                format!("127.0.0.1:{port}"),
-            ],
-        );
+        let mut args = vec![
+            "scheduler".to_string(),
+            "--bind".into(),
+            format!("127.0.0.1:{port}"),
+        ];
+        args.extend(scheduler_args.iter().map(|a| a.to_string()));
+        let mut scheduler = Node::start(lake, logs.join("scheduler.log"), &args);
         wait_for_port(&mut scheduler, port);
         let mut nodes = vec![scheduler];
         for i in 0..2 {
@@ -476,4 +479,71 @@ fn a_cluster_query_shows_its_progress_and_ctrl_c_cancels_its_job() {
             .is_some_and(|s| s.contains("Cancelled")),
         "{job}"
     );
+}
+
+#[test]
+fn an_executor_killed_mid_query_gives_the_answer_or_a_clear_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lake = dir.path().join("lake");
+    let (run, _) = ingest_json(&lake, &[&repo_root().join("sample-logs")], &[]);
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    let mut cluster = Cluster::start_with(&lake, dir.path(), &["--executor-timeout", "10"]);
+    // Seconds of work in every executor: all triples of the trail's events.
+    let sql = "SELECT sum(length(a.eventid || b.eventid || c.eventid)) AS n \
+               FROM cloudtrail a, cloudtrail b, cloudtrail c WHERE a.eventid <> c.eventid";
+    let local = trailhouse(&lake, &["sql", "--format", "csv", sql]);
+    assert_eq!(local.code, Some(0), "{}", local.stderr);
+
+    let stderr = dir.path().join("stderr.txt");
+    let child = Command::new(env!("CARGO_BIN_EXE_trailhouse"))
+        .arg("--lake")
+        .arg(&lake)
+        .args(["sql", "--format", "csv", "--progress", "always"])
+        .args(["--cluster", &cluster.address, sql])
+        .env_remove("TRAILHOUSE_LAKE")
+        .env_remove("TRAILHOUSE_CLUSTER")
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&stderr).expect("stderr file"))
+        .spawn()
+        .expect("start the statement");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !std::fs::read_to_string(&stderr)
+        .unwrap_or_default()
+        .contains(" running")
+    {
+        assert!(Instant::now() < deadline, "the statement never ran");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // An executor gone while its tasks run: killed, as a machine that dies.
+    drop(cluster.nodes.pop().expect("an executor"));
+
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    let out = rx
+        .recv_timeout(Duration::from_secs(150))
+        .expect("the statement neither ended nor failed")
+        .expect("output");
+    let text = std::fs::read_to_string(&stderr).unwrap_or_default();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    eprintln!(
+        "after the executor was lost: {:?}\n{text}",
+        out.status.code()
+    );
+    match out.status.code() {
+        // Ballista ran the lost tasks again: the whole answer.
+        Some(0) => assert_eq!(stdout, local.stdout, "{text}"),
+        // Or it says what happened, with no rows presented as the answer.
+        _ => {
+            assert_eq!(out.status.code(), Some(2), "{text}\n{}", cluster.logs());
+            assert!(stdout.is_empty(), "a partial answer: {stdout}");
+            assert!(text.contains("error: "), "{text}");
+            // Not a bare "cancelled": what happened, in our words or Ballista's.
+            assert!(
+                text.contains("an executor was lost") || text.contains("executors were lost"),
+                "{text}"
+            );
+        }
+    }
 }

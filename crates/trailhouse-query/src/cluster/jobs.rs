@@ -97,11 +97,11 @@ impl Jobs {
         serde_json::from_slice(&body).map_err(|e| failed(&e))
     }
 
-    /// How many tasks the cluster's executors run at once, in all (their cores as they
-    /// registered them).
-    pub async fn slots(&self) -> Result<usize, QueryError> {
+    /// The executors the scheduler has now: their ids and task slots (cores).
+    pub async fn executors(&self) -> Result<Vec<(String, usize)>, QueryError> {
         #[derive(serde::Deserialize)]
         struct Executor {
+            id: String,
             specification: Specification,
         }
         #[derive(serde::Deserialize)]
@@ -109,7 +109,15 @@ impl Jobs {
             vcores: usize,
         }
         let executors: Vec<Executor> = self.get("/api/executors").await?;
-        Ok(executors.iter().map(|e| e.specification.vcores).sum())
+        Ok(executors
+            .into_iter()
+            .map(|e| (e.id, e.specification.vcores))
+            .collect())
+    }
+
+    /// How many tasks the cluster's executors run at once, in all.
+    pub async fn slots(&self) -> Result<usize, QueryError> {
+        Ok(self.executors().await?.iter().map(|(_, n)| n).sum())
     }
 
     /// This session's jobs the scheduler knows, finished or not.

@@ -193,16 +193,12 @@ fn json_get_str(
     unparser: &Unparser,
     args: &[Expr],
 ) -> datafusion::common::Result<Option<ast::Expr>> {
-    let Some((json, keys)) = args.split_first() else {
-        return Ok(None);
-    };
-    let path = json_path(keys)?;
-    let json = sql_of(unparser, json)?;
-    parse(&format!(
-        "CASE WHEN json_type({json}, '{path}') = 'VARCHAR' \
-         THEN json_extract_string({json}, '{path}') END"
-    ))
-    .map(Some)
+    json_at(unparser, args, |json, path| {
+        format!(
+            "CASE WHEN json_type({json}, '{path}') = 'VARCHAR' \
+             THEN json_extract_string({json}, '{path}') END"
+        )
+    })
 }
 
 /// `json ->> 'key'`: the text at `$."key"`: a string's own text, other values' JSON.
@@ -210,12 +206,24 @@ fn json_as_text(
     unparser: &Unparser,
     args: &[Expr],
 ) -> datafusion::common::Result<Option<ast::Expr>> {
+    json_at(unparser, args, |json, path| {
+        format!("json_extract_string({json}, '{path}')")
+    })
+}
+
+/// A JSON function of `(json, key, …)` written by `write` from the JSON's SQL and the keys'
+/// path.
+fn json_at(
+    unparser: &Unparser,
+    args: &[Expr],
+    write: impl Fn(&str, &str) -> String,
+) -> datafusion::common::Result<Option<ast::Expr>> {
     let Some((json, keys)) = args.split_first() else {
         return Ok(None);
     };
     let path = json_path(keys)?;
     let json = sql_of(unparser, json)?;
-    parse(&format!("json_extract_string({json}, '{path}')")).map(Some)
+    parse(&write(&json, &path)).map(Some)
 }
 
 /// The JSON path of literal keys, `$."a"."b"`, ready to stand in a SQL literal.

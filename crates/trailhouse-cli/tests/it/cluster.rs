@@ -132,6 +132,22 @@ impl Cluster {
             .join("\n")
     }
 
+    /// `sql` started on the cluster, its progress always shown: CSV on a pipe, standard error
+    /// into the file `stderr`.
+    fn spawn_sql(&self, lake: &Path, stderr: &Path, sql: &str) -> Child {
+        Command::new(env!("CARGO_BIN_EXE_trailhouse"))
+            .arg("--lake")
+            .arg(lake)
+            .args(["sql", "--format", "csv", "--progress", "always"])
+            .args(["--cluster", &self.address, sql])
+            .env_remove("TRAILHOUSE_LAKE")
+            .env_remove("TRAILHOUSE_CLUSTER")
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(stderr).expect("stderr file"))
+            .spawn()
+            .expect("start the statement")
+    }
+
     /// `args` run on the cluster.
     fn run(&self, lake: &Path, args: &[&str]) -> Run {
         let mut all = args.to_vec();
@@ -403,20 +419,12 @@ fn a_cluster_query_shows_its_progress_and_ctrl_c_cancels_its_job() {
     // A statement that runs for minutes: its progress is shown, Ctrl-C (SIGINT) cancels it on
     // the cluster and ends the command with status 130.
     let stderr = dir.path().join("stderr.txt");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_trailhouse"))
-        .arg("--lake")
-        .arg(&lake)
-        .args(["sql", "--cluster", &cluster.address, "--progress", "always"])
-        .arg(
-            "SELECT count(*) FROM cloudtrail a, cloudtrail b, cloudtrail c, cloudtrail d \
-             WHERE a.eventid <> d.eventid",
-        )
-        .env_remove("TRAILHOUSE_LAKE")
-        .env_remove("TRAILHOUSE_CLUSTER")
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&stderr).expect("stderr file"))
-        .spawn()
-        .expect("start the statement");
+    let mut child = cluster.spawn_sql(
+        &lake,
+        &stderr,
+        "SELECT count(*) FROM cloudtrail a, cloudtrail b, cloudtrail c, cloudtrail d \
+         WHERE a.eventid <> d.eventid",
+    );
     let deadline = Instant::now() + Duration::from_secs(120);
     let progress = loop {
         let text = std::fs::read_to_string(&stderr).unwrap_or_default();
@@ -447,17 +455,7 @@ fn a_cluster_query_shows_its_progress_and_ctrl_c_cancels_its_job() {
         .status()
         .expect("kill -INT");
     assert!(interrupted.success());
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("Ctrl-C did not end the statement");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let status = exit_within(&mut child, 30, "Ctrl-C did not end the statement");
     let text = std::fs::read_to_string(&stderr).unwrap_or_default();
     assert_eq!(status.code(), Some(130), "{text}");
     assert!(
@@ -495,17 +493,7 @@ fn an_executor_killed_mid_query_gives_the_answer_or_a_clear_error() {
     assert_eq!(local.code, Some(0), "{}", local.stderr);
 
     let stderr = dir.path().join("stderr.txt");
-    let child = Command::new(env!("CARGO_BIN_EXE_trailhouse"))
-        .arg("--lake")
-        .arg(&lake)
-        .args(["sql", "--format", "csv", "--progress", "always"])
-        .args(["--cluster", &cluster.address, sql])
-        .env_remove("TRAILHOUSE_LAKE")
-        .env_remove("TRAILHOUSE_CLUSTER")
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&stderr).expect("stderr file"))
-        .spawn()
-        .expect("start the statement");
+    let child = cluster.spawn_sql(&lake, &stderr, sql);
     let deadline = Instant::now() + Duration::from_secs(60);
     while !std::fs::read_to_string(&stderr)
         .unwrap_or_default()

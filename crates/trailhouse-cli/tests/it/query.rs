@@ -944,17 +944,7 @@ fn ctrl_c_in_the_shell_stops_the_statement_and_the_shell_goes_on() {
     assert!(screen_now.contains("| 42 "), "{screen_now}");
     assert!(!screen_now.contains("error"), "{screen_now}");
     terminal.write_all(b"\\q\n").expect("type");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("the shell did not quit");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = exit_within(&mut child, 30, "the shell did not quit");
     assert!(status.success(), "{status:?}");
     reader.join().expect("reader");
 }

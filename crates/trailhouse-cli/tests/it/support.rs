@@ -269,3 +269,23 @@ pub fn case_args(name: &str, case: &serde_json::Value) -> Vec<String> {
     }
     args
 }
+
+/// `child`'s exit status, waited for up to `seconds`; past that it is killed and the test fails
+/// saying `what`.
+pub fn exit_within(
+    child: &mut std::process::Child,
+    seconds: u64,
+    what: &str,
+) -> std::process::ExitStatus {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("{what}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}

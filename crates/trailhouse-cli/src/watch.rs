@@ -167,8 +167,8 @@ where
 }
 
 /// Waits on a thread of its own for Ctrl-C or `finished`; on Ctrl-C, sets `signalled`, cancels
-/// `jobs` and sends what it did on `heard`, then ends the process if the work is not finished within
-/// [`STOP_GRACE`].
+/// `jobs` and sends what it did on `heard`, then ends the process if the work is not finished
+/// within [`STOP_GRACE`].
 fn listen(
     jobs: Option<ClusterJobs>,
     signalled: Arc<AtomicBool>,

@@ -883,14 +883,17 @@ fn ctrl_c_in_the_shell_stops_the_statement_and_the_shell_goes_on() {
     let lake = dir.path().join("lake");
     let (run, _) = ingest_json(&lake, &[&repo_root().join("sample-logs")], &[]);
     assert_eq!(run.code, Some(1), "{}", run.stderr);
+    // `exec`: the shell `script` starts (the user's, or `sh`) must not stay between the pty and
+    // trailhouse, or it would take the Ctrl-C too and end with status 130 after the shell quits.
     let command = format!(
-        "'{}' --lake '{}' sql",
+        "exec '{}' --lake '{}' sql",
         env!("CARGO_BIN_EXE_trailhouse"),
         lake.display()
     );
     let mut child = Command::new("script")
         .args(["-qefc", &command, "/dev/null"])
         .env("PAGER", "cat")
+        .env("SHELL", "/bin/sh")
         .env("TRAILHOUSE_HISTORY", dir.path().join("history"))
         .env_remove("TRAILHOUSE_LAKE")
         .stdin(Stdio::piped())
@@ -945,6 +948,7 @@ fn ctrl_c_in_the_shell_stops_the_statement_and_the_shell_goes_on() {
     assert!(!screen_now.contains("error"), "{screen_now}");
     terminal.write_all(b"\\q\n").expect("type");
     let status = exit_within(&mut child, 30, "the shell did not quit");
-    assert!(status.success(), "{status:?}");
     reader.join().expect("reader");
+    let screen_now = screen.lock().expect("screen").clone();
+    assert!(status.success(), "{status:?}: {screen_now}");
 }

@@ -27,9 +27,16 @@ impl Drop for Node {
 }
 
 impl Node {
-    fn start(lake: &Path, log: PathBuf, args: &[String]) -> Node {
+    /// `trailhouse cluster ARGS` serving `lake`, with `env` (an S3 endpoint and its keys) set.
+    fn start(lake: &Path, log: PathBuf, args: &[String], env: &[(&str, String)]) -> Node {
         let out = std::fs::File::create(&log).expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_trailhouse"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_trailhouse"));
+        for (key, _) in std::env::vars() {
+            if key.starts_with("AWS_") {
+                command.env_remove(key);
+            }
+        }
+        let child = command
             .arg("--lake")
             .arg(lake)
             .arg("cluster")
@@ -37,6 +44,7 @@ impl Node {
             .env_remove("TRAILHOUSE_LAKE")
             .env_remove("TRAILHOUSE_CLUSTER")
             .env_remove("RUST_LOG")
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(out)
             .spawn()
@@ -77,15 +85,22 @@ fn wait_for_port(node: &mut Node, port: u16) {
 struct Cluster {
     address: String,
     nodes: Vec<Node>,
+    /// The environment of the nodes, and of the clients [`Cluster::run`] starts.
+    env: Vec<(&'static str, String)>,
 }
 
 impl Cluster {
     fn start(lake: &Path, logs: &Path) -> Cluster {
-        Cluster::start_with(lake, logs, &[])
+        Cluster::start_with(lake, logs, &[], Vec::new())
     }
 
-    /// A cluster whose scheduler has `scheduler_args` too.
-    fn start_with(lake: &Path, logs: &Path, scheduler_args: &[&str]) -> Cluster {
+    /// A cluster whose scheduler has `scheduler_args` too, its nodes `env`.
+    fn start_with(
+        lake: &Path,
+        logs: &Path,
+        scheduler_args: &[&str],
+        env: Vec<(&'static str, String)>,
+    ) -> Cluster {
         let port = free_port();
         let mut args = vec![
             "scheduler".to_string(),
@@ -93,7 +108,7 @@ impl Cluster {
             format!("127.0.0.1:{port}"),
         ];
         args.extend(scheduler_args.iter().map(|a| a.to_string()));
-        let mut scheduler = Node::start(lake, logs.join("scheduler.log"), &args);
+        let mut scheduler = Node::start(lake, logs.join("scheduler.log"), &args, &env);
         wait_for_port(&mut scheduler, port);
         let mut nodes = vec![scheduler];
         for i in 0..2 {
@@ -114,6 +129,7 @@ impl Cluster {
                     "--work-dir".into(),
                     logs.join(format!("work-{i}")).display().to_string(),
                 ],
+                &env,
             );
             wait_for_port(&mut executor, flight);
             nodes.push(executor);
@@ -121,6 +137,7 @@ impl Cluster {
         Cluster {
             address: format!("df://127.0.0.1:{port}"),
             nodes,
+            env,
         }
     }
 
@@ -152,7 +169,7 @@ impl Cluster {
     fn run(&self, lake: &Path, args: &[&str]) -> Run {
         let mut all = args.to_vec();
         all.extend(["--cluster", self.address.as_str()]);
-        trailhouse(lake, &all)
+        trailhouse_env(lake, &all, &self.env)
     }
 }
 
@@ -485,7 +502,8 @@ fn an_executor_killed_mid_query_gives_the_answer_or_a_clear_error() {
     let lake = dir.path().join("lake");
     let (run, _) = ingest_json(&lake, &[&repo_root().join("sample-logs")], &[]);
     assert_eq!(run.code, Some(1), "{}", run.stderr);
-    let mut cluster = Cluster::start_with(&lake, dir.path(), &["--executor-timeout", "10"]);
+    let mut cluster =
+        Cluster::start_with(&lake, dir.path(), &["--executor-timeout", "10"], Vec::new());
     // Seconds of work in every executor: all triples of the trail's events.
     let sql = "SELECT sum(length(a.eventid || b.eventid || c.eventid)) AS n \
                FROM cloudtrail a, cloudtrail b, cloudtrail c WHERE a.eventid <> c.eventid";
@@ -534,4 +552,102 @@ fn an_executor_killed_mid_query_gives_the_answer_or_a_clear_error() {
             );
         }
     }
+}
+
+/// A lake in S3 (a real S3 endpoint on 127.0.0.1): the scheduler plans from the table's log in
+/// the bucket, the executors read its files and look temporary keys up there, and every answer
+/// is the one a single machine reading the same bucket gives.
+#[test]
+fn a_cluster_serving_a_lake_in_s3_answers_as_one_machine_does() {
+    use trailhouse_benches::s3_server::S3Server;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir_all(dir.path().join("s3/lake-bucket")).expect("lake bucket");
+    let server = S3Server::start(&dir.path().join("s3"));
+    let lake = Path::new("s3://lake-bucket/team/trail");
+    let sources = [repo_root().join("sample-logs"), corpus_dir()];
+    let mut ingest = vec!["ingest".to_string(), "--json".into()];
+    ingest.extend(sources.iter().map(|p| p.display().to_string()));
+    let ingest: Vec<&str> = ingest.iter().map(String::as_str).collect();
+    let run = trailhouse_env(lake, &ingest, &server.env());
+    assert_eq!(
+        run.code,
+        Some(1),
+        "the sample's broken file: {}",
+        run.stderr
+    );
+    assert!(
+        dir.path()
+            .join("s3/lake-bucket/team/trail/cloudtrail/_delta_log")
+            .is_dir(),
+        "the lake is in the bucket"
+    );
+
+    let cluster = Cluster::start_with(lake, dir.path(), &[], server.env());
+    let local = |args: &[&str]| trailhouse_env(lake, args, &server.env());
+    for args in [
+        vec![
+            "run",
+            "who-deleted",
+            "--param",
+            "resource=customer-exports-prod",
+            "--since",
+            "2000-01-01",
+            "--format",
+            "json",
+        ],
+        vec![
+            "run",
+            "resource-history",
+            "--param",
+            "resource=customer-exports-prod",
+            "--since",
+            "2000-01-01",
+            "--format",
+            "json",
+        ],
+        vec![
+            "sql",
+            "--format",
+            "json",
+            "SELECT region, day, count(*) AS n FROM cloudtrail GROUP BY region, day",
+        ],
+        vec![
+            "sql",
+            "--format",
+            "json",
+            "SELECT reason, count(*) AS n FROM quarantine GROUP BY reason",
+        ],
+        vec![
+            "sql",
+            "--format",
+            "json",
+            "SELECT minted_key, origin, hops FROM credentials",
+        ],
+    ] {
+        let expected = rows(&local(&args), &args.join(" "), "");
+        assert!(!expected.is_empty(), "{args:?}: no rows");
+        let distributed = rows(&cluster.run(lake, &args), &args.join(" "), &cluster.logs());
+        assert_eq!(distributed, expected, "{args:?}");
+    }
+    let report = [
+        "report",
+        "--since",
+        "2000-01-01",
+        "--until",
+        "2026-11-29",
+        "--format",
+        "json",
+        "--max-events",
+        "10000",
+    ];
+    let distributed = cluster.run(lake, &report);
+    assert_eq!(
+        distributed.code,
+        Some(0),
+        "{}\n{}",
+        distributed.stderr,
+        cluster.logs()
+    );
+    assert_eq!(content(&distributed), content(&local(&report)));
 }

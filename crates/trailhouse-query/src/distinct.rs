@@ -1,10 +1,11 @@
-//! `count(DISTINCT x)` next to other counts, planned as a group-by.
+//! `count(DISTINCT x)` next to other counts, or beside `count(DISTINCT y)`, planned as
+//! group-bys.
 //!
 //! DataFusion plans `SELECT count(DISTINCT eventid), count(*) FROM cloudtrail` with one
 //! accumulator holding every distinct value, per partition and then merged on one thread, in
 //! memory it cannot spill: over 20M events that failed for lack of memory. Its own rewrite into a
 //! group-by (single_distinct_to_groupby) applies only when the other aggregates are sums, minima
-//! and maxima. This rule does the same when they are also counts:
+//! and maxima of one distinct argument. This rule does the same when they are also counts:
 //!
 //! ```text
 //! SELECT count(DISTINCT x), count(*), sum(y) FROM t
@@ -12,16 +13,30 @@
 //!      FROM (SELECT x AS g, count(*) AS c, sum(y) AS s FROM t GROUP BY x)
 //! ```
 //!
-//! The inner aggregate is hash-partitioned across cores and spills beyond the memory pool.
+//! and, for several distinct arguments, groups by each in a branch of its own over the same
+//! input, the branches joined on the query's group keys (side by side without any):
+//!
+//! ```text
+//! SELECT k, count(DISTINCT x), count(DISTINCT y) FROM t GROUP BY k
+//!   => SELECT a.k, a.n, b.n
+//!      FROM (SELECT k, count(g) AS n FROM (SELECT k, x AS g FROM t GROUP BY k, x) GROUP BY k) a
+//!      JOIN (SELECT k, count(g) AS n FROM (SELECT k, y AS g FROM t GROUP BY k, y) GROUP BY k) b
+//!        ON a.k IS NOT DISTINCT FROM b.k
+//! ```
+//!
+//! The inner aggregates are hash-partitioned across cores and spill beyond the memory pool; each
+//! branch reads only the columns it needs.
 
 use std::sync::Arc;
 
-use datafusion::common::tree_node::Transformed;
-use datafusion::common::{Result, ScalarValue};
+use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
+use datafusion::common::{NullEquality, Result, ScalarValue};
 use datafusion::functions::core::expr_fn::coalesce;
-use datafusion::functions_aggregate::expr_fn::{count, max, min, sum};
+use datafusion::functions_aggregate::expr_fn::{count, max, min, sum as sum_of};
 use datafusion::logical_expr::expr::{AggregateFunction, AggregateFunctionParams};
-use datafusion::logical_expr::{Aggregate, Expr, LogicalPlan, LogicalPlanBuilder, col, lit};
+use datafusion::logical_expr::{
+    Aggregate, Expr, JoinType, LogicalPlan, LogicalPlanBuilder, col, lit,
+};
 use datafusion::optimizer::{ApplyOrder, OptimizerConfig, OptimizerRule};
 
 /// Rewrites `count(DISTINCT x)` beside counts, sums, minima and maxima into a group-by on `x`.
@@ -56,21 +71,31 @@ impl OptimizerRule for CountDistinctToGroupBy {
     }
 }
 
-/// What each aggregate becomes: its part of the inner aggregate (if any) and how the outer one
+/// What each aggregate becomes: its part of an inner aggregate (if any) and how the outer one
 /// combines it.
 enum Part {
-    Distinct { func: &'static str },
+    /// `count(DISTINCT x)` or `sum(DISTINCT x)`, `x` the branch's distinct argument.
+    Distinct {
+        branch: usize,
+        sum: bool,
+    },
     Count,
     Sum,
     Min,
     Max,
 }
 
+/// The name of the `j`th group key in branch `branch` (each branch's keys are its own columns
+/// in the join of the branches).
+fn key_name(branch: usize, j: usize) -> String {
+    format!("__trailhouse_key_{branch}_{j}")
+}
+
 fn rewrite(aggregate: &Aggregate) -> Result<Option<LogicalPlan>> {
-    if !aggregate.group_expr.is_empty() {
+    if matches!(aggregate.group_expr.first(), Some(Expr::GroupingSet(_))) {
         return Ok(None);
     }
-    let mut distinct_arg: Option<&Expr> = None;
+    let mut distinct_args: Vec<&Expr> = Vec::new();
     let mut parts = Vec::with_capacity(aggregate.aggr_expr.len());
     let mut counts = 0;
     for e in &aggregate.aggr_expr {
@@ -95,12 +120,16 @@ fn rewrite(aggregate: &Aggregate) -> Result<Option<LogicalPlan>> {
         let name = func.name().to_lowercase();
         let part = match (name.as_str(), *distinct, args.as_slice()) {
             ("count", true, [arg]) | ("sum", true, [arg]) => {
-                if distinct_arg.is_some_and(|d| d != arg) {
-                    return Ok(None);
-                }
-                distinct_arg = Some(arg);
+                let branch = match distinct_args.iter().position(|d| *d == arg) {
+                    Some(branch) => branch,
+                    None => {
+                        distinct_args.push(arg);
+                        distinct_args.len() - 1
+                    }
+                };
                 Part::Distinct {
-                    func: if name == "count" { "count" } else { "sum" },
+                    branch,
+                    sum: name == "sum",
                 }
             }
             ("count", false, [_]) => {
@@ -114,55 +143,104 @@ fn rewrite(aggregate: &Aggregate) -> Result<Option<LogicalPlan>> {
         };
         parts.push((part, args.first().cloned()));
     }
-    // Without a count beside it, DataFusion's own rewrite applies.
-    let Some(distinct_arg) = distinct_arg else {
+    match distinct_args.len() {
+        0 => return Ok(None),
+        // One distinct argument without a count beside it: DataFusion's own rewrite applies.
+        1 if counts == 0 => return Ok(None),
+        1 => {}
+        // Each distinct argument is grouped by in a branch of its own, over the same input:
+        // input that is not the same when read twice keeps DataFusion's plan.
+        _ if is_volatile(&aggregate.input)? => return Ok(None),
+        _ => {}
+    }
+    let keys = aggregate.group_expr.len();
+    let mut totals: Vec<Option<String>> = vec![None; parts.len()];
+    let mut branches = Vec::with_capacity(distinct_args.len());
+    for (branch, distinct_arg) in distinct_args.iter().enumerate() {
+        let mut inner_groups: Vec<Expr> = aggregate
+            .group_expr
+            .iter()
+            .enumerate()
+            .map(|(j, e)| e.clone().alias(key_name(branch, j)))
+            .collect();
+        inner_groups.push((*distinct_arg).clone().alias(GROUP));
+        let mut inner_aggregates = Vec::new();
+        let mut outer = Vec::new();
+        for (i, (part, arg)) in parts.iter().enumerate() {
+            let name = format!("__trailhouse_part_{i}");
+            let arg = arg.clone().unwrap_or_else(|| lit(ScalarValue::Null));
+            // The other aggregates are taken along by the first branch.
+            let combined = match part {
+                Part::Distinct { branch: b, sum } if *b == branch => {
+                    if *sum {
+                        sum_of(col(GROUP))
+                    } else {
+                        count(col(GROUP))
+                    }
+                }
+                Part::Distinct { .. } => continue,
+                _ if branch != 0 => continue,
+                Part::Count => {
+                    inner_aggregates.push(count(arg).alias(&name));
+                    coalesce(vec![sum_of(col(&name)), lit(0i64)])
+                }
+                Part::Sum => {
+                    inner_aggregates.push(sum_of(arg).alias(&name));
+                    sum_of(col(&name))
+                }
+                Part::Min => {
+                    inner_aggregates.push(min(arg).alias(&name));
+                    min(col(&name))
+                }
+                Part::Max => {
+                    inner_aggregates.push(max(arg).alias(&name));
+                    max(col(&name))
+                }
+            };
+            let total = format!("__trailhouse_total_{i}");
+            outer.push(combined.alias(&total));
+            totals[i] = Some(total);
+        }
+        let outer_groups: Vec<Expr> = (0..keys).map(|j| col(key_name(branch, j))).collect();
+        branches.push(
+            LogicalPlanBuilder::from(aggregate.input.as_ref().clone())
+                .aggregate(inner_groups, inner_aggregates)?
+                .aggregate(outer_groups, outer)?
+                .build()?,
+        );
+    }
+    // The branches hold the same groups (every input row is in one group of each): joined on
+    // their keys, a null key meeting a null key, or side by side when there is one row each.
+    let mut branches = branches.into_iter();
+    let Some(first) = branches.next() else {
         return Ok(None);
     };
-    if counts == 0 {
-        return Ok(None);
-    }
-    let mut inner_aggregates = Vec::new();
-    let mut outer = Vec::new();
-    for (i, (part, arg)) in parts.iter().enumerate() {
-        let name = format!("__trailhouse_part_{i}");
-        let arg = arg.clone().unwrap_or_else(|| lit(ScalarValue::Null));
-        let combined = match part {
-            Part::Distinct { func: "count" } => count(col(GROUP)),
-            Part::Distinct { .. } => sum(col(GROUP)),
-            Part::Count => {
-                inner_aggregates.push(count(arg).alias(&name));
-                coalesce(vec![sum(col(&name)), lit(0i64)])
-            }
-            Part::Sum => {
-                inner_aggregates.push(sum(arg).alias(&name));
-                sum(col(&name))
-            }
-            Part::Min => {
-                inner_aggregates.push(min(arg).alias(&name));
-                min(col(&name))
-            }
-            Part::Max => {
-                inner_aggregates.push(max(arg).alias(&name));
-                max(col(&name))
-            }
+    let mut joined = LogicalPlanBuilder::from(first);
+    for (branch, next) in branches.enumerate().map(|(i, b)| (i + 1, b)) {
+        joined = if keys == 0 {
+            joined.cross_join(next)?
+        } else {
+            joined.join_detailed(
+                next,
+                JoinType::Inner,
+                (
+                    (0..keys).map(|j| key_name(0, j)).collect::<Vec<_>>(),
+                    (0..keys).map(|j| key_name(branch, j)).collect::<Vec<_>>(),
+                ),
+                None,
+                NullEquality::NullEqualsNull,
+            )?
         };
-        outer.push(combined);
     }
-    let grouped = LogicalPlanBuilder::from(aggregate.input.as_ref().clone())
-        .aggregate(vec![distinct_arg.clone().alias(GROUP)], inner_aggregates)?
-        .build()?;
-    let (outer_aggregates, names): (Vec<Expr>, Vec<String>) = outer
-        .into_iter()
-        .enumerate()
-        .map(|(i, e)| {
-            let name = format!("__trailhouse_total_{i}");
-            (e.alias(&name), name)
-        })
-        .unzip();
-    let combined = LogicalPlanBuilder::from(grouped)
-        .aggregate(Vec::<Expr>::new(), outer_aggregates)?
-        .build()?;
-    // The columns keep the names (and so the meaning) the plan above reads.
+    // The columns keep the names (and so the meaning) the plan above reads: the group keys,
+    // then the aggregates.
+    let names = (0..keys)
+        .map(|j| Some(key_name(0, j)))
+        .chain(totals)
+        .collect::<Option<Vec<String>>>();
+    let Some(names) = names else {
+        return Ok(None);
+    };
     let projection: Vec<Expr> = names
         .iter()
         .zip(aggregate.schema.columns())
@@ -170,11 +248,23 @@ fn rewrite(aggregate: &Aggregate) -> Result<Option<LogicalPlan>> {
             col(name.as_str()).alias_qualified(original.relation, original.name)
         })
         .collect();
-    Ok(Some(
-        LogicalPlanBuilder::from(combined)
-            .project(projection)?
-            .build()?,
-    ))
+    Ok(Some(joined.project(projection)?.build()?))
+}
+
+/// Whether `plan` computes anything that may differ from one reading to the next.
+fn is_volatile(plan: &LogicalPlan) -> Result<bool> {
+    plan.exists(|node| {
+        let mut volatile = false;
+        node.apply_expressions(|e| {
+            volatile |= e.is_volatile();
+            Ok(if volatile {
+                TreeNodeRecursion::Stop
+            } else {
+                TreeNodeRecursion::Continue
+            })
+        })?;
+        Ok(volatile)
+    })
 }
 
 fn unalias(e: &Expr) -> (&Expr, Option<&str>) {
@@ -198,17 +288,24 @@ mod tests {
     use datafusion::execution::session_state::SessionStateBuilder;
     use datafusion::prelude::SessionContext;
 
+    /// The plan and the answer of `sql` over `t (k, x, y)`, with the rule or without it.
     async fn answer(
         with_rule: bool,
         rows: (Vec<Option<&str>>, Vec<Option<i64>>),
+        sql: &str,
     ) -> (String, String) {
         let schema = Arc::new(Schema::new(vec![
+            Field::new("k", DataType::Utf8, true),
             Field::new("x", DataType::Utf8, true),
             Field::new("y", DataType::Int64, true),
         ]));
+        let keys: Vec<Option<&str>> = (0..rows.0.len())
+            .map(|i| [Some("p"), None, Some("q")][i % 3])
+            .collect();
         let batch = RecordBatch::try_new(
             Arc::clone(&schema),
             vec![
+                Arc::new(StringArray::from(keys)),
                 Arc::new(StringArray::from(rows.0)),
                 Arc::new(Int64Array::from(rows.1)),
             ],
@@ -224,8 +321,6 @@ mod tests {
             Arc::new(MemTable::try_new(schema, vec![vec![batch]]).expect("table")),
         )
         .expect("register");
-        let sql = "SELECT count(DISTINCT x) AS ids, count(*) AS n, count(x) AS xs, sum(y) AS s, \
-                   min(y) AS lo, max(y) AS hi FROM t";
         let plan = ctx
             .sql(&format!("EXPLAIN {sql}"))
             .await
@@ -250,6 +345,13 @@ mod tests {
         )
     }
 
+    fn data() -> (Vec<Option<&'static str>>, Vec<Option<i64>>) {
+        (
+            vec![Some("a"), Some("a"), Some("b"), None, Some("c"), Some("b")],
+            vec![Some(1), Some(2), None, Some(4), Some(8), Some(1)],
+        )
+    }
+
     #[tokio::test]
     async fn count_distinct_beside_counts_is_a_group_by_with_the_same_answer() {
         let data = || {
@@ -258,8 +360,10 @@ mod tests {
                 vec![Some(1), Some(2), None, Some(4), Some(8)],
             )
         };
-        let (plan, ours) = answer(true, data()).await;
-        let (theirs_plan, theirs) = answer(false, data()).await;
+        let sql = "SELECT count(DISTINCT x) AS ids, count(*) AS n, count(x) AS xs, sum(y) AS s, \
+                   min(y) AS lo, max(y) AS hi FROM t";
+        let (plan, ours) = answer(true, data(), sql).await;
+        let (theirs_plan, theirs) = answer(false, data(), sql).await;
         assert!(plan.contains("__trailhouse_distinct"), "{plan}");
         assert!(
             !theirs_plan.contains("__trailhouse_distinct"),
@@ -268,8 +372,52 @@ mod tests {
         assert_eq!(ours, theirs);
         assert!(ours.contains("| 3   | 5 | 4  | 15 | 1  | 8  |"), "{ours}");
         // No rows: counts are 0, the rest null, as without the rewrite.
-        let (_, ours) = answer(true, (vec![], vec![])).await;
-        let (_, theirs) = answer(false, (vec![], vec![])).await;
+        let (_, ours) = answer(true, (vec![], vec![]), sql).await;
+        let (_, theirs) = answer(false, (vec![], vec![]), sql).await;
         assert_eq!(ours, theirs);
+    }
+
+    #[tokio::test]
+    async fn several_distinct_arguments_are_joined_group_bys_with_the_same_answer() {
+        for sql in [
+            "SELECT count(DISTINCT x) AS xs, count(DISTINCT y) AS ys, sum(DISTINCT y) AS sy, \
+             count(*) AS n, min(y) AS lo FROM t",
+            // Group keys, a null one among them: each group once, with its own counts.
+            "SELECT k, count(DISTINCT x) AS xs, count(DISTINCT y) AS ys, count(y) AS n \
+             FROM t GROUP BY k ORDER BY k NULLS FIRST",
+            // The same distinct argument twice is one branch.
+            "SELECT count(DISTINCT x) AS a, count(DISTINCT x) + 1 AS b, count(DISTINCT y) AS c \
+             FROM t",
+        ] {
+            let (plan, ours) = answer(true, data(), sql).await;
+            let (theirs_plan, theirs) = answer(false, data(), sql).await;
+            assert!(plan.contains("__trailhouse_distinct"), "{plan}");
+            assert!(
+                !theirs_plan.contains("__trailhouse_distinct"),
+                "{theirs_plan}"
+            );
+            assert_eq!(ours, theirs, "{sql}");
+            let (_, ours) = answer(true, (vec![], vec![]), sql).await;
+            let (_, theirs) = answer(false, (vec![], vec![]), sql).await;
+            assert_eq!(ours, theirs, "{sql}: no rows");
+        }
+        let (_, grouped) = answer(
+            true,
+            data(),
+            "SELECT k, count(DISTINCT x) AS xs, \
+            count(DISTINCT y) AS ys FROM t GROUP BY k ORDER BY k NULLS FIRST",
+        )
+        .await;
+        // k cycles p, null, q over the six rows: the null group holds x a and c, y 2 and 8.
+        assert!(grouped.contains("|   | 2  | 2  |"), "{grouped}");
+        // Input read twice must be the same input: random() keeps DataFusion's plan.
+        let (plan, _) = answer(
+            true,
+            data(),
+            "SELECT count(DISTINCT x), count(DISTINCT y) \
+            FROM (SELECT x, y FROM t WHERE random() < 2.0)",
+        )
+        .await;
+        assert!(!plan.contains("__trailhouse_distinct"), "{plan}");
     }
 }

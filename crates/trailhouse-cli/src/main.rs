@@ -69,6 +69,13 @@ fn main() -> ExitCode {
             {
                 eprintln!("hint: {hint}");
             }
+            if text.contains("Resources exhausted") {
+                eprintln!(
+                    "hint: the statement holds more than `--memory` allows (default 512 MiB, \
+                     env TRAILHOUSE_MEMORY) in what cannot spill to disk; give it more, or a \
+                     shorter window"
+                );
+            }
             if text.contains("Parquet error") || text.contains("not found: No such file") {
                 eprintln!(
                     "hint: `trailhouse check` finds the lake's damaged or missing data files"
@@ -99,6 +106,17 @@ fn message(e: &anyhow::Error) -> String {
         let text = cause.to_string();
         let mut lines = text.lines();
         let mut text = lines.next().unwrap_or_default().to_string();
+        // A list follows (DataFusion's memory consumers, when its pool refused an allocation).
+        if text.ends_with(':') {
+            let items: Vec<&str> = lines
+                .clone()
+                .map(str::trim)
+                .take_while(|l| !l.is_empty() && *l != "caused by")
+                .map(|l| l.trim_end_matches([',', '.']))
+                .collect();
+            text.push(' ');
+            text.push_str(&items.join("; "));
+        }
         while let Some(line) = lines.next() {
             if line.trim() != "caused by" {
                 continue;
@@ -154,5 +172,47 @@ async fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
         cli::Command::Ddl(args) => ddl::run(&lake, cli.s3_endpoint.as_deref(), args).await,
         #[cfg(feature = "cluster")]
         cli::Command::Cluster(command) => cluster::run(&lake, command).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::num::NonZeroUsize;
+    use std::sync::Arc;
+
+    use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
+    use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+    use datafusion::prelude::{SessionConfig, SessionContext};
+
+    use super::message;
+
+    /// DataFusion's pool lists its top consumers on the lines after the first: the message
+    /// keeps them, on one line.
+    #[tokio::test]
+    async fn a_refused_allocation_names_what_held_the_memory() {
+        let pool = TrackConsumersPool::new(
+            FairSpillPool::new(1 << 20),
+            NonZeroUsize::new(3).expect("non-zero"),
+        );
+        let runtime = RuntimeEnvBuilder::new()
+            .with_memory_pool(Arc::new(pool))
+            .build_arc()
+            .expect("runtime");
+        let ctx = SessionContext::new_with_config_rt(SessionConfig::new(), runtime);
+        let failed = async {
+            ctx.sql("SELECT array_agg(value) FROM generate_series(1, 1000000)")
+                .await?
+                .collect()
+                .await
+        }
+        .await
+        .expect_err("a list of a million values in a pool of 1 MiB");
+        let text = message(&anyhow::Error::from(failed));
+        assert!(text.starts_with("Resources exhausted: "), "{text}");
+        assert!(!text.contains('\n'), "{text}");
+        assert!(
+            text.contains("as: ") && text.contains("consumed") && !text.ends_with("as:"),
+            "{text}"
+        );
     }
 }

@@ -13,6 +13,7 @@ use arrow::compute::{
     SortColumn, SortOptions, cast, concat_batches, lexsort_to_indices, take_record_batch,
 };
 use arrow::datatypes::{DataType, TimeUnit, TimestampMicrosecondType};
+use datafusion::execution::memory_pool::{MemoryConsumer, MemoryReservation};
 use datafusion::logical_expr::{Expr, LogicalPlan};
 use datafusion::prelude::DataFrame;
 use futures::StreamExt;
@@ -26,15 +27,23 @@ use crate::error::QueryError;
 const WEIGHT_COLUMNS: [&str; 3] = ["calls", "decrypts", "events"];
 
 /// What a control's query gave besides its reduced rows.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Sampled {
     pub columns: Vec<String>,
     /// The first `max_events` rows, in the query's order.
     pub events: Vec<serde_json::Map<String, serde_json::Value>>,
     /// The temporary keys of the principals of its rows.
     pub keys: RecentKeys,
+    /// Keys kept per principal: fewer than [`KEYS_PER_PRINCIPAL`] when the memory pool could not
+    /// hold that many for every principal.
+    pub keys_per_principal: usize,
+    /// The pool's memory `keys` holds, given back when they are let go.
+    pub keys_memory: MemoryReservation,
     pub seconds: f64,
 }
+
+/// The fewest keys per principal the report keeps before it gives up for lack of memory.
+const MIN_KEYS_PER_PRINCIPAL: usize = 10;
 
 /// Runs a control's query once: samples its first rows, gathers its principals' temporary keys,
 /// and sends all its rows, as [`super::reduce::schema`] rows tagged `control`, to `rows`.
@@ -56,6 +65,10 @@ pub async fn run(
         Some((input, top)) => (input, Some(top)),
         None => (plan, None),
     };
+    // The keys are held in the session's memory pool: what the pool cannot give, the keys
+    // kept per principal give back.
+    let reservation = MemoryConsumer::new(format!("report keys of control {control}"))
+        .register(&state.runtime_env().memory_pool);
     let input = DataFrame::new(state, input);
     let mut sample: Vec<RecordBatch> = Vec::new();
     let mut kept = 0;
@@ -68,6 +81,12 @@ pub async fn run(
         }
         let reduced = reduced_rows(&batch, control)?;
         gather_keys(&batch, &reduced, &mut keys)?;
+        while let Err(refused) = reservation.try_resize(keys.bytes()) {
+            if keys.cap() <= MIN_KEYS_PER_PRINCIPAL {
+                return Err(refused.into());
+            }
+            keys.cut_to((keys.cap() / 2).max(MIN_KEYS_PER_PRINCIPAL));
+        }
         rows.send(reduced).await;
         match top.as_mut() {
             Some(t) => t.push(batch)?,
@@ -89,7 +108,9 @@ pub async fn run(
     Ok(Sampled {
         columns,
         events,
+        keys_per_principal: keys.cap(),
         keys,
+        keys_memory: reservation,
         seconds: started.elapsed().as_secs_f64(),
     })
 }
@@ -273,4 +294,123 @@ fn add_sample(
         .map_err(|e| QueryError::Io(std::io::Error::other(format!("report rows: {e}"))))?;
     out.extend(rows);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::num::NonZeroUsize;
+
+    use arrow::array::{StringArray, TimestampMicrosecondArray};
+    use arrow::datatypes::{Field, Schema, SchemaRef};
+    use datafusion::datasource::MemTable;
+    use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
+    use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+    use datafusion::prelude::{SessionConfig, SessionContext};
+
+    use super::*;
+    use crate::report::keys::KEYS_PER_PRINCIPAL;
+
+    /// A control's rows: three principals, each using 3,000 temporary keys over 9,000 rows.
+    fn rows() -> (SchemaRef, RecordBatch, Vec<(String, String, i64)>) {
+        let uses: Vec<(String, String, i64)> = (0..9_000i64)
+            .map(|i| {
+                let principal = ["alice", "bob", "carol"][(i % 3) as usize];
+                // Keys reused out of order, times in no order either.
+                let key = format!("ASIA{:016}", (i * 7_919) % 3_000);
+                (principal.to_string(), key, (i * 104_729) % 1_000_003)
+            })
+            .collect();
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("principal", DataType::Utf8, true),
+            Field::new("accesskeyid", DataType::Utf8, true),
+            Field::new(
+                "eventtime",
+                DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+                true,
+            ),
+        ]));
+        let batch = RecordBatch::try_new(
+            Arc::clone(&schema),
+            vec![
+                Arc::new(StringArray::from_iter_values(uses.iter().map(|u| &u.0))),
+                Arc::new(StringArray::from_iter_values(uses.iter().map(|u| &u.1))),
+                Arc::new(
+                    TimestampMicrosecondArray::from_iter_values(uses.iter().map(|u| u.2))
+                        .with_timezone("UTC"),
+                ),
+            ],
+        )
+        .expect("batch");
+        (schema, batch, uses)
+    }
+
+    /// The control run in a session whose memory pool holds `pool` bytes.
+    async fn sampled(pool: usize) -> (Result<Sampled, QueryError>, Vec<(String, String, i64)>) {
+        let (schema, batch, uses) = rows();
+        let pool = TrackConsumersPool::new(
+            FairSpillPool::new(pool),
+            NonZeroUsize::new(3).expect("non-zero"),
+        );
+        let runtime = RuntimeEnvBuilder::new()
+            .with_memory_pool(Arc::new(pool))
+            .build_arc()
+            .expect("runtime");
+        let ctx = SessionContext::new_with_config_rt(SessionConfig::new(), runtime);
+        let table = MemTable::try_new(schema, vec![vec![batch]]).expect("table");
+        ctx.register_table("matches", Arc::new(table))
+            .expect("register");
+        let query = ctx.table("matches").await.expect("query");
+        // Nothing reads the reduced rows: the sender finds its table gone and goes on.
+        let (_, sender) = channel::table(super::super::reduce::schema()).expect("feed");
+        (run(query, 10, 0, sender).await, uses)
+    }
+
+    /// The `cap` most recent keys of `principal`, from every use.
+    fn expected(uses: &[(String, String, i64)], principal: &str, cap: usize) -> Vec<String> {
+        let mut last: std::collections::HashMap<&str, i64> = std::collections::HashMap::new();
+        for (_, k, t) in uses.iter().filter(|u| u.0 == principal) {
+            let e = last.entry(k.as_str()).or_insert(*t);
+            *e = (*e).max(*t);
+        }
+        let mut v: Vec<(&str, i64)> = last.into_iter().collect();
+        v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+        v.into_iter()
+            .take(cap)
+            .map(|(k, _)| k.to_string())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn keys_the_pool_cannot_hold_are_cut_to_each_principals_most_recent() {
+        let (roomy, uses) = sampled(64 << 20).await;
+        let mut roomy = roomy.expect("a roomy pool");
+        assert_eq!(roomy.keys_per_principal, KEYS_PER_PRINCIPAL);
+        let keys = roomy.keys.take("bob");
+        assert_eq!(keys.len(), KEYS_PER_PRINCIPAL);
+
+        let (tight, _) = sampled(96 << 10).await;
+        let mut tight = tight.expect("a tight pool cuts the keys, and the control runs");
+        let cap = tight.keys_per_principal;
+        assert!(
+            cap < KEYS_PER_PRINCIPAL && cap >= MIN_KEYS_PER_PRINCIPAL,
+            "{cap}"
+        );
+        assert!(tight.keys_memory.size() <= 96 << 10);
+        for principal in ["alice", "bob", "carol"] {
+            let kept: Vec<String> = tight
+                .keys
+                .take(principal)
+                .into_iter()
+                .map(|(k, _)| k)
+                .collect();
+            assert_eq!(kept, expected(&uses, principal, cap), "{principal}");
+        }
+
+        let (starved, _) = sampled(1 << 10).await;
+        let refused = starved.expect_err("not even the fewest keys fit");
+        assert!(
+            refused.to_string().contains("Resources exhausted"),
+            "{refused}"
+        );
+    }
 }

@@ -1,12 +1,15 @@
 //! The temporary keys of a control's principals, the most recently used first, gathered as the
-//! control's rows stream: a principal's keys are kept to [`KEYS_PER_PRINCIPAL`] (twice that
-//! before they are cut back), so the memory follows the distinct keys of each principal, up to
-//! that bound, not the control's events. The report looks up the origins of its listed
+//! control's rows stream: a principal's keys are kept to a cap ([`KEYS_PER_PRINCIPAL`], twice
+//! that before they are cut back), so the memory follows the distinct keys of each principal, up
+//! to that bound, not the control's events. The report looks up the origins of its listed
 //! principals' keys.
 //!
 //! Dropping a principal's least recently used keys as more arrive keeps the answer exact: a
-//! dropped key was used before the `KEYS_PER_PRINCIPAL` others kept, which only grow more
-//! recent; it comes back only with a later use, which is then its last.
+//! dropped key was used before the cap's others kept, which only grow more recent; it comes
+//! back only with a later use, which is then its last.
+//!
+//! [`RecentKeys::bytes`] is what the lists hold, for the memory pool: when the pool cannot give
+//! that much, the report lowers the cap ([`RecentKeys::cut_to`]) and says so.
 
 use std::cmp::Ordering;
 use std::collections::HashMap;
@@ -17,10 +20,27 @@ pub const KEYS_PER_PRINCIPAL: usize = 1_000;
 /// "Not used at a known time", below every time.
 const NO_TIME: i64 = i64::MIN;
 
+/// Bytes of a principal's entry besides its keys (its name's map slot, two empty maps).
+const PRINCIPAL_BYTES: usize = 128;
+
 /// Keys and when each was last used, by principal.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct RecentKeys {
     by_principal: HashMap<String, Recent>,
+    /// Keys kept per principal.
+    cap: usize,
+    /// What the lists hold, as [`Recent::bytes`] and [`PRINCIPAL_BYTES`] count it.
+    bytes: usize,
+}
+
+impl Default for RecentKeys {
+    fn default() -> Self {
+        RecentKeys {
+            by_principal: HashMap::new(),
+            cap: KEYS_PER_PRINCIPAL,
+            bytes: 0,
+        }
+    }
 }
 
 impl RecentKeys {
@@ -28,23 +48,49 @@ impl RecentKeys {
     pub fn add(&mut self, principal: &str, key: &str, at: Option<i64>) {
         let recent = match self.by_principal.get_mut(principal) {
             Some(recent) => recent,
-            None => self.by_principal.entry(principal.to_string()).or_default(),
+            None => {
+                self.bytes += PRINCIPAL_BYTES + principal.len();
+                self.by_principal.entry(principal.to_string()).or_default()
+            }
         };
-        recent.add(key, at.unwrap_or(NO_TIME));
+        let before = recent.bytes();
+        recent.add(key, at.unwrap_or(NO_TIME), self.cap);
+        self.bytes = self.bytes + recent.bytes() - before;
     }
 
-    /// `principal`'s [`KEYS_PER_PRINCIPAL`] most recently used keys, the most recent first (keys
+    /// `principal`'s most recently used keys (as many as the cap), the most recent first (keys
     /// without a time last, ties by key), taken out.
     pub fn take(&mut self, principal: &str) -> Vec<(String, Option<i64>)> {
         self.by_principal
             .remove(principal)
             .map(|r| {
-                r.most_recent()
+                r.most_recent(self.cap)
                     .into_iter()
                     .map(|(k, t)| (k, (t != NO_TIME).then_some(t)))
                     .collect()
             })
             .unwrap_or_default()
+    }
+
+    /// The bytes the lists hold.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Keys kept per principal.
+    pub fn cap(&self) -> usize {
+        self.cap
+    }
+
+    /// Keeps only each principal's `cap` most recently used keys from now on (a smaller cap
+    /// than before), giving the memory back.
+    pub fn cut_to(&mut self, cap: usize) {
+        self.cap = cap.min(self.cap);
+        self.bytes = 0;
+        for (principal, recent) in &mut self.by_principal {
+            *recent = Recent::from(recent.most_recent(self.cap), self.cap);
+            self.bytes += PRINCIPAL_BYTES + principal.len() + recent.bytes();
+        }
     }
 }
 
@@ -55,10 +101,21 @@ impl RecentKeys {
 struct Recent {
     packed: HashMap<u128, i64>,
     text: HashMap<Box<str>, i64>,
+    /// The length of the keys in `text`.
+    text_bytes: usize,
 }
 
 impl Recent {
-    fn add(&mut self, key: &str, at: i64) {
+    /// The keys of `kept`, a list [`Recent::most_recent`] made.
+    fn from(kept: Vec<(String, i64)>, cap: usize) -> Self {
+        let mut recent = Recent::default();
+        for (k, t) in kept {
+            recent.add(&k, t, cap);
+        }
+        recent
+    }
+
+    fn add(&mut self, key: &str, at: i64, cap: usize) {
         let added = match pack(key) {
             Some(k) => Self::note(self.packed.entry(k), at),
             None => match self.text.get_mut(key) {
@@ -66,17 +123,22 @@ impl Recent {
                     *last = (*last).max(at);
                     false
                 }
-                None => self.text.insert(key.into(), at).is_none(),
+                None => {
+                    self.text_bytes += key.len();
+                    self.text.insert(key.into(), at).is_none()
+                }
             },
         };
-        if added && self.packed.len() + self.text.len() >= 2 * KEYS_PER_PRINCIPAL {
-            let kept = self.most_recent();
-            self.packed.clear();
-            self.text.clear();
-            for (k, t) in kept {
-                self.add(&k, t);
-            }
+        if added && self.packed.len() + self.text.len() >= 2 * cap {
+            *self = Recent::from(self.most_recent(cap), cap);
         }
+    }
+
+    /// The memory of the two maps (their slots, a control byte each) and of the text keys.
+    fn bytes(&self) -> usize {
+        self.packed.capacity() * (size_of::<(u128, i64)>() + 1)
+            + self.text.capacity() * (size_of::<(Box<str>, i64)>() + 1)
+            + self.text_bytes
     }
 
     /// Notes a use in `entry`; true when the key is new.
@@ -94,8 +156,8 @@ impl Recent {
         }
     }
 
-    /// The [`KEYS_PER_PRINCIPAL`] most recently used, the most recent first, ties by key.
-    fn most_recent(&self) -> Vec<(String, i64)> {
+    /// The `cap` most recently used, the most recent first, ties by key.
+    fn most_recent(&self, cap: usize) -> Vec<(String, i64)> {
         let mut v: Vec<(String, i64)> = self
             .packed
             .iter()
@@ -105,9 +167,9 @@ impl Recent {
         let order = |a: &(String, i64), b: &(String, i64)| -> Ordering {
             b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0))
         };
-        if v.len() > KEYS_PER_PRINCIPAL {
-            v.select_nth_unstable_by(KEYS_PER_PRINCIPAL, order);
-            v.truncate(KEYS_PER_PRINCIPAL);
+        if v.len() > cap {
+            v.select_nth_unstable_by(cap, order);
+            v.truncate(cap);
         }
         v.sort_unstable_by(order);
         v
@@ -252,5 +314,50 @@ mod tests {
             Some(&("ASIAOLD".to_string(), Some(1_000_000)))
         );
         assert_eq!(keys.len(), KEYS_PER_PRINCIPAL);
+    }
+
+    #[test]
+    fn a_lower_cap_keeps_the_most_recent_keys_and_gives_memory_back() {
+        let mut rng = Numbers(0x2545_f491_4f6c_dd1d);
+        let mut uses = Vec::new();
+        for i in 0..20_000 {
+            let k = rng.below(3_000);
+            let p = ["a", "b", "c"][i % 3];
+            uses.push((
+                p.to_string(),
+                format!("ASIA{k:08}"),
+                Some(rng.below(1 << 40) as i64),
+            ));
+        }
+        uses.push(("a".to_string(), "not-a-key-id".to_string(), Some(1 << 41)));
+        let mut recent = RecentKeys::default();
+        for (p, k, t) in &uses[..10_000] {
+            recent.add(p, k, *t);
+        }
+        let full = recent.bytes();
+        assert!(full > 3 * KEYS_PER_PRINCIPAL * 24, "{full} bytes");
+        recent.cut_to(50);
+        assert_eq!(recent.cap(), 50);
+        assert!(
+            recent.bytes() < full / 10,
+            "{} of {full} bytes",
+            recent.bytes()
+        );
+        for (p, k, t) in &uses[10_000..] {
+            recent.add(p, k, *t);
+        }
+        assert!(
+            recent.bytes() < full / 10,
+            "{} of {full} bytes",
+            recent.bytes()
+        );
+        for p in ["a", "b", "c"] {
+            let mut expected = naive(&uses, p);
+            expected.truncate(50);
+            assert_eq!(recent.take(p), expected, "{p}");
+        }
+        // A cut never raises the cap.
+        recent.cut_to(500);
+        assert_eq!(recent.cap(), 50);
     }
 }

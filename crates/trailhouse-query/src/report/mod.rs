@@ -133,6 +133,10 @@ pub struct ControlResult {
     pub command: String,
     /// How long its query took.
     pub seconds: f64,
+    /// Set when the memory pool could not hold [`keys::KEYS_PER_PRINCIPAL`] temporary keys for
+    /// each principal: the origins were looked up for this many most recently used keys of each.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keys_per_principal: Option<usize>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -366,6 +370,8 @@ fn with_keys(
     for p in &mut reduced.principals {
         p.keys = keys.take(&p.principal);
     }
+    drop(keys);
+    sampled.keys_memory.free();
     (sampled, reduced)
 }
 
@@ -430,6 +436,8 @@ fn control_result(
             window.until
         ),
         seconds: sampled.seconds,
+        keys_per_principal: (sampled.keys_per_principal < keys::KEYS_PER_PRINCIPAL)
+            .then_some(sampled.keys_per_principal),
     }
 }
 

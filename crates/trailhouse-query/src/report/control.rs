@@ -392,7 +392,7 @@ mod tests {
         let mut tight = tight.expect("a tight pool cuts the keys, and the control runs");
         let cap = tight.keys_per_principal;
         assert!(
-            cap < KEYS_PER_PRINCIPAL && cap >= MIN_KEYS_PER_PRINCIPAL,
+            (MIN_KEYS_PER_PRINCIPAL..KEYS_PER_PRINCIPAL).contains(&cap),
             "{cap}"
         );
         assert!(tight.keys_memory.size() <= 96 << 10);

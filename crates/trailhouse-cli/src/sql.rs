@@ -1,4 +1,4 @@
-//! `trailhouse sql`: one read-only statement, results to stdout.
+//! `trailhouse sql`: one read-only statement, results to stdout (the shell on a terminal).
 
 use std::io::{IsTerminal, Read, Write};
 use std::process::ExitCode;
@@ -37,6 +37,16 @@ pub async fn run(lake: &Lake, args: SqlArgs) -> anyhow::Result<ExitCode> {
             s
         }
     };
+    // DataFusion plans one statement; several (a script piped in) are refused with what to do.
+    if let Ok(statements) = datafusion::sql::parser::DFParser::parse_sql(&statement)
+        && statements.len() > 1
+    {
+        anyhow::bail!(
+            "`trailhouse sql` runs one statement, and this holds {}: give each its own \
+             `trailhouse sql`, or type them in the shell (`trailhouse sql` on a terminal)",
+            statements.len()
+        );
+    }
     let format = match args.format {
         Some(f) => f,
         None if std::io::stdout().is_terminal() => OutputFormat::Table,

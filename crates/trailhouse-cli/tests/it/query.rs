@@ -101,6 +101,23 @@ fn formats_and_errors() {
     let r = trailhouse(&lake, &["sql", "SELECT nosuchcolumn FROM cloudtrail"]);
     assert_eq!(r.code, Some(2));
     assert!(r.stderr.contains("nosuchcolumn"), "{}", r.stderr);
+    // A script of statements is refused with what to do, before any runs; a `;` in a string
+    // or after the one statement is no second statement.
+    let r = trailhouse(&lake, &["sql", "SELECT 1; SELECT ';' AS semicolon;"]);
+    assert_eq!(r.code, Some(2), "{}", r.stdout);
+    assert!(r.stdout.is_empty(), "{}", r.stdout);
+    assert!(
+        r.stderr.contains("runs one statement, and this holds 2"),
+        "{}",
+        r.stderr
+    );
+    let r = trailhouse(&lake, &["sql", "--format", "csv", "SELECT ';' AS s;"]);
+    assert_eq!(
+        (r.code, r.stdout.as_str()),
+        (Some(0), "s\n;\n"),
+        "{}",
+        r.stderr
+    );
 
     let missing = lake.with_file_name("nothing-here");
     let r = trailhouse(&missing, &["sql", "SELECT 1"]);

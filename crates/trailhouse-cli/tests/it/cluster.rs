@@ -585,27 +585,21 @@ fn a_cluster_serving_a_lake_in_s3_answers_as_one_machine_does() {
 
     let cluster = Cluster::start_with(lake, dir.path(), &[], server.env());
     let local = |args: &[&str]| trailhouse_env(lake, args, &server.env());
+    let saved = |name| {
+        vec![
+            "run",
+            name,
+            "--param",
+            "resource=customer-exports-prod",
+            "--since",
+            "2000-01-01",
+            "--format",
+            "json",
+        ]
+    };
     for args in [
-        vec![
-            "run",
-            "who-deleted",
-            "--param",
-            "resource=customer-exports-prod",
-            "--since",
-            "2000-01-01",
-            "--format",
-            "json",
-        ],
-        vec![
-            "run",
-            "resource-history",
-            "--param",
-            "resource=customer-exports-prod",
-            "--since",
-            "2000-01-01",
-            "--format",
-            "json",
-        ],
+        saved("who-deleted"),
+        saved("resource-history"),
         vec![
             "sql",
             "--format",

@@ -378,12 +378,16 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn several_distinct_arguments_are_joined_group_bys_with_the_same_answer() {
+    async fn several_distinct_arguments_or_groups_are_group_bys_with_the_same_answer() {
         for sql in [
             "SELECT count(DISTINCT x) AS xs, count(DISTINCT y) AS ys, sum(DISTINCT y) AS sy, \
              count(*) AS n, min(y) AS lo FROM t",
             // Group keys, a null one among them: each group once, with its own counts.
             "SELECT k, count(DISTINCT x) AS xs, count(DISTINCT y) AS ys, count(y) AS n \
+             FROM t GROUP BY k ORDER BY k NULLS FIRST",
+            // One distinct argument beside a count, grouped (DataFusion's rewrite takes sums,
+            // minima and maxima only).
+            "SELECT k, count(DISTINCT x) AS xs, count(*) AS n, max(y) AS hi \
              FROM t GROUP BY k ORDER BY k NULLS FIRST",
             // The same distinct argument twice is one branch.
             "SELECT count(DISTINCT x) AS a, count(DISTINCT x) + 1 AS b, count(DISTINCT y) AS c \

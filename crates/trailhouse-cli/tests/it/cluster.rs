@@ -184,6 +184,24 @@ fn rows(run: &Run, what: &str, logs: &str) -> Vec<String> {
     rows
 }
 
+/// The report both ways: the whole sample's time, JSON, every matching row kept (the first
+/// rows of a control are a choice among rows tied in its order).
+const REPORT: [&str; 13] = [
+    "report",
+    "--pack",
+    "cis-v6.0",
+    "--pack",
+    "security",
+    "--since",
+    "2000-01-01",
+    "--until",
+    "2026-11-29",
+    "--format",
+    "json",
+    "--max-events",
+    "10000",
+];
+
 /// Every case of the investigation pack's fixtures: (query, its arguments).
 fn investigation_cases(events: &mut Vec<Value>) -> Vec<(String, Vec<String>)> {
     let dir = repo_root().join("queries/investigate");
@@ -278,23 +296,8 @@ fn a_cluster_answers_as_one_machine_does() {
 
     // The report: the controls' scans on the cluster, the same document (every matching row
     // kept: the first rows of a control are a choice among rows tied in its order).
-    let report = [
-        "report",
-        "--pack",
-        "cis-v6.0",
-        "--pack",
-        "security",
-        "--since",
-        "2000-01-01",
-        "--until",
-        "2026-11-29",
-        "--format",
-        "json",
-        "--max-events",
-        "10000",
-    ];
-    let local = content(&trailhouse(&lake, &report));
-    let distributed = cluster.run(&lake, &report);
+    let local = content(&trailhouse(&lake, &REPORT));
+    let distributed = cluster.run(&lake, &REPORT);
     assert_eq!(
         distributed.code,
         Some(0),
@@ -624,18 +627,7 @@ fn a_cluster_serving_a_lake_in_s3_answers_as_one_machine_does() {
         let distributed = rows(&cluster.run(lake, &args), &args.join(" "), &cluster.logs());
         assert_eq!(distributed, expected, "{args:?}");
     }
-    let report = [
-        "report",
-        "--since",
-        "2000-01-01",
-        "--until",
-        "2026-11-29",
-        "--format",
-        "json",
-        "--max-events",
-        "10000",
-    ];
-    let distributed = cluster.run(lake, &report);
+    let distributed = cluster.run(lake, &REPORT);
     assert_eq!(
         distributed.code,
         Some(0),
@@ -643,5 +635,5 @@ fn a_cluster_serving_a_lake_in_s3_answers_as_one_machine_does() {
         distributed.stderr,
         cluster.logs()
     );
-    assert_eq!(content(&distributed), content(&local(&report)));
+    assert_eq!(content(&distributed), content(&local(&REPORT)));
 }

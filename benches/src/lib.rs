@@ -24,6 +24,7 @@
 
 pub mod fuzz;
 pub mod s3_server;
+pub mod signed;
 
 use std::fs;
 use std::io::Write;

@@ -54,6 +54,10 @@ pub enum Command {
     /// --repair, take damaged files out of the table and have the next ingest read their
     /// sources again. Exit status 0 all sound, 1 damage found.
     Check(CheckArgs),
+    /// Check the trail's log file integrity offline, as CloudTrail defines it: every digest's
+    /// signature and its link to the digest before it, every log file's SHA-256, and log files no
+    /// digest lists. Exit status 0 all valid, 1 a problem found.
+    Verify(VerifyArgs),
     /// Print what registers or reads the lake's table in another engine (Athena, Trino, Spark,
     /// Databricks, DuckDB, polars): they read the Delta log themselves, so the table stays one.
     Ddl(DdlArgs),
@@ -331,6 +335,40 @@ pub struct CompactArgs {
     /// many seconds for it to finish instead of failing at once (overlapping cron jobs).
     #[arg(long, default_value_t = 0, value_name = "SECONDS")]
     pub wait: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// Where the trail is: folders or `s3://bucket[/prefix]` holding its `AWSLogs/…/CloudTrail/`
+    /// and `CloudTrail-Digest/` folders. A digest's signature is its S3 metadata; a copy outside
+    /// S3 keeps it as `<digest>.metadata.json` (what `aws s3api head-object` prints), needed only
+    /// for the newest digest of each chain (each digest records the one before).
+    #[arg(required = true, value_name = "SOURCE")]
+    pub sources: Vec<PathBuf>,
+
+    /// What `aws cloudtrail list-public-keys --region R --start-time … --end-time …` printed,
+    /// saved to a file: one per region the trail delivers in, or several lists in one (repeat
+    /// the option). Without keys, signatures cannot be checked.
+    #[arg(long = "public-keys", value_name = "FILE")]
+    pub public_keys: Vec<PathBuf>,
+
+    /// Only digests whose hour ends at or after this time, and log files delivered since (a
+    /// date, a date-time, or a duration ago: 2026-10-01, 7d).
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+
+    /// Only log files delivered before this time (same forms as --since); digests up to an hour
+    /// after it, which list the last hour's logs.
+    #[arg(long, value_name = "TIME")]
+    pub until: Option<String>,
+
+    /// Print every digest and log file with its verdict, not only those with a problem.
+    #[arg(long)]
+    pub all: bool,
+
+    /// Print the verdicts as one JSON object on stdout.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

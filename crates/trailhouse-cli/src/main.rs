@@ -20,6 +20,7 @@ mod report;
 mod run;
 mod shell;
 mod sql;
+mod verify;
 mod watch;
 
 #[global_allocator]
@@ -158,20 +159,22 @@ fn open_lake(path: &std::path::Path, endpoint: Option<String>) -> anyhow::Result
 }
 
 async fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
-    let lake = open_lake(&cli.lake, cli.s3_endpoint.clone())?;
+    // `verify` reads a trail, not the lake.
+    let lake = || open_lake(&cli.lake, cli.s3_endpoint.clone());
     match cli.command {
-        cli::Command::Ingest(args) => ingest::run(&lake, cli.s3_endpoint, args).await,
-        cli::Command::Sql(args) => sql::run(&lake, args).await,
-        cli::Command::Export(args) => export::run(&lake, args).await,
-        cli::Command::Queries(args) => run::list(&lake, args).await,
-        cli::Command::Run(args) => run::run(&lake, args).await,
-        cli::Command::Report(args) => report::run(&lake, args).await,
-        cli::Command::Compact(args) => maintenance::compact(&lake, args).await,
-        cli::Command::Vacuum(args) => maintenance::vacuum(&lake, args).await,
-        cli::Command::Check(args) => maintenance::check(&lake, args).await,
-        cli::Command::Ddl(args) => ddl::run(&lake, cli.s3_endpoint.as_deref(), args).await,
+        cli::Command::Ingest(args) => ingest::run(&lake()?, cli.s3_endpoint, args).await,
+        cli::Command::Sql(args) => sql::run(&lake()?, args).await,
+        cli::Command::Export(args) => export::run(&lake()?, args).await,
+        cli::Command::Queries(args) => run::list(&lake()?, args).await,
+        cli::Command::Run(args) => run::run(&lake()?, args).await,
+        cli::Command::Report(args) => report::run(&lake()?, args).await,
+        cli::Command::Compact(args) => maintenance::compact(&lake()?, args).await,
+        cli::Command::Vacuum(args) => maintenance::vacuum(&lake()?, args).await,
+        cli::Command::Check(args) => maintenance::check(&lake()?, args).await,
+        cli::Command::Verify(args) => verify::run(cli.s3_endpoint, args).await,
+        cli::Command::Ddl(args) => ddl::run(&lake()?, cli.s3_endpoint.as_deref(), args).await,
         #[cfg(feature = "cluster")]
-        cli::Command::Cluster(command) => cluster::run(&lake, command).await,
+        cli::Command::Cluster(command) => cluster::run(&lake()?, command).await,
     }
 }
 

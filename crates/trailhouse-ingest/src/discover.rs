@@ -160,7 +160,15 @@ pub struct Discovered {
 /// listed in [`Discovered::unreadable`]. Directory links are followed, except back into a folder
 /// being walked (a cycle: its files are found through the folder itself).
 pub fn discover(inputs: &[PathBuf], exclude: &Path) -> Result<Discovered, IngestError> {
-    let exclude = fs::canonicalize(exclude).ok();
+    walk_inputs(inputs, fs::canonicalize(exclude).ok())
+}
+
+/// Every regular file under `inputs`, as [`discover`] finds them, with nothing left out.
+pub fn discover_all(inputs: &[PathBuf]) -> Result<Discovered, IngestError> {
+    walk_inputs(inputs, None)
+}
+
+fn walk_inputs(inputs: &[PathBuf], exclude: Option<PathBuf>) -> Result<Discovered, IngestError> {
     let mut found = Discovered::default();
     for input in inputs {
         let abs = fs::canonicalize(input).map_err(|source| IngestError::Source {

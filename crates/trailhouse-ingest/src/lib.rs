@@ -18,6 +18,7 @@ pub mod pipeline;
 pub mod report;
 pub mod s3;
 pub mod shard;
+pub mod verify;
 pub mod write;
 
 pub use error::{FileError, IngestError};

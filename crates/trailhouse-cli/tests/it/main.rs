@@ -13,3 +13,4 @@ mod s3_lake;
 mod saved;
 mod shard;
 mod support;
+mod verify;

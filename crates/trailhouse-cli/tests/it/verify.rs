@@ -1,0 +1,573 @@
+//! `trailhouse verify` over a trail signed the way CloudTrail signs one (the sample trail's log
+//! files, hourly digests chained and signed with a test key by `trailhouse_benches::signed`), and
+//! over copies of it tampered with, each in one way.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use chrono::{TimeZone, Utc};
+use flate2::Compression;
+use flate2::read::MultiGzDecoder;
+use flate2::write::GzEncoder;
+use serde_json::Value;
+use trailhouse_benches::signed::{
+    Sidecars, SignSpec, TestKey, Written, sign_trail, string_to_sign,
+};
+
+use crate::support::*;
+
+struct Signed {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+    keys: PathBuf,
+    digests: Vec<Written>,
+}
+
+/// The sample trail's log files (its truncated file and its placeholder digest left out: a
+/// digest lists whole files) signed per `spec`.
+fn signed(spec: SignSpec) -> Signed {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().join("trail");
+    copy_tree(
+        &repo_root().join("sample-logs/AWSLogs"),
+        &root.join("AWSLogs"),
+    );
+    for f in files_under(&root) {
+        let name = f.to_string_lossy();
+        if name.contains("CloudTrail-Digest") || name.ends_with("Fg8hJ0kL2mN4pQ6r.json.gz") {
+            std::fs::remove_file(&f).expect("remove");
+        }
+    }
+    let key = TestKey::generate();
+    let digests = sign_trail(&root, &key, &spec).expect("sign");
+    let keys = dir.path().join("public-keys.json");
+    std::fs::write(&keys, key.public_keys_json()).expect("keys");
+    Signed {
+        _dir: dir,
+        root,
+        keys,
+        digests,
+    }
+}
+
+fn verify(s: &Signed, extra: &[&str]) -> (Run, Value) {
+    let root = s.root.to_string_lossy().into_owned();
+    let keys = s.keys.to_string_lossy().into_owned();
+    let mut args = vec![
+        "verify",
+        root.as_str(),
+        "--public-keys",
+        keys.as_str(),
+        "--json",
+    ];
+    args.extend_from_slice(extra);
+    let run = trailhouse(&s.root.join("no-lake"), &args);
+    let json = run.json();
+    (run, json)
+}
+
+/// The verdicts that are not `valid`, as (kind, verdict, file name).
+fn problems(r: &Value) -> Vec<(String, String, String)> {
+    let mut out = Vec::new();
+    for (kind, list) in [("digest", "digests"), ("log", "log_files")] {
+        for item in r[list].as_array().expect("a list") {
+            if item["verdict"] != "valid" {
+                let object = item["object"].as_str().expect("object");
+                out.push((
+                    kind.to_string(),
+                    item["verdict"].as_str().expect("verdict").to_string(),
+                    object.rsplit('/').next().unwrap_or(object).to_string(),
+                ));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn reasons(r: &Value, verdict: &str) -> String {
+    r["digests"]
+        .as_array()
+        .expect("digests")
+        .iter()
+        .filter(|d| d["verdict"] == verdict)
+        .map(|d| d["reasons"].to_string())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .expect("name")
+        .to_string_lossy()
+        .into_owned()
+}
+
+fn gunzip(path: &Path) -> Vec<u8> {
+    let mut out = Vec::new();
+    MultiGzDecoder::new(std::fs::File::open(path).expect("open"))
+        .read_to_end(&mut out)
+        .expect("gunzip");
+    out
+}
+
+fn gzip_to(path: &Path, raw: &[u8]) {
+    let mut gz = GzEncoder::new(Vec::new(), Compression::default());
+    gz.write_all(raw).expect("gzip");
+    std::fs::write(path, gz.finish().expect("gzip")).expect("write");
+}
+
+/// A digest in the middle of its chain that lists at least one log file, and the index of it.
+fn middle_with_logs(s: &Signed) -> usize {
+    (1..s.digests.len() - 1)
+        .find(|&i| {
+            !s.digests[i].logs.is_empty()
+                && !s.digests[i].backfill
+                && !s.digests[i + 1].backfill
+                && s.digests[i - 1].path.parent().and_then(Path::parent)
+                    == s.digests[i + 1].path.parent().and_then(Path::parent)
+        })
+        .expect("a digest in the middle of a chain that lists logs")
+}
+
+#[test]
+fn a_signed_trail_is_all_valid_and_each_tampering_is_named() {
+    let s = signed(SignSpec::default());
+    let (run, r) = verify(&s, &[]);
+    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    assert_eq!(r["summary"]["all_valid"], true, "{r}");
+    assert_eq!(r["digests"].as_array().map(Vec::len), Some(s.digests.len()));
+    let logs: usize = s.digests.iter().map(|d| d.logs.len()).sum();
+    assert_eq!(r["summary"]["log_files"]["valid"], logs, "{r}");
+    assert_eq!(logs, 10, "the sample's log files but the truncated one");
+    assert!(problems(&r).is_empty());
+
+    // One byte of a log file's records changed (and the file gzipped again).
+    let log = s.root.join(&s.digests[middle_with_logs(&s)].logs[0]);
+    let original = std::fs::read(&log).expect("read");
+    let mut raw = gunzip(&log);
+    let at = raw.iter().position(|&b| b == b'Z').expect("a timestamp");
+    raw[at - 1] = if raw[at - 1] == b'1' { b'2' } else { b'1' };
+    gzip_to(&log, &raw);
+    let (run, r) = verify(&s, &[]);
+    assert_eq!(run.code, Some(1));
+    assert_eq!(
+        problems(&r),
+        [("log".into(), "modified".into(), file_name(&log))]
+    );
+    assert_eq!(r["summary"]["all_valid"], false);
+
+    // Deleted.
+    std::fs::remove_file(&log).expect("delete");
+    let (run, r) = verify(&s, &[]);
+    assert_eq!(run.code, Some(1));
+    assert_eq!(
+        problems(&r),
+        [("log".into(), "missing".into(), file_name(&log))]
+    );
+    std::fs::write(&log, &original).expect("restore");
+
+    // A log file added beside the others, named as CloudTrail names them.
+    let added = log.with_file_name(file_name(&log).replace(".json.gz", "X.json.gz"));
+    std::fs::write(&added, &original).expect("add");
+    let (run, r) = verify(&s, &[]);
+    assert_eq!(run.code, Some(1));
+    assert_eq!(
+        problems(&r),
+        [("log".into(), "not-covered".into(), file_name(&added))]
+    );
+    std::fs::remove_file(&added).expect("remove");
+
+    // The text output names the file and the verdict, and says so at the end.
+    std::fs::write(&added, &original).expect("add");
+    let keys = s.keys.to_string_lossy().into_owned();
+    let text = trailhouse(
+        &s.root.join("no-lake"),
+        &["verify", &s.root.to_string_lossy(), "--public-keys", &keys],
+    );
+    assert_eq!(text.code, Some(1));
+    assert!(
+        text.stdout
+            .contains(&format!("not-covered    {}", added.display()))
+            && text.stdout.contains("PROBLEMS FOUND"),
+        "{}",
+        text.stdout
+    );
+    std::fs::remove_file(&added).expect("remove");
+    assert_eq!(verify(&s, &[]).0.code, Some(0), "restored");
+}
+
+#[test]
+fn a_digest_deleted_edited_or_resigned_breaks_the_chain_where_it_was() {
+    let s = signed(SignSpec::default());
+    let i = middle_with_logs(&s);
+    let digest = s.root.join(&s.digests[i].path);
+    let (before, after) = (
+        file_name(&s.root.join(&s.digests[i - 1].path)),
+        file_name(&s.root.join(&s.digests[i + 1].path)),
+    );
+    let original = std::fs::read(&digest).expect("read");
+
+    // Deleted from the middle: the next one's link is broken, the one before has lost the
+    // record of its signature, and the logs it listed are listed by no digest.
+    std::fs::remove_file(&digest).expect("delete");
+    let (run, r) = verify(&s, &[]);
+    assert_eq!(run.code, Some(1));
+    let mut expected = vec![
+        (
+            "digest".to_string(),
+            "chain-broken".to_string(),
+            after.clone(),
+        ),
+        (
+            "digest".to_string(),
+            "no-signature".to_string(),
+            before.clone(),
+        ),
+    ];
+    for log in &s.digests[i].logs {
+        expected.push((
+            "log".into(),
+            "not-covered".into(),
+            file_name(Path::new(log)),
+        ));
+    }
+    expected.sort();
+    assert_eq!(problems(&r), expected);
+    assert!(reasons(&r, "chain-broken").contains("is missing"), "{r}");
+    assert!(
+        reasons(&r, "no-signature").contains(&file_name(&digest)),
+        "{r}"
+    );
+
+    // Edited (one character of its JSON, gzipped again): its signature fails, the next one's
+    // record of its hash does not match, its logs are unverified.
+    let raw = String::from_utf8(s.digests[i].raw.clone()).expect("UTF-8");
+    let edited = raw.replacen(
+        "\"hashAlgorithm\":\"SHA-256\"",
+        "\"hashAlgorithm\":\"SHA-257\"",
+        1,
+    );
+    assert_ne!(edited, raw);
+    gzip_to(&digest, edited.as_bytes());
+    let (run, r) = verify(&s, &[]);
+    assert_eq!(run.code, Some(1));
+    let mut expected = vec![
+        (
+            "digest".to_string(),
+            "bad-signature".to_string(),
+            file_name(&digest),
+        ),
+        (
+            "digest".to_string(),
+            "chain-broken".to_string(),
+            after.clone(),
+        ),
+    ];
+    for log in &s.digests[i].logs {
+        expected.push(("log".into(), "unverified".into(), file_name(Path::new(log))));
+    }
+    expected.sort();
+    assert_eq!(problems(&r), expected);
+    assert!(
+        reasons(&r, "chain-broken").contains("previousDigestHashValue"),
+        "{r}"
+    );
+
+    // Edited and signed again with another key under the real key's fingerprint, the new
+    // signature kept as its S3 metadata: the signature does not verify either.
+    let other = TestKey::generate();
+    let d = &s.digests[i];
+    let end = d.path.to_string_lossy();
+    let parsed: Value = serde_json::from_str(&edited).expect("JSON");
+    let message = string_to_sign(
+        parsed["digestEndTime"].as_str().expect("end"),
+        parsed["digestS3Bucket"].as_str().expect("bucket"),
+        &end,
+        edited.as_bytes(),
+        parsed["previousDigestSignature"].as_str(),
+    );
+    let sidecar = PathBuf::from(format!("{}.metadata.json", digest.display()));
+    std::fs::write(
+        &sidecar,
+        serde_json::json!({"Metadata": {"signature": other.sign(message.as_bytes())}}).to_string(),
+    )
+    .expect("sidecar");
+    let (_, r) = verify(&s, &[]);
+    assert!(
+        problems(&r).contains(&("digest".into(), "bad-signature".into(), file_name(&digest))),
+        "{r}"
+    );
+    // The same, naming the other key's fingerprint: an unknown key.
+    let mut own = parsed.clone();
+    own["digestPublicKeyFingerprint"] = other.fingerprint().into();
+    let own = serde_json::to_vec(&own).expect("JSON");
+    gzip_to(&digest, &own);
+    let message = string_to_sign(
+        parsed["digestEndTime"].as_str().expect("end"),
+        parsed["digestS3Bucket"].as_str().expect("bucket"),
+        &end,
+        &own,
+        parsed["previousDigestSignature"].as_str(),
+    );
+    std::fs::write(
+        &sidecar,
+        serde_json::json!({"signature": other.sign(message.as_bytes())}).to_string(),
+    )
+    .expect("sidecar");
+    let (_, r) = verify(&s, &[]);
+    assert!(
+        problems(&r).contains(&("digest".into(), "unknown-key".into(), file_name(&digest))),
+        "{r}"
+    );
+    assert!(
+        reasons(&r, "unknown-key").contains(other.fingerprint()),
+        "{r}"
+    );
+
+    // Put back as delivered, with a correct signature beside it: valid again.
+    std::fs::write(&digest, &original).expect("restore");
+    std::fs::write(
+        &sidecar,
+        serde_json::json!({"signature": s.digests[i].signature}).to_string(),
+    )
+    .expect("sidecar");
+    assert_eq!(verify(&s, &[]).0.code, Some(0));
+    // Moved to another folder: a digest is signed for its place, and the next one links to
+    // the place it was.
+    let moved = digest
+        .parent()
+        .expect("folder")
+        .join("elsewhere")
+        .join(file_name(&digest));
+    std::fs::create_dir_all(moved.parent().expect("folder")).expect("mkdir");
+    std::fs::rename(&digest, &moved).expect("move");
+    let (run, r) = verify(&s, &[]);
+    assert_eq!(run.code, Some(1));
+    let found = problems(&r);
+    for expected in [
+        ("digest", "moved", &file_name(&digest)),
+        ("digest", "chain-broken", &after),
+    ] {
+        assert!(
+            found.contains(&(expected.0.into(), expected.1.into(), expected.2.clone())),
+            "{found:?}"
+        );
+    }
+    assert!(reasons(&r, "moved").contains("delivered to"), "{r}");
+}
+
+#[test]
+fn validation_turned_off_for_hours_is_a_restart_of_the_chain() {
+    let s = signed(SignSpec {
+        validation_off: Some((
+            Utc.with_ymd_and_hms(2026, 11, 3, 20, 0, 0)
+                .single()
+                .expect("time"),
+            Utc.with_ymd_and_hms(2026, 11, 4, 0, 0, 0)
+                .single()
+                .expect("time"),
+        )),
+        ..SignSpec::default()
+    });
+    let (run, r) = verify(&s, &[]);
+    assert_eq!(run.code, Some(1));
+    let restarts = reasons(&r, "chain-broken");
+    assert!(restarts.contains("the chain restarts here"), "{r}");
+    // Every chain restarts at midnight; the logs delivered in those hours are listed by none.
+    for (kind, verdict, name) in problems(&r) {
+        match (kind.as_str(), verdict.as_str()) {
+            ("digest", "chain-broken") => assert!(name.contains("20261104T010000Z"), "{name}"),
+            ("log", "not-covered") => assert!(name.contains("_20261103T2"), "{name}"),
+            other => panic!("unexpected {other:?} {name}"),
+        }
+    }
+    // A window starting after the gap holds no break.
+    let (run, r) = verify(&s, &["--since", "2026-11-04T02:00:00Z"]);
+    assert_eq!(run.code, Some(0), "{r}");
+    assert!(r["digests"].as_array().is_some_and(|d| !d.is_empty()));
+}
+
+#[test]
+fn a_backfill_digest_is_its_own_chain_and_lost_signatures_are_said() {
+    let late = "111122223333_CloudTrail_us-east-1_20261104T0005Z_Bc4dE6fG8hJ0kL2m.json.gz";
+    let s = signed(SignSpec {
+        backfill: Some(late.into()),
+        ..SignSpec::default()
+    });
+    assert!(
+        s.digests
+            .iter()
+            .any(|d| d.backfill && d.logs.iter().any(|l| l.ends_with(late)))
+    );
+    let (run, r) = verify(&s, &[]);
+    assert_eq!(run.code, Some(0), "{r}");
+    let backfill = r["digests"]
+        .as_array()
+        .expect("digests")
+        .iter()
+        .filter(|d| d["chain"]["backfill"] == true)
+        .count();
+    assert_eq!(backfill, 1, "{r}");
+
+    // An archive without any S3 metadata: the newest digest of each chain cannot be checked
+    // (nothing records its signature); every other digest still is, through the chain.
+    let bare = signed(SignSpec {
+        sidecars: Sidecars::None,
+        ..SignSpec::default()
+    });
+    let (run, r) = verify(&bare, &[]);
+    assert_eq!(run.code, Some(1));
+    let chains = r["digests"]
+        .as_array()
+        .expect("digests")
+        .iter()
+        .map(|d| d["chain"].to_string())
+        .collect::<std::collections::BTreeSet<_>>();
+    let unsigned: Vec<_> = problems(&r)
+        .into_iter()
+        .filter(|(kind, verdict, _)| kind == "digest" && verdict == "no-signature")
+        .collect();
+    assert_eq!(unsigned.len(), chains.len(), "{r}");
+    assert_eq!(
+        r["summary"]["digests"]["valid"],
+        bare.digests.len() - chains.len()
+    );
+    assert!(
+        reasons(&r, "no-signature").contains(".metadata.json"),
+        "{r}"
+    );
+
+    // Without public keys nothing is valid, and the output says why.
+    let run = trailhouse(
+        &s.root.join("no-lake"),
+        &["verify", &s.root.to_string_lossy()],
+    );
+    assert_eq!(run.code, Some(1));
+    assert!(
+        run.stdout.contains("no public keys given"),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("unknown-key"), "{}", run.stdout);
+
+    // A source that does not exist, and bad key files, are usage errors with the file named.
+    let run = trailhouse(&s.root.join("no-lake"), &["verify", "/nonexistent/trail"]);
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    assert!(run.stderr.contains("/nonexistent/trail"), "{}", run.stderr);
+    let bad = s.root.join("keys.txt");
+    std::fs::write(&bad, "not json").expect("write");
+    let run = trailhouse(
+        &s.root.join("no-lake"),
+        &[
+            "verify",
+            &s.root.to_string_lossy(),
+            "--public-keys",
+            &bad.to_string_lossy(),
+        ],
+    );
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("keys.txt") && run.stderr.contains("invalid JSON"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn a_trail_in_s3_is_verified_with_the_signatures_in_its_metadata() {
+    use object_store::aws::AmazonS3Builder;
+    use object_store::{Attribute, Attributes, ObjectStore, PutOptions};
+    use trailhouse_benches::s3_server::{ACCESS_KEY, S3Server, SECRET_KEY};
+
+    // Signed without sidecars: in S3 the signature is each digest object's metadata. (Short
+    // trail and bucket names: the test server keeps an object's metadata in a file named after
+    // its bucket and key in base64, which must fit in 255 bytes.)
+    let s = signed(SignSpec {
+        sidecars: Sidecars::None,
+        trail: "t".into(),
+        ..SignSpec::default()
+    });
+    let buckets = s.root.parent().expect("dir").join("s3");
+    let bucket = buckets.join("tbk");
+    for f in files_under(&s.root) {
+        if !f.to_string_lossy().contains("CloudTrail-Digest") {
+            let to = bucket.join(f.strip_prefix(&s.root).expect("inside"));
+            std::fs::create_dir_all(to.parent().expect("folder")).expect("mkdir");
+            std::fs::copy(&f, &to).expect("copy");
+        }
+    }
+    let server = S3Server::start(&buckets);
+    let store = AmazonS3Builder::new()
+        .with_bucket_name("tbk")
+        .with_endpoint(&server.endpoint)
+        .with_allow_http(true)
+        .with_region("us-east-1")
+        .with_access_key_id(ACCESS_KEY)
+        .with_secret_access_key(SECRET_KEY)
+        .build()
+        .expect("client");
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let put = |w: &Written, signature: &str| {
+        let bytes = std::fs::read(s.root.join(&w.path)).expect("digest");
+        let attributes = Attributes::from_iter([
+            (
+                Attribute::Metadata("signature".into()),
+                signature.to_string(),
+            ),
+            (
+                Attribute::Metadata("signature-algorithm".into()),
+                "SHA256withRSA".to_string(),
+            ),
+        ]);
+        let options = PutOptions {
+            attributes,
+            ..PutOptions::default()
+        };
+        let key = object_store::path::Path::from(w.path.to_string_lossy().as_ref());
+        runtime
+            .block_on(store.put_opts(&key, bytes.into(), options))
+            .expect("put");
+    };
+    for w in &s.digests {
+        put(w, &w.signature);
+    }
+    let keys = s.keys.to_string_lossy().into_owned();
+    let run_verify = || {
+        let run = trailhouse_env(
+            &s.root.join("no-lake"),
+            &["verify", "s3://tbk", "--public-keys", &keys, "--json"],
+            &server.env(),
+        );
+        let json = run.json();
+        (run, json)
+    };
+    let (run, r) = run_verify();
+    assert_eq!(run.code, Some(0), "{r}\n{}", run.stderr);
+    assert_eq!(r["summary"]["digests"]["valid"], s.digests.len(), "{r}");
+    assert_eq!(r["summary"]["log_files"]["valid"], 10, "{r}");
+    assert!(
+        r["digests"][0]["object"]
+            .as_str()
+            .is_some_and(|o| o.starts_with("s3://tbk/AWSLogs/")),
+        "{r}"
+    );
+
+    // The newest digest's metadata holds another digest's signature: nothing else records its
+    // own, so it is a bad signature.
+    let newest = s.digests.last().expect("a digest");
+    put(newest, &s.digests[0].signature);
+    let (run, r) = run_verify();
+    assert_eq!(run.code, Some(1));
+    assert_eq!(
+        problems(&r)
+            .into_iter()
+            .filter(|(kind, ..)| kind == "digest")
+            .collect::<Vec<_>>(),
+        [(
+            "digest".into(),
+            "bad-signature".into(),
+            file_name(&newest.path)
+        )]
+    );
+}

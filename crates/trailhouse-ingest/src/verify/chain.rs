@@ -1,0 +1,252 @@
+//! Verdicts on digests: each one's signature, and the links between digests of one chain.
+
+use std::collections::HashMap;
+
+use super::digest::{Digest, DigestName};
+use super::keys::{PublicKeys, SignatureProblem};
+use super::objects::layout_key;
+use super::{DigestCheck, DigestVerdict};
+
+/// A digest as read from the sources.
+#[derive(Debug)]
+pub struct ReadDigest {
+    /// Where it was found (a path, or `s3://bucket/key`).
+    pub name: String,
+    /// Its key from `AWSLogs/` on.
+    pub key: String,
+    pub digest_name: DigestName,
+    /// Its content, or why it could not be read.
+    pub content: Result<Digest, String>,
+    /// The signature in its S3 metadata (or a sidecar), if kept.
+    pub signature: Option<String>,
+    /// Inside the window asked for (the others are read for the signatures they record).
+    pub in_window: bool,
+}
+
+/// Judges every digest in the window. `digests` may hold digests outside the window (the one
+/// after it, whose record of the previous signature is needed); they get no verdict.
+pub fn judge(
+    digests: &[ReadDigest],
+    keys: &PublicKeys,
+    since_key_time: Option<chrono::DateTime<chrono::Utc>>,
+) -> Vec<DigestCheck> {
+    let by_key: HashMap<&str, usize> = digests
+        .iter()
+        .enumerate()
+        .map(|(i, d)| (d.key.as_str(), i))
+        .collect();
+    // Which digest records the signature of which: the next one links back by key.
+    let mut next_of: HashMap<usize, usize> = HashMap::new();
+    for (i, d) in digests.iter().enumerate() {
+        if let Ok(content) = &d.content
+            && let Some(previous) = &content.previous_object
+            && let Some(&p) = by_key.get(layout_key(previous))
+        {
+            next_of.insert(p, i);
+        }
+    }
+    // Each chain's digests, oldest first.
+    let mut chains: HashMap<_, Vec<usize>> = HashMap::new();
+    for (i, d) in digests.iter().enumerate() {
+        chains.entry(d.digest_name.chain()).or_default().push(i);
+    }
+    for members in chains.values_mut() {
+        members.sort_by_key(|&i| (digests[i].digest_name.end, digests[i].key.clone()));
+    }
+    let older = |i: usize| -> Option<usize> {
+        let members = &chains[&digests[i].digest_name.chain()];
+        let at = members.iter().position(|&m| m == i)?;
+        at.checked_sub(1).map(|a| members[a])
+    };
+    let newer = |i: usize| -> Option<usize> {
+        let members = &chains[&digests[i].digest_name.chain()];
+        let at = members.iter().position(|&m| m == i)?;
+        members.get(at + 1).copied()
+    };
+
+    let mut checks = Vec::new();
+    for (i, d) in digests.iter().enumerate() {
+        if !d.in_window {
+            continue;
+        }
+        let mut check = DigestCheck {
+            object: d.name.clone(),
+            chain: d.digest_name.chain(),
+            end_time: d.digest_name.end,
+            verdict: DigestVerdict::Valid,
+            reasons: Vec::new(),
+            log_files: 0,
+        };
+        let content = match &d.content {
+            Ok(c) => c,
+            Err(why) => {
+                check.verdict = DigestVerdict::Unreadable;
+                check.reasons.push(why.clone());
+                checks.push(check);
+                continue;
+            }
+        };
+        check.log_files = content.log_files.len();
+        let mut verdicts = Vec::new();
+
+        if layout_key(&content.object) != d.key {
+            verdicts.push(DigestVerdict::Moved);
+            check.reasons.push(format!(
+                "it says it was delivered to `{}`: a digest is signed for its place",
+                content.object
+            ));
+        }
+
+        // Its signature: its own metadata's, else the one the next digest recorded.
+        let recorded = next_of
+            .get(&i)
+            .and_then(|&n| digests[n].content.as_ref().ok())
+            .map(|n| n.previous_signature.clone());
+        let mut candidates: Vec<(&str, String)> = Vec::new();
+        if let Some(own) = &d.signature {
+            candidates.push(("its S3 metadata", own.clone()));
+        }
+        if let Some(Some(next)) = &recorded
+            && candidates
+                .iter()
+                .all(|(_, s)| !s.eq_ignore_ascii_case(next))
+        {
+            candidates.push(("the next digest", next.clone()));
+        }
+        let message = content.string_to_sign();
+        let mut verified: Option<String> = None;
+        let mut problems = Vec::new();
+        for (from, signature) in &candidates {
+            match keys.verify(&content.fingerprint, message.as_bytes(), signature) {
+                Ok(()) => {
+                    verified = Some(signature.clone());
+                    break;
+                }
+                Err(p) => problems.push((*from, p)),
+            }
+        }
+        if verified.is_none() {
+            if candidates.is_empty() {
+                verdicts.push(DigestVerdict::NoSignature);
+                let after = newer(i).and_then(|n| digests[n].content.as_ref().ok());
+                check.reasons.push(if let Some(after) = after {
+                    match after.previous_object.as_deref() {
+                        Some(p) if !by_key.contains_key(layout_key(p)) => format!(
+                            "no signature: the digest after it, `{p}`, which recorded it, is \
+                             missing (the next one links to it), and its S3 metadata was not kept"
+                        ),
+                        _ => "no signature: the digest after it does not link to it, and its S3 \
+                              metadata was not kept"
+                            .to_string(),
+                    }
+                } else if newer(i).is_some() {
+                    "no signature: the digest after it cannot be read, and its S3 metadata was \
+                     not kept"
+                        .to_string()
+                } else {
+                    format!(
+                        "no signature: it is the newest digest of its chain here and its S3 metadata \
+                         was not kept (save `aws s3api head-object` of it as `<file>{}`)",
+                        super::objects::SIDECAR
+                    )
+                });
+            } else if problems
+                .iter()
+                .any(|(_, p)| *p == SignatureProblem::UnknownKey)
+            {
+                verdicts.push(DigestVerdict::UnknownKey);
+                check.reasons.push(format!(
+                    "no public key with fingerprint {} (give `aws cloudtrail list-public-keys \
+                     --region {}` output covering {} with --public-keys)",
+                    content.fingerprint, d.digest_name.region, content.end_time
+                ));
+            } else {
+                verdicts.push(DigestVerdict::BadSignature);
+                for (from, problem) in &problems {
+                    check.reasons.push(match problem {
+                        SignatureProblem::Malformed(why) => format!("signature from {from}: {why}"),
+                        _ => format!(
+                            "the signature from {from} does not verify: the digest was changed, \
+                             or signed with another key"
+                        ),
+                    });
+                }
+            }
+        }
+
+        // Its link to the digest before it.
+        match (&content.previous_object, older(i)) {
+            (None, Some(o)) => {
+                verdicts.push(DigestVerdict::ChainBroken);
+                let before = &digests[o];
+                check.reasons.push(format!(
+                    "the chain restarts here: it does not link to the digest before it (`{}`, \
+                     ending {}); log file validation or logging was off from then to {}, or the \
+                     digests between were deleted",
+                    before.name,
+                    before.digest_name.end.format("%Y-%m-%dT%H:%M:%SZ"),
+                    content.start_time
+                ));
+            }
+            (None, None) => {}
+            (Some(previous), _) => match by_key.get(layout_key(previous)) {
+                Some(&p) => match &digests[p].content {
+                    Ok(before) => {
+                        if content.previous_hash.as_deref() != Some(before.sha256.as_str()) {
+                            verdicts.push(DigestVerdict::ChainBroken);
+                            check.reasons.push(format!(
+                                "the digest before it, `{}`, is not the one it was chained to: \
+                                 its SHA-256 differs from previousDigestHashValue",
+                                digests[p].name
+                            ));
+                        }
+                        if let Some(own) = &digests[p].signature
+                            && content
+                                .previous_signature
+                                .as_deref()
+                                .is_none_or(|s| !s.eq_ignore_ascii_case(own))
+                            && keys
+                                .verify(
+                                    &before.fingerprint,
+                                    before.string_to_sign().as_bytes(),
+                                    own,
+                                )
+                                .is_ok()
+                        {
+                            verdicts.push(DigestVerdict::ChainBroken);
+                            check.reasons.push(format!(
+                                "its previousDigestSignature is not the signature of `{}`",
+                                digests[p].name
+                            ));
+                        }
+                    }
+                    Err(_) => {
+                        // The one before is unreadable: its own verdict says so; the link
+                        // cannot be checked.
+                        verdicts.push(DigestVerdict::ChainBroken);
+                        check.reasons.push(format!(
+                            "the digest before it, `{}`, cannot be read",
+                            digests[p].name
+                        ));
+                    }
+                },
+                None => {
+                    let file = previous.rsplit('/').next().unwrap_or(previous);
+                    let before_window = DigestName::parse(file)
+                        .zip(since_key_time)
+                        .is_some_and(|(n, since)| n.end < since);
+                    if !before_window {
+                        verdicts.push(DigestVerdict::ChainBroken);
+                        check.reasons.push(format!(
+                            "the digest before it, `{previous}`, is missing (deleted, or not in \
+                             the sources)"
+                        ));
+                    }
+                }
+            },
+        }
+        check.verdict = verdicts.into_iter().min().unwrap_or(DigestVerdict::Valid);
+        checks.push(check);
+    }
+    checks
+}

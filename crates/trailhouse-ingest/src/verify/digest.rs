@@ -1,0 +1,286 @@
+//! One digest file: where CloudTrail names it, what it holds, and the string its signature
+//! covers. The scheme is CloudTrail's log file integrity validation as AWS documents it for
+//! custom validators ("Custom implementations of CloudTrail log file integrity validation").
+
+use chrono::{DateTime, NaiveDateTime, Utc};
+use serde_json::Value;
+
+/// What a digest file's name says:
+/// `<account>_CloudTrail-Digest_<region>_<trail>_<home region>_<YYYYMMDDTHHMMSSZ>[_backfill].json.gz`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+pub struct DigestName {
+    pub account: String,
+    /// The region that delivered the digest (and the logs it lists).
+    pub region: String,
+    pub trail: String,
+    pub home_region: String,
+    /// The end of the hour it covers (the name's timestamp).
+    pub end: DateTime<Utc>,
+    /// A backfill digest: logs delivered late, in a chain of their own.
+    pub backfill: bool,
+}
+
+impl DigestName {
+    /// Parses a digest file's name (the last part of its key); `None` when it is not one.
+    pub fn parse(file_name: &str) -> Option<Self> {
+        let stem = file_name.strip_suffix(".json.gz")?;
+        let (stem, backfill) = match stem.strip_suffix("_backfill") {
+            Some(s) => (s, true),
+            None => (stem, false),
+        };
+        // The timestamp is the 16 characters at the end, after a `_`.
+        let split = stem.len().checked_sub(16)?;
+        let (head, stamp) = (stem.get(..split)?, stem.get(split..)?);
+        let end = NaiveDateTime::parse_from_str(stamp, "%Y%m%dT%H%M%SZ")
+            .ok()?
+            .and_utc();
+        let head = head.strip_suffix('_')?;
+        // Regions have no `_`; trail names may.
+        let (head, home_region) = head.rsplit_once('_')?;
+        let (account, rest) = head.split_once("_CloudTrail-Digest_")?;
+        let (region, trail) = rest.split_once('_')?;
+        if account.is_empty() || region.is_empty() || trail.is_empty() || home_region.is_empty() {
+            return None;
+        }
+        Some(Self {
+            account: account.to_string(),
+            region: region.to_string(),
+            trail: trail.to_string(),
+            home_region: home_region.to_string(),
+            end,
+            backfill,
+        })
+    }
+
+    /// The chain this digest belongs to: one per trail, account and delivering region, and the
+    /// backfill digests apart.
+    pub fn chain(&self) -> ChainId {
+        ChainId {
+            account: self.account.clone(),
+            region: self.region.clone(),
+            trail: self.trail.clone(),
+            home_region: self.home_region.clone(),
+            backfill: self.backfill,
+        }
+    }
+}
+
+/// Which chain of digests one belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+pub struct ChainId {
+    pub account: String,
+    pub region: String,
+    pub trail: String,
+    pub home_region: String,
+    pub backfill: bool,
+}
+
+impl std::fmt::Display for ChainId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "trail {} ({}), account {}, region {}",
+            self.trail, self.home_region, self.account, self.region
+        )?;
+        if self.backfill {
+            f.write_str(", backfill")?;
+        }
+        Ok(())
+    }
+}
+
+/// The delivery time in a log file's name
+/// (`<account>_CloudTrail_<region>_<YYYYMMDDTHHMMZ>_<unique>.json.gz`).
+pub fn log_delivery_time(file_name: &str) -> Option<DateTime<Utc>> {
+    let rest = file_name.split_once("_CloudTrail_")?.1;
+    let stamp = rest.split('_').nth(1)?;
+    NaiveDateTime::parse_from_str(stamp, "%Y%m%dT%H%MZ")
+        .ok()
+        .map(|t| t.and_utc())
+}
+
+/// A log file a digest lists.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogRef {
+    pub bucket: String,
+    pub object: String,
+    /// Lowercase hex SHA-256 of the log file's uncompressed bytes.
+    pub hash: String,
+}
+
+/// The fields of a digest that validation reads.
+#[derive(Debug, Clone)]
+pub struct Digest {
+    /// Lowercase hex SHA-256 of the uncompressed digest file.
+    pub sha256: String,
+    /// `digestEndTime` exactly as written: it is signed as text.
+    pub end_time: String,
+    pub start_time: String,
+    pub bucket: String,
+    pub object: String,
+    pub fingerprint: String,
+    pub previous_bucket: Option<String>,
+    pub previous_object: Option<String>,
+    pub previous_hash: Option<String>,
+    pub previous_signature: Option<String>,
+    pub log_files: Vec<LogRef>,
+}
+
+impl Digest {
+    /// Reads a digest's uncompressed bytes; the error says which required field is missing or
+    /// malformed.
+    pub fn parse(raw: &[u8]) -> Result<Self, String> {
+        let value: Value =
+            serde_json::from_slice(raw).map_err(|e| format!("not a digest (invalid JSON: {e})"))?;
+        let object = value
+            .as_object()
+            .ok_or("not a digest (not a JSON object)")?;
+        let text = |name: &str| -> Result<String, String> {
+            match object.get(name) {
+                Some(Value::String(s)) => Ok(s.clone()),
+                Some(_) => Err(format!("`{name}` is not a string")),
+                None => Err(format!("`{name}` is missing")),
+            }
+        };
+        // Present, and a string or null (a starting digest has nulls).
+        let nullable = |name: &str| -> Result<Option<String>, String> {
+            match object.get(name) {
+                Some(Value::String(s)) => Ok(Some(s.clone())),
+                Some(Value::Null) => Ok(None),
+                Some(_) => Err(format!("`{name}` is neither a string nor null")),
+                None => Err(format!("`{name}` is missing")),
+            }
+        };
+        let optional = |name: &str| match object.get(name) {
+            Some(Value::String(s)) => Some(s.clone()),
+            _ => None,
+        };
+        let logs = match object.get("logFiles") {
+            Some(Value::Array(items)) => items,
+            Some(_) => return Err("`logFiles` is not a list".into()),
+            None => return Err("`logFiles` is missing".into()),
+        };
+        let mut log_files = Vec::with_capacity(logs.len());
+        for (i, item) in logs.iter().enumerate() {
+            let field = |name: &str| {
+                item.get(name)
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+                    .ok_or_else(|| format!("`logFiles[{i}].{name}` is missing or not a string"))
+            };
+            log_files.push(LogRef {
+                bucket: field("s3Bucket")?,
+                object: field("s3Object")?,
+                hash: field("hashValue")?.to_ascii_lowercase(),
+            });
+        }
+        Ok(Self {
+            sha256: sha256_hex(raw),
+            end_time: text("digestEndTime")?,
+            start_time: text("digestStartTime")?,
+            bucket: text("digestS3Bucket")?,
+            object: text("digestS3Object")?,
+            fingerprint: text("digestPublicKeyFingerprint")?.to_ascii_lowercase(),
+            previous_signature: nullable("previousDigestSignature")?,
+            previous_bucket: optional("previousDigestS3Bucket"),
+            previous_object: optional("previousDigestS3Object"),
+            previous_hash: optional("previousDigestHashValue").map(|h| h.to_ascii_lowercase()),
+            log_files,
+        })
+    }
+
+    /// The bytes the digest's signature covers: its end time as written, its bucket and key,
+    /// the hex SHA-256 of its uncompressed bytes and the previous digest's signature (the four
+    /// characters `null` for a starting digest), joined by new lines, no new line at the end.
+    pub fn string_to_sign(&self) -> String {
+        format!(
+            "{}\n{}/{}\n{}\n{}",
+            self.end_time,
+            self.bucket,
+            self.object,
+            self.sha256,
+            self.previous_signature.as_deref().unwrap_or("null")
+        )
+    }
+}
+
+/// Lowercase hex SHA-256 of `bytes`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digest_names_are_read_with_underscores_in_the_trail_name() {
+        let name = DigestName::parse(
+            "111122223333_CloudTrail-Digest_eu-west-1_org_trail_main_us-east-1_20261104T011031Z.json.gz",
+        )
+        .expect("a digest name");
+        assert_eq!(name.account, "111122223333");
+        assert_eq!(name.region, "eu-west-1");
+        assert_eq!(name.trail, "org_trail_main");
+        assert_eq!(name.home_region, "us-east-1");
+        assert_eq!(name.end.to_rfc3339(), "2026-11-04T01:10:31+00:00");
+        assert!(!name.backfill);
+        let backfill = DigestName::parse(
+            "111122223333_CloudTrail-Digest_eu-west-1_t_us-east-1_20261104T011031Z_backfill.json.gz",
+        )
+        .expect("a backfill digest name");
+        assert!(backfill.backfill);
+        assert_ne!(backfill.chain(), name.chain());
+        for not_one in [
+            "111122223333_CloudTrail_us-east-1_20261104T0110Z_Ef7gH9jK1lM3nP5q.json.gz",
+            "111122223333_CloudTrail-Digest_us-east-1_20261104T011031Z.json.gz",
+            "111122223333_CloudTrail-Digest_eu-west-1_t_us-east-1_20261104T011031Z.json",
+        ] {
+            assert_eq!(DigestName::parse(not_one), None, "{not_one}");
+        }
+    }
+
+    #[test]
+    fn log_names_give_their_delivery_time() {
+        let t = log_delivery_time(
+            "111122223333_CloudTrail_us-east-1_20261104T0005Z_Ab3dE5fG7hJ9kL1m.json.gz",
+        );
+        assert_eq!(
+            t.map(|t| t.to_rfc3339()).as_deref(),
+            Some("2026-11-04T00:05:00+00:00")
+        );
+        assert_eq!(log_delivery_time("notes.json.gz"), None);
+    }
+
+    #[test]
+    fn the_string_to_sign_is_cloudtrails_with_the_null_rule() {
+        let raw = br#"{"awsAccountId":"111122223333","digestStartTime":"2026-11-04T00:10:31Z","digestEndTime":"2026-11-04T01:10:31Z","digestS3Bucket":"org-trail-logs","digestS3Object":"AWSLogs/111122223333/CloudTrail-Digest/us-east-1/2026/11/04/111122223333_CloudTrail-Digest_us-east-1_main_us-east-1_20261104T011031Z.json.gz","digestPublicKeyFingerprint":"0123456789ABCDEF0123456789abcdef","digestSignatureAlgorithm":"SHA256withRSA","newestEventTime":null,"oldestEventTime":null,"previousDigestS3Bucket":null,"previousDigestS3Object":null,"previousDigestHashValue":null,"previousDigestHashAlgorithm":null,"previousDigestSignature":null,"logFiles":[]}"#;
+        let digest = Digest::parse(raw).expect("a digest");
+        assert_eq!(digest.fingerprint, "0123456789abcdef0123456789abcdef");
+        // The SHA-256 of these exact bytes, as `sha256sum` prints it.
+        assert_eq!(digest.sha256, sha256_hex(raw));
+        assert_eq!(
+            digest.string_to_sign(),
+            format!(
+                "2026-11-04T01:10:31Z\norg-trail-logs/AWSLogs/111122223333/CloudTrail-Digest/us-east-1/2026/11/04/111122223333_CloudTrail-Digest_us-east-1_main_us-east-1_20261104T011031Z.json.gz\n{}\nnull",
+                digest.sha256
+            )
+        );
+        let missing = br#"{"digestEndTime":"2026-11-04T01:10:31Z","logFiles":[]}"#;
+        let error = Digest::parse(missing).expect_err("fields are missing");
+        assert!(error.contains("digestStartTime"), "{error}");
+        let absent_signature =
+            String::from_utf8_lossy(raw).replace(",\"previousDigestSignature\":null", "");
+        let error = Digest::parse(absent_signature.as_bytes()).expect_err("must be present");
+        assert!(error.contains("previousDigestSignature"), "{error}");
+    }
+
+    #[test]
+    fn sha256_matches_the_known_answer() {
+        // FIPS 180-2's test vector.
+        assert_eq!(
+            sha256_hex(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+}

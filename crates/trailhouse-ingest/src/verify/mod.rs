@@ -1,0 +1,442 @@
+//! CloudTrail log file integrity validation, offline: every digest's signature (SHA256withRSA
+//! with the region's public key), the chain of digests (each records the hash and signature of
+//! the one before it), and every listed log file's SHA-256 over its uncompressed bytes; log files
+//! no digest lists are named too. Exactly the scheme `aws cloudtrail validate-logs` checks, over
+//! local copies or S3, without calling AWS, and stricter where the CLI is lenient: the recorded
+//! hash and signature of the previous digest are compared with that digest.
+
+pub mod chain;
+pub mod digest;
+pub mod keys;
+pub mod objects;
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Read;
+
+use chrono::{DateTime, Duration, Utc};
+use futures::{StreamExt, stream};
+use rayon::prelude::*;
+
+use chain::{ReadDigest, judge};
+use digest::{ChainId, Digest, DigestName};
+use keys::PublicKeys;
+use objects::{Kind, Object, Sources, layout_key, sidecar_signature, signature_in};
+
+/// Objects read at once (S3 is latency-bound; a local disk does not mind).
+const IN_FLIGHT: usize = 64;
+/// The largest uncompressed digest accepted (real ones are kilobytes to a few megabytes).
+const DIGEST_LIMIT: u64 = 256 << 20;
+
+/// What stops a validation.
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    #[error("public keys `{path}`: {message}")]
+    PublicKeys {
+        path: std::path::PathBuf,
+        message: String,
+    },
+    #[error("source `{location}` cannot be read: {message}")]
+    Source { location: String, message: String },
+}
+
+/// A digest's verdict, worst first.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum DigestVerdict {
+    /// Not gzip, not JSON, or a required field missing.
+    Unreadable,
+    /// Found somewhere other than the place it was signed for.
+    Moved,
+    /// Signed with a key not among the public keys given.
+    UnknownKey,
+    /// The signature does not verify.
+    BadSignature,
+    /// No signature to check: its S3 metadata was lost and no later digest records it.
+    NoSignature,
+    /// Its link to the digest before it is broken (missing, altered, restarted).
+    ChainBroken,
+    Valid,
+}
+
+/// A log file's verdict, worst first.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum LogVerdict {
+    /// Its SHA-256 differs from its digest's record (or it no longer decompresses).
+    Modified,
+    /// Listed by a digest, not in the sources.
+    Missing,
+    /// In the sources, listed by no digest (added, or delivered while validation was off).
+    NotCovered,
+    /// Its hash matches, but the signature of the digest listing it could not be verified (or
+    /// the file could not be read).
+    Unverified,
+    Valid,
+}
+
+impl DigestVerdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Unreadable => "unreadable",
+            Self::Moved => "moved",
+            Self::UnknownKey => "unknown-key",
+            Self::BadSignature => "bad-signature",
+            Self::NoSignature => "no-signature",
+            Self::ChainBroken => "chain-broken",
+            Self::Valid => "valid",
+        }
+    }
+}
+
+impl DigestVerdict {
+    /// Its signature verified where it was delivered: what it lists is what CloudTrail
+    /// delivered, whatever its link to the digest before it.
+    pub fn authentic(self) -> bool {
+        matches!(self, Self::Valid | Self::ChainBroken)
+    }
+}
+
+impl LogVerdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Modified => "modified",
+            Self::Missing => "missing",
+            Self::NotCovered => "not-covered",
+            Self::Unverified => "unverified",
+            Self::Valid => "valid",
+        }
+    }
+}
+
+/// One digest's verdict and why.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DigestCheck {
+    pub object: String,
+    pub chain: ChainId,
+    pub end_time: DateTime<Utc>,
+    pub verdict: DigestVerdict,
+    pub reasons: Vec<String>,
+    /// Log files it lists.
+    pub log_files: usize,
+}
+
+/// One log file's verdict and why.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LogCheck {
+    /// Where it is, or (missing) the key its digest lists.
+    pub object: String,
+    pub verdict: LogVerdict,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The digest that lists it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
+}
+
+/// The window of a validation: digests whose hour ends in it, log files delivered in it.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct Window {
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+}
+
+/// The outcome of a validation.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Verification {
+    pub window: Window,
+    pub digests: Vec<DigestCheck>,
+    pub log_files: Vec<LogCheck>,
+    /// Entries under the sources that could not be listed.
+    pub unreadable: Vec<(String, String)>,
+}
+
+impl Verification {
+    /// Every digest and log file valid, and at least one digest checked.
+    pub fn all_valid(&self) -> bool {
+        !self.digests.is_empty()
+            && self.unreadable.is_empty()
+            && self
+                .digests
+                .iter()
+                .all(|d| d.verdict == DigestVerdict::Valid)
+            && self
+                .log_files
+                .iter()
+                .all(|l| l.verdict == LogVerdict::Valid)
+    }
+
+    pub fn digest_counts(&self) -> BTreeMap<DigestVerdict, usize> {
+        let mut counts = BTreeMap::new();
+        for d in &self.digests {
+            *counts.entry(d.verdict).or_default() += 1;
+        }
+        counts
+    }
+
+    pub fn log_counts(&self) -> BTreeMap<LogVerdict, usize> {
+        let mut counts = BTreeMap::new();
+        for l in &self.log_files {
+            *counts.entry(l.verdict).or_default() += 1;
+        }
+        counts
+    }
+}
+
+/// Validates the trail under `sources` in `window` with `keys`.
+pub async fn verify(
+    sources: &Sources,
+    keys: &PublicKeys,
+    window: Window,
+) -> Result<Verification, VerifyError> {
+    let listing = sources.list().await?;
+    let mut digests: BTreeMap<ChainId, Vec<&Object>> = BTreeMap::new();
+    let mut sidecars: HashMap<&str, &Object> = HashMap::new();
+    let mut logs: Vec<&Object> = Vec::new();
+    for object in &listing.objects {
+        match &object.kind {
+            Kind::Digest(name) => digests.entry(name.chain()).or_default().push(object),
+            Kind::Sidecar(of) => {
+                sidecars.insert(of.as_str(), object);
+            }
+            Kind::Log(_) => logs.push(object),
+        }
+    }
+
+    // The digests of the window (an hour past its end: the logs delivered in its last hour are
+    // listed by the digest after it), and the one after those in each chain, which records the
+    // last one's signature.
+    let digest_end = window.until.map(|u| u + Duration::hours(1));
+    let inside = |end: DateTime<Utc>| {
+        window.since.is_none_or(|s| end >= s) && digest_end.is_none_or(|u| end < u)
+    };
+    let mut wanted: Vec<(&Object, &DigestName, bool)> = Vec::new();
+    for members in digests.values_mut() {
+        members.sort_by_key(|o| match &o.kind {
+            Kind::Digest(n) => (n.end, o.key.clone()),
+            _ => (DateTime::<Utc>::MIN_UTC, o.key.clone()),
+        });
+        let mut after = false;
+        for object in members.iter() {
+            let Kind::Digest(name) = &object.kind else {
+                continue;
+            };
+            if inside(name.end) {
+                wanted.push((object, name, true));
+            } else if digest_end.is_some_and(|u| name.end >= u) && !after {
+                wanted.push((object, name, false));
+                after = true;
+            }
+        }
+    }
+
+    let read: Vec<ReadDigest> = stream::iter(wanted)
+        .map(|(object, name, in_window)| {
+            let sidecar = sidecars.get(object.key.as_str()).copied();
+            async move { read_digest(sources, object, name, sidecar, in_window).await }
+        })
+        .buffered(IN_FLIGHT)
+        .collect()
+        .await;
+    let checks = judge(&read, keys, window.since);
+
+    // What each digest in the window lists.
+    let verdicts: HashMap<&str, DigestVerdict> = checks
+        .iter()
+        .map(|c| (c.object.as_str(), c.verdict))
+        .collect();
+    let mut listed: HashMap<String, Recorded> = HashMap::new();
+    for d in read.iter().filter(|d| d.in_window) {
+        let Ok(content) = &d.content else { continue };
+        let verdict = verdicts
+            .get(d.name.as_str())
+            .copied()
+            .unwrap_or(DigestVerdict::Valid);
+        for log in &content.log_files {
+            let key = layout_key(&log.object).to_string();
+            // Listed twice (a backfill digest repeats a log): the better digest decides.
+            if listed.get(&key).is_none_or(|r| verdict > r.verdict) {
+                let recorded = Recorded {
+                    hash: log.hash.clone(),
+                    digest: d.name.clone(),
+                    verdict,
+                };
+                listed.insert(key, recorded);
+            }
+        }
+    }
+
+    let found: HashMap<&str, &Object> = logs.iter().map(|o| (o.key.as_str(), *o)).collect();
+    let mut log_checks = Vec::new();
+    let mut to_hash: Vec<(&Object, &Recorded)> = Vec::new();
+    for (key, recorded) in &listed {
+        match found.get(key.as_str()) {
+            Some(object) => to_hash.push((object, recorded)),
+            None => log_checks.push(LogCheck {
+                object: key.clone(),
+                verdict: LogVerdict::Missing,
+                reason: Some("not in the sources".into()),
+                digest: Some(recorded.digest.clone()),
+            }),
+        }
+    }
+    for object in &logs {
+        let Kind::Log(delivered) = &object.kind else {
+            continue;
+        };
+        let in_window = match delivered {
+            Some(t) => window.since.is_none_or(|s| *t >= s) && window.until.is_none_or(|u| *t < u),
+            None => window.since.is_none() && window.until.is_none(),
+        };
+        if in_window && !listed.contains_key(&object.key) {
+            log_checks.push(LogCheck {
+                object: object.name.clone(),
+                verdict: LogVerdict::NotCovered,
+                reason: Some(
+                    "listed by no digest: added after delivery, delivered while log file \
+                     validation was off, or newer than the newest digest"
+                        .into(),
+                ),
+                digest: None,
+            });
+        }
+    }
+    // Read a batch with many requests in flight, hash it on every core, then the next: memory
+    // holds one batch of compressed files.
+    to_hash.sort_by(|a, b| a.0.name.cmp(&b.0.name));
+    for batch in to_hash.chunks(IN_FLIGHT * 4) {
+        let fetched: Vec<Result<Vec<u8>, String>> = stream::iter(batch)
+            .map(|(object, _)| async move { sources.read(object).await.map(|f| f.bytes) })
+            .buffered(IN_FLIGHT)
+            .collect()
+            .await;
+        let work: Vec<(String, Recorded, Result<Vec<u8>, String>)> = batch
+            .iter()
+            .zip(fetched)
+            .map(|((object, recorded), bytes)| (object.name.clone(), (*recorded).clone(), bytes))
+            .collect();
+        let checked = tokio::task::spawn_blocking(move || {
+            work.into_par_iter()
+                .map(|(name, recorded, bytes)| check_log(name, recorded, bytes))
+                .collect::<Vec<LogCheck>>()
+        })
+        .await
+        .map_err(|e| VerifyError::Source {
+            location: "log files".into(),
+            message: format!("hashing stopped: {e}"),
+        })?;
+        log_checks.extend(checked);
+    }
+    log_checks.sort_by(|a, b| (a.verdict, &a.object).cmp(&(b.verdict, &b.object)));
+
+    let mut unreadable = listing.unreadable;
+    unreadable.sort();
+    Ok(Verification {
+        window,
+        digests: checks,
+        log_files: log_checks,
+        unreadable,
+    })
+}
+
+async fn read_digest(
+    sources: &Sources,
+    object: &Object,
+    digest_name: &DigestName,
+    sidecar: Option<&Object>,
+    in_window: bool,
+) -> ReadDigest {
+    let mut signature = None;
+    let content = match sources.read(object).await {
+        Err(e) => Err(format!("cannot be read: {e}")),
+        Ok(fetched) => {
+            signature = signature_in(&fetched.metadata);
+            match crate::decompress::gunzip(&fetched.bytes, DIGEST_LIMIT) {
+                Ok(raw) => Digest::parse(&raw),
+                Err(broken) => Err(format!("cannot be decompressed: {}", broken.error)),
+            }
+        }
+    };
+    if signature.is_none()
+        && let Some(sidecar) = sidecar
+        && let Ok(fetched) = sources.read(sidecar).await
+    {
+        signature = sidecar_signature(&fetched.bytes).ok();
+    }
+    ReadDigest {
+        name: object.name.clone(),
+        key: object.key.clone(),
+        digest_name: digest_name.clone(),
+        content,
+        signature,
+        in_window,
+    }
+}
+
+/// What the digest listing a log file recorded of it.
+#[derive(Debug, Clone)]
+struct Recorded {
+    /// The SHA-256 of its uncompressed bytes.
+    hash: String,
+    /// The digest (as found).
+    digest: String,
+    /// That digest's verdict.
+    verdict: DigestVerdict,
+}
+
+/// A log file's SHA-256 over its uncompressed bytes against what its digest recorded.
+fn check_log(object: String, recorded: Recorded, bytes: Result<Vec<u8>, String>) -> LogCheck {
+    let Recorded {
+        hash: expected,
+        digest,
+        verdict: digest_verdict,
+    } = recorded;
+    let check = |verdict, reason: Option<String>| LogCheck {
+        object,
+        verdict,
+        reason,
+        digest: Some(digest),
+    };
+    let bytes = match bytes {
+        Ok(b) => b,
+        Err(e) => return check(LogVerdict::Unverified, Some(format!("cannot be read: {e}"))),
+    };
+    match uncompressed_sha256(&bytes) {
+        Err(e) => check(
+            LogVerdict::Modified,
+            Some(format!(
+                "no longer decompresses ({e}): its digest recorded a whole file"
+            )),
+        ),
+        Ok(hash) if hash != expected => check(
+            LogVerdict::Modified,
+            Some(format!("SHA-256 {hash}, its digest recorded {expected}")),
+        ),
+        Ok(_) if !digest_verdict.authentic() => check(
+            LogVerdict::Unverified,
+            Some(format!(
+                "its hash matches, but its digest is {}",
+                digest_verdict.as_str()
+            )),
+        ),
+        Ok(_) => check(LogVerdict::Valid, None),
+    }
+}
+
+/// Hex SHA-256 of a gzip file's uncompressed bytes (all members), streamed.
+fn uncompressed_sha256(gz: &[u8]) -> std::io::Result<String> {
+    let mut decoder = flate2::read::MultiGzDecoder::new(gz);
+    let mut context = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    let mut buffer = vec![0u8; 1 << 16];
+    loop {
+        let n = decoder.read(&mut buffer)?;
+        if n == 0 {
+            break;
+        }
+        context.update(&buffer[..n]);
+    }
+    Ok(hex::encode(context.finish()))
+}

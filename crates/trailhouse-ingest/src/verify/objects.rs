@@ -1,0 +1,293 @@
+//! The objects validation reads: digests, their signatures, and log files, under local folders
+//! or `s3://bucket[/prefix]`.
+//!
+//! A digest's signature is the S3 user metadata `signature` of the digest object. A copy of a
+//! trail outside S3 has lost it; it can be kept beside the digest as `<digest>.metadata.json`,
+//! holding what `aws s3api head-object` prints (`{"Metadata": {"signature": …}}`) or just
+//! `{"signature": …}`.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use futures::TryStreamExt;
+use object_store::path::Path;
+use object_store::{Attribute, ObjectStore, ObjectStoreExt};
+
+use super::VerifyError;
+use super::digest::{DigestName, log_delivery_time};
+use crate::discover::discover_all;
+use crate::s3::{S3Options, S3Url, client, is_s3};
+
+/// The suffix of a digest's signature kept beside it.
+pub const SIDECAR: &str = ".metadata.json";
+
+/// What an object is to validation.
+#[derive(Debug, Clone)]
+pub enum Kind {
+    Digest(DigestName),
+    /// A log file, with the delivery time its name gives.
+    Log(Option<DateTime<Utc>>),
+    /// The saved S3 metadata of the digest whose key this is.
+    Sidecar(String),
+}
+
+/// One object found under the sources.
+#[derive(Debug, Clone)]
+pub struct Object {
+    /// How it is shown: a path, or `s3://bucket/key`.
+    pub name: String,
+    /// Its key from `AWSLogs/` on (what digests are compared by; the bucket and any prefix
+    /// before `AWSLogs/` are where the copy lives, not what was signed).
+    pub key: String,
+    pub kind: Kind,
+    location: Location,
+}
+
+#[derive(Debug, Clone)]
+enum Location {
+    Local(PathBuf),
+    S3 { bucket: String, key: String },
+}
+
+/// An object's bytes and its S3 user metadata (empty for a local file).
+pub struct Fetched {
+    pub bytes: Vec<u8>,
+    pub metadata: HashMap<String, String>,
+}
+
+/// What listing found.
+#[derive(Debug, Default)]
+pub struct Listing {
+    pub objects: Vec<Object>,
+    /// Entries that could not be listed, and why.
+    pub unreadable: Vec<(String, String)>,
+}
+
+/// The key of `path` from its `AWSLogs/` segment on, or all of it when it has none.
+pub fn layout_key(path: &str) -> &str {
+    let mut from = 0;
+    while let Some(at) = path[from..].find("AWSLogs/") {
+        let at = from + at;
+        if at == 0 || path[..at].ends_with('/') {
+            return &path[at..];
+        }
+        from = at + 1;
+    }
+    path
+}
+
+fn classify(path: &str) -> Option<Kind> {
+    let file = path.rsplit('/').next().unwrap_or(path);
+    if let Some(digest) = path.strip_suffix(SIDECAR) {
+        return DigestName::parse(digest.rsplit('/').next().unwrap_or(digest))
+            .map(|_| Kind::Sidecar(layout_key(digest).to_string()));
+    }
+    if !file.ends_with(".json.gz") {
+        return None;
+    }
+    if path.contains("/CloudTrail-Digest/") {
+        return DigestName::parse(file).map(Kind::Digest);
+    }
+    if path.contains("/CloudTrail/") {
+        return Some(Kind::Log(log_delivery_time(file)));
+    }
+    None
+}
+
+/// The sources of one validation: local folders and S3 locations.
+pub struct Sources {
+    local: Vec<PathBuf>,
+    s3: Vec<(S3Url, Arc<dyn ObjectStore>)>,
+}
+
+impl Sources {
+    /// Clients for the S3 sources (configured as ingest's are); local sources must exist.
+    pub fn open(sources: &[PathBuf], options: &S3Options) -> Result<Self, VerifyError> {
+        let mut local = Vec::new();
+        let mut s3 = Vec::new();
+        for source in sources {
+            if is_s3(source) {
+                let url = S3Url::parse(source).map_err(|e| VerifyError::Source {
+                    location: source.display().to_string(),
+                    message: e.to_string(),
+                })?;
+                let store = client(&url.bucket, options).map_err(|e| VerifyError::Source {
+                    location: source.display().to_string(),
+                    message: e.to_string(),
+                })?;
+                s3.push((url, store));
+            } else {
+                local.push(source.clone());
+            }
+        }
+        Ok(Self { local, s3 })
+    }
+
+    /// Every digest, sidecar and log file under the sources.
+    pub async fn list(&self) -> Result<Listing, VerifyError> {
+        let mut listing = Listing::default();
+        if !self.local.is_empty() {
+            let local = self.local.clone();
+            let found = tokio::task::spawn_blocking(move || discover_all(&local))
+                .await
+                .map_err(|e| VerifyError::Source {
+                    location: "local folders".into(),
+                    message: e.to_string(),
+                })?
+                .map_err(|e| VerifyError::Source {
+                    location: "local folders".into(),
+                    message: e.to_string(),
+                })?;
+            for file in found.files {
+                let name = file.path.display().to_string();
+                if let Some(kind) = classify(&name) {
+                    listing.objects.push(Object {
+                        key: layout_key(&name).to_string(),
+                        name,
+                        kind,
+                        location: Location::Local(file.path),
+                    });
+                }
+            }
+            listing.unreadable.extend(
+                found
+                    .unreadable
+                    .into_iter()
+                    .map(|(p, why)| (p.display().to_string(), why)),
+            );
+        }
+        for (url, store) in &self.s3 {
+            let prefix = (!url.prefix.is_empty()).then(|| Path::from(url.prefix.as_str()));
+            let metas: Vec<object_store::ObjectMeta> = store
+                .list(prefix.as_ref())
+                .try_collect()
+                .await
+                .map_err(|e| VerifyError::Source {
+                    location: url.name(),
+                    message: e.to_string(),
+                })?;
+            for meta in metas {
+                let key = meta.location.as_ref().to_string();
+                if let Some(kind) = classify(&key) {
+                    listing.objects.push(Object {
+                        name: url.object(&key).display().to_string(),
+                        key: layout_key(&key).to_string(),
+                        kind,
+                        location: Location::S3 {
+                            bucket: url.bucket.clone(),
+                            key,
+                        },
+                    });
+                }
+            }
+        }
+        listing.objects.sort_by(|a, b| a.name.cmp(&b.name));
+        listing.objects.dedup_by(|a, b| a.name == b.name);
+        Ok(listing)
+    }
+
+    /// An object's bytes (and, from S3, its user metadata).
+    pub async fn read(&self, object: &Object) -> Result<Fetched, String> {
+        match &object.location {
+            Location::Local(path) => tokio::fs::read(path)
+                .await
+                .map(|bytes| Fetched {
+                    bytes,
+                    metadata: HashMap::new(),
+                })
+                .map_err(|e| e.to_string()),
+            Location::S3 { bucket, key } => {
+                let store = self
+                    .s3
+                    .iter()
+                    .find(|(url, _)| &url.bucket == bucket)
+                    .map(|(_, store)| store)
+                    .ok_or("no client for this bucket")?;
+                let got = store
+                    .get(&Path::from(key.as_str()))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let metadata = got
+                    .attributes
+                    .iter()
+                    .filter_map(|(name, value)| match name {
+                        Attribute::Metadata(name) => {
+                            Some((name.to_ascii_lowercase(), value.as_ref().to_string()))
+                        }
+                        _ => None,
+                    })
+                    .collect();
+                let bytes = got.bytes().await.map_err(|e| e.to_string())?;
+                Ok(Fetched {
+                    bytes: bytes.to_vec(),
+                    metadata,
+                })
+            }
+        }
+    }
+}
+
+/// The signature in a digest's metadata, or in a sidecar's text.
+pub fn signature_in(metadata: &HashMap<String, String>) -> Option<String> {
+    metadata.get("signature").map(|s| s.trim().to_string())
+}
+
+/// The signature a sidecar holds (`head-object` output or the metadata alone).
+pub fn sidecar_signature(text: &[u8]) -> Result<String, String> {
+    let value: serde_json::Value =
+        serde_json::from_slice(text).map_err(|e| format!("invalid JSON: {e}"))?;
+    let metadata = value.get("Metadata").unwrap_or(&value);
+    let found = metadata
+        .as_object()
+        .and_then(|m| {
+            m.iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case("signature"))
+                .map(|(_, v)| v)
+        })
+        .and_then(serde_json::Value::as_str);
+    found
+        .map(|s| s.trim().to_string())
+        .ok_or_else(|| "no `signature` (nor `Metadata.signature`)".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_compared_from_awslogs_on() {
+        assert_eq!(
+            layout_key("/copy/of/bucket/AWSLogs/o-1/1/CloudTrail/x.json.gz"),
+            "AWSLogs/o-1/1/CloudTrail/x.json.gz"
+        );
+        assert_eq!(layout_key("AWSLogs/1/x"), "AWSLogs/1/x");
+        assert_eq!(layout_key("prefix/MyAWSLogs/AWSLogs/1/x"), "AWSLogs/1/x");
+        assert_eq!(layout_key("other/x.json.gz"), "other/x.json.gz");
+    }
+
+    #[test]
+    fn objects_are_told_apart_by_cloudtrails_layout() {
+        let digest = "a/AWSLogs/1/CloudTrail-Digest/us-east-1/2026/11/04/1_CloudTrail-Digest_us-east-1_t_us-east-1_20261104T011031Z.json.gz";
+        assert!(matches!(classify(digest), Some(Kind::Digest(_))));
+        match classify(&format!("{digest}{SIDECAR}")) {
+            Some(Kind::Sidecar(of)) => assert_eq!(of, layout_key(digest)),
+            other => panic!("not a sidecar: {other:?}"),
+        }
+        let log = "AWSLogs/1/CloudTrail/us-east-1/2026/11/04/1_CloudTrail_us-east-1_20261104T0005Z_x.json.gz";
+        assert!(matches!(classify(log), Some(Kind::Log(Some(_)))));
+        assert!(classify("AWSLogs/1/CloudTrail/us-east-1/README.md").is_none());
+    }
+
+    #[test]
+    fn sidecars_hold_head_object_output_or_the_metadata_alone() {
+        let head = br#"{"ContentLength": 3, "Metadata": {"signature": "ab01", "signature-algorithm": "SHA256withRSA"}}"#;
+        assert_eq!(sidecar_signature(head).as_deref(), Ok("ab01"));
+        assert_eq!(
+            sidecar_signature(br#"{"signature": " cd "}"#).as_deref(),
+            Ok("cd")
+        );
+        assert!(sidecar_signature(br#"{"Metadata": {}}"#).is_err());
+    }
+}

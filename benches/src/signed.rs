@@ -171,9 +171,20 @@ struct LogFile {
     newest: Option<String>,
 }
 
+/// What [`sign_trail`] did.
+#[derive(Debug, Clone, Default)]
+pub struct SignedTrail {
+    /// The digests written, oldest first in each chain.
+    pub digests: Vec<Written>,
+    /// Log files no digest lists, as they do not decompress (a digest lists whole files), and
+    /// why.
+    pub skipped: Vec<(PathBuf, String)>,
+}
+
 /// Writes digests (and sidecars, per `spec`) for every log file under `root`, which holds the
-/// trail's `AWSLogs/` folder. Returns the digests written, oldest first in each chain.
-pub fn sign_trail(root: &Path, key: &TestKey, spec: &SignSpec) -> std::io::Result<Vec<Written>> {
+/// trail's `AWSLogs/` folder.
+pub fn sign_trail(root: &Path, key: &TestKey, spec: &SignSpec) -> std::io::Result<SignedTrail> {
+    let mut skipped = Vec::new();
     // (folder above `CloudTrail/`, account, region) → log files.
     let mut groups: BTreeMap<(String, String, String), Vec<LogFile>> = BTreeMap::new();
     for path in walk(root)? {
@@ -196,7 +207,13 @@ pub fn sign_trail(root: &Path, key: &TestKey, spec: &SignSpec) -> std::io::Resul
         let Ok(delivered) = NaiveDateTime::parse_from_str(stamp, "%Y%m%dT%H%MZ") else {
             continue;
         };
-        let raw = gunzip(&fs::read(&path)?)?;
+        let raw = match gunzip(&fs::read(&path)?) {
+            Ok(raw) => raw,
+            Err(e) => {
+                skipped.push((path.clone(), e.to_string()));
+                continue;
+            }
+        };
         let (oldest, newest) = event_time_range(&raw);
         groups
             .entry((
@@ -344,7 +361,10 @@ pub fn sign_trail(root: &Path, key: &TestKey, spec: &SignSpec) -> std::io::Resul
         }
         written.extend(chain);
     }
-    Ok(written)
+    Ok(SignedTrail {
+        digests: written,
+        skipped,
+    })
 }
 
 /// One digest's JSON and signature.

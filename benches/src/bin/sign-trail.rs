@@ -47,12 +47,15 @@ fn main() -> anyhow::Result<()> {
         backfill: a.backfill,
         ..SignSpec::default()
     };
-    let written = sign_trail(&a.trail, &key, &spec)?;
+    let signed = sign_trail(&a.trail, &key, &spec)?;
     std::fs::write(&a.keys, key.public_keys_json())?;
-    let logs: usize = written.iter().map(|w| w.logs.len()).sum();
+    for (path, why) in &signed.skipped {
+        eprintln!("not listed by any digest: {} ({why})", path.display());
+    }
+    let logs: usize = signed.digests.iter().map(|w| w.logs.len()).sum();
     eprintln!(
         "{} digests listing {logs} log files in {:.1} s; public key in {}",
-        written.len(),
+        signed.digests.len(),
         started.elapsed().as_secs_f64(),
         a.keys.display()
     );

@@ -366,6 +366,12 @@ pub struct VerifyArgs {
     #[arg(long)]
     pub all: bool,
 
+    /// Keep the log files' verdicts in the lake (--lake), in table `integrity`: queries can
+    /// then join `cloudtrail.sourcefile` to `integrity.sourcefile`, and reports say what share
+    /// of their events came from verified files.
+    #[arg(long)]
+    pub record: bool,
+
     /// Print the verdicts as one JSON object on stdout.
     #[arg(long)]
     pub json: bool,

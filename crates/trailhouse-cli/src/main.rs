@@ -171,7 +171,10 @@ async fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
         cli::Command::Compact(args) => maintenance::compact(&lake()?, args).await,
         cli::Command::Vacuum(args) => maintenance::vacuum(&lake()?, args).await,
         cli::Command::Check(args) => maintenance::check(&lake()?, args).await,
-        cli::Command::Verify(args) => verify::run(cli.s3_endpoint, args).await,
+        cli::Command::Verify(args) => {
+            let lake = args.record.then(lake).transpose()?;
+            verify::run(lake.as_ref(), cli.s3_endpoint, args).await
+        }
         cli::Command::Ddl(args) => ddl::run(&lake()?, cli.s3_endpoint.as_deref(), args).await,
         #[cfg(feature = "cluster")]
         cli::Command::Cluster(command) => cluster::run(&lake()?, command).await,

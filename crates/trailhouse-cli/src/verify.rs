@@ -9,11 +9,18 @@ use chrono::{DateTime, Utc};
 use trailhouse_ingest::s3::S3Options;
 use trailhouse_ingest::verify::keys::PublicKeys;
 use trailhouse_ingest::verify::objects::Sources;
+use trailhouse_ingest::verify::record::record;
 use trailhouse_ingest::verify::{DigestVerdict, LogVerdict, Verification, Window, verify};
+use trailhouse_lake::Lake;
 
 use crate::cli::VerifyArgs;
 
-pub async fn run(s3_endpoint: Option<String>, args: VerifyArgs) -> anyhow::Result<ExitCode> {
+/// Checks the trail; with `lake` (`--record`), keeps the log files' verdicts in it.
+pub async fn run(
+    lake: Option<&Lake>,
+    s3_endpoint: Option<String>,
+    args: VerifyArgs,
+) -> anyhow::Result<ExitCode> {
     let now = Utc::now();
     let time = |option: &str, text: &Option<String>| -> anyhow::Result<Option<DateTime<Utc>>> {
         text.as_deref()
@@ -44,6 +51,12 @@ pub async fn run(s3_endpoint: Option<String>, args: VerifyArgs) -> anyhow::Resul
     };
     let sources = Sources::open(&args.sources, &options)?;
     let found = verify(&sources, &keys, window).await?;
+    let recorded = match lake {
+        Some(lake) => record(lake, &found, now)
+            .await
+            .with_context(|| format!("recording the verdicts in `{}`", lake.root().display()))?,
+        None => None,
+    };
 
     if args.json {
         let mut value = serde_json::to_value(&found)?;
@@ -52,9 +65,18 @@ pub async fn run(s3_endpoint: Option<String>, args: VerifyArgs) -> anyhow::Resul
             "log_files": counts(found.log_counts().into_iter().map(|(v, n)| (v.as_str(), n))),
             "all_valid": found.all_valid(),
         });
+        if let Some(version) = recorded {
+            value["recorded"] = serde_json::json!({ "table": "integrity", "version": version });
+        }
         println!("{}", serde_json::to_string(&value)?);
     } else {
         print_text(&found, &args, keys.len());
+        if let Some(version) = recorded {
+            println!(
+                "recorded: {} log files' verdicts in the lake's table `integrity` (version {version})",
+                found.log_files.len()
+            );
+        }
     }
     Ok(if found.all_valid() {
         ExitCode::SUCCESS

@@ -42,10 +42,7 @@ pub struct Checked {
 }
 
 fn kind_name(kind: TableKind) -> &'static str {
-    match kind {
-        TableKind::CloudTrail => crate::schema::TABLE_NAME,
-        TableKind::Quarantine => crate::schema::QUARANTINE_TABLE_NAME,
-    }
+    kind.name()
 }
 
 impl Lake {
@@ -59,10 +56,10 @@ impl Lake {
             )));
         }
         let mut out = Checked::default();
-        for kind in [TableKind::CloudTrail, TableKind::Quarantine] {
+        for kind in TableKind::ALL {
             let table = match self.open(kind).await {
                 Ok(t) => t,
-                Err(LakeError::Missing(_)) if kind == TableKind::Quarantine => continue,
+                Err(LakeError::Missing(_)) if kind.optional() => continue,
                 Err(e) => return Err(e),
             };
             let snapshot = table.snapshot().map_err(|source| LakeError::Delta {
@@ -111,7 +108,7 @@ impl Lake {
     /// Commits the removal of `damaged` files from their tables (one commit per table).
     pub async fn remove_damaged(&self, damaged: &[Damaged]) -> Result<(), LakeError> {
         let _lock = self.lock_for_writing().await?;
-        for kind in [TableKind::CloudTrail, TableKind::Quarantine] {
+        for kind in TableKind::ALL {
             let wanted: Vec<&str> = damaged
                 .iter()
                 .filter(|d| d.table == kind_name(kind))

@@ -248,6 +248,11 @@ pub(crate) fn add_action(
 
 /// Writes quarantined records as one data file of table `quarantine`.
 pub fn write_quarantine_file(table_root: &Path, batch: &RecordBatch) -> Result<Add, LakeError> {
+    write_unpartitioned_file(table_root, batch)
+}
+
+/// Writes `batch` as one data file of an unpartitioned table (`quarantine`, `integrity`).
+pub fn write_unpartitioned_file(table_root: &Path, batch: &RecordBatch) -> Result<Add, LakeError> {
     let rel = format!("part-{}.zstd.parquet", uuid::Uuid::new_v4());
     let size = write_parquet(&table_root.join(&rel), batch, false)?;
     Ok(Add {

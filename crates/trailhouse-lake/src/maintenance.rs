@@ -120,8 +120,12 @@ impl Lake {
     ) -> Result<Compacted, LakeError> {
         let _lock = self.lock_for_writing_within(wait, waiting).await?;
         let mut out = Compacted::default();
-        for kind in [TableKind::CloudTrail, TableKind::Quarantine] {
-            let table = self.open(kind).await?;
+        for kind in TableKind::ALL {
+            let table = match self.open(kind).await {
+                Ok(t) => t,
+                Err(LakeError::Missing(_)) if kind == TableKind::Integrity => continue,
+                Err(e) => return Err(e),
+            };
             let before = table.version();
             let (table, metrics) = if kind == TableKind::CloudTrail && !self.is_remote() {
                 let bins = bins(self.data_files(&table)?, target_size);
@@ -310,8 +314,12 @@ impl Lake {
             dry_run,
             ..Vacuumed::default()
         };
-        for kind in [TableKind::CloudTrail, TableKind::Quarantine] {
-            let table = self.open(kind).await?;
+        for kind in TableKind::ALL {
+            let table = match self.open(kind).await {
+                Ok(t) => t,
+                Err(LakeError::Missing(_)) if kind == TableKind::Integrity => continue,
+                Err(e) => return Err(e),
+            };
             let retention = chrono::Duration::from_std(retention)
                 .map_err(|e| LakeError::Schema(format!("retention out of range: {e}")))?;
             let (_, metrics) = table

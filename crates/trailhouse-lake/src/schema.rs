@@ -177,6 +177,26 @@ pub const TABLE_NAME: &str = "cloudtrail";
 /// Name of the quarantine table in SQL.
 pub const QUARANTINE_TABLE_NAME: &str = "quarantine";
 
+/// Name of the table of integrity verdicts in SQL (as the lake stores them, every check; the
+/// query engine shows the latest per source file under this name).
+pub const INTEGRITY_TABLE_NAME: &str = "integrity";
+
+/// Integrity columns: one row per log file each time `trailhouse verify --record` checks it.
+pub mod integrity {
+    /// The log file, named as ingest names it (joins `cloudtrail.sourcefile`).
+    pub const SOURCEFILE: &str = "sourcefile";
+    /// `valid`, `modified`, `missing`, `not-covered` or `unverified`.
+    pub const VERDICT: &str = "verdict";
+    /// Why, when not valid.
+    pub const REASON: &str = "reason";
+    /// The digest file that lists it.
+    pub const DIGEST: &str = "digest";
+    /// That digest's verdict (`valid`, `chain-broken`, `bad-signature`, …).
+    pub const DIGEST_VERDICT: &str = "digest_verdict";
+    /// When the check ran.
+    pub const CHECKED_AT: &str = "checked_at";
+}
+
 /// Quarantine columns.
 pub mod quarantine {
     /// The source file's path.
@@ -254,6 +274,22 @@ pub fn quarantine_schema() -> SchemaRef {
         Field::new(quarantine::RECORDINDEX, DataType::Int64, false),
         Field::new(quarantine::REASON, DataType::Utf8, false),
         Field::new(quarantine::RECORD, DataType::Utf8, false),
+    ]))
+}
+
+/// Schema of table `integrity`.
+pub fn integrity_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new(integrity::SOURCEFILE, DataType::Utf8, false),
+        Field::new(integrity::VERDICT, DataType::Utf8, false),
+        Field::new(integrity::REASON, DataType::Utf8, true),
+        Field::new(integrity::DIGEST, DataType::Utf8, true),
+        Field::new(integrity::DIGEST_VERDICT, DataType::Utf8, true),
+        Field::new(
+            integrity::CHECKED_AT,
+            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            false,
+        ),
     ]))
 }
 

@@ -45,13 +45,34 @@ const READERS_LOCK: &str = "readers.lock";
 pub enum TableKind {
     CloudTrail,
     Quarantine,
+    /// Verdicts of `trailhouse verify --record` on the log files (present once recorded).
+    Integrity,
 }
 
 impl TableKind {
+    /// Every table of a lake.
+    pub const ALL: [TableKind; 3] = [
+        TableKind::CloudTrail,
+        TableKind::Quarantine,
+        TableKind::Integrity,
+    ];
+
+    /// Whether a lake may lack it: a lake written before the quarantine existed, or never
+    /// verified.
+    pub fn optional(self) -> bool {
+        self != TableKind::CloudTrail
+    }
+
+    /// Its name in SQL and its folder in the lake.
+    pub fn name(self) -> &'static str {
+        self.dir()
+    }
+
     fn dir(self) -> &'static str {
         match self {
             TableKind::CloudTrail => schema::TABLE_NAME,
             TableKind::Quarantine => schema::QUARANTINE_TABLE_NAME,
+            TableKind::Integrity => schema::INTEGRITY_TABLE_NAME,
         }
     }
 }
@@ -490,6 +511,7 @@ impl Lake {
         let (arrow_schema, partitions): (_, &[&str]) = match kind {
             TableKind::CloudTrail => (schema::table_schema(), &schema::PARTITION_COLUMNS),
             TableKind::Quarantine => (schema::quarantine_schema(), &[]),
+            TableKind::Integrity => (schema::integrity_schema(), &[]),
         };
         let delta_schema = StructType::try_from_arrow(arrow_schema.as_ref())?;
         let mut create = table
@@ -550,7 +572,7 @@ impl Lake {
                     .map(|s| s.to_string())
                     .collect(),
             ),
-            TableKind::Quarantine => None,
+            TableKind::Quarantine | TableKind::Integrity => None,
         };
         let props = CommitProperties::default()
             .with_application_transaction(Transaction::new(app_id, seq))

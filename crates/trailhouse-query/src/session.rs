@@ -1,6 +1,6 @@
-//! A DataFusion session over the lake: `cloudtrail` and `quarantine` registered from their Delta
-//! tables (the files of the snapshot, pruned by partition and file statistics, see
-//! `lake_table`), and the JSON functions of datafusion-functions-json
+//! A DataFusion session over the lake: `cloudtrail`, `quarantine` and `integrity` (the latest
+//! verdict per source file) registered from their Delta tables (the files of the snapshot,
+//! pruned by partition and file statistics, see `lake_table`), and the JSON functions of datafusion-functions-json
 //! (`json_get_str(requestparameters, 'bucketName')`, `->>`).
 
 use std::collections::HashMap;
@@ -70,6 +70,12 @@ impl Session {
             Err(LakeError::Missing(_)) => {}
             Err(e) => return Err(e.into()),
         }
+        match lake.open(TableKind::Integrity).await {
+            Ok(table) => register_integrity(&ctx, &table).await?,
+            // Never verified with `--record`.
+            Err(LakeError::Missing(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
         let lookup = Arc::new(lookup_in(
             &ctx,
             ctx.table_provider(schema::TABLE_NAME).await?,
@@ -100,13 +106,10 @@ impl Session {
             &credentials::extensions(),
         )?;
         ctx.register_table(schema::TABLE_NAME, table)?;
-        if self.ctx.table_exist(schema::QUARANTINE_TABLE_NAME)? {
-            ctx.register_table(
-                schema::QUARANTINE_TABLE_NAME,
-                self.ctx
-                    .table_provider(schema::QUARANTINE_TABLE_NAME)
-                    .await?,
-            )?;
+        for name in [schema::QUARANTINE_TABLE_NAME, schema::INTEGRITY_TABLE_NAME] {
+            if self.ctx.table_exist(name)? {
+                ctx.register_table(name, self.ctx.table_provider(name).await?)?;
+            }
         }
         credentials::register(&ctx, Arc::clone(&self.lookup))?;
         Ok(Self {
@@ -323,6 +326,30 @@ pub(crate) fn lookup_in(
 
 async fn register(ctx: &SessionContext, table: &DeltaTable, name: &str) -> Result<(), QueryError> {
     ctx.register_table(name, provider(ctx, table).await?)?;
+    Ok(())
+}
+
+/// Registers `integrity` as the latest verdict of each source file: the Delta table keeps
+/// every recorded check (`checked_at`), a join wants one row per file.
+async fn register_integrity(ctx: &SessionContext, table: &DeltaTable) -> Result<(), QueryError> {
+    use datafusion::prelude::col;
+    use schema::integrity::{CHECKED_AT, SOURCEFILE};
+    let checks = ctx.read_table(provider(ctx, table).await?)?;
+    let columns = checks
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| col(f.name()))
+        .collect();
+    let latest = checks.distinct_on(
+        vec![col(SOURCEFILE)],
+        columns,
+        Some(vec![
+            col(SOURCEFILE).sort(true, false),
+            col(CHECKED_AT).sort(false, false),
+        ]),
+    )?;
+    ctx.register_table(schema::INTEGRITY_TABLE_NAME, latest.into_view())?;
     Ok(())
 }
 

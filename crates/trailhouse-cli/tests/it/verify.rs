@@ -39,7 +39,9 @@ fn signed(spec: SignSpec) -> Signed {
         }
     }
     let key = TestKey::generate();
-    let digests = sign_trail(&root, &key, &spec).expect("sign");
+    let signed = sign_trail(&root, &key, &spec).expect("sign");
+    assert!(signed.skipped.is_empty(), "{:?}", signed.skipped);
+    let digests = signed.digests;
     let keys = dir.path().join("public-keys.json");
     std::fs::write(&keys, key.public_keys_json()).expect("keys");
     Signed {
@@ -570,4 +572,117 @@ fn a_trail_in_s3_is_verified_with_the_signatures_in_its_metadata() {
             file_name(&newest.path)
         )]
     );
+}
+
+#[test]
+fn recorded_verdicts_join_the_rows_they_cover_and_the_report_gives_the_share() {
+    let s = signed(SignSpec::default());
+    let lake = s.root.parent().expect("dir").join("lake");
+    let root = s.root.to_string_lossy().into_owned();
+    let keys = s.keys.to_string_lossy().into_owned();
+    let record = |lake: &Path| {
+        let run = trailhouse(
+            lake,
+            &[
+                "verify",
+                &root,
+                "--public-keys",
+                &keys,
+                "--record",
+                "--json",
+            ],
+        );
+        let json = run.json();
+        (run, json)
+    };
+    // No lake yet: nothing to record in, said before anything is written.
+    let (run, _) = (
+        trailhouse(
+            &lake,
+            &["verify", &root, "--public-keys", &keys, "--record"],
+        ),
+        (),
+    );
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("recording the verdicts"),
+        "{}",
+        run.stderr
+    );
+
+    let (run, _) = ingest_json(&lake, &[&s.root], &[]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    let events = count(&lake, "SELECT count(*) FROM cloudtrail");
+    let (run, r) = record(&lake);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert_eq!(r["recorded"]["table"], "integrity", "{r}");
+    let verified = "SELECT count(*) FROM cloudtrail c JOIN integrity i USING (sourcefile) \
+                    WHERE i.verdict = 'valid'";
+    assert_eq!(
+        count(&lake, verified),
+        events,
+        "every stored event came from a valid file"
+    );
+
+    // One file changed after it was ingested: the next check records it, and the latest
+    // verdict is what `integrity` shows (one row per file).
+    let i = middle_with_logs(&s);
+    let log = s.root.join(&s.digests[i].logs[0]);
+    let mut raw = gunzip(&log);
+    let at = raw.iter().position(|&b| b == b'Z').expect("a timestamp");
+    raw[at - 1] = if raw[at - 1] == b'1' { b'2' } else { b'1' };
+    gzip_to(&log, &raw);
+    let (run, r) = record(&lake);
+    assert_eq!(run.code, Some(1));
+    assert_eq!(r["summary"]["log_files"]["modified"], 1, "{r}");
+    let from_it = count(
+        &lake,
+        &format!(
+            "SELECT count(*) FROM cloudtrail WHERE sourcefile = '{}'",
+            log.canonicalize().expect("path").display()
+        ),
+    );
+    assert!(from_it > 0);
+    assert_eq!(count(&lake, verified), events - from_it);
+    assert_eq!(
+        count(
+            &lake,
+            "SELECT count(*) FROM integrity WHERE verdict = 'modified'"
+        ),
+        1
+    );
+    assert_eq!(
+        count(&lake, "SELECT count(*) FROM integrity"),
+        10,
+        "one row per file, the latest check"
+    );
+
+    // The report says what share of its window's events came from verified files.
+    let out = lake.parent().expect("dir").join("report.json");
+    let run = trailhouse(
+        &lake,
+        &[
+            "report",
+            "--since",
+            "2026-11-01",
+            "--until",
+            "2026-11-05",
+            "--format",
+            "json",
+            "-o",
+            &out.to_string_lossy(),
+        ],
+    );
+    assert!(run.code == Some(0) || run.code == Some(1), "{}", run.stderr);
+    let report: Value =
+        serde_json::from_slice(&std::fs::read(&out).expect("report")).expect("JSON");
+    let integrity = &report["table"]["integrity"];
+    assert_eq!(
+        integrity["events_verified"],
+        events - from_it,
+        "{integrity}"
+    );
+    assert_eq!(integrity["events_with_problems"], from_it, "{integrity}");
+    assert_eq!(integrity["events_unchecked"], 0, "{integrity}");
+    assert_eq!(integrity["by_verdict"]["modified"], from_it, "{integrity}");
 }

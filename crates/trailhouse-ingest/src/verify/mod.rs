@@ -9,6 +9,7 @@ pub mod chain;
 pub mod digest;
 pub mod keys;
 pub mod objects;
+pub mod record;
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
@@ -135,6 +136,9 @@ pub struct LogCheck {
     /// The digest that lists it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub digest: Option<String>,
+    /// That digest's verdict.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub digest_verdict: Option<DigestVerdict>,
 }
 
 /// The window of a validation: digests whose hour ends in it, log files delivered in it.
@@ -259,10 +263,13 @@ pub async fn verify(
             let key = layout_key(&log.object).to_string();
             // Listed twice (a backfill digest repeats a log): the better digest decides.
             if listed.get(&key).is_none_or(|r| verdict > r.verdict) {
+                // Where it would be: beside the digest's `AWSLogs/`.
+                let root = d.name.strip_suffix(d.key.as_str()).unwrap_or_default();
                 let recorded = Recorded {
                     hash: log.hash.clone(),
                     digest: d.name.clone(),
                     verdict,
+                    expected: format!("{root}{key}"),
                 };
                 listed.insert(key, recorded);
             }
@@ -276,10 +283,11 @@ pub async fn verify(
         match found.get(key.as_str()) {
             Some(object) => to_hash.push((object, recorded)),
             None => log_checks.push(LogCheck {
-                object: key.clone(),
+                object: recorded.expected.clone(),
                 verdict: LogVerdict::Missing,
                 reason: Some("not in the sources".into()),
                 digest: Some(recorded.digest.clone()),
+                digest_verdict: Some(recorded.verdict),
             }),
         }
     }
@@ -301,6 +309,7 @@ pub async fn verify(
                         .into(),
                 ),
                 digest: None,
+                digest_verdict: None,
             });
         }
     }
@@ -385,6 +394,8 @@ struct Recorded {
     digest: String,
     /// That digest's verdict.
     verdict: DigestVerdict,
+    /// Where the log file is expected: its key beside the digest's `AWSLogs/`.
+    expected: String,
 }
 
 /// A log file's SHA-256 over its uncompressed bytes against what its digest recorded.
@@ -393,12 +404,14 @@ fn check_log(object: String, recorded: Recorded, bytes: Result<Vec<u8>, String>)
         hash: expected,
         digest,
         verdict: digest_verdict,
+        ..
     } = recorded;
     let check = |verdict, reason: Option<String>| LogCheck {
         object,
         verdict,
         reason,
         digest: Some(digest),
+        digest_verdict: Some(digest_verdict),
     };
     let bytes = match bytes {
         Ok(b) => b,

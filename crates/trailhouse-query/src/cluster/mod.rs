@@ -77,17 +77,14 @@ impl ServedLake {
             ctx.register_object_store(url, store);
         }
         let mut ids = HashMap::new();
-        for (name, kind) in [
-            (schema::TABLE_NAME, TableKind::CloudTrail),
-            (schema::QUARANTINE_TABLE_NAME, TableKind::Quarantine),
-        ] {
+        for kind in TableKind::ALL {
             match lake.open(kind).await {
                 Ok(table) => {
                     if let Some(snapshot) = Snapshot::of(&table) {
-                        ids.insert(name, snapshot.table_id);
+                        ids.insert(kind.name(), snapshot.table_id);
                     }
                 }
-                Err(LakeError::Missing(_)) if kind == TableKind::Quarantine => {}
+                Err(LakeError::Missing(_)) if kind.optional() => {}
                 Err(e) => return Err(e.into()),
             }
         }
@@ -189,11 +186,10 @@ impl ServedLake {
         name: &str,
         snapshot: &Snapshot,
     ) -> Result<deltalake_core::DeltaTable> {
-        let kind = if name == schema::QUARANTINE_TABLE_NAME {
-            TableKind::Quarantine
-        } else {
-            TableKind::CloudTrail
-        };
+        let kind = TableKind::ALL
+            .into_iter()
+            .find(|k| k.name() == name)
+            .unwrap_or(TableKind::CloudTrail);
         self.lake
             .open_at(kind, Some(snapshot.version))
             .await

@@ -97,6 +97,21 @@ pub fn render(r: &Report) -> String {
             "Quarantined",
             format!("{} records", thousands(t.quarantined)),
         ),
+        (
+            "From verified log files",
+            t.integrity.as_ref().map_or_else(
+                || "not checked (trailhouse verify --record)".to_string(),
+                |i| {
+                    format!(
+                        "{:.1} % ({} events; {} with problems, {} unchecked)",
+                        i.percent_verified(),
+                        thousands(i.events_verified),
+                        thousands(i.events_with_problems),
+                        thousands(i.events_unchecked)
+                    )
+                },
+            ),
+        ),
     ];
     h.push_str("<div class=\"cards\">");
     for (k, v) in cards {

@@ -35,6 +35,25 @@ pub fn render(r: &Report) -> String {
         t.records_in_window,
         t.quarantined
     );
+    let _ = writeln!(
+        m,
+        "{}\n",
+        t.integrity.as_ref().map_or_else(
+            || "Integrity: the log files were not checked against CloudTrail's digests \
+                (`trailhouse verify --record`)."
+                .to_string(),
+            |i| format!(
+                "Integrity: **{:.1} %** of the window's events came from log files verified \
+                 against CloudTrail's signed digests ({} events; {} from files with problems, \
+                 {} from files never checked; last check {}).",
+                i.percent_verified(),
+                i.events_verified,
+                i.events_with_problems,
+                i.events_unchecked,
+                i.last_checked.as_deref().unwrap_or("-")
+            )
+        )
+    );
     m.push_str(
         "| Status | Pack | Control | Query | Security Hub | Count | First seen | Last seen |\n",
     );

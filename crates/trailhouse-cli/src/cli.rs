@@ -58,6 +58,11 @@ pub enum Command {
     /// signature and its link to the digest before it, every log file's SHA-256, and log files no
     /// digest lists. Exit status 0 all valid, 1 a problem found.
     Verify(VerifyArgs),
+    /// Write the events a saved query (or --sql) matched as evidence: each record as CloudTrail
+    /// delivered it with its SHA-256, its source object and that object's integrity verdict, the
+    /// query, its parameters, the window and the table version, and a manifest of every file's
+    /// SHA-256; `evidence check BUNDLE` recomputes them all.
+    Evidence(EvidenceArgs),
     /// Print what registers or reads the lake's table in another engine (Athena, Trino, Spark,
     /// Databricks, DuckDB, polars): they read the Delta log themselves, so the table stays one.
     Ddl(DdlArgs),
@@ -375,6 +380,59 @@ pub struct VerifyArgs {
     /// Print the verdicts as one JSON object on stdout.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub struct EvidenceArgs {
+    #[command(subcommand)]
+    pub command: Option<EvidenceCommand>,
+
+    /// The saved query whose events to bundle (`trailhouse queries` lists them); its result must
+    /// list events (have an `eventid` column).
+    #[arg(value_name = "QUERY", required_unless_present = "sql")]
+    pub name: Option<String>,
+
+    /// A statement instead of a saved query (`$since`/`$until` are the window, --param values
+    /// bind `$NAME` as text).
+    #[arg(long, value_name = "SQL", conflicts_with = "name")]
+    pub sql: Option<String>,
+
+    /// A parameter, NAME=VALUE (repeat for several).
+    #[arg(long = "param", short = 'p', value_name = "NAME=VALUE", value_parser = parse_param)]
+    pub params: Vec<(String, String)>,
+
+    /// Only events at or after this time (a date, a date-time, or a duration ago: 30d).
+    #[arg(long)]
+    pub since: Option<String>,
+
+    /// Only events before this time (same forms as --since).
+    #[arg(long)]
+    pub until: Option<String>,
+
+    /// The bundle: a new (or empty) folder.
+    #[arg(long, short = 'o', value_name = "DIR", required = true)]
+    pub output: Option<PathBuf>,
+
+    /// A folder of saved queries besides the built-in ones.
+    #[arg(long, value_name = "DIR")]
+    pub queries: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub engine: EngineArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EvidenceCommand {
+    /// Recompute every hash of a bundle: exit 0 intact, 1 changed (each change named); prints
+    /// its fingerprint, to compare with the one noted when it was handed over.
+    Check {
+        /// The bundle's folder.
+        bundle: PathBuf,
+        /// Print the result as one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Args)]

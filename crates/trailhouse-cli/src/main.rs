@@ -12,6 +12,7 @@ mod cli;
 #[cfg(feature = "cluster")]
 mod cluster;
 mod ddl;
+mod evidence;
 mod export;
 mod ingest;
 mod maintenance;
@@ -165,6 +166,10 @@ async fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
         cli::Command::Ingest(args) => ingest::run(&lake()?, cli.s3_endpoint, args).await,
         cli::Command::Sql(args) => sql::run(&lake()?, args).await,
         cli::Command::Export(args) => export::run(&lake()?, args).await,
+        cli::Command::Evidence(args) => match args.command {
+            Some(cli::EvidenceCommand::Check { bundle, json }) => evidence::check(&bundle, json),
+            None => evidence::run(&lake()?, args).await,
+        },
         cli::Command::Queries(args) => run::list(&lake()?, args).await,
         cli::Command::Run(args) => run::run(&lake()?, args).await,
         cli::Command::Report(args) => report::run(&lake()?, args).await,

@@ -20,6 +20,8 @@ pub enum QueryError {
     ReadOnly(String),
     #[error("cluster: {0}")]
     Cluster(String),
+    #[error("evidence: {0}")]
+    Evidence(String),
 }
 
 impl From<datafusion::error::DataFusionError> for QueryError {

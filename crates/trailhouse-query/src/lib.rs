@@ -9,6 +9,7 @@ mod distinct;
 pub mod engine;
 pub mod error;
 pub mod escape;
+pub mod evidence;
 pub mod export;
 pub mod lake_table;
 pub mod output;

@@ -16,16 +16,16 @@ use trailhouse_benches::signed::{
 
 use crate::support::*;
 
-struct Signed {
-    _dir: tempfile::TempDir,
-    root: PathBuf,
-    keys: PathBuf,
-    digests: Vec<Written>,
+pub struct Signed {
+    pub _dir: tempfile::TempDir,
+    pub root: PathBuf,
+    pub keys: PathBuf,
+    pub digests: Vec<Written>,
 }
 
 /// The sample trail's log files (its truncated file and its placeholder digest left out: a
 /// digest lists whole files) signed per `spec`.
-fn signed(spec: SignSpec) -> Signed {
+pub fn signed(spec: SignSpec) -> Signed {
     let dir = tempfile::tempdir().expect("tempdir");
     let root = dir.path().join("trail");
     copy_tree(

@@ -20,6 +20,7 @@ pub struct Signed {
     pub _dir: tempfile::TempDir,
     pub root: PathBuf,
     pub keys: PathBuf,
+    pub key: TestKey,
     pub digests: Vec<Written>,
 }
 
@@ -48,6 +49,7 @@ pub fn signed(spec: SignSpec) -> Signed {
         _dir: dir,
         root,
         keys,
+        key,
         digests,
     }
 }
@@ -685,4 +687,86 @@ fn recorded_verdicts_join_the_rows_they_cover_and_the_report_gives_the_share() {
     assert_eq!(integrity["events_with_problems"], from_it, "{integrity}");
     assert_eq!(integrity["events_unchecked"], 0, "{integrity}");
     assert_eq!(integrity["by_verdict"]["modified"], from_it, "{integrity}");
+}
+
+#[test]
+fn garbage_and_oversized_digests_are_refused_and_a_wrong_previous_signature_is_found() {
+    let s = signed(SignSpec::default());
+    let i = middle_with_logs(&s);
+    let digest = s.root.join(&s.digests[i].path);
+    let original = std::fs::read(&digest).expect("read");
+    let unreadable = |r: &Value| reasons(r, "unreadable");
+
+    // Not gzip at all.
+    std::fs::write(&digest, b"\x1f\x8b this is not a digest").expect("write");
+    let (run, r) = verify(&s, &[]);
+    assert_eq!(run.code, Some(1));
+    assert!(unreadable(&r).contains("cannot be decompressed"), "{r}");
+    // gzip, but not a digest.
+    gzip_to(&digest, b"[1, 2, 3]");
+    let (_, r) = verify(&s, &[]);
+    assert!(unreadable(&r).contains("not a digest"), "{r}");
+    // A gzip bomb: small stored, 65 MiB once decompressed; read no further than the limit.
+    gzip_to(&digest, &vec![b' '; 65 << 20]);
+    let (_, r) = verify(&s, &[]);
+    assert!(
+        unreadable(&r).contains("larger than any digest once decompressed"),
+        "{r}"
+    );
+    // Larger than any digest as stored: not read at all.
+    std::fs::write(&digest, vec![0u8; (64 << 20) + 1]).expect("write");
+    let (_, r) = verify(&s, &[]);
+    assert!(unreadable(&r).contains("not read"), "{r}");
+    std::fs::write(&digest, &original).expect("restore");
+    assert_eq!(verify(&s, &[]).0.code, Some(0));
+
+    // The next digest signed (with the right key) over a previousDigestSignature that is not
+    // the signature of the digest before it, whose own signature is kept as its metadata.
+    let next = &s.digests[i + 1];
+    let mut body: Value = serde_json::from_slice(&next.raw).expect("JSON");
+    body["previousDigestSignature"] = s.digests[i - 1].signature.clone().into();
+    let raw = serde_json::to_vec(&body).expect("JSON");
+    let message = string_to_sign(
+        body["digestEndTime"].as_str().expect("end"),
+        body["digestS3Bucket"].as_str().expect("bucket"),
+        &next.path.to_string_lossy(),
+        &raw,
+        body["previousDigestSignature"].as_str(),
+    );
+    let next_path = s.root.join(&next.path);
+    gzip_to(&next_path, &raw);
+    let sidecar = |p: &Path| PathBuf::from(format!("{}.metadata.json", p.display()));
+    std::fs::write(
+        sidecar(&next_path),
+        serde_json::json!({"signature": s.key.sign(message.as_bytes())}).to_string(),
+    )
+    .expect("sidecar");
+    std::fs::write(
+        sidecar(&digest),
+        serde_json::json!({"signature": s.digests[i].signature}).to_string(),
+    )
+    .expect("sidecar");
+    let (run, r) = verify(&s, &[]);
+    assert_eq!(run.code, Some(1));
+    // That digest, and the one after it, which recorded its hash as it was.
+    let found = problems(&r);
+    assert!(
+        found.contains(&(
+            "digest".into(),
+            "chain-broken".into(),
+            file_name(&next_path)
+        )),
+        "{found:?}"
+    );
+    assert_eq!(found.len(), 2, "{found:?}");
+    assert!(
+        found.iter().all(|(_, v, _)| v == "chain-broken"),
+        "{found:?}"
+    );
+    let broken = reasons(&r, "chain-broken");
+    assert!(
+        broken.contains("previousDigestSignature is not the signature of"),
+        "{r}"
+    );
+    assert!(broken.contains("previousDigestHashValue"), "{r}");
 }

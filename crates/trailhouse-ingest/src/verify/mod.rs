@@ -25,8 +25,12 @@ use objects::{Kind, Object, Sources, layout_key, sidecar_signature, signature_in
 
 /// Objects read at once (S3 is latency-bound; a local disk does not mind).
 const IN_FLIGHT: usize = 64;
-/// The largest uncompressed digest accepted (real ones are kilobytes to a few megabytes).
-const DIGEST_LIMIT: u64 = 256 << 20;
+/// The largest digest accepted, stored and uncompressed: a digest lists one region's log files
+/// of one hour (real ones are kilobytes); it is a file in a bucket an attacker may write to, so
+/// a larger one is refused unread.
+pub const DIGEST_LIMIT: u64 = 64 << 20;
+/// The largest saved metadata of a digest read (`head-object` output is a few hundred bytes).
+const SIDECAR_LIMIT: u64 = 1 << 20;
 
 /// What stops a validation.
 #[derive(Debug, thiserror::Error)]
@@ -359,18 +363,34 @@ async fn read_digest(
     in_window: bool,
 ) -> ReadDigest {
     let mut signature = None;
-    let content = match sources.read(object).await {
-        Err(e) => Err(format!("cannot be read: {e}")),
-        Ok(fetched) => {
-            signature = signature_in(&fetched.metadata);
-            match crate::decompress::gunzip(&fetched.bytes, DIGEST_LIMIT) {
-                Ok(raw) => Digest::parse(&raw),
-                Err(broken) => Err(format!("cannot be decompressed: {}", broken.error)),
-            }
-        }
+    let fetched = if object.size > DIGEST_LIMIT {
+        Err(format!(
+            "{} bytes: larger than any digest ({} MiB at most), not read",
+            object.size,
+            DIGEST_LIMIT >> 20
+        ))
+    } else {
+        sources
+            .read(object)
+            .await
+            .map_err(|e| format!("cannot be read: {e}"))
     };
+    let content = fetched.and_then(|fetched| {
+        signature = signature_in(&fetched.metadata);
+        match crate::decompress::gunzip(&fetched.bytes, DIGEST_LIMIT) {
+            Ok(raw) => Digest::parse(&raw),
+            Err(broken) => Err(match broken.error {
+                crate::error::FileError::TooLarge { .. } => format!(
+                    "larger than any digest once decompressed (over {} MiB): not read further",
+                    DIGEST_LIMIT >> 20
+                ),
+                e => format!("cannot be decompressed: {e}"),
+            }),
+        }
+    });
     if signature.is_none()
         && let Some(sidecar) = sidecar
+        && sidecar.size <= SIDECAR_LIMIT
         && let Ok(fetched) = sources.read(sidecar).await
     {
         signature = sidecar_signature(&fetched.bytes).ok();

@@ -42,6 +42,8 @@ pub struct Object {
     /// before `AWSLogs/` are where the copy lives, not what was signed).
     pub key: String,
     pub kind: Kind,
+    /// Its size as listed (stored bytes).
+    pub size: u64,
     location: Location,
 }
 
@@ -147,6 +149,7 @@ impl Sources {
                         key: layout_key(&name).to_string(),
                         name,
                         kind,
+                        size: file.size,
                         location: Location::Local(file.path),
                     });
                 }
@@ -175,6 +178,7 @@ impl Sources {
                         name: url.object(&key).display().to_string(),
                         key: layout_key(&key).to_string(),
                         kind,
+                        size: meta.size,
                         location: Location::S3 {
                             bucket: url.bucket.clone(),
                             key,

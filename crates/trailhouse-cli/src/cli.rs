@@ -530,6 +530,17 @@ pub struct IngestArgs {
     #[arg(long)]
     pub no_compact: bool,
 
+    /// Check each log file read against CloudTrail's signed digests in the sources, from its
+    /// SHA-256 taken as it is read (not read again), and record the verdicts in table
+    /// `integrity` (see `verify`); files newer than their digests are checked by the next run.
+    /// Exit status 1 when a digest or file is not valid.
+    #[arg(long)]
+    pub verify: bool,
+
+    /// With --verify: what `aws cloudtrail list-public-keys` printed (see `verify`).
+    #[arg(long = "public-keys", value_name = "FILE", requires = "verify")]
+    pub public_keys: Vec<PathBuf>,
+
     /// If another process is writing the lake (an ingest, compact or vacuum), wait up to this
     /// many seconds for it to finish instead of failing at once (overlapping cron jobs).
     #[arg(long, default_value_t = 0, value_name = "SECONDS")]

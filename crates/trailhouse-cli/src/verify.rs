@@ -50,7 +50,7 @@ pub async fn run(
         ..S3Options::default()
     };
     let sources = Sources::open(&args.sources, &options)?;
-    let found = verify(&sources, &keys, window).await?;
+    let found = verify(&sources, &keys, window, &Default::default()).await?;
     let recorded = match lake {
         Some(lake) => record(lake, &found, now)
             .await

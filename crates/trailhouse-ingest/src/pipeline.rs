@@ -66,6 +66,10 @@ pub struct Options {
     pub compact: bool,
     /// Test hook: abort the process at this point, as a crash would.
     pub fail_point: Option<FailPoint>,
+    /// Keep each read log file's SHA-256 over its uncompressed bytes in
+    /// [`Report::file_hashes`], for checking against CloudTrail's digests without reading the
+    /// files again (`ingest --verify`).
+    pub hash_files: bool,
 }
 
 impl Options {
@@ -85,6 +89,7 @@ impl Options {
             wait: std::time::Duration::ZERO,
             compact: true,
             fail_point: None,
+            hash_files: false,
         }
     }
 }
@@ -148,6 +153,8 @@ enum FileResult {
         read: u64,
         json_bytes: u64,
         broken: Option<FileError>,
+        /// SHA-256 of the uncompressed bytes, when asked for ([`Options::hash_files`]).
+        sha256: Option<String>,
     },
     Digest,
     NotCloudTrail,
@@ -441,6 +448,7 @@ impl BatchContext<'_> {
         let limits = Limits {
             file: self.opts.max_file_size,
             record: self.opts.max_record_size,
+            hash: self.opts.hash_files,
         };
         let progress = self.progress;
         let sizes = &self.sizes;
@@ -489,7 +497,11 @@ impl BatchContext<'_> {
                     read,
                     json_bytes,
                     broken,
+                    sha256,
                 } => {
+                    if let Some(hash) = sha256 {
+                        r.file_hashes.push((file.path.clone(), hash));
+                    }
                     r.records_read += read;
                     r.bytes_read += file.size;
                     r.bytes_json += json_bytes;
@@ -672,6 +684,8 @@ fn quarantine_batch(rows: &[QuarantineRow]) -> Result<RecordBatch, arrow::error:
 struct Limits {
     file: u64,
     record: usize,
+    /// Hash each file's uncompressed bytes.
+    hash: bool,
 }
 
 /// How many decompressed bytes a batch may read, and how many its chunks have read so far.
@@ -780,6 +794,7 @@ pub fn read_bytes(
     let limits = Limits {
         file: max_file_size,
         record: max_record_size,
+        hash: false,
     };
     let result = read_file(
         &file,
@@ -889,10 +904,14 @@ fn read_file(
         }
     }
     let json_bytes = content.bytes.len() as u64;
+    let sha256 = limits
+        .hash
+        .then(|| crate::verify::digest::sha256_hex(&content.bytes));
     *buffer = content.bytes;
     FileResult::Events {
         read,
         json_bytes,
         broken: content.broken.or(parse_broken),
+        sha256,
     }
 }

@@ -51,6 +51,10 @@ pub struct Report {
     /// Quarantined records by reason (reasons naming a value are grouped by their first words).
     pub quarantine_reasons: BTreeMap<String, u64>,
     pub failures: Vec<Failure>,
+    /// With [`crate::pipeline::Options::hash_files`]: each log file read and the SHA-256 of its
+    /// uncompressed bytes (what CloudTrail's digests record).
+    #[serde(skip)]
+    pub file_hashes: Vec<(PathBuf, String)>,
 }
 
 /// Wall time per pipeline stage, summed over batches.

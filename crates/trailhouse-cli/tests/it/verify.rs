@@ -383,6 +383,9 @@ fn validation_turned_off_for_hours_is_a_restart_of_the_chain() {
         match (kind.as_str(), verdict.as_str()) {
             ("digest", "chain-broken") => assert!(name.contains("20261104T010000Z"), "{name}"),
             ("log", "not-covered") => assert!(name.contains("_20261103T2"), "{name}"),
+            // A chain with no digest after the gap: nothing tells its last files from files
+            // whose digest is still to come.
+            ("log", "pending") => assert!(name.starts_with("444455556666_"), "{name}"),
             other => panic!("unexpected {other:?} {name}"),
         }
     }
@@ -769,4 +772,101 @@ fn garbage_and_oversized_digests_are_refused_and_a_wrong_previous_signature_is_f
         "{r}"
     );
     assert!(broken.contains("previousDigestHashValue"), "{r}");
+}
+
+#[test]
+fn ingest_verify_checks_what_it_reads_by_the_hashes_it_took_and_settles_pending_files_later() {
+    let s = signed(SignSpec {
+        sidecars: Sidecars::All,
+        ..SignSpec::default()
+    });
+    // The newest digest of one chain is not delivered yet: the logs of its hour are pending.
+    let newest = s
+        .digests
+        .iter()
+        .filter(|d| !d.logs.is_empty())
+        .max_by_key(|d| file_name(&d.path))
+        .expect("a digest listing logs");
+    let held = s.root.join(&newest.path);
+    let held_bytes = std::fs::read(&held).expect("read");
+    std::fs::remove_file(&held).expect("hold back");
+    let lake = s.root.parent().expect("dir").join("lake");
+    let keys = s.keys.to_string_lossy().into_owned();
+    let ingest = |lake: &Path| {
+        let (run, r) = ingest_json(
+            lake,
+            &[&s.root],
+            &["--verify", "--public-keys", keys.as_str()],
+        );
+        (run, r)
+    };
+    let (run, r) = ingest(&lake);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    let pending = newest.logs.len();
+    assert_eq!(r["verify"]["log_files"]["pending"], pending, "{r}");
+    assert_eq!(r["verify"]["log_files"]["valid"], 10 - pending, "{r}");
+    assert_eq!(r["verify"]["all_valid"], true, "{r}");
+    assert_eq!(
+        count(
+            &lake,
+            "SELECT count(*) FROM integrity WHERE verdict = 'pending'"
+        ),
+        pending as u64
+    );
+
+    // The digest arrives; the next run reads no new log file, and checks the pending ones.
+    std::fs::write(&held, &held_bytes).expect("deliver");
+    let (run, r) = ingest(&lake);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert_eq!(r["files_loaded"], 0, "{r}");
+    // The pending files, and any other the digests of their hours list (read from disk).
+    assert_eq!(r["verify"]["log_files"]["pending"], Value::Null, "{r}");
+    assert!(
+        r["verify"]["log_files"]["valid"]
+            .as_u64()
+            .is_some_and(|n| n >= pending as u64),
+        "{r}"
+    );
+    assert_eq!(
+        count(
+            &lake,
+            "SELECT count(*) FROM integrity WHERE verdict = 'valid'"
+        ),
+        10
+    );
+}
+
+#[test]
+fn hashes_taken_while_reading_are_used_instead_of_reading_again() {
+    use trailhouse_ingest::s3::S3Options;
+    use trailhouse_ingest::verify::keys::PublicKeys;
+    use trailhouse_ingest::verify::objects::Sources;
+    use trailhouse_ingest::verify::{Window, verify};
+
+    let s = signed(SignSpec::default());
+    let keys = PublicKeys::load(&[&s.keys]).expect("keys");
+    let sources =
+        Sources::open(std::slice::from_ref(&s.root), &S3Options::default()).expect("sources");
+    let log = s.root.join(&s.digests[middle_with_logs(&s)].logs[0]);
+    let name = log.canonicalize().expect("path").display().to_string();
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let run = |known: std::collections::HashMap<String, String>| {
+        runtime
+            .block_on(verify(&sources, &keys, Window::default(), &known))
+            .expect("verify")
+    };
+    assert!(run(Default::default()).all_valid());
+    // The file on disk is intact; the hash given for it (as an ingest that read other bytes
+    // would have taken) is what is compared.
+    let found = run([(name.clone(), "00".repeat(32))].into_iter().collect());
+    let modified: Vec<_> = found
+        .log_files
+        .iter()
+        .filter(|l| l.verdict != trailhouse_ingest::verify::LogVerdict::Valid)
+        .map(|l| (l.object.clone(), l.verdict))
+        .collect();
+    assert_eq!(
+        modified,
+        [(name, trailhouse_ingest::verify::LogVerdict::Modified)]
+    );
 }

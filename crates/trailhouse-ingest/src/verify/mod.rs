@@ -80,6 +80,9 @@ pub enum LogVerdict {
     /// Its hash matches, but the signature of the digest listing it could not be verified (or
     /// the file could not be read).
     Unverified,
+    /// Delivered after the newest digest of its account and region: the digest that will list
+    /// it is not there yet (not a problem; checked again by the next run).
+    Pending,
     Valid,
 }
 
@@ -112,6 +115,7 @@ impl LogVerdict {
             Self::Missing => "missing",
             Self::NotCovered => "not-covered",
             Self::Unverified => "unverified",
+            Self::Pending => "pending",
             Self::Valid => "valid",
         }
     }
@@ -163,7 +167,8 @@ pub struct Verification {
 }
 
 impl Verification {
-    /// Every digest and log file valid, and at least one digest checked.
+    /// Every digest and log file valid (or pending its digest), and at least one digest
+    /// checked.
     pub fn all_valid(&self) -> bool {
         !self.digests.is_empty()
             && self.unreadable.is_empty()
@@ -174,7 +179,7 @@ impl Verification {
             && self
                 .log_files
                 .iter()
-                .all(|l| l.verdict == LogVerdict::Valid)
+                .all(|l| matches!(l.verdict, LogVerdict::Valid | LogVerdict::Pending))
     }
 
     pub fn digest_counts(&self) -> BTreeMap<DigestVerdict, usize> {
@@ -194,11 +199,14 @@ impl Verification {
     }
 }
 
-/// Validates the trail under `sources` in `window` with `keys`.
+/// Validates the trail under `sources` in `window` with `keys`. `known` holds log files'
+/// SHA-256 over their uncompressed bytes already computed (by the ingest that just read them,
+/// by name as listed): those are not read again.
 pub async fn verify(
     sources: &Sources,
     keys: &PublicKeys,
     window: Window,
+    known: &HashMap<String, String>,
 ) -> Result<Verification, VerifyError> {
     let listing = sources.list().await?;
     let mut digests: BTreeMap<ChainId, Vec<&Object>> = BTreeMap::new();
@@ -295,6 +303,21 @@ pub async fn verify(
             }),
         }
     }
+    // The end of the newest digest of each account and region (standard chains).
+    let mut newest: HashMap<(&str, &str), DateTime<Utc>> = HashMap::new();
+    for (chain, members) in &digests {
+        if chain.backfill {
+            continue;
+        }
+        for object in members {
+            if let Kind::Digest(name) = &object.kind {
+                let end = newest
+                    .entry((chain.account.as_str(), chain.region.as_str()))
+                    .or_insert(name.end);
+                *end = (*end).max(name.end);
+            }
+        }
+    }
     for object in &logs {
         let Kind::Log(delivered) = &object.kind else {
             continue;
@@ -303,37 +326,80 @@ pub async fn verify(
             Some(t) => window.since.is_none_or(|s| *t >= s) && window.until.is_none_or(|u| *t < u),
             None => window.since.is_none() && window.until.is_none(),
         };
-        if in_window && !listed.contains_key(&object.key) {
-            log_checks.push(LogCheck {
-                object: object.name.clone(),
-                verdict: LogVerdict::NotCovered,
-                reason: Some(
-                    "listed by no digest: added after delivery, delivered while log file \
-                     validation was off, or newer than the newest digest"
-                        .into(),
-                ),
-                digest: None,
-                digest_verdict: None,
-            });
+        if !in_window || listed.contains_key(&object.key) {
+            continue;
         }
+        let last = objects::account_region(&object.key).and_then(|ar| newest.get(&ar).copied());
+        let (verdict, reason) = match (delivered, last) {
+            (Some(t), Some(last)) if *t >= last => (
+                LogVerdict::Pending,
+                format!(
+                    "delivered after the newest digest of its account and region (ending {}): \
+                     the digest that lists it is still to come",
+                    last.format("%Y-%m-%dT%H:%M:%SZ")
+                ),
+            ),
+            (_, None) => (
+                LogVerdict::NotCovered,
+                "listed by no digest, and its account and region have none here: log file \
+                 validation off, or their CloudTrail-Digest folder not in the sources"
+                    .to_string(),
+            ),
+            _ => (
+                LogVerdict::NotCovered,
+                "listed by no digest: added after delivery, or delivered while log file \
+                 validation was off"
+                    .to_string(),
+            ),
+        };
+        log_checks.push(LogCheck {
+            object: object.name.clone(),
+            verdict,
+            reason: Some(reason),
+            digest: None,
+            digest_verdict: None,
+        });
     }
+    // Hashed already as ingest read them.
+    to_hash.retain(|(object, recorded)| match known.get(&object.name) {
+        Some(hash) => {
+            log_checks.push(check_log(
+                object.name.clone(),
+                (*recorded).clone(),
+                Ok(hash.clone()),
+            ));
+            false
+        }
+        None => true,
+    });
     // Read a batch with many requests in flight, hash it on every core, then the next: memory
     // holds one batch of compressed files.
     to_hash.sort_by(|a, b| a.0.name.cmp(&b.0.name));
     for batch in to_hash.chunks(IN_FLIGHT * 4) {
-        let fetched: Vec<Result<Vec<u8>, String>> = stream::iter(batch)
-            .map(|(object, _)| async move { sources.read(object).await.map(|f| f.bytes) })
+        let fetched: Vec<Result<Vec<u8>, NoHash>> = stream::iter(batch)
+            .map(|(object, _)| async move {
+                sources
+                    .read(object)
+                    .await
+                    .map(|f| f.bytes)
+                    .map_err(NoHash::NotRead)
+            })
             .buffered(IN_FLIGHT)
             .collect()
             .await;
-        let work: Vec<(String, Recorded, Result<Vec<u8>, String>)> = batch
+        let work: Vec<(String, Recorded, Result<Vec<u8>, NoHash>)> = batch
             .iter()
             .zip(fetched)
             .map(|((object, recorded), bytes)| (object.name.clone(), (*recorded).clone(), bytes))
             .collect();
         let checked = tokio::task::spawn_blocking(move || {
             work.into_par_iter()
-                .map(|(name, recorded, bytes)| check_log(name, recorded, bytes))
+                .map(|(name, recorded, bytes)| {
+                    let hash = bytes.and_then(|b| {
+                        uncompressed_sha256(&b).map_err(|e| NoHash::Unreadable(e.to_string()))
+                    });
+                    check_log(name, recorded, hash)
+                })
                 .collect::<Vec<LogCheck>>()
         })
         .await
@@ -418,8 +484,16 @@ struct Recorded {
     expected: String,
 }
 
+/// Why a log file's hash could not be computed.
+enum NoHash {
+    /// It could not be read.
+    NotRead(String),
+    /// It no longer decompresses.
+    Unreadable(String),
+}
+
 /// A log file's SHA-256 over its uncompressed bytes against what its digest recorded.
-fn check_log(object: String, recorded: Recorded, bytes: Result<Vec<u8>, String>) -> LogCheck {
+fn check_log(object: String, recorded: Recorded, hash: Result<String, NoHash>) -> LogCheck {
     let Recorded {
         hash: expected,
         digest,
@@ -433,12 +507,11 @@ fn check_log(object: String, recorded: Recorded, bytes: Result<Vec<u8>, String>)
         digest: Some(digest),
         digest_verdict: Some(digest_verdict),
     };
-    let bytes = match bytes {
-        Ok(b) => b,
-        Err(e) => return check(LogVerdict::Unverified, Some(format!("cannot be read: {e}"))),
-    };
-    match uncompressed_sha256(&bytes) {
-        Err(e) => check(
+    match hash {
+        Err(NoHash::NotRead(e)) => {
+            check(LogVerdict::Unverified, Some(format!("cannot be read: {e}")))
+        }
+        Err(NoHash::Unreadable(e)) => check(
             LogVerdict::Modified,
             Some(format!(
                 "no longer decompresses ({e}): its digest recorded a whole file"

@@ -80,6 +80,13 @@ pub fn layout_key(path: &str) -> &str {
     path
 }
 
+/// The account and region folders of a log file's key (`…/<account>/CloudTrail/<region>/…`).
+pub fn account_region(key: &str) -> Option<(&str, &str)> {
+    let parts: Vec<&str> = key.split('/').collect();
+    let at = parts.iter().position(|p| *p == "CloudTrail")?;
+    Some((*parts.get(at.checked_sub(1)?)?, *parts.get(at + 1)?))
+}
+
 fn classify(path: &str) -> Option<Kind> {
     let file = path.rsplit('/').next().unwrap_or(path);
     if let Some(digest) = path.strip_suffix(SIDECAR) {
@@ -269,6 +276,11 @@ mod tests {
         assert_eq!(layout_key("AWSLogs/1/x"), "AWSLogs/1/x");
         assert_eq!(layout_key("prefix/MyAWSLogs/AWSLogs/1/x"), "AWSLogs/1/x");
         assert_eq!(layout_key("other/x.json.gz"), "other/x.json.gz");
+        assert_eq!(
+            account_region("AWSLogs/o-1/111/CloudTrail/eu-west-1/2026/x.json.gz"),
+            Some(("111", "eu-west-1"))
+        );
+        assert_eq!(account_region("AWSLogs/x.json.gz"), None);
     }
 
     #[test]

@@ -5,35 +5,21 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::process::ExitCode;
 
-use anyhow::Context;
 use chrono::{DateTime, SecondsFormat, Utc};
 use datafusion::common::{ParamValues, ScalarValue};
 use trailhouse_lake::Lake;
 use trailhouse_query::evidence::bundle::{BundleWriter, check as check_bundle};
 use trailhouse_query::evidence::{Provenance, collect};
-use trailhouse_query::saved::{Window, parse_time};
 
 use crate::cli::EvidenceArgs;
-use crate::run::catalog;
+use crate::run::{catalog, window};
 
 pub async fn run(lake: &Lake, args: EvidenceArgs) -> anyhow::Result<ExitCode> {
     let Some(output) = args.output.as_deref() else {
         anyhow::bail!("--output DIR is required");
     };
     let now = Utc::now();
-    let time = |flag: &str, v: &Option<String>| -> anyhow::Result<Option<i64>> {
-        v.as_deref()
-            .map(|t| {
-                parse_time(t, now).with_context(|| {
-                    format!("{flag} `{t}` is not a date (2026-10-01), a date-time or a duration ago (7d)")
-                })
-            })
-            .transpose()
-    };
-    let window = Window {
-        since: time("--since", &args.since)?,
-        until: time("--until", &args.until)?,
-    };
+    let window = window(&args.since, &args.until, now)?;
     let session = args.engine.session(lake).await?;
     let (name, sql, matched) = match (&args.name, &args.sql) {
         (Some(name), _) => {

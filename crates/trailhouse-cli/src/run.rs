@@ -12,6 +12,28 @@ use trailhouse_query::write_stream;
 use crate::cli::{OutputFormat, QueriesArgs, RunArgs};
 use crate::watch::watched;
 
+/// The window `--since` and `--until` give (each a date, a date-time or a duration before
+/// `now`).
+pub fn window(
+    since: &Option<String>,
+    until: &Option<String>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> anyhow::Result<Window> {
+    let time = |flag: &str, v: &Option<String>| -> anyhow::Result<Option<i64>> {
+        v.as_deref()
+            .map(|t| {
+                parse_time(t, now).with_context(|| {
+                    format!("{flag} `{t}` is not a date (2026-10-01), a date-time or a duration ago (7d, 12h)")
+                })
+            })
+            .transpose()
+    };
+    Ok(Window {
+        since: time("--since", since)?,
+        until: time("--until", until)?,
+    })
+}
+
 pub fn catalog(dir: Option<&Path>) -> anyhow::Result<Catalog> {
     let mut c = Catalog::builtin()?;
     if let Some(dir) = dir {
@@ -64,19 +86,7 @@ pub async fn run(lake: &Lake, args: RunArgs) -> anyhow::Result<ExitCode> {
     let c = catalog(args.queries.as_deref())?;
     let query = c.get(&args.name)?;
     let now = chrono::Utc::now();
-    let time = |flag: &str, v: &Option<String>| -> anyhow::Result<Option<i64>> {
-        v.as_deref()
-            .map(|t| {
-                parse_time(t, now).with_context(|| {
-                    format!("{flag} `{t}` is not a date (2026-10-01), a date-time or a duration ago (7d, 12h)")
-                })
-            })
-            .transpose()
-    };
-    let window = Window {
-        since: time("--since", &args.since)?,
-        until: time("--until", &args.until)?,
-    };
+    let window = window(&args.since, &args.until, now)?;
     let params = query.bind(&args.params, window, now)?;
     let session = args.engine.session(lake).await?;
     let format = match args.format {

@@ -22,22 +22,10 @@ pub async fn run(
     args: VerifyArgs,
 ) -> anyhow::Result<ExitCode> {
     let now = Utc::now();
-    let time = |option: &str, text: &Option<String>| -> anyhow::Result<Option<DateTime<Utc>>> {
-        text.as_deref()
-            .map(|t| {
-                trailhouse_query::saved::parse_time(t, now)
-                    .and_then(DateTime::from_timestamp_micros)
-                    .with_context(|| {
-                        format!(
-                            "--{option} `{t}` is not a date, a date-time or a duration ago (7d)"
-                        )
-                    })
-            })
-            .transpose()
-    };
+    let given = crate::run::window(&args.since, &args.until, now)?;
     let window = Window {
-        since: time("since", &args.since)?,
-        until: time("until", &args.until)?,
+        since: given.since.and_then(DateTime::from_timestamp_micros),
+        until: given.until.and_then(DateTime::from_timestamp_micros),
     };
     for source in &args.sources {
         if !trailhouse_ingest::s3::is_s3(source) && !source.exists() {

@@ -203,6 +203,46 @@ def duck_layout(lake):
     return target
 
 
+def integrity(a):
+    """verify over a signed trail, and ingest with and without --verify into new lakes (runs
+    alternated, the page cache warm), whole processes."""
+    trail, keys = a.signed_trail, a.public_keys
+    if not (trail and keys):
+        sys.exit("the integrity section needs --signed-trail and --public-keys")
+    subprocess.run(f"find '{trail}' -type f -print0 | xargs -0 -P 16 -n 256 cat > /dev/null",
+                   shell=True, check=True)
+    print("integrity (whole process):", flush=True)
+    times = []
+    for _ in range(a.runs):
+        secs, rss, out, err, code = measured([a.bin, "verify", trail, "--public-keys", keys, "--json"])
+        if code not in (0, 1):
+            sys.exit(f"verify: exit {code}\n{err}")
+        times.append((secs, rss))
+    r = json.loads(out.strip().splitlines()[-1])
+    logs = sum(r["summary"]["log_files"].values())
+    secs = statistics.median(t for t, _ in times)
+    print(f"  verify: {secs:.2f} s, {max(m for _, m in times):.0f} MiB, {len(r['digests'])} digests, "
+          f"{logs} log files ({logs / secs:.0f} files/s); verdicts {r['summary']}", flush=True)
+    plain, checked = [], []
+    for run in range(a.runs):
+        for verify, into in ((False, plain), (True, checked)):
+            lake = f"{a.lake}-integrity-{'verify' if verify else 'plain'}"
+            shutil.rmtree(lake, ignore_errors=True)
+            cmd = [a.bin, "--lake", lake, "ingest", "--json", trail]
+            if verify:
+                cmd += ["--verify", "--public-keys", keys]
+            secs, rss, out, err, code = measured(cmd)
+            if code not in (0, 1):
+                sys.exit(f"{' '.join(cmd)}: exit {code}\n{err}")
+            into.append((secs, rss))
+            shutil.rmtree(lake, ignore_errors=True)
+    p = statistics.median(t for t, _ in plain)
+    c = statistics.median(t for t, _ in checked)
+    print(f"  ingest: {p:.2f} s ({max(m for _, m in plain):.0f} MiB); ingest --verify: {c:.2f} s "
+          f"({max(m for _, m in checked):.0f} MiB): {100 * (c - p) / p:+.1f} %; runs {plain} {checked}",
+          flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", default="target/release/trailhouse")
@@ -216,13 +256,21 @@ def main():
     ap.add_argument("--cluster", action="store_true",
                     help="also run the investigation pack and the report on a local Ballista cluster")
     ap.add_argument("--sections", default="investigation,whole,plain",
-                    help="which groups of figures to take (comma-separated; ingest runs with --trail)")
+                    help="which groups of figures to take (comma-separated; ingest runs with --trail; "
+                         "`integrity` needs --signed-trail and --public-keys)")
+    ap.add_argument("--signed-trail", help="a trail with digests (benches' sign-trail) for `integrity`")
+    ap.add_argument("--public-keys", help="its public keys (sign-trail --keys)")
     a = ap.parse_args()
     a.bin = os.path.abspath(a.bin)
     if a.before:
         a.before = os.path.abspath(a.before)
     sections = set(a.sections.split(","))
     b = Bench(a)
+
+    if "integrity" in sections:
+        integrity(a)
+        if sections == {"integrity"}:
+            return
 
     if a.trail:
         shutil.rmtree(a.lake, ignore_errors=True)

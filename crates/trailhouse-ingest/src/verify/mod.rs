@@ -13,6 +13,7 @@ pub mod record;
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
+use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
 use futures::{StreamExt, stream};
@@ -25,6 +26,8 @@ use objects::{Kind, Object, Sources, layout_key, sidecar_signature, signature_in
 
 /// Objects read at once (S3 is latency-bound; a local disk does not mind).
 const IN_FLIGHT: usize = 64;
+/// Chains of digests checked at once (each on a blocking thread once read).
+const CHAINS_IN_FLIGHT: usize = 4;
 /// The largest digest accepted, stored and uncompressed: a digest lists one region's log files
 /// of one hour (real ones are kilobytes); it is a file in a bucket an attacker may write to, so
 /// a larger one is refused unread.
@@ -229,8 +232,9 @@ pub async fn verify(
     let inside = |end: DateTime<Utc>| {
         window.since.is_none_or(|s| end >= s) && digest_end.is_none_or(|u| end < u)
     };
-    let mut wanted: Vec<(&Object, &DigestName, bool)> = Vec::new();
+    let mut chains: Vec<Vec<(&Object, &DigestName, bool)>> = Vec::new();
     for members in digests.values_mut() {
+        let mut wanted = Vec::new();
         members.sort_by_key(|o| match &o.kind {
             Kind::Digest(n) => (n.end, o.key.clone()),
             _ => (DateTime::<Utc>::MIN_UTC, o.key.clone()),
@@ -241,52 +245,68 @@ pub async fn verify(
                 continue;
             };
             if inside(name.end) {
-                wanted.push((object, name, true));
+                wanted.push((*object, name, true));
             } else if digest_end.is_some_and(|u| name.end >= u) && !after {
-                wanted.push((object, name, false));
+                wanted.push((*object, name, false));
                 after = true;
             }
         }
+        if !wanted.is_empty() {
+            chains.push(wanted);
+        }
     }
 
-    let read: Vec<ReadDigest> = stream::iter(wanted)
-        .map(|(object, name, in_window)| {
-            let sidecar = sidecars.get(object.key.as_str()).copied();
-            async move { read_digest(sources, object, name, sidecar, in_window).await }
+    // Chain by chain (a chain's links stay inside it): its digests read with requests in
+    // flight, then decompressed, parsed and judged on a blocking thread, a few chains at once.
+    // Memory holds the chains in flight, not every digest of the window.
+    let keys = Arc::new(keys.clone());
+    let since = window.since;
+    let judged: Vec<Result<Judged, VerifyError>> = stream::iter(chains)
+        .map(|chain| {
+            let keys = Arc::clone(&keys);
+            let sidecars = &sidecars;
+            async move {
+                let fetched: Vec<Fetched> = stream::iter(chain)
+                    .map(|(object, name, in_window)| {
+                        let sidecar = sidecars.get(object.key.as_str()).copied();
+                        async move { fetch_digest(sources, object, name, sidecar, in_window).await }
+                    })
+                    .buffered(IN_FLIGHT)
+                    .collect()
+                    .await;
+                tokio::task::spawn_blocking(move || {
+                    let read: Vec<ReadDigest> = fetched.into_iter().map(decode_digest).collect();
+                    let checks = judge(&read, &keys, since);
+                    let listed = listed_by(&read, &checks);
+                    Judged { checks, listed }
+                })
+                .await
+                .map_err(|e| VerifyError::Source {
+                    location: "digests".into(),
+                    message: format!("checking stopped: {e}"),
+                })
+            }
         })
-        .buffered(IN_FLIGHT)
+        .buffer_unordered(CHAINS_IN_FLIGHT)
         .collect()
         .await;
-    let checks = judge(&read, keys, window.since);
-
-    // What each digest in the window lists.
-    let verdicts: HashMap<&str, DigestVerdict> = checks
-        .iter()
-        .map(|c| (c.object.as_str(), c.verdict))
-        .collect();
+    let mut checks = Vec::new();
     let mut listed: HashMap<String, Recorded> = HashMap::new();
-    for d in read.iter().filter(|d| d.in_window) {
-        let Ok(content) = &d.content else { continue };
-        let verdict = verdicts
-            .get(d.name.as_str())
-            .copied()
-            .unwrap_or(DigestVerdict::Valid);
-        for log in &content.log_files {
-            let key = layout_key(&log.object).to_string();
+    for j in judged {
+        let j = j?;
+        checks.extend(j.checks);
+        for (key, recorded) in j.listed {
             // Listed twice (a backfill digest repeats a log): the better digest decides.
-            if listed.get(&key).is_none_or(|r| verdict > r.verdict) {
-                // Where it would be: beside the digest's `AWSLogs/`.
-                let root = d.name.strip_suffix(d.key.as_str()).unwrap_or_default();
-                let recorded = Recorded {
-                    hash: log.hash.clone(),
-                    digest: d.name.clone(),
-                    verdict,
-                    expected: format!("{root}{key}"),
-                };
+            if listed
+                .get(&key)
+                .is_none_or(|r| recorded.verdict > r.verdict)
+            {
                 listed.insert(key, recorded);
             }
         }
     }
+    checks
+        .sort_by(|a, b| (&a.chain, a.end_time, &a.object).cmp(&(&b.chain, b.end_time, &b.object)));
 
     let found: HashMap<&str, &Object> = logs.iter().map(|o| (o.key.as_str(), *o)).collect();
     let mut log_checks = Vec::new();
@@ -421,29 +441,60 @@ pub async fn verify(
     })
 }
 
-async fn read_digest(
+/// A digest's stored bytes (or why they were not read), and its saved signature.
+struct Fetched {
+    name: String,
+    key: String,
+    digest_name: DigestName,
+    bytes: Result<Vec<u8>, String>,
+    signature: Option<String>,
+    in_window: bool,
+}
+
+async fn fetch_digest(
     sources: &Sources,
     object: &Object,
     digest_name: &DigestName,
     sidecar: Option<&Object>,
     in_window: bool,
-) -> ReadDigest {
+) -> Fetched {
     let mut signature = None;
-    let fetched = if object.size > DIGEST_LIMIT {
+    let bytes = if object.size > DIGEST_LIMIT {
         Err(format!(
             "{} bytes: larger than any digest ({} MiB at most), not read",
             object.size,
             DIGEST_LIMIT >> 20
         ))
     } else {
-        sources
-            .read(object)
-            .await
-            .map_err(|e| format!("cannot be read: {e}"))
+        match sources.read(object).await {
+            Ok(fetched) => {
+                signature = signature_in(&fetched.metadata);
+                Ok(fetched.bytes)
+            }
+            Err(e) => Err(format!("cannot be read: {e}")),
+        }
     };
-    let content = fetched.and_then(|fetched| {
-        signature = signature_in(&fetched.metadata);
-        match crate::decompress::gunzip(&fetched.bytes, DIGEST_LIMIT) {
+    if signature.is_none()
+        && let Some(sidecar) = sidecar
+        && sidecar.size <= SIDECAR_LIMIT
+        && let Ok(fetched) = sources.read(sidecar).await
+    {
+        signature = sidecar_signature(&fetched.bytes).ok();
+    }
+    Fetched {
+        name: object.name.clone(),
+        key: object.key.clone(),
+        digest_name: digest_name.clone(),
+        bytes,
+        signature,
+        in_window,
+    }
+}
+
+/// Decompresses and parses a fetched digest, within [`DIGEST_LIMIT`].
+fn decode_digest(f: Fetched) -> ReadDigest {
+    let content = f.bytes.and_then(
+        |bytes| match crate::decompress::gunzip(&bytes, DIGEST_LIMIT) {
             Ok(raw) => Digest::parse(&raw),
             Err(broken) => Err(match broken.error {
                 crate::error::FileError::TooLarge { .. } => format!(
@@ -452,23 +503,51 @@ async fn read_digest(
                 ),
                 e => format!("cannot be decompressed: {e}"),
             }),
-        }
-    });
-    if signature.is_none()
-        && let Some(sidecar) = sidecar
-        && sidecar.size <= SIDECAR_LIMIT
-        && let Ok(fetched) = sources.read(sidecar).await
-    {
-        signature = sidecar_signature(&fetched.bytes).ok();
-    }
+        },
+    );
     ReadDigest {
-        name: object.name.clone(),
-        key: object.key.clone(),
-        digest_name: digest_name.clone(),
+        name: f.name,
+        key: f.key,
+        digest_name: f.digest_name,
         content,
-        signature,
-        in_window,
+        signature: f.signature,
+        in_window: f.in_window,
     }
+}
+
+/// One chain's verdicts, and what its digests in the window list, by log key.
+struct Judged {
+    checks: Vec<DigestCheck>,
+    listed: Vec<(String, Recorded)>,
+}
+
+/// What the digests of the window in `read` list, with each digest's verdict.
+fn listed_by(read: &[ReadDigest], checks: &[DigestCheck]) -> Vec<(String, Recorded)> {
+    let verdicts: HashMap<&str, DigestVerdict> = checks
+        .iter()
+        .map(|c| (c.object.as_str(), c.verdict))
+        .collect();
+    let mut out = Vec::new();
+    for d in read.iter().filter(|d| d.in_window) {
+        let Ok(content) = &d.content else { continue };
+        let verdict = verdicts
+            .get(d.name.as_str())
+            .copied()
+            .unwrap_or(DigestVerdict::Valid);
+        // Where its log files would be: beside the digest's `AWSLogs/`.
+        let root = d.name.strip_suffix(d.key.as_str()).unwrap_or_default();
+        for log in &content.log_files {
+            let key = layout_key(&log.object).to_string();
+            let recorded = Recorded {
+                hash: log.hash.clone(),
+                digest: d.name.clone(),
+                verdict,
+                expected: format!("{root}{key}"),
+            };
+            out.push((key, recorded));
+        }
+    }
+    out
 }
 
 /// What the digest listing a log file recorded of it.

@@ -396,26 +396,31 @@ pub async fn verify(
     // holds one batch of compressed files.
     to_hash.sort_by(|a, b| a.0.name.cmp(&b.0.name));
     for batch in to_hash.chunks(IN_FLIGHT * 4) {
-        let fetched: Vec<Result<Vec<u8>, NoHash>> = stream::iter(batch)
+        let fetched: Vec<Stored> = stream::iter(batch)
             .map(|(object, _)| async move {
-                sources
-                    .read(object)
-                    .await
-                    .map(|f| f.bytes)
-                    .map_err(NoHash::NotRead)
+                match Sources::local_path(object) {
+                    Some(path) => Stored::Local(path.to_path_buf()),
+                    None => Stored::Read(
+                        sources
+                            .read(object)
+                            .await
+                            .map(|f| f.bytes)
+                            .map_err(|e| format!("cannot be read: {e}")),
+                    ),
+                }
             })
             .buffered(IN_FLIGHT)
             .collect()
             .await;
-        let work: Vec<(String, Recorded, Result<Vec<u8>, NoHash>)> = batch
+        let work: Vec<(String, Recorded, Stored)> = batch
             .iter()
             .zip(fetched)
             .map(|((object, recorded), bytes)| (object.name.clone(), (*recorded).clone(), bytes))
             .collect();
         let checked = tokio::task::spawn_blocking(move || {
             work.into_par_iter()
-                .map(|(name, recorded, bytes)| {
-                    let hash = bytes.and_then(|b| {
+                .map(|(name, recorded, stored)| {
+                    let hash = stored.bytes().map_err(NoHash::NotRead).and_then(|b| {
                         uncompressed_sha256(&b).map_err(|e| NoHash::Unreadable(e.to_string()))
                     });
                     check_log(name, recorded, hash)
@@ -446,9 +451,24 @@ struct Fetched {
     name: String,
     key: String,
     digest_name: DigestName,
-    bytes: Result<Vec<u8>, String>,
+    bytes: Stored,
     signature: Option<String>,
     in_window: bool,
+}
+
+/// An object's stored bytes: read (S3), or to read where they are used (a local file).
+enum Stored {
+    Read(Result<Vec<u8>, String>),
+    Local(std::path::PathBuf),
+}
+
+impl Stored {
+    fn bytes(self) -> Result<Vec<u8>, String> {
+        match self {
+            Stored::Read(r) => r,
+            Stored::Local(path) => std::fs::read(&path).map_err(|e| format!("cannot be read: {e}")),
+        }
+    }
 }
 
 async fn fetch_digest(
@@ -460,19 +480,21 @@ async fn fetch_digest(
 ) -> Fetched {
     let mut signature = None;
     let bytes = if object.size > DIGEST_LIMIT {
-        Err(format!(
+        Stored::Read(Err(format!(
             "{} bytes: larger than any digest ({} MiB at most), not read",
             object.size,
             DIGEST_LIMIT >> 20
-        ))
+        )))
+    } else if let Some(path) = Sources::local_path(object) {
+        Stored::Local(path.to_path_buf())
     } else {
-        match sources.read(object).await {
+        Stored::Read(match sources.read(object).await {
             Ok(fetched) => {
                 signature = signature_in(&fetched.metadata);
                 Ok(fetched.bytes)
             }
             Err(e) => Err(format!("cannot be read: {e}")),
-        }
+        })
     };
     if signature.is_none()
         && let Some(sidecar) = sidecar
@@ -493,18 +515,19 @@ async fn fetch_digest(
 
 /// Decompresses and parses a fetched digest, within [`DIGEST_LIMIT`].
 fn decode_digest(f: Fetched) -> ReadDigest {
-    let content = f.bytes.and_then(
-        |bytes| match crate::decompress::gunzip(&bytes, DIGEST_LIMIT) {
-            Ok(raw) => Digest::parse(&raw),
-            Err(broken) => Err(match broken.error {
-                crate::error::FileError::TooLarge { .. } => format!(
-                    "larger than any digest once decompressed (over {} MiB): not read further",
-                    DIGEST_LIMIT >> 20
-                ),
-                e => format!("cannot be decompressed: {e}"),
-            }),
-        },
-    );
+    let content =
+        f.bytes.bytes().and_then(
+            |bytes| match crate::decompress::gunzip(&bytes, DIGEST_LIMIT) {
+                Ok(raw) => Digest::parse(&raw),
+                Err(broken) => Err(match broken.error {
+                    crate::error::FileError::TooLarge { .. } => format!(
+                        "larger than any digest once decompressed (over {} MiB): not read further",
+                        DIGEST_LIMIT >> 20
+                    ),
+                    e => format!("cannot be decompressed: {e}"),
+                }),
+            },
+        );
     ReadDigest {
         name: f.name,
         key: f.key,
@@ -587,9 +610,7 @@ fn check_log(object: String, recorded: Recorded, hash: Result<String, NoHash>) -
         digest_verdict: Some(digest_verdict),
     };
     match hash {
-        Err(NoHash::NotRead(e)) => {
-            check(LogVerdict::Unverified, Some(format!("cannot be read: {e}")))
-        }
+        Err(NoHash::NotRead(e)) => check(LogVerdict::Unverified, Some(e)),
         Err(NoHash::Unreadable(e)) => check(
             LogVerdict::Modified,
             Some(format!(

@@ -199,6 +199,15 @@ impl Sources {
         Ok(listing)
     }
 
+    /// The path of a local object: read it on the thread that uses it (one `read` call), not
+    /// through the runtime's blocking pool (a hand-off per file).
+    pub fn local_path(object: &Object) -> Option<&std::path::Path> {
+        match &object.location {
+            Location::Local(path) => Some(path),
+            Location::S3 { .. } => None,
+        }
+    }
+
     /// An object's bytes (and, from S3, its user metadata).
     pub async fn read(&self, object: &Object) -> Result<Fetched, String> {
         match &object.location {

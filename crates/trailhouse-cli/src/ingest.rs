@@ -3,17 +3,8 @@
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
-
-use chrono::{DateTime, Utc};
 use indicatif::{ProgressBar, ProgressStyle};
-use trailhouse_ingest::s3::S3Options;
-use trailhouse_ingest::verify::digest::log_delivery_time;
 use trailhouse_ingest::verify::keys::PublicKeys;
-use trailhouse_ingest::verify::objects::Sources;
-use trailhouse_ingest::verify::record::record;
-use trailhouse_ingest::verify::{DigestVerdict, LogVerdict, Window, verify};
 use trailhouse_ingest::{Options, Progress, Report, ingest};
 use trailhouse_lake::Lake;
 
@@ -88,7 +79,7 @@ pub async fn run(
 
     print_summary(lake.root(), &report);
     let verified = if args.verify {
-        Some(verify_read(lake, &sources, &opts.s3, &keys, &report).await?)
+        Some(crate::verify::after_ingest(lake, &sources, &opts.s3, &keys, &report).await?)
     } else {
         None
     };
@@ -110,142 +101,6 @@ pub async fn run(
     } else {
         ExitCode::SUCCESS
     })
-}
-
-/// What `ingest --verify` found, in its JSON report.
-struct Verified {
-    digests: BTreeMap<&'static str, usize>,
-    log_files: BTreeMap<&'static str, usize>,
-    all_valid: bool,
-    /// The version of table `integrity` the verdicts were recorded at.
-    recorded: Option<u64>,
-}
-
-/// Checks the log files this run read (by the hashes it took) and those an earlier run left
-/// pending their digest against the digests in `sources`, and records the verdicts.
-async fn verify_read(
-    lake: &Lake,
-    sources: &[PathBuf],
-    s3: &S3Options,
-    keys: &PublicKeys,
-    report: &Report,
-) -> anyhow::Result<Verified> {
-    let known: HashMap<String, String> = report
-        .file_hashes
-        .iter()
-        .map(|(path, hash)| (path.display().to_string(), hash.clone()))
-        .collect();
-    let mut names: Vec<String> = known.keys().cloned().collect();
-    names.extend(pending(lake).await?);
-    let times: Vec<DateTime<Utc>> = names
-        .iter()
-        .filter_map(|n| log_delivery_time(n.rsplit('/').next().unwrap_or(n)))
-        .collect();
-    let (Some(first), Some(last)) = (times.iter().min(), times.iter().max()) else {
-        eprintln!("verify: no log files read, none pending: nothing to check");
-        return Ok(Verified {
-            digests: BTreeMap::new(),
-            log_files: BTreeMap::new(),
-            all_valid: true,
-            recorded: None,
-        });
-    };
-    let window = Window {
-        since: Some(*first),
-        until: Some(*last + chrono::Duration::minutes(1)),
-    };
-    let found = verify(&Sources::open(sources, s3)?, keys, window, &known).await?;
-    let recorded = record(lake, &found, Utc::now()).await?;
-    let counts = |items: Vec<(&'static str, usize)>| items.into_iter().collect::<BTreeMap<_, _>>();
-    let v = Verified {
-        digests: counts(
-            found
-                .digest_counts()
-                .into_iter()
-                .map(|(v, n)| (v.as_str(), n))
-                .collect(),
-        ),
-        log_files: counts(
-            found
-                .log_counts()
-                .into_iter()
-                .map(|(v, n)| (v.as_str(), n))
-                .collect(),
-        ),
-        all_valid: found.all_valid(),
-        recorded,
-    };
-    let line = |m: &BTreeMap<&str, usize>| {
-        m.iter()
-            .map(|(v, n)| format!("{n} {v}"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    eprintln!(
-        "verify: digests {}; log files {}{}",
-        if v.digests.is_empty() {
-            "none (is log file validation on? are the CloudTrail-Digest folders in the sources?)"
-                .to_string()
-        } else {
-            line(&v.digests)
-        },
-        line(&v.log_files),
-        recorded.map_or(String::new(), |r| format!(
-            "; recorded in table `integrity` (version {r})"
-        ))
-    );
-    for l in found
-        .log_files
-        .iter()
-        .filter(|l| !matches!(l.verdict, LogVerdict::Valid | LogVerdict::Pending))
-    {
-        eprintln!(
-            "verify: {} {} {}",
-            l.verdict.as_str(),
-            l.object,
-            l.reason.as_deref().unwrap_or("")
-        );
-    }
-    for d in found
-        .digests
-        .iter()
-        .filter(|d| d.verdict != DigestVerdict::Valid)
-    {
-        eprintln!(
-            "verify: digest {} {} {}",
-            d.verdict.as_str(),
-            d.object,
-            d.reasons.join("; ")
-        );
-    }
-    Ok(v)
-}
-
-/// Log files the lake's table `integrity` holds as pending their digest.
-async fn pending(lake: &Lake) -> anyhow::Result<Vec<String>> {
-    let session = trailhouse_query::session::Session::open(lake).await?;
-    if !session
-        .context()
-        .table_exist(trailhouse_lake::schema::INTEGRITY_TABLE_NAME)?
-    {
-        return Ok(Vec::new());
-    }
-    let batches = session
-        .dataframe("SELECT sourcefile FROM integrity WHERE verdict = 'pending'")
-        .await?
-        .collect()
-        .await?;
-    let mut out = Vec::new();
-    for b in &batches {
-        let c = arrow::compute::cast(b.column(0), &arrow::datatypes::DataType::Utf8)?;
-        out.extend(
-            arrow::array::AsArray::as_string::<i32>(c.as_ref())
-                .iter()
-                .flatten()
-                .map(str::to_string),
-        );
-    }
-    Ok(out)
 }
 
 fn print_summary(lake: &std::path::Path, r: &Report) {

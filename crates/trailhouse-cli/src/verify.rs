@@ -1,12 +1,15 @@
 //! `trailhouse verify`: the trail's log file integrity, checked offline, with verdicts a user can
 //! act on.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
+use trailhouse_ingest::Report;
 use trailhouse_ingest::s3::S3Options;
+use trailhouse_ingest::verify::digest::log_delivery_time;
 use trailhouse_ingest::verify::keys::PublicKeys;
 use trailhouse_ingest::verify::objects::Sources;
 use trailhouse_ingest::verify::record::record;
@@ -181,4 +184,140 @@ fn print_text(found: &Verification, args: &VerifyArgs, keys: usize) {
             "PROBLEMS FOUND: see above"
         }
     );
+}
+
+/// What `ingest --verify` found, in its JSON report.
+pub struct Verified {
+    pub digests: BTreeMap<&'static str, usize>,
+    pub log_files: BTreeMap<&'static str, usize>,
+    pub all_valid: bool,
+    /// The version of table `integrity` the verdicts were recorded at.
+    pub recorded: Option<u64>,
+}
+
+/// Checks the log files this run read (by the hashes it took) and those an earlier run left
+/// pending their digest against the digests in `sources`, and records the verdicts.
+pub async fn after_ingest(
+    lake: &Lake,
+    sources: &[PathBuf],
+    s3: &S3Options,
+    keys: &PublicKeys,
+    report: &Report,
+) -> anyhow::Result<Verified> {
+    let known: HashMap<String, String> = report
+        .file_hashes
+        .iter()
+        .map(|(path, hash)| (path.display().to_string(), hash.clone()))
+        .collect();
+    let mut names: Vec<String> = known.keys().cloned().collect();
+    names.extend(pending(lake).await?);
+    let times: Vec<DateTime<Utc>> = names
+        .iter()
+        .filter_map(|n| log_delivery_time(n.rsplit('/').next().unwrap_or(n)))
+        .collect();
+    let (Some(first), Some(last)) = (times.iter().min(), times.iter().max()) else {
+        eprintln!("verify: no log files read, none pending: nothing to check");
+        return Ok(Verified {
+            digests: BTreeMap::new(),
+            log_files: BTreeMap::new(),
+            all_valid: true,
+            recorded: None,
+        });
+    };
+    let window = Window {
+        since: Some(*first),
+        until: Some(*last + chrono::Duration::minutes(1)),
+    };
+    let found = verify(&Sources::open(sources, s3)?, keys, window, &known).await?;
+    let recorded = record(lake, &found, Utc::now()).await?;
+    let counts = |items: Vec<(&'static str, usize)>| items.into_iter().collect::<BTreeMap<_, _>>();
+    let v = Verified {
+        digests: counts(
+            found
+                .digest_counts()
+                .into_iter()
+                .map(|(v, n)| (v.as_str(), n))
+                .collect(),
+        ),
+        log_files: counts(
+            found
+                .log_counts()
+                .into_iter()
+                .map(|(v, n)| (v.as_str(), n))
+                .collect(),
+        ),
+        all_valid: found.all_valid(),
+        recorded,
+    };
+    let line = |m: &BTreeMap<&str, usize>| {
+        m.iter()
+            .map(|(v, n)| format!("{n} {v}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    eprintln!(
+        "verify: digests {}; log files {}{}",
+        if v.digests.is_empty() {
+            "none (is log file validation on? are the CloudTrail-Digest folders in the sources?)"
+                .to_string()
+        } else {
+            line(&v.digests)
+        },
+        line(&v.log_files),
+        recorded.map_or(String::new(), |r| format!(
+            "; recorded in table `integrity` (version {r})"
+        ))
+    );
+    for l in found
+        .log_files
+        .iter()
+        .filter(|l| !matches!(l.verdict, LogVerdict::Valid | LogVerdict::Pending))
+    {
+        eprintln!(
+            "verify: {} {} {}",
+            l.verdict.as_str(),
+            l.object,
+            l.reason.as_deref().unwrap_or("")
+        );
+    }
+    for d in found
+        .digests
+        .iter()
+        .filter(|d| d.verdict != DigestVerdict::Valid)
+    {
+        eprintln!(
+            "verify: digest {} {} {}",
+            d.verdict.as_str(),
+            d.object,
+            d.reasons.join("; ")
+        );
+    }
+    Ok(v)
+}
+
+/// Log files the lake's table `integrity` holds as pending their digest.
+async fn pending(lake: &Lake) -> anyhow::Result<Vec<String>> {
+    let session = trailhouse_query::session::Session::open(lake).await?;
+    if !session
+        .context()
+        .table_exist(trailhouse_lake::schema::INTEGRITY_TABLE_NAME)?
+    {
+        return Ok(Vec::new());
+    }
+    let batches = session
+        .dataframe("SELECT sourcefile FROM integrity WHERE verdict = 'pending'")
+        .await?
+        .collect()
+        .await?;
+    let mut out = Vec::new();
+    for b in &batches {
+        let c = arrow::compute::cast(b.column(0), &arrow::datatypes::DataType::Utf8)?;
+        out.extend(
+            arrow::array::AsArray::as_string::<i32>(c.as_ref())
+                .iter()
+                .flatten()
+                .map(str::to_string),
+        );
+    }
+    Ok(out)
 }

@@ -10,12 +10,12 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use datafusion::common::ParamValues;
 use futures::StreamExt;
 
-use super::{Count, DayCount, IntegrityShare, ReportOptions, TOP, TableInfo, top};
+use super::{Count, DayCount, ReportOptions, TOP, TableInfo, top};
 use crate::error::QueryError;
 use crate::saved::Window;
 use crate::session::Session;
 
-async fn rows(
+pub(super) async fn rows(
     session: &Session,
     sql: &str,
     params: Option<ParamValues>,
@@ -27,7 +27,7 @@ async fn rows(
     Ok(df.collect().await?)
 }
 
-fn int(batch: &RecordBatch, name: &str, row: usize) -> u64 {
+pub(super) fn int(batch: &RecordBatch, name: &str, row: usize) -> u64 {
     batch
         .column_by_name(name)
         .and_then(|c| cast(c, &DataType::Int64).ok())
@@ -42,7 +42,7 @@ fn int(batch: &RecordBatch, name: &str, row: usize) -> u64 {
         .unwrap_or(0)
 }
 
-fn utf8_column(
+pub(super) fn utf8_column(
     batch: &RecordBatch,
     name: &str,
 ) -> Result<Option<arrow::array::ArrayRef>, QueryError> {
@@ -181,58 +181,4 @@ pub(super) async fn table_info(
         quarantined,
         integrity: None,
     })
-}
-
-/// The window's events by the latest integrity verdict of their log file, when the lake has
-/// recorded checks: the events are counted per file first, so the join is with one row per file
-/// of the window, whatever the number of events.
-pub(super) async fn integrity(
-    session: &Session,
-    window: Window,
-) -> Result<Option<IntegrityShare>, QueryError> {
-    if !session
-        .context()
-        .table_exist(trailhouse_lake::schema::INTEGRITY_TABLE_NAME)?
-    {
-        return Ok(None);
-    }
-    let sql = "SELECT coalesce(i.verdict, 'unchecked') AS verdict, sum(f.events) AS events, \
-                      CAST(max(i.checked_at) AS VARCHAR) AS checked \
-               FROM (SELECT sourcefile, count(*) AS events FROM cloudtrail \
-                     WHERE eventtime >= $since AND eventtime < $until GROUP BY sourcefile) f \
-               LEFT JOIN integrity i ON f.sourcefile = i.sourcefile \
-               GROUP BY 1";
-    let batches = rows(session, sql, Some(ParamValues::from(window.params()))).await?;
-    let mut share = IntegrityShare {
-        events_verified: 0,
-        events_with_problems: 0,
-        events_unchecked: 0,
-        by_verdict: BTreeMap::new(),
-        last_checked: None,
-    };
-    for b in &batches {
-        let (Some(verdict), Some(checked)) =
-            (utf8_column(b, "verdict")?, utf8_column(b, "checked")?)
-        else {
-            continue;
-        };
-        let (verdict, checked) = (verdict.as_string::<i32>(), checked.as_string::<i32>());
-        for row in 0..b.num_rows() {
-            let name = verdict.value(row);
-            let n = int(b, "events", row);
-            match name {
-                "valid" => share.events_verified += n,
-                "unchecked" => share.events_unchecked += n,
-                _ => share.events_with_problems += n,
-            }
-            *share.by_verdict.entry(name.to_string()).or_default() += n;
-            if checked.is_valid(row) {
-                let t = checked.value(row).to_string();
-                if share.last_checked.as_ref().is_none_or(|l| *l < t) {
-                    share.last_checked = Some(t);
-                }
-            }
-        }
-    }
-    Ok(Some(share))
 }

@@ -11,6 +11,7 @@ mod activity;
 mod channel;
 mod control;
 pub mod html;
+pub mod integrity;
 mod keys;
 pub mod markdown;
 mod reduce;
@@ -102,36 +103,7 @@ pub struct TableInfo {
     /// The window's events by the integrity verdict of the log file each came from, when
     /// `trailhouse verify --record` has run on the lake (absent otherwise).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub integrity: Option<IntegrityShare>,
-}
-
-/// How much of the window's events came from log files verified against CloudTrail's signed
-/// digests.
-#[derive(Debug, Clone, Serialize)]
-pub struct IntegrityShare {
-    /// Events from files whose latest check said `valid`.
-    pub events_verified: u64,
-    /// Events from files whose latest check found a problem (modified, not covered by a
-    /// digest, its digest not verified).
-    pub events_with_problems: u64,
-    /// Events from files never checked.
-    pub events_unchecked: u64,
-    /// Events per verdict (`unchecked` for files never checked).
-    pub by_verdict: std::collections::BTreeMap<String, u64>,
-    /// When the newest of those checks ran.
-    pub last_checked: Option<String>,
-}
-
-impl IntegrityShare {
-    /// The verified events' share of the window's, in percent.
-    pub fn percent_verified(&self) -> f64 {
-        let all = self.events_verified + self.events_with_problems + self.events_unchecked;
-        if all == 0 {
-            0.0
-        } else {
-            100.0 * self.events_verified as f64 / all as f64
-        }
-    }
+    pub integrity: Option<integrity::IntegrityShare>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -364,7 +336,7 @@ pub async fn build(
     }
 
     let mut table = activity::table_info(session, opts).await?;
-    table.integrity = activity::integrity(session, window).await?;
+    table.integrity = integrity::integrity(session, window).await?;
     let (days, top_principals, top_source_ips) = activity::activity(session, window).await?;
     let activity = Activity {
         days,

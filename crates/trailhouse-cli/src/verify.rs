@@ -13,7 +13,9 @@ use trailhouse_ingest::verify::digest::log_delivery_time;
 use trailhouse_ingest::verify::keys::PublicKeys;
 use trailhouse_ingest::verify::objects::Sources;
 use trailhouse_ingest::verify::record::record;
-use trailhouse_ingest::verify::{DigestVerdict, LogVerdict, Verification, Window, verify};
+use trailhouse_ingest::verify::{
+    DigestVerdict, LogVerdict, Verification, Window, verify, verify_listed,
+};
 use trailhouse_lake::Lake;
 
 use crate::cli::VerifyArgs;
@@ -228,7 +230,14 @@ pub async fn after_ingest(
         since: Some(*first),
         until: Some(*last + chrono::Duration::minutes(1)),
     };
-    let found = verify(&Sources::open(sources, s3)?, keys, window, &known).await?;
+    let opened = Sources::open(sources, s3)?;
+    let found = match &report.listed {
+        Some(files) => {
+            let listing = Sources::listing_of(files);
+            verify_listed(&opened, listing, keys, window, &known).await?
+        }
+        None => verify(&opened, keys, window, &known).await?,
+    };
     let recorded = record(lake, &found, Utc::now()).await?;
     let counts = |items: Vec<(&'static str, usize)>| items.into_iter().collect::<BTreeMap<_, _>>();
     let v = Verified {

@@ -245,6 +245,10 @@ pub async fn ingest(opts: &Options, progress: &dyn Progress) -> Result<Report, I
     let batch_budget = (opts.memory_budget / 4).max(64 << 10);
 
     let mut report = Report::default();
+    // What the check after the run lists (local sources: the walk just made, digests included).
+    if opts.hash_files && remote.is_empty() {
+        report.listed = Some(discovered.files.clone());
+    }
     let pending = ledger.pending.take();
     let pending_paths: HashSet<PathBuf> = pending
         .iter()

@@ -55,6 +55,10 @@ pub struct Report {
     /// uncompressed bytes (what CloudTrail's digests record).
     #[serde(skip)]
     pub file_hashes: Vec<(PathBuf, String)>,
+    /// With [`crate::pipeline::Options::hash_files`] over local sources: every file the run
+    /// found under them, digests included, so the check after it does not walk them again.
+    #[serde(skip)]
+    pub listed: Option<Vec<crate::discover::SourceFile>>,
 }
 
 /// Wall time per pipeline stage, summed over batches.

@@ -211,7 +211,17 @@ pub async fn verify(
     window: Window,
     known: &HashMap<String, String>,
 ) -> Result<Verification, VerifyError> {
-    let listing = sources.list().await?;
+    verify_listed(sources, sources.list().await?, keys, window, known).await
+}
+
+/// [`verify`] over `listing`, the objects of `sources` listed already.
+pub async fn verify_listed(
+    sources: &Sources,
+    listing: objects::Listing,
+    keys: &PublicKeys,
+    window: Window,
+    known: &HashMap<String, String>,
+) -> Result<Verification, VerifyError> {
     let mut digests: BTreeMap<ChainId, Vec<&Object>> = BTreeMap::new();
     let mut sidecars: HashMap<&str, &Object> = HashMap::new();
     let mut logs: Vec<&Object> = Vec::new();

@@ -134,6 +134,27 @@ impl Sources {
         Ok(Self { local, s3 })
     }
 
+    /// The digests, sidecars and log files among `files` (a walk of local sources already
+    /// made, as ingest's).
+    pub fn listing_of(files: &[crate::discover::SourceFile]) -> Listing {
+        let mut listing = Listing::default();
+        for file in files {
+            let name = file.path.display().to_string();
+            if let Some(kind) = classify(&name) {
+                listing.objects.push(Object {
+                    key: layout_key(&name).to_string(),
+                    name,
+                    kind,
+                    size: file.size,
+                    location: Location::Local(file.path.clone()),
+                });
+            }
+        }
+        listing.objects.sort_by(|a, b| a.name.cmp(&b.name));
+        listing.objects.dedup_by(|a, b| a.name == b.name);
+        listing
+    }
+
     /// Every digest, sidecar and log file under the sources.
     pub async fn list(&self) -> Result<Listing, VerifyError> {
         let mut listing = Listing::default();

@@ -170,18 +170,7 @@ impl Sources {
                     location: "local folders".into(),
                     message: e.to_string(),
                 })?;
-            for file in found.files {
-                let name = file.path.display().to_string();
-                if let Some(kind) = classify(&name) {
-                    listing.objects.push(Object {
-                        key: layout_key(&name).to_string(),
-                        name,
-                        kind,
-                        size: file.size,
-                        location: Location::Local(file.path),
-                    });
-                }
-            }
+            listing = Self::listing_of(&found.files);
             listing.unreadable.extend(
                 found
                     .unreadable

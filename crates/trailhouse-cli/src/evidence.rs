@@ -45,11 +45,21 @@ pub async fn run(lake: &Lake, args: EvidenceArgs) -> anyhow::Result<ExitCode> {
 
     let mut writer = BundleWriter::create(output)?;
     let mut integrity: BTreeMap<String, u64> = BTreeMap::new();
-    let records = collect(&session, matched, window, |record| {
+    let collected = collect(&session, matched, window, |record| {
         *integrity.entry(record.integrity.clone()).or_default() += 1;
         writer.add(&record)
     })
-    .await?;
+    .await;
+    let records = match collected {
+        Ok(n) => n,
+        Err(e) => {
+            // A bundle that was not finished is no bundle: the folder (new or empty before)
+            // goes, and the error says why.
+            drop(writer);
+            let _ = std::fs::remove_dir_all(output);
+            return Err(e.into());
+        }
+    };
     let bound = |micros: Option<i64>, open: &str| {
         micros
             .and_then(DateTime::from_timestamp_micros)

@@ -270,4 +270,8 @@ fn a_statement_can_be_bundled_and_an_aggregate_cannot() {
     );
     assert_eq!(run.code, Some(2));
     assert!(run.stderr.contains("no `eventid` column"), "{}", run.stderr);
+    assert!(
+        !dir.join("summary").exists(),
+        "no half-written bundle is left"
+    );
 }

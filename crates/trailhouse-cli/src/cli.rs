@@ -410,8 +410,9 @@ pub struct EvidenceArgs {
     #[arg(long)]
     pub until: Option<String>,
 
-    /// The bundle: a new (or empty) folder.
-    #[arg(long, short = 'o', value_name = "DIR", required = true)]
+    /// The bundle: a new (or empty) folder, or a new zip archive (a name ending in `.zip`)
+    /// holding the same files.
+    #[arg(long, short = 'o', value_name = "DIR|FILE.zip", required = true)]
     pub output: Option<PathBuf>,
 
     /// A folder of saved queries besides the built-in ones.
@@ -427,7 +428,7 @@ pub enum EvidenceCommand {
     /// Recompute every hash of a bundle: exit 0 intact, 1 changed (each change named); prints
     /// its fingerprint, to compare with the one noted when it was handed over.
     Check {
-        /// The bundle's folder.
+        /// The bundle: its folder or its zip archive.
         bundle: PathBuf,
         /// Print the result as one JSON object.
         #[arg(long)]

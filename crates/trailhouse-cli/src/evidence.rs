@@ -16,7 +16,7 @@ use crate::run::{catalog, window};
 
 pub async fn run(lake: &Lake, args: EvidenceArgs) -> anyhow::Result<ExitCode> {
     let Some(output) = args.output.as_deref() else {
-        anyhow::bail!("--output DIR is required");
+        anyhow::bail!("--output DIR|FILE.zip is required");
     };
     let now = Utc::now();
     let window = window(&args.since, &args.until, now)?;
@@ -53,10 +53,8 @@ pub async fn run(lake: &Lake, args: EvidenceArgs) -> anyhow::Result<ExitCode> {
     let records = match collected {
         Ok(n) => n,
         Err(e) => {
-            // A bundle that was not finished is no bundle: the folder (new or empty before)
-            // goes, and the error says why.
-            drop(writer);
-            let _ = std::fs::remove_dir_all(output);
+            // A bundle that was not finished is no bundle: it goes, and the error says why.
+            writer.abandon();
             return Err(e.into());
         }
     };

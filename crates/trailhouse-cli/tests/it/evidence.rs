@@ -275,3 +275,145 @@ fn a_statement_can_be_bundled_and_an_aggregate_cannot() {
         "no half-written bundle is left"
     );
 }
+
+/// The entries of an archive: (name, bytes), in its order.
+fn unzip(path: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut archive =
+        zip::ZipArchive::new(std::fs::File::open(path).expect("archive")).expect("a zip");
+    (0..archive.len())
+        .map(|i| {
+            let mut entry = archive.by_index(i).expect("entry");
+            let mut bytes = Vec::new();
+            std::io::Read::read_to_end(&mut entry, &mut bytes).expect("unpacks");
+            (entry.name().to_string(), bytes)
+        })
+        .collect()
+}
+
+/// An archive of `entries`, as any zip tool would write it.
+fn rezip(path: &Path, entries: &[(String, Vec<u8>)]) {
+    let mut zip = zip::ZipWriter::new(std::fs::File::create(path).expect("create"));
+    for (name, bytes) in entries {
+        zip.start_file(name.as_str(), zip::write::SimpleFileOptions::default())
+            .expect("entry");
+        std::io::Write::write_all(&mut zip, bytes).expect("write");
+    }
+    zip.finish().expect("finish");
+}
+
+#[test]
+fn a_bundle_can_be_one_zip_archive_with_the_folders_files_and_its_changes_are_found() {
+    let (s, lake) = verified_lake();
+    let dir = s.root.parent().expect("dir");
+    let bundle = |out: &Path| {
+        trailhouse(
+            &lake,
+            &[
+                "evidence",
+                "who-deleted",
+                "-p",
+                "resource=customer-exports-prod",
+                "--since",
+                "2026-11-01",
+                "--until",
+                "2026-11-05",
+                "-o",
+                &out.to_string_lossy(),
+            ],
+        )
+    };
+    let folder = dir.join("folder");
+    assert_eq!(bundle(&folder).code, Some(0));
+    let archive = dir.join("case").join("case-4711.ZIP");
+    let run = bundle(&archive);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    let noted = fingerprint(&run);
+    assert!(
+        !dir.join("case").join("case-4711.ZIP.partial").exists(),
+        "only the finished archive is left"
+    );
+
+    // The folder's four files, in the order they are listed; the records and their index are
+    // byte for byte the folder's, and SHA256SUMS holds each entry's hash (its own hash is the
+    // fingerprint), so `unzip && sha256sum -c SHA256SUMS` checks it without trailhouse.
+    let entries = unzip(&archive);
+    let names: Vec<&str> = entries.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        ["records.ndjson", "records.csv", "query.json", "SHA256SUMS"]
+    );
+    for (name, bytes) in &entries[..2] {
+        assert_eq!(
+            bytes,
+            &std::fs::read(folder.join(name)).expect("folder's file"),
+            "{name}"
+        );
+    }
+    let sums = String::from_utf8(entries[3].1.clone()).expect("text");
+    assert_eq!(sha256(sums.as_bytes()), noted);
+    for ((name, bytes), line) in entries.iter().zip(sums.lines()) {
+        assert_eq!(line, format!("{}  {name}", sha256(bytes)));
+    }
+    assert!(!entries[0].1.is_empty());
+
+    let (run, r) = check(&archive);
+    assert_eq!(run.code, Some(0), "{r}");
+    assert_eq!(r["fingerprint"], noted.as_str());
+    assert_eq!(
+        r["records"],
+        String::from_utf8_lossy(&entries[0].1).lines().count()
+    );
+
+    // Re-packed with one record's byte changed: named by file and line.
+    let edited_path = dir.join("edited.zip");
+    let mut edited = entries.clone();
+    let records = String::from_utf8(edited[0].1.clone()).expect("text");
+    edited[0].1 = records
+        .replacen("DeleteBucket", "DeleteBucker", 1)
+        .into_bytes();
+    rezip(&edited_path, &edited);
+    let (run, r) = check(&edited_path);
+    assert_eq!(run.code, Some(1), "{r}");
+    let problems = r["problems"].to_string();
+    assert!(
+        problems.contains("records.ndjson: its SHA-256"),
+        "{problems}"
+    );
+    assert!(problems.contains("records.ndjson line"), "{problems}");
+
+    // An entry added.
+    let added_path = dir.join("added.zip");
+    let mut added = entries.clone();
+    added.push(("notes.txt".into(), b"x".to_vec()));
+    rezip(&added_path, &added);
+    let problems = check(&added_path).1["problems"].to_string();
+    assert!(
+        problems.contains("notes.txt: not part of the bundle (added)"),
+        "{problems}"
+    );
+    // An entry removed.
+    let removed_path = dir.join("removed.zip");
+    rezip(&removed_path, &[&entries[..1], &entries[2..]].concat());
+    let (run, r) = check(&removed_path);
+    assert_eq!(run.code, Some(1), "{r}");
+    assert!(
+        r["problems"].to_string().contains("records.csv: missing"),
+        "{r}"
+    );
+
+    // A byte of the archive itself flipped inside the records' compressed data: the entry does
+    // not unpack (or unpacks to other bytes), and the check says so.
+    let mut raw = std::fs::read(&archive).expect("archive");
+    raw[200] ^= 0x55;
+    let flipped = dir.join("flipped.zip");
+    std::fs::write(&flipped, &raw).expect("write");
+    let (run, r) = check(&flipped);
+    assert_eq!(run.code, Some(1), "{r}");
+    assert!(r["problems"].to_string().contains("records.ndjson"), "{r}");
+
+    // Never written over.
+    let run = bundle(&archive);
+    assert_eq!(run.code, Some(2));
+    assert!(run.stderr.contains("exists"), "{}", run.stderr);
+    assert_eq!(check(&archive).0.code, Some(0));
+}

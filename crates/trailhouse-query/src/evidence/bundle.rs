@@ -1,19 +1,25 @@
-//! An evidence bundle on disk: a new folder holding
+//! An evidence bundle: a new folder, or a new zip archive holding the same files,
 //!
 //! - `records.ndjson`: the records, one compact JSON object per line;
 //! - `records.csv`: for each line, its number, eventID, eventTime, the SHA-256 of the line
 //!   (without its new line), the source object it came from and that object's integrity verdict;
 //! - `query.json`: how they were found ([`Provenance`]);
 //! - `SHA256SUMS`: the SHA-256 of each of those files, in the form `sha256sum -c SHA256SUMS`
-//!   checks without trailhouse.
+//!   checks without trailhouse (in the folder, or where the archive was unpacked).
 //!
 //! The bundle's fingerprint is the SHA-256 of `SHA256SUMS`: whoever receives the bundle notes it
 //! (in the case file, the chain-of-custody form); `trailhouse evidence check` recomputes every
-//! hash and prints it, so any edited byte, added, removed or renamed file shows.
+//! hash and prints it, so any edited byte, added, removed or renamed file shows. A folder and an
+//! archive of the same records have the same files, so the same hashes.
 
 use std::fs::{self, File};
-use std::io::{BufRead, BufReader, BufWriter, Read, Write};
+use std::io::{self, BufRead, BufReader, BufWriter, Seek, Write};
 use std::path::{Path, PathBuf};
+
+use aws_lc_rs::digest::{Context, SHA256};
+use chrono::{Datelike, Timelike, Utc};
+use zip::write::SimpleFileOptions;
+use zip::{CompressionMethod, ZipArchive, ZipWriter};
 
 use super::{EvidenceRecord, Provenance};
 use crate::error::QueryError;
@@ -25,52 +31,170 @@ pub const SUMS: &str = "SHA256SUMS";
 /// The files listed in `SHA256SUMS`, in its order.
 const LISTED: [&str; 3] = [RECORDS, INDEX, QUERY];
 
-/// Writes a bundle as its records come.
-pub struct BundleWriter {
-    dir: PathBuf,
-    records: BufWriter<File>,
-    index: csv::Writer<File>,
-    lines: u64,
-}
-
 fn bad(message: String) -> QueryError {
     QueryError::Evidence(message)
 }
 
 fn sha256(bytes: &[u8]) -> String {
-    hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes))
+    hex::encode(aws_lc_rs::digest::digest(&SHA256, bytes))
 }
 
 fn file_sha256(path: &Path) -> Result<String, QueryError> {
-    let mut file = File::open(path)?;
-    let mut context = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
-    let mut buffer = vec![0u8; 1 << 16];
-    loop {
-        let n = file.read(&mut buffer)?;
-        if n == 0 {
-            break;
+    let mut hashing = Hashing::new(io::sink());
+    io::copy(&mut File::open(path)?, &mut hashing)?;
+    Ok(hashing.finish().1)
+}
+
+/// Whether `path` names a zip archive (by its extension, as users name them).
+pub fn is_zip(path: &Path) -> bool {
+    path.extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("zip"))
+}
+
+/// A writer that hashes what goes through it, so no file is read again to hash it.
+struct Hashing<W> {
+    inner: W,
+    context: Context,
+}
+
+impl<W: Write> Hashing<W> {
+    fn new(inner: W) -> Self {
+        Self {
+            inner,
+            context: Context::new(&SHA256),
         }
-        context.update(&buffer[..n]);
     }
-    Ok(hex::encode(context.finish()))
+
+    /// The writer and the hex SHA-256 of everything written.
+    fn finish(self) -> (W, String) {
+        (self.inner, hex::encode(self.context.finish()))
+    }
+}
+
+impl<W: Write> Write for Hashing<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.context.update(&buf[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Where the records go as they come: their file in the folder, or the archive's first entry.
+enum Records {
+    Folder(BufWriter<File>),
+    Zip(Box<ZipWriter<BufWriter<File>>>),
+}
+
+impl Write for Records {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Records::Folder(w) => w.write(buf),
+            Records::Zip(w) => w.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Records::Folder(w) => w.flush(),
+            Records::Zip(w) => w.flush(),
+        }
+    }
+}
+
+/// Where the bundle is written.
+enum Output {
+    Folder(PathBuf),
+    /// The archive is written as `partial` beside `path` and renamed to it once complete.
+    Zip {
+        path: PathBuf,
+        partial: PathBuf,
+    },
+}
+
+/// Writes a bundle as its records come.
+pub struct BundleWriter {
+    output: Output,
+    records: Hashing<Records>,
+    /// In the folder, or in an unnamed temporary file until the archive takes it.
+    index: csv::Writer<Hashing<File>>,
+    lines: u64,
+}
+
+fn zip_error(e: zip::result::ZipError) -> QueryError {
+    bad(format!("writing the archive: {e}"))
+}
+
+/// The options of every entry: deflated, zip64 where needed, dated now.
+fn entry_options() -> SimpleFileOptions {
+    let now = Utc::now();
+    let mut options = SimpleFileOptions::default()
+        .compression_method(CompressionMethod::Deflated)
+        .large_file(true);
+    if let Ok(time) = zip::DateTime::from_date_and_time(
+        u16::try_from(now.year()).unwrap_or(1980),
+        now.month() as u8,
+        now.day() as u8,
+        now.hour() as u8,
+        now.minute() as u8,
+        now.second() as u8,
+    ) {
+        options = options.last_modified_time(time);
+    }
+    options
 }
 
 impl BundleWriter {
-    /// Starts a bundle in `dir`, which must not exist or be an empty folder: evidence is never
-    /// written over.
-    pub fn create(dir: &Path) -> Result<Self, QueryError> {
-        if dir.exists() {
-            let empty = dir.is_dir() && fs::read_dir(dir)?.next().is_none();
-            if !empty {
+    /// Starts a bundle at `path`: a zip archive when it ends in `.zip` (which must not exist),
+    /// otherwise a folder, which must not exist or be empty: evidence is never written over.
+    pub fn create(path: &Path) -> Result<Self, QueryError> {
+        let (output, records, index) = if is_zip(path) {
+            if path.exists() {
                 return Err(bad(format!(
-                    "`{}` exists and is not an empty folder: a bundle is written to a new one",
-                    dir.display()
+                    "`{}` exists: a bundle is written to a new archive",
+                    path.display()
                 )));
             }
-        }
-        fs::create_dir_all(dir)?;
-        let records = BufWriter::new(File::create(dir.join(RECORDS))?);
-        let mut index = csv::Writer::from_path(dir.join(INDEX)).map_err(csv_error)?;
+            let parent = match path.parent() {
+                Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+                _ => PathBuf::from("."),
+            };
+            fs::create_dir_all(&parent)?;
+            let mut partial = path.as_os_str().to_owned();
+            partial.push(".partial");
+            let partial = PathBuf::from(partial);
+            let mut zip = ZipWriter::new(BufWriter::new(File::create(&partial)?));
+            zip.start_file(RECORDS, entry_options())
+                .map_err(zip_error)?;
+            let index = tempfile::tempfile_in(&parent)?;
+            let output = Output::Zip {
+                path: path.to_path_buf(),
+                partial,
+            };
+            (output, Records::Zip(Box::new(zip)), index)
+        } else {
+            if path.exists() {
+                let empty = path.is_dir() && fs::read_dir(path)?.next().is_none();
+                if !empty {
+                    return Err(bad(format!(
+                        "`{}` exists and is not an empty folder: a bundle is written to a new one",
+                        path.display()
+                    )));
+                }
+            }
+            fs::create_dir_all(path)?;
+            let records = BufWriter::new(File::create(path.join(RECORDS))?);
+            let index = File::create(path.join(INDEX))?;
+            (
+                Output::Folder(path.to_path_buf()),
+                Records::Folder(records),
+                index,
+            )
+        };
+        let mut index = csv::Writer::from_writer(Hashing::new(index));
         index
             .write_record([
                 "line",
@@ -82,8 +206,8 @@ impl BundleWriter {
             ])
             .map_err(csv_error)?;
         Ok(Self {
-            dir: dir.to_path_buf(),
-            records,
+            output,
+            records: Hashing::new(records),
             index,
             lines: 0,
         })
@@ -107,26 +231,74 @@ impl BundleWriter {
         Ok(())
     }
 
-    /// Writes `query.json` and `SHA256SUMS`, makes every file durable, and returns the
-    /// bundle's fingerprint.
-    pub fn finish(mut self, provenance: &Provenance) -> Result<String, QueryError> {
-        self.records.flush()?;
-        self.records.get_ref().sync_all()?;
-        self.index.flush()?;
+    /// Writes `query.json` and `SHA256SUMS`, makes every file durable (an archive appears
+    /// under its name only then), and returns the bundle's fingerprint.
+    pub fn finish(self, provenance: &Provenance) -> Result<String, QueryError> {
+        let Self {
+            output,
+            records,
+            index,
+            ..
+        } = self;
+        let (records, records_sha) = records.finish();
+        let (mut index, index_sha) = index
+            .into_inner()
+            .map_err(|e| bad(format!("{INDEX}: {}", e.error())))?
+            .finish();
         let mut query =
             serde_json::to_vec_pretty(provenance).map_err(|e| bad(format!("query.json: {e}")))?;
         query.push(b'\n');
-        fs::write(self.dir.join(QUERY), &query)?;
-        let mut sums = String::new();
-        for name in LISTED {
-            sums.push_str(&format!("{}  {name}\n", file_sha256(&self.dir.join(name))?));
+        let sums = format!(
+            "{records_sha}  {RECORDS}\n{index_sha}  {INDEX}\n{}  {QUERY}\n",
+            sha256(&query)
+        );
+        match (output, records) {
+            (Output::Folder(dir), Records::Folder(mut records)) => {
+                records.flush()?;
+                records.get_ref().sync_all()?;
+                index.sync_all()?;
+                fs::write(dir.join(QUERY), &query)?;
+                fs::write(dir.join(SUMS), &sums)?;
+                for name in [QUERY, SUMS] {
+                    File::open(dir.join(name))?.sync_all()?;
+                }
+                File::open(&dir)?.sync_all()?;
+            }
+            (Output::Zip { path, partial }, Records::Zip(mut zip)) => {
+                zip.start_file(INDEX, entry_options()).map_err(zip_error)?;
+                index.rewind()?;
+                io::copy(&mut index, &mut zip)?;
+                zip.start_file(QUERY, entry_options()).map_err(zip_error)?;
+                zip.write_all(&query)?;
+                zip.start_file(SUMS, entry_options()).map_err(zip_error)?;
+                zip.write_all(sums.as_bytes())?;
+                let file = zip
+                    .finish()
+                    .map_err(zip_error)?
+                    .into_inner()
+                    .map_err(|e| e.into_error())?;
+                file.sync_all()?;
+                fs::rename(&partial, &path)?;
+                if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                    File::open(parent)?.sync_all()?;
+                }
+            }
+            _ => return Err(bad("a bundle's output and its records disagree".into())),
         }
-        fs::write(self.dir.join(SUMS), &sums)?;
-        for name in [INDEX, QUERY, SUMS] {
-            File::open(self.dir.join(name))?.sync_all()?;
-        }
-        File::open(&self.dir)?.sync_all()?;
         Ok(sha256(sums.as_bytes()))
+    }
+
+    /// Removes what was written: a bundle that was not finished is no bundle (the folder, new
+    /// or empty before, goes; an archive was never under its name).
+    pub fn abandon(self) {
+        let Self {
+            output, records, ..
+        } = self;
+        drop(records);
+        let _ = match output {
+            Output::Folder(dir) => fs::remove_dir_all(dir),
+            Output::Zip { partial, .. } => fs::remove_file(partial),
+        };
     }
 }
 
@@ -144,13 +316,63 @@ pub struct Checked {
     pub problems: Vec<String>,
 }
 
-/// Recomputes every hash of the bundle in `dir` (see the module's documentation).
-pub fn check(dir: &Path) -> Result<Checked, QueryError> {
-    if !dir.is_dir() {
-        return Err(bad(format!("`{}` is not a bundle's folder", dir.display())));
+/// Recomputes every hash of the bundle at `path`, a folder or a zip archive (see the module's
+/// documentation).
+pub fn check(path: &Path) -> Result<Checked, QueryError> {
+    if path.is_dir() {
+        check_folder(path, path)
+    } else if path.is_file() {
+        check_zip(path)
+    } else {
+        Err(bad(format!(
+            "`{}` is not a bundle (a folder or a zip archive)",
+            path.display()
+        )))
     }
-    let sums = fs::read(dir.join(SUMS))
-        .map_err(|e| bad(format!("`{}`: {e}", dir.join(SUMS).display())))?;
+}
+
+/// An archive's entries are unpacked into a temporary folder (the bundle's files only) and
+/// checked there; entries that are not the bundle's or that do not unpack (their
+/// CRC or compressed bytes damaged) are problems of their own.
+fn check_zip(path: &Path) -> Result<Checked, QueryError> {
+    let mut archive = ZipArchive::new(File::open(path)?)
+        .map_err(|e| bad(format!("`{}` is not a zip archive: {e}", path.display())))?;
+    let unpacked = tempfile::tempdir()?;
+    let mut problems = Vec::new();
+    let mut damaged = Vec::new();
+    for i in 0..archive.len() {
+        let mut entry = match archive.by_index(i) {
+            Ok(entry) => entry,
+            Err(e) => {
+                problems.push(format!("entry {}: unreadable ({e})", i + 1));
+                continue;
+            }
+        };
+        let name = entry.name().to_string();
+        if name != SUMS && !LISTED.contains(&name.as_str()) {
+            problems.push(format!("{name}: not part of the bundle (added)"));
+            continue;
+        }
+        let target = unpacked.path().join(&name);
+        let copied = File::create(&target).and_then(|mut out| io::copy(&mut entry, &mut out));
+        if let Err(e) = copied {
+            problems.push(format!("{name}: does not unpack ({e})"));
+            fs::remove_file(&target)?;
+            damaged.push(format!("{name}: missing"));
+        }
+    }
+    let mut checked = check_folder(unpacked.path(), path)?;
+    // An entry that does not unpack was said so, not that it is missing.
+    checked.problems.retain(|p| !damaged.contains(p));
+    problems.append(&mut checked.problems);
+    checked.problems = problems;
+    Ok(checked)
+}
+
+/// Checks the bundle's files in `dir`; `shown` names the bundle in messages.
+fn check_folder(dir: &Path, shown: &Path) -> Result<Checked, QueryError> {
+    let sums =
+        fs::read(dir.join(SUMS)).map_err(|e| bad(format!("`{}`: {SUMS}: {e}", shown.display())))?;
     let mut out = Checked {
         records: 0,
         fingerprint: sha256(&sums),

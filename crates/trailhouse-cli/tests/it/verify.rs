@@ -361,6 +361,111 @@ fn a_digest_deleted_edited_or_resigned_breaks_the_chain_where_it_was() {
     assert!(reasons(&r, "moved").contains("delivered to"), "{r}");
 }
 
+/// Each chain's newest digest (standard chains), by index into `s.digests`.
+fn newest_of_each_chain(s: &Signed) -> Vec<usize> {
+    let mut newest: std::collections::BTreeMap<(String, String), usize> = Default::default();
+    for (i, d) in s.digests.iter().enumerate() {
+        if d.backfill {
+            continue;
+        }
+        let parts: Vec<String> = d
+            .path
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned())
+            .collect();
+        let at = parts
+            .iter()
+            .position(|p| p == "CloudTrail-Digest")
+            .expect("a digest's folder");
+        let chain = (parts[at - 1].clone(), parts[at + 1].clone());
+        let end = |j: usize| {
+            serde_json::from_slice::<Value>(&s.digests[j].raw).expect("JSON")["digestEndTime"]
+                .as_str()
+                .expect("end")
+                .to_string()
+        };
+        match newest.get(&chain) {
+            Some(&j) if end(j) >= end(i) => {}
+            _ => {
+                newest.insert(chain, i);
+            }
+        }
+    }
+    newest.into_values().collect()
+}
+
+#[test]
+fn older_digests_are_vouched_for_by_the_chain_and_checked_by_their_own_signature_where_it_breaks() {
+    // The key rotated: each chain's newest digest is signed with a new key, the only one given
+    // (the old key's digests before it are CloudTrail's through the hashes chaining them).
+    let s = signed(SignSpec {
+        sidecars: Sidecars::Newest,
+        ..SignSpec::default()
+    });
+    let new_key = TestKey::generate();
+    for i in newest_of_each_chain(&s) {
+        let d = &s.digests[i];
+        let path = s.root.join(&d.path);
+        let mut parsed: Value = serde_json::from_slice(&d.raw).expect("JSON");
+        parsed["digestPublicKeyFingerprint"] = new_key.fingerprint().into();
+        let raw = serde_json::to_vec(&parsed).expect("JSON");
+        gzip_to(&path, &raw);
+        let message = string_to_sign(
+            parsed["digestEndTime"].as_str().expect("end"),
+            parsed["digestS3Bucket"].as_str().expect("bucket"),
+            parsed["digestS3Object"].as_str().expect("key"),
+            &raw,
+            parsed["previousDigestSignature"].as_str(),
+        );
+        std::fs::write(
+            PathBuf::from(format!("{}.metadata.json", path.display())),
+            serde_json::json!({"signature": new_key.sign(message.as_bytes())}).to_string(),
+        )
+        .expect("sidecar");
+    }
+    std::fs::write(&s.keys, new_key.public_keys_json()).expect("keys");
+    let (run, r) = verify(&s, &[]);
+    assert_eq!(run.code, Some(0), "{:?}", problems(&r));
+    let digests = r["digests"].as_array().expect("digests");
+    assert_eq!(digests.len(), s.digests.len());
+    assert!(digests.iter().all(|d| d["verdict"] == "valid"));
+
+    // A digest in the middle edited: the next one no longer holds its hash, so its own
+    // signature is checked, with the old key, which was not given.
+    let i = middle_with_logs(&s);
+    let raw = String::from_utf8(s.digests[i].raw.clone()).expect("UTF-8");
+    let edited = raw.replacen(
+        "\"hashAlgorithm\":\"SHA-256\"",
+        "\"hashAlgorithm\":\"SHA-25\"",
+        1,
+    );
+    assert_ne!(edited, raw);
+    gzip_to(&s.root.join(&s.digests[i].path), edited.as_bytes());
+    let (run, r) = verify(&s, &[]);
+    assert_eq!(run.code, Some(1));
+    let found = problems(&r);
+    assert!(
+        found.contains(&(
+            "digest".into(),
+            "unknown-key".into(),
+            file_name(&s.digests[i].path)
+        )),
+        "{found:?}"
+    );
+    assert!(
+        found.contains(&(
+            "digest".into(),
+            "chain-broken".into(),
+            file_name(&s.digests[i + 1].path)
+        )),
+        "{found:?}"
+    );
+    assert!(
+        reasons(&r, "unknown-key").contains(s.key.fingerprint()),
+        "{r}"
+    );
+}
+
 #[test]
 fn validation_turned_off_for_hours_is_a_restart_of_the_chain() {
     let s = signed(SignSpec {

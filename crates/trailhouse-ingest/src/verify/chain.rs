@@ -25,6 +25,14 @@ pub struct ReadDigest {
 
 /// Judges every digest in the window. `digests` may hold digests outside the window (the one
 /// after it, whose record of the previous signature is needed); they get no verdict.
+///
+/// A digest's signature covers the SHA-256 of its file, and that file holds the SHA-256 and the
+/// signature of the digest before it: once a digest is known to be CloudTrail's (its signature
+/// verifies, or the digest after it vouches for it in turn), the one before it is CloudTrail's as
+/// delivered when its SHA-256 is the one recorded, and its signature is not computed again. So a
+/// chain costs one RSA verification at its newest digest (and at each digest where the hashes do
+/// not link, which is checked by its own signature as before), not one per hour: a 90-day trail
+/// of 51 regions and accounts has 110,000 digests.
 pub fn judge(
     digests: &[ReadDigest],
     keys: &PublicKeys,
@@ -45,27 +53,37 @@ pub fn judge(
             next_of.insert(p, i);
         }
     }
-    // Each chain's digests, oldest first.
+    // Each chain's digests, oldest first; each digest's neighbours in its chain.
     let mut chains: HashMap<_, Vec<usize>> = HashMap::new();
     for (i, d) in digests.iter().enumerate() {
         chains.entry(d.digest_name.chain()).or_default().push(i);
     }
+    let mut older_of = vec![None; digests.len()];
+    let mut newer_of = vec![None; digests.len()];
     for members in chains.values_mut() {
-        members.sort_by_key(|&i| (digests[i].digest_name.end, digests[i].key.clone()));
+        members.sort_by(|&a, &b| {
+            (digests[a].digest_name.end, &digests[a].key)
+                .cmp(&(digests[b].digest_name.end, &digests[b].key))
+        });
+        for pair in members.windows(2) {
+            newer_of[pair[0]] = Some(pair[1]);
+            older_of[pair[1]] = Some(pair[0]);
+        }
     }
-    let older = |i: usize| -> Option<usize> {
-        let members = &chains[&digests[i].digest_name.chain()];
-        let at = members.iter().position(|&m| m == i)?;
-        at.checked_sub(1).map(|a| members[a])
-    };
-    let newer = |i: usize| -> Option<usize> {
-        let members = &chains[&digests[i].digest_name.chain()];
-        let at = members.iter().position(|&m| m == i)?;
-        members.get(at + 1).copied()
-    };
+    let older = |i: usize| older_of[i];
+    let newer = |i: usize| newer_of[i];
 
+    // Newest first, so the digest after each one is judged before it.
+    let mut order: Vec<usize> = (0..digests.len()).collect();
+    order.sort_by(|&a, &b| {
+        (digests[b].digest_name.end, &digests[b].key)
+            .cmp(&(digests[a].digest_name.end, &digests[a].key))
+    });
+    // Digests known to be CloudTrail's as delivered.
+    let mut authentic = vec![false; digests.len()];
     let mut checks = Vec::new();
-    for (i, d) in digests.iter().enumerate() {
+    for i in order {
+        let d = &digests[i];
         if !d.in_window {
             continue;
         }
@@ -113,18 +131,34 @@ pub fn judge(
         {
             candidates.push(("the next digest", next.clone()));
         }
-        let message = content.string_to_sign();
-        let mut verified: Option<String> = None;
+        // Vouched for by the digest after it: CloudTrail's, holding this one's hash, and the
+        // signature it records is this one's own (when its S3 metadata kept one).
+        let vouched = next_of
+            .get(&i)
+            .filter(|&&n| authentic[n])
+            .and_then(|&n| digests[n].content.as_ref().ok())
+            .filter(|n| n.previous_hash.as_deref() == Some(content.sha256.as_str()))
+            .and_then(|n| n.previous_signature.as_ref())
+            .filter(|s| {
+                d.signature
+                    .as_deref()
+                    .is_none_or(|own| own.eq_ignore_ascii_case(s))
+            });
+        let mut verified: Option<String> = vouched.cloned();
         let mut problems = Vec::new();
-        for (from, signature) in &candidates {
-            match keys.verify(&content.fingerprint, message.as_bytes(), signature) {
-                Ok(()) => {
-                    verified = Some(signature.clone());
-                    break;
+        if verified.is_none() {
+            let message = content.string_to_sign();
+            for (from, signature) in &candidates {
+                match keys.verify(&content.fingerprint, message.as_bytes(), signature) {
+                    Ok(()) => {
+                        verified = Some(signature.clone());
+                        break;
+                    }
+                    Err(p) => problems.push((*from, p)),
                 }
-                Err(p) => problems.push((*from, p)),
             }
         }
+        authentic[i] = verified.is_some();
         if verified.is_none() {
             if candidates.is_empty() {
                 verdicts.push(DigestVerdict::NoSignature);
@@ -165,6 +199,9 @@ pub fn judge(
                 for (from, problem) in &problems {
                     check.reasons.push(match problem {
                         SignatureProblem::Malformed(why) => format!("signature from {from}: {why}"),
+                        SignatureProblem::BadKey(why) => {
+                            format!("{why}: check the file given with --public-keys")
+                        }
                         _ => format!(
                             "the signature from {from} does not verify: the digest was changed, \
                              or signed with another key"

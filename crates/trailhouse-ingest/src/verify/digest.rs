@@ -3,7 +3,7 @@
 //! custom validators ("Custom implementations of CloudTrail log file integrity validation").
 
 use chrono::{DateTime, NaiveDateTime, Utc};
-use serde_json::Value;
+use serde_json::value::RawValue;
 
 /// What a digest file's name says:
 /// `<account>_CloudTrail-Digest_<region>_<trail>_<home region>_<YYYYMMDDTHHMMSSZ>[_backfill].json.gz`.
@@ -128,63 +128,74 @@ pub struct Digest {
 
 impl Digest {
     /// Reads a digest's uncompressed bytes; the error says which required field is missing or
-    /// malformed.
+    /// malformed. Only the fields read here are decoded (the rest is skipped, not built).
     pub fn parse(raw: &[u8]) -> Result<Self, String> {
-        let value: Value =
+        let fields: Fields<'_> =
             serde_json::from_slice(raw).map_err(|e| format!("not a digest (invalid JSON: {e})"))?;
-        let object = value
-            .as_object()
-            .ok_or("not a digest (not a JSON object)")?;
-        let text = |name: &str| -> Result<String, String> {
-            match object.get(name) {
-                Some(Value::String(s)) => Ok(s.clone()),
+        // A struct also reads from a list: a digest is an object.
+        if raw.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return Err("not a digest (not a JSON object)".into());
+        }
+        let text = |name: &str, field: Option<&RawValue>| -> Result<String, String> {
+            match field.map(json_text) {
+                Some(Some(Ok(s))) => Ok(s),
                 Some(_) => Err(format!("`{name}` is not a string")),
                 None => Err(format!("`{name}` is missing")),
             }
         };
         // Present, and a string or null (a starting digest has nulls).
-        let nullable = |name: &str| -> Result<Option<String>, String> {
-            match object.get(name) {
-                Some(Value::String(s)) => Ok(Some(s.clone())),
-                Some(Value::Null) => Ok(None),
-                Some(_) => Err(format!("`{name}` is neither a string nor null")),
+        let nullable = |name: &str, field: Option<&RawValue>| -> Result<Option<String>, String> {
+            match field {
+                Some(v) if v.get() == "null" => Ok(None),
+                Some(v) => match json_text(v) {
+                    Some(Ok(s)) => Ok(Some(s)),
+                    _ => Err(format!("`{name}` is neither a string nor null")),
+                },
                 None => Err(format!("`{name}` is missing")),
             }
         };
-        let optional = |name: &str| match object.get(name) {
-            Some(Value::String(s)) => Some(s.clone()),
-            _ => None,
-        };
-        let logs = match object.get("logFiles") {
-            Some(Value::Array(items)) => items,
+        let optional = |field: Option<&RawValue>| field.and_then(json_text).and_then(Result::ok);
+        let logs = match fields.log_files {
+            Some(v) if v.get().starts_with('[') => {
+                serde_json::from_str::<Vec<LogFields<'_>>>(v.get())
+                    .map_err(|e| format!("`logFiles`: {e}"))?
+            }
             Some(_) => return Err("`logFiles` is not a list".into()),
             None => return Err("`logFiles` is missing".into()),
         };
         let mut log_files = Vec::with_capacity(logs.len());
         for (i, item) in logs.iter().enumerate() {
-            let field = |name: &str| {
-                item.get(name)
-                    .and_then(Value::as_str)
-                    .map(str::to_string)
+            let field = |name: &str, value: Option<&RawValue>| {
+                value
+                    .and_then(json_text)
+                    .and_then(Result::ok)
                     .ok_or_else(|| format!("`logFiles[{i}].{name}` is missing or not a string"))
             };
             log_files.push(LogRef {
-                bucket: field("s3Bucket")?,
-                object: field("s3Object")?,
-                hash: field("hashValue")?.to_ascii_lowercase(),
+                bucket: field("s3Bucket", item.s3_bucket)?,
+                object: field("s3Object", item.s3_object)?,
+                hash: field("hashValue", item.hash_value)?.to_ascii_lowercase(),
             });
         }
         Ok(Self {
             sha256: sha256_hex(raw),
-            end_time: text("digestEndTime")?,
-            start_time: text("digestStartTime")?,
-            bucket: text("digestS3Bucket")?,
-            object: text("digestS3Object")?,
-            fingerprint: text("digestPublicKeyFingerprint")?.to_ascii_lowercase(),
-            previous_signature: nullable("previousDigestSignature")?,
-            previous_bucket: optional("previousDigestS3Bucket"),
-            previous_object: optional("previousDigestS3Object"),
-            previous_hash: optional("previousDigestHashValue").map(|h| h.to_ascii_lowercase()),
+            end_time: text("digestEndTime", fields.digest_end_time)?,
+            start_time: text("digestStartTime", fields.digest_start_time)?,
+            bucket: text("digestS3Bucket", fields.digest_s3_bucket)?,
+            object: text("digestS3Object", fields.digest_s3_object)?,
+            fingerprint: text(
+                "digestPublicKeyFingerprint",
+                fields.digest_public_key_fingerprint,
+            )?
+            .to_ascii_lowercase(),
+            previous_signature: nullable(
+                "previousDigestSignature",
+                fields.previous_digest_signature,
+            )?,
+            previous_bucket: optional(fields.previous_digest_s3_bucket),
+            previous_object: optional(fields.previous_digest_s3_object),
+            previous_hash: optional(fields.previous_digest_hash_value)
+                .map(|h| h.to_ascii_lowercase()),
             log_files,
         })
     }
@@ -202,6 +213,76 @@ impl Digest {
             self.previous_signature.as_deref().unwrap_or("null")
         )
     }
+}
+
+/// The fields of a digest that are read, each as its JSON text, so that a wrong type is said
+/// by name rather than as a decoding error.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Fields<'a> {
+    #[serde(default, borrow, deserialize_with = "present")]
+    digest_end_time: Option<&'a RawValue>,
+    #[serde(default, borrow, deserialize_with = "present")]
+    digest_start_time: Option<&'a RawValue>,
+    #[serde(
+        default,
+        borrow,
+        rename = "digestS3Bucket",
+        deserialize_with = "present"
+    )]
+    digest_s3_bucket: Option<&'a RawValue>,
+    #[serde(
+        default,
+        borrow,
+        rename = "digestS3Object",
+        deserialize_with = "present"
+    )]
+    digest_s3_object: Option<&'a RawValue>,
+    #[serde(default, borrow, deserialize_with = "present")]
+    digest_public_key_fingerprint: Option<&'a RawValue>,
+    #[serde(default, borrow, deserialize_with = "present")]
+    previous_digest_signature: Option<&'a RawValue>,
+    #[serde(
+        default,
+        borrow,
+        rename = "previousDigestS3Bucket",
+        deserialize_with = "present"
+    )]
+    previous_digest_s3_bucket: Option<&'a RawValue>,
+    #[serde(
+        default,
+        borrow,
+        rename = "previousDigestS3Object",
+        deserialize_with = "present"
+    )]
+    previous_digest_s3_object: Option<&'a RawValue>,
+    #[serde(default, borrow, deserialize_with = "present")]
+    previous_digest_hash_value: Option<&'a RawValue>,
+    #[serde(default, borrow, deserialize_with = "present")]
+    log_files: Option<&'a RawValue>,
+}
+
+#[derive(serde::Deserialize)]
+struct LogFields<'a> {
+    #[serde(default, borrow, rename = "s3Bucket", deserialize_with = "present")]
+    s3_bucket: Option<&'a RawValue>,
+    #[serde(default, borrow, rename = "s3Object", deserialize_with = "present")]
+    s3_object: Option<&'a RawValue>,
+    #[serde(default, borrow, rename = "hashValue", deserialize_with = "present")]
+    hash_value: Option<&'a RawValue>,
+}
+
+/// A field that is there, `null` included (as `Option` alone, `null` would read as absent).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
+    <&RawValue as serde::Deserialize>::deserialize(d).map(Some)
+}
+
+/// A JSON string's text; none when the value is not a string.
+fn json_text(value: &RawValue) -> Option<Result<String, serde_json::Error>> {
+    value
+        .get()
+        .starts_with('"')
+        .then(|| serde_json::from_str::<String>(value.get()))
 }
 
 /// Lowercase hex SHA-256 of `bytes`.
@@ -273,6 +354,70 @@ mod tests {
             String::from_utf8_lossy(raw).replace(",\"previousDigestSignature\":null", "");
         let error = Digest::parse(absent_signature.as_bytes()).expect_err("must be present");
         assert!(error.contains("previousDigestSignature"), "{error}");
+    }
+
+    #[test]
+    fn each_field_of_the_wrong_type_is_named_and_strings_are_unescaped() {
+        let digest = |previous: &str, logs: &str| {
+            format!(
+                r#"{{"digestStartTime":"s","digestEndTime":"e","digestS3Bucket":"b","digestS3Object":"AWSLogs\/o","digestPublicKeyFingerprint":"F","previousDigestS3Object":{previous},"previousDigestHashValue":"AB","previousDigestSignature":{previous},"logFiles":{logs},"extra":{{"nested":[1,2]}}}}"#
+            )
+        };
+        let read = Digest::parse(
+            digest(
+                r#""x""#,
+                r#"[{"s3Bucket":"b","s3Object":"kA","hashValue":"FF"}]"#,
+            )
+            .as_bytes(),
+        )
+        .expect("a digest");
+        assert_eq!(read.object, "AWSLogs/o");
+        assert_eq!(read.previous_signature.as_deref(), Some("x"));
+        assert_eq!(read.previous_hash.as_deref(), Some("ab"));
+        assert_eq!(
+            read.log_files,
+            [LogRef {
+                bucket: "b".into(),
+                object: "kA".into(),
+                hash: "ff".into()
+            }]
+        );
+        let null = Digest::parse(digest("null", "[]").as_bytes()).expect("a starting digest");
+        assert_eq!(null.previous_signature, None);
+        assert_eq!(null.previous_object, None);
+        for (previous, logs, said) in [
+            (
+                "7",
+                "[]",
+                "`previousDigestSignature` is neither a string nor null",
+            ),
+            ("null", "{}", "`logFiles` is not a list"),
+            (
+                "null",
+                r#"[{"s3Bucket":"b","hashValue":"ff"}]"#,
+                "`logFiles[0].s3Object` is missing or not a string",
+            ),
+            (
+                "null",
+                r#"[{"s3Bucket":"b","s3Object":3,"hashValue":"ff"}]"#,
+                "`logFiles[0].s3Object` is missing or not a string",
+            ),
+        ] {
+            let error = Digest::parse(digest(previous, logs).as_bytes()).expect_err(said);
+            assert!(error.contains(said), "{error}");
+        }
+        let error = Digest::parse(br#"{"digestEndTime":5,"logFiles":[]}"#).expect_err("a number");
+        assert!(error.contains("`digestEndTime` is not a string"), "{error}");
+        assert!(
+            Digest::parse(b" [\"e\"]")
+                .expect_err("a list")
+                .contains("not a JSON object")
+        );
+        assert!(
+            Digest::parse(b"{")
+                .expect_err("cut")
+                .contains("invalid JSON")
+        );
     }
 
     #[test]

@@ -245,10 +245,11 @@ pub async fn verify_listed(
     let mut chains: Vec<Vec<(&Object, &DigestName, bool)>> = Vec::new();
     for members in digests.values_mut() {
         let mut wanted = Vec::new();
-        members.sort_by_key(|o| match &o.kind {
-            Kind::Digest(n) => (n.end, o.key.clone()),
-            _ => (DateTime::<Utc>::MIN_UTC, o.key.clone()),
-        });
+        let end = |o: &Object| match &o.kind {
+            Kind::Digest(n) => n.end,
+            _ => DateTime::<Utc>::MIN_UTC,
+        };
+        members.sort_by(|a, b| (end(a), &a.key).cmp(&(end(b), &b.key)));
         let mut after = false;
         for object in members.iter() {
             let Kind::Digest(name) = &object.kind else {

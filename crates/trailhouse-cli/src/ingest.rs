@@ -64,7 +64,7 @@ pub async fn run(
         opts.fail_point = args.fail_point;
     }
 
-    let report = if std::io::stderr().is_terminal() {
+    let mut report = if std::io::stderr().is_terminal() {
         let bar = ProgressBar::new(0);
         bar.set_style(
             ProgressStyle::with_template(
@@ -79,7 +79,7 @@ pub async fn run(
 
     print_summary(lake.root(), &report);
     let verified = if args.verify {
-        Some(crate::verify::after_ingest(lake, &sources, &opts.s3, &keys, &report).await?)
+        Some(crate::verify::after_ingest(lake, &sources, &opts.s3, &keys, &mut report).await?)
     } else {
         None
     };

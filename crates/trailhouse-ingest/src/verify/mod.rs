@@ -272,7 +272,7 @@ pub async fn verify_listed(
     // Memory holds the chains in flight, not every digest of the window.
     let keys = Arc::new(keys.clone());
     let since = window.since;
-    let judged: Vec<Result<Judged, VerifyError>> = stream::iter(chains)
+    let mut judged = stream::iter(chains)
         .map(|chain| {
             let keys = Arc::clone(&keys);
             let sidecars = &sidecars;
@@ -298,12 +298,12 @@ pub async fn verify_listed(
                 })
             }
         })
-        .buffer_unordered(CHAINS_IN_FLIGHT)
-        .collect()
-        .await;
+        .buffer_unordered(CHAINS_IN_FLIGHT);
+    // Each chain's findings merged as it is judged: memory holds the merged findings and the
+    // chains in flight, not every chain's findings besides.
     let mut checks = Vec::new();
     let mut listed: HashMap<String, Recorded> = HashMap::new();
-    for j in judged {
+    while let Some(j) = judged.next().await {
         let j = j?;
         checks.extend(j.checks);
         for (key, recorded) in j.listed {

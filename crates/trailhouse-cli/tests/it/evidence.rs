@@ -33,6 +33,25 @@ fn verified_lake() -> (crate::verify::Signed, std::path::PathBuf) {
     (s, lake)
 }
 
+/// `evidence who-deleted` of the sample bucket over the sample trail's days, into `out`.
+fn who_deleted_bundle(lake: &Path, out: &Path) -> Run {
+    trailhouse(
+        lake,
+        &[
+            "evidence",
+            "who-deleted",
+            "--param",
+            "resource=customer-exports-prod",
+            "--since",
+            "2026-11-01",
+            "--until",
+            "2026-11-05",
+            "-o",
+            &out.to_string_lossy(),
+        ],
+    )
+}
+
 fn fingerprint(run: &Run) -> String {
     run.stdout
         .lines()
@@ -54,21 +73,7 @@ fn check(bundle: &Path) -> (Run, Value) {
 fn a_saved_querys_events_are_bundled_as_delivered_with_their_hashes_and_provenance() {
     let (s, lake) = verified_lake();
     let bundle = s.root.parent().expect("dir").join("bundle");
-    let run = trailhouse(
-        &lake,
-        &[
-            "evidence",
-            "who-deleted",
-            "--param",
-            "resource=customer-exports-prod",
-            "--since",
-            "2026-11-01",
-            "--until",
-            "2026-11-05",
-            "-o",
-            &bundle.to_string_lossy(),
-        ],
-    );
+    let run = who_deleted_bundle(&lake, &bundle);
     assert_eq!(run.code, Some(0), "{}", run.stderr);
     let noted = fingerprint(&run);
 
@@ -305,23 +310,7 @@ fn rezip(path: &Path, entries: &[(String, Vec<u8>)]) {
 fn a_bundle_can_be_one_zip_archive_with_the_folders_files_and_its_changes_are_found() {
     let (s, lake) = verified_lake();
     let dir = s.root.parent().expect("dir");
-    let bundle = |out: &Path| {
-        trailhouse(
-            &lake,
-            &[
-                "evidence",
-                "who-deleted",
-                "-p",
-                "resource=customer-exports-prod",
-                "--since",
-                "2026-11-01",
-                "--until",
-                "2026-11-05",
-                "-o",
-                &out.to_string_lossy(),
-            ],
-        )
-    };
+    let bundle = |out: &Path| who_deleted_bundle(&lake, out);
     let folder = dir.join("folder");
     assert_eq!(bundle(&folder).code, Some(0));
     let archive = dir.join("case").join("case-4711.ZIP");

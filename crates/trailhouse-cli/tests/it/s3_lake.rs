@@ -5,10 +5,9 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use object_store::aws::AmazonS3Builder;
 use object_store::path::Path as Key;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
-use trailhouse_benches::s3_server::{ACCESS_KEY, S3Server, SECRET_KEY};
+use trailhouse_benches::s3_server::{S3Server, SECRET_KEY};
 
 use crate::s3::sample_bucket;
 use crate::support::*;
@@ -185,17 +184,7 @@ fn a_lake_in_s3_answers_every_command_as_a_local_lake() {
 fn the_store_refuses_a_second_create_of_one_key() {
     let (_dir, server) = buckets();
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let store: Arc<dyn ObjectStore> = Arc::new(
-        AmazonS3Builder::new()
-            .with_bucket_name("lake-bucket")
-            .with_endpoint(&server.endpoint)
-            .with_allow_http(true)
-            .with_region("us-east-1")
-            .with_access_key_id(ACCESS_KEY)
-            .with_secret_access_key(SECRET_KEY)
-            .build()
-            .expect("client"),
-    );
+    let store: Arc<dyn ObjectStore> = Arc::new(s3_client(&server, "lake-bucket"));
     let key = Key::from("t/_delta_log/00000000000000000001.json");
     let create = || PutOptions::from(PutMode::Create);
     runtime.block_on(async {

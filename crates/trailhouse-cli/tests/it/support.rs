@@ -289,3 +289,19 @@ pub fn exit_within(
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
+
+/// A client of `bucket` on the test S3 server, signing with its credentials.
+pub fn s3_client(
+    server: &trailhouse_benches::s3_server::S3Server,
+    bucket: &str,
+) -> object_store::aws::AmazonS3 {
+    object_store::aws::AmazonS3Builder::new()
+        .with_bucket_name(bucket)
+        .with_endpoint(&server.endpoint)
+        .with_allow_http(true)
+        .with_region("us-east-1")
+        .with_access_key_id(trailhouse_benches::s3_server::ACCESS_KEY)
+        .with_secret_access_key(trailhouse_benches::s3_server::SECRET_KEY)
+        .build()
+        .expect("client")
+}

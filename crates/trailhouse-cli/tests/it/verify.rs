@@ -588,9 +588,8 @@ fn a_backfill_digest_is_its_own_chain_and_lost_signatures_are_said() {
 
 #[test]
 fn a_trail_in_s3_is_verified_with_the_signatures_in_its_metadata() {
-    use object_store::aws::AmazonS3Builder;
     use object_store::{Attribute, Attributes, ObjectStore, PutOptions};
-    use trailhouse_benches::s3_server::{ACCESS_KEY, S3Server, SECRET_KEY};
+    use trailhouse_benches::s3_server::S3Server;
 
     // Signed without sidecars: in S3 the signature is each digest object's metadata. (Short
     // trail and bucket names: the test server keeps an object's metadata in a file named after
@@ -610,15 +609,7 @@ fn a_trail_in_s3_is_verified_with_the_signatures_in_its_metadata() {
         }
     }
     let server = S3Server::start(&buckets);
-    let store = AmazonS3Builder::new()
-        .with_bucket_name("tbk")
-        .with_endpoint(&server.endpoint)
-        .with_allow_http(true)
-        .with_region("us-east-1")
-        .with_access_key_id(ACCESS_KEY)
-        .with_secret_access_key(SECRET_KEY)
-        .build()
-        .expect("client");
+    let store = s3_client(&server, "tbk");
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let put = |w: &Written, signature: &str| {
         let bytes = std::fs::read(s.root.join(&w.path)).expect("digest");

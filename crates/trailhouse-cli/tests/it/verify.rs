@@ -13,6 +13,7 @@ use serde_json::Value;
 use trailhouse_benches::signed::{
     Sidecars, SignSpec, TestKey, Written, sign_trail, string_to_sign,
 };
+use trailhouse_ingest::verify::digest::{ChainId, DigestName};
 
 use crate::support::*;
 
@@ -361,37 +362,23 @@ fn a_digest_deleted_edited_or_resigned_breaks_the_chain_where_it_was() {
     assert!(reasons(&r, "moved").contains("delivered to"), "{r}");
 }
 
-/// Each chain's newest digest (standard chains), by index into `s.digests`.
+/// Each chain's newest digest (standard chains), by index into `s.digests`, as the digests'
+/// names say (verify's own reading of them).
 fn newest_of_each_chain(s: &Signed) -> Vec<usize> {
-    let mut newest: std::collections::BTreeMap<(String, String), usize> = Default::default();
+    let mut newest: std::collections::BTreeMap<ChainId, (DigestName, usize)> = Default::default();
     for (i, d) in s.digests.iter().enumerate() {
-        if d.backfill {
+        let name = DigestName::parse(&file_name(&d.path)).expect("a digest's name");
+        if name.backfill {
             continue;
         }
-        let parts: Vec<String> = d
-            .path
-            .components()
-            .map(|c| c.as_os_str().to_string_lossy().into_owned())
-            .collect();
-        let at = parts
-            .iter()
-            .position(|p| p == "CloudTrail-Digest")
-            .expect("a digest's folder");
-        let chain = (parts[at - 1].clone(), parts[at + 1].clone());
-        let end = |j: usize| {
-            serde_json::from_slice::<Value>(&s.digests[j].raw).expect("JSON")["digestEndTime"]
-                .as_str()
-                .expect("end")
-                .to_string()
-        };
-        match newest.get(&chain) {
-            Some(&j) if end(j) >= end(i) => {}
+        match newest.get(&name.chain()) {
+            Some((seen, _)) if seen.end >= name.end => {}
             _ => {
-                newest.insert(chain, i);
+                newest.insert(name.chain(), (name, i));
             }
         }
     }
-    newest.into_values().collect()
+    newest.into_values().map(|(_, i)| i).collect()
 }
 
 #[test]

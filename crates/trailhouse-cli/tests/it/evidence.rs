@@ -405,4 +405,20 @@ fn a_bundle_can_be_one_zip_archive_with_the_folders_files_and_its_changes_are_fo
     assert_eq!(run.code, Some(2));
     assert!(run.stderr.contains("exists"), "{}", run.stderr);
     assert_eq!(check(&archive).0.code, Some(0));
+
+    // A query refused after the archive was started: nothing is left, not even the partial file.
+    let refused = dir.join("summary.zip");
+    let run = trailhouse(
+        &lake,
+        &[
+            "evidence",
+            "principal-summary",
+            "-p",
+            "principal=bob",
+            "-o",
+            &refused.to_string_lossy(),
+        ],
+    );
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    assert!(!refused.exists() && !dir.join("summary.zip.partial").exists());
 }

@@ -83,41 +83,39 @@ impl<W: Write> Write for Hashing<W> {
     }
 }
 
-/// Where the records go as they come: their file in the folder, or the archive's first entry.
+/// Where the bundle goes, and the records' writer there as they come: their file in a folder,
+/// or the first entry of an archive written as `partial` beside `path` and renamed to it once
+/// complete.
 enum Records {
-    Folder(BufWriter<File>),
-    Zip(Box<ZipWriter<BufWriter<File>>>),
+    Folder {
+        dir: PathBuf,
+        file: BufWriter<File>,
+    },
+    Zip {
+        path: PathBuf,
+        partial: PathBuf,
+        zip: Box<ZipWriter<BufWriter<File>>>,
+    },
 }
 
 impl Write for Records {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match self {
-            Records::Folder(w) => w.write(buf),
-            Records::Zip(w) => w.write(buf),
+            Records::Folder { file, .. } => file.write(buf),
+            Records::Zip { zip, .. } => zip.write(buf),
         }
     }
 
     fn flush(&mut self) -> io::Result<()> {
         match self {
-            Records::Folder(w) => w.flush(),
-            Records::Zip(w) => w.flush(),
+            Records::Folder { file, .. } => file.flush(),
+            Records::Zip { zip, .. } => zip.flush(),
         }
     }
 }
 
-/// Where the bundle is written.
-enum Output {
-    Folder(PathBuf),
-    /// The archive is written as `partial` beside `path` and renamed to it once complete.
-    Zip {
-        path: PathBuf,
-        partial: PathBuf,
-    },
-}
-
 /// Writes a bundle as its records come.
 pub struct BundleWriter {
-    output: Output,
     records: Hashing<Records>,
     /// In the folder, or in an unnamed temporary file until the archive takes it.
     index: csv::Writer<Hashing<File>>,
@@ -151,7 +149,7 @@ impl BundleWriter {
     /// Starts a bundle at `path`: a zip archive when it ends in `.zip` (which must not exist),
     /// otherwise a folder, which must not exist or be empty: evidence is never written over.
     pub fn create(path: &Path) -> Result<Self, QueryError> {
-        let (output, records, index) = if is_zip(path) {
+        let (records, index) = if is_zip(path) {
             if path.exists() {
                 return Err(bad(format!(
                     "`{}` exists: a bundle is written to a new archive",
@@ -170,11 +168,12 @@ impl BundleWriter {
             zip.start_file(RECORDS, entry_options())
                 .map_err(zip_error)?;
             let index = tempfile::tempfile_in(&parent)?;
-            let output = Output::Zip {
+            let records = Records::Zip {
                 path: path.to_path_buf(),
                 partial,
+                zip: Box::new(zip),
             };
-            (output, Records::Zip(Box::new(zip)), index)
+            (records, index)
         } else {
             if path.exists() {
                 let empty = path.is_dir() && fs::read_dir(path)?.next().is_none();
@@ -186,13 +185,11 @@ impl BundleWriter {
                 }
             }
             fs::create_dir_all(path)?;
-            let records = BufWriter::new(File::create(path.join(RECORDS))?);
-            let index = File::create(path.join(INDEX))?;
-            (
-                Output::Folder(path.to_path_buf()),
-                Records::Folder(records),
-                index,
-            )
+            let records = Records::Folder {
+                dir: path.to_path_buf(),
+                file: BufWriter::new(File::create(path.join(RECORDS))?),
+            };
+            (records, File::create(path.join(INDEX))?)
         };
         let mut index = csv::Writer::from_writer(Hashing::new(index));
         index
@@ -206,7 +203,6 @@ impl BundleWriter {
             ])
             .map_err(csv_error)?;
         Ok(Self {
-            output,
             records: Hashing::new(records),
             index,
             lines: 0,
@@ -234,12 +230,7 @@ impl BundleWriter {
     /// Writes `query.json` and `SHA256SUMS`, makes every file durable (an archive appears
     /// under its name only then), and returns the bundle's fingerprint.
     pub fn finish(self, provenance: &Provenance) -> Result<String, QueryError> {
-        let Self {
-            output,
-            records,
-            index,
-            ..
-        } = self;
+        let Self { records, index, .. } = self;
         let (records, records_sha) = records.finish();
         let (mut index, index_sha) = index
             .into_inner()
@@ -252,10 +243,10 @@ impl BundleWriter {
             "{records_sha}  {RECORDS}\n{index_sha}  {INDEX}\n{}  {QUERY}\n",
             sha256(&query)
         );
-        match (output, records) {
-            (Output::Folder(dir), Records::Folder(mut records)) => {
-                records.flush()?;
-                records.get_ref().sync_all()?;
+        match records {
+            Records::Folder { dir, mut file } => {
+                file.flush()?;
+                file.get_ref().sync_all()?;
                 index.sync_all()?;
                 fs::write(dir.join(QUERY), &query)?;
                 fs::write(dir.join(SUMS), &sums)?;
@@ -264,7 +255,11 @@ impl BundleWriter {
                 }
                 File::open(&dir)?.sync_all()?;
             }
-            (Output::Zip { path, partial }, Records::Zip(mut zip)) => {
+            Records::Zip {
+                path,
+                partial,
+                mut zip,
+            } => {
                 zip.start_file(INDEX, entry_options()).map_err(zip_error)?;
                 index.rewind()?;
                 io::copy(&mut index, &mut zip)?;
@@ -283,7 +278,6 @@ impl BundleWriter {
                     File::open(parent)?.sync_all()?;
                 }
             }
-            _ => return Err(bad("a bundle's output and its records disagree".into())),
         }
         Ok(sha256(sums.as_bytes()))
     }
@@ -291,13 +285,15 @@ impl BundleWriter {
     /// Removes what was written: a bundle that was not finished is no bundle (the folder, new
     /// or empty before, goes; an archive was never under its name).
     pub fn abandon(self) {
-        let Self {
-            output, records, ..
-        } = self;
-        drop(records);
-        let _ = match output {
-            Output::Folder(dir) => fs::remove_dir_all(dir),
-            Output::Zip { partial, .. } => fs::remove_file(partial),
+        let _ = match self.records.finish().0 {
+            Records::Folder { dir, file } => {
+                drop(file);
+                fs::remove_dir_all(dir)
+            }
+            Records::Zip { partial, zip, .. } => {
+                drop(zip);
+                fs::remove_file(partial)
+            }
         };
     }
 }

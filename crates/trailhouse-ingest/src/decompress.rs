@@ -6,7 +6,7 @@
 
 use std::io::Read;
 
-use flate2::read::MultiGzDecoder;
+use flate2::bufread::MultiGzDecoder;
 
 use crate::error::FileError;
 
@@ -81,6 +81,8 @@ fn gunzip_into(data: &[u8], limit: u64, mut out: Vec<u8>) -> Result<Vec<u8>, Bro
         .min(limit);
     out.clear();
     out.reserve(hint as usize + 1);
+    // Read from the slice itself (`bufread`): no intermediate buffer to allocate and copy
+    // through per file.
     let mut decoder = MultiGzDecoder::new(data).take(limit + 1);
     // On error, read_to_end leaves what it decoded before the break in `out`.
     if let Err(e) = decoder.read_to_end(&mut out) {

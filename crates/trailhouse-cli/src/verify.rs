@@ -9,7 +9,7 @@ use anyhow::Context;
 use chrono::{DateTime, Utc};
 use trailhouse_ingest::Report;
 use trailhouse_ingest::s3::S3Options;
-use trailhouse_ingest::verify::digest::log_delivery_time;
+use trailhouse_ingest::verify::digest::{Sha256, log_delivery_time};
 use trailhouse_ingest::verify::keys::PublicKeys;
 use trailhouse_ingest::verify::objects::Sources;
 use trailhouse_ingest::verify::record::record;
@@ -43,7 +43,7 @@ pub async fn run(
         ..S3Options::default()
     };
     let sources = Sources::open(&args.sources, &options)?;
-    let found = verify(&sources, &keys, window, &Default::default()).await?;
+    let found = verify(&sources, &keys, window, HashMap::new()).await?;
     let recorded = match lake {
         Some(lake) => record(lake, &found, now)
             .await
@@ -208,7 +208,7 @@ pub async fn after_ingest(
     keys: &PublicKeys,
     report: &mut Report,
 ) -> anyhow::Result<Verified> {
-    let known: HashMap<String, String> = std::mem::take(&mut report.file_hashes)
+    let known: HashMap<String, Sha256> = std::mem::take(&mut report.file_hashes)
         .into_iter()
         .map(|(path, hash)| {
             let name = path
@@ -246,9 +246,9 @@ pub async fn after_ingest(
         Some(files) => {
             let listing = Sources::listing_of(&files);
             drop(files);
-            verify_listed(&opened, listing, keys, window, &known).await?
+            verify_listed(&opened, listing, keys, window, known).await?
         }
-        None => verify(&opened, keys, window, &known).await?,
+        None => verify(&opened, keys, window, known).await?,
     };
     let recorded = record(lake, &found, Utc::now()).await?;
     let counts = |items: Vec<(&'static str, usize)>| items.into_iter().collect::<BTreeMap<_, _>>();

@@ -154,7 +154,7 @@ enum FileResult {
         json_bytes: u64,
         broken: Option<FileError>,
         /// SHA-256 of the uncompressed bytes, when asked for ([`Options::hash_files`]).
-        sha256: Option<String>,
+        sha256: Option<crate::verify::digest::Sha256>,
     },
     Digest,
     NotCloudTrail,
@@ -910,7 +910,7 @@ fn read_file(
     let json_bytes = content.bytes.len() as u64;
     let sha256 = limits
         .hash
-        .then(|| crate::verify::digest::sha256_hex(&content.bytes));
+        .then(|| crate::verify::digest::sha256(&content.bytes));
     *buffer = content.bytes;
     FileResult::Events {
         read,

@@ -54,7 +54,7 @@ pub struct Report {
     /// With [`crate::pipeline::Options::hash_files`]: each log file read and the SHA-256 of its
     /// uncompressed bytes (what CloudTrail's digests record).
     #[serde(skip)]
-    pub file_hashes: Vec<(PathBuf, String)>,
+    pub file_hashes: Vec<(PathBuf, crate::verify::digest::Sha256)>,
     /// With [`crate::pipeline::Options::hash_files`] over local sources: every file the run
     /// found under them, digests included, so the check after it does not walk them again.
     #[serde(skip)]

@@ -35,7 +35,7 @@ use crate::shard::{Shard, account_region};
 /// up to this much older than the newest key then.
 pub const OVERLAP: chrono::Duration = chrono::Duration::hours(1);
 
-const SCHEME: &str = "s3://";
+pub(crate) const SCHEME: &str = "s3://";
 
 /// How to reach S3.
 #[derive(Debug, Clone)]

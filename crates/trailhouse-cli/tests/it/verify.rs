@@ -933,15 +933,15 @@ fn hashes_taken_while_reading_are_used_instead_of_reading_again() {
     let log = s.root.join(&s.digests[middle_with_logs(&s)].logs[0]);
     let name = log.canonicalize().expect("path").display().to_string();
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let run = |known: std::collections::HashMap<String, String>| {
+    let run = |known: std::collections::HashMap<String, [u8; 32]>| {
         runtime
-            .block_on(verify(&sources, &keys, Window::default(), &known))
+            .block_on(verify(&sources, &keys, Window::default(), known))
             .expect("verify")
     };
     assert!(run(Default::default()).all_valid());
     // The file on disk is intact; the hash given for it (as an ingest that read other bytes
     // would have taken) is what is compared.
-    let found = run([(name.clone(), "00".repeat(32))].into_iter().collect());
+    let found = run([(name.clone(), [0; 32])].into_iter().collect());
     let modified: Vec<_> = found
         .log_files
         .iter()

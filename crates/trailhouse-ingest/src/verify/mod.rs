@@ -20,7 +20,7 @@ use futures::{StreamExt, stream};
 use rayon::prelude::*;
 
 use chain::{ReadDigest, judge};
-use digest::{ChainId, Digest, DigestName};
+use digest::{ChainId, Digest, DigestName, Sha256};
 use keys::PublicKeys;
 use objects::{Kind, Object, Sources, layout_key, sidecar_signature, signature_in};
 
@@ -146,7 +146,7 @@ pub struct LogCheck {
     pub reason: Option<String>,
     /// The digest that lists it.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub digest: Option<String>,
+    pub digest: Option<Arc<str>>,
     /// That digest's verdict.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub digest_verdict: Option<DigestVerdict>,
@@ -209,7 +209,7 @@ pub async fn verify(
     sources: &Sources,
     keys: &PublicKeys,
     window: Window,
-    known: &HashMap<String, String>,
+    known: HashMap<String, Sha256>,
 ) -> Result<Verification, VerifyError> {
     verify_listed(sources, sources.list().await?, keys, window, known).await
 }
@@ -220,7 +220,7 @@ pub async fn verify_listed(
     listing: objects::Listing,
     keys: &PublicKeys,
     window: Window,
-    known: &HashMap<String, String>,
+    mut known: HashMap<String, Sha256>,
 ) -> Result<Verification, VerifyError> {
     let mut digests: BTreeMap<ChainId, Vec<&Object>> = BTreeMap::new();
     let mut sidecars: HashMap<&str, &Object> = HashMap::new();
@@ -249,12 +249,13 @@ pub async fn verify_listed(
             Kind::Digest(n) => n.end,
             _ => DateTime::<Utc>::MIN_UTC,
         };
-        members.sort_by(|a, b| (end(a), &a.key).cmp(&(end(b), &b.key)));
+        members.sort_by(|a, b| (end(a), a.key()).cmp(&(end(b), b.key())));
         let mut after = false;
         for object in members.iter() {
             let Kind::Digest(name) = &object.kind else {
                 continue;
             };
+            let name: &DigestName = name;
             if inside(name.end) {
                 wanted.push((*object, name, true));
             } else if digest_end.is_some_and(|u| name.end >= u) && !after {
@@ -279,7 +280,7 @@ pub async fn verify_listed(
             async move {
                 let fetched: Vec<Fetched> = stream::iter(chain)
                     .map(|(object, name, in_window)| {
-                        let sidecar = sidecars.get(object.key.as_str()).copied();
+                        let sidecar = sidecars.get(object.key()).copied();
                         async move { fetch_digest(sources, object, name, sidecar, in_window).await }
                     })
                     .buffered(IN_FLIGHT)
@@ -316,20 +317,24 @@ pub async fn verify_listed(
             }
         }
     }
-    checks
-        .sort_by(|a, b| (&a.chain, a.end_time, &a.object).cmp(&(&b.chain, b.end_time, &b.object)));
+    checks.par_sort_unstable_by(|a, b| {
+        (&a.chain, a.end_time, &a.object).cmp(&(&b.chain, b.end_time, &b.object))
+    });
 
-    let found: HashMap<&str, &Object> = logs.iter().map(|o| (o.key.as_str(), *o)).collect();
+    // The log files found, by key; those a digest lists are taken out as they are matched
+    // (what is left was listed by none). Each structure is consumed as it is used: at 20M events
+    // each holds some 400,000 log files.
+    let mut found: HashMap<&str, &Object> = logs.iter().map(|o| (o.key(), *o)).collect();
     let mut log_checks = Vec::new();
-    let mut to_hash: Vec<(&Object, &Recorded)> = Vec::new();
-    for (key, recorded) in &listed {
-        match found.get(key.as_str()) {
+    let mut to_hash: Vec<(&Object, Recorded)> = Vec::new();
+    for (key, recorded) in listed {
+        match found.remove(key.as_str()) {
             Some(object) => to_hash.push((object, recorded)),
             None => log_checks.push(LogCheck {
-                object: recorded.expected.clone(),
+                object: recorded.expected(&key),
                 verdict: LogVerdict::Missing,
                 reason: Some("not in the sources".into()),
-                digest: Some(recorded.digest.clone()),
+                digest: Some(recorded.digest),
                 digest_verdict: Some(recorded.verdict),
             }),
         }
@@ -357,10 +362,10 @@ pub async fn verify_listed(
             Some(t) => window.since.is_none_or(|s| *t >= s) && window.until.is_none_or(|u| *t < u),
             None => window.since.is_none() && window.until.is_none(),
         };
-        if !in_window || listed.contains_key(&object.key) {
+        if !in_window || !found.contains_key(object.key()) {
             continue;
         }
-        let last = objects::account_region(&object.key).and_then(|ar| newest.get(&ar).copied());
+        let last = objects::account_region(object.key()).and_then(|ar| newest.get(&ar).copied());
         let (verdict, reason) = match (delivered, last) {
             (Some(t), Some(last)) if *t >= last => (
                 LogVerdict::Pending,
@@ -391,26 +396,30 @@ pub async fn verify_listed(
             digest_verdict: None,
         });
     }
+    drop(found);
     // Hashed already as ingest read them.
-    to_hash.retain(|(object, recorded)| match known.get(&object.name) {
-        Some(hash) => {
-            log_checks.push(check_log(
+    let mut unknown = Vec::new();
+    for (object, recorded) in to_hash {
+        match known.remove(&object.name) {
+            Some(hash) => log_checks.push(check_log(
                 object.name.clone(),
-                (*recorded).clone(),
-                Ok(hash.clone()),
-            ));
-            false
+                recorded,
+                Ok(hex::encode(hash)),
+            )),
+            None => unknown.push((object, recorded)),
         }
-        None => true,
-    });
+    }
+    drop(known);
     // Read a batch with many requests in flight, hash it on every core, then the next: memory
     // holds one batch of compressed files.
-    to_hash.sort_by(|a, b| a.0.name.cmp(&b.0.name));
-    for batch in to_hash.chunks(IN_FLIGHT * 4) {
-        let fetched: Vec<Stored> = stream::iter(batch)
+    unknown.sort_by(|a, b| a.0.name.cmp(&b.0.name));
+    let mut unknown = unknown.into_iter().peekable();
+    while unknown.peek().is_some() {
+        let batch: Vec<(&Object, Recorded)> = unknown.by_ref().take(IN_FLIGHT * 4).collect();
+        let fetched: Vec<Stored> = stream::iter(&batch)
             .map(|(object, _)| async move {
-                match Sources::local_path(object) {
-                    Some(path) => Stored::Local(path.to_path_buf()),
+                match Stored::local(object) {
+                    Some(local) => local,
                     None => Stored::Read(
                         sources
                             .read(object)
@@ -424,9 +433,9 @@ pub async fn verify_listed(
             .collect()
             .await;
         let work: Vec<(String, Recorded, Stored)> = batch
-            .iter()
+            .into_iter()
             .zip(fetched)
-            .map(|((object, recorded), bytes)| (object.name.clone(), (*recorded).clone(), bytes))
+            .map(|((object, recorded), bytes)| (object.name.clone(), recorded, bytes))
             .collect();
         let checked = tokio::task::spawn_blocking(move || {
             work.into_par_iter()
@@ -445,7 +454,7 @@ pub async fn verify_listed(
         })?;
         log_checks.extend(checked);
     }
-    log_checks.sort_by(|a, b| (a.verdict, &a.object).cmp(&(b.verdict, &b.object)));
+    log_checks.par_sort_unstable_by(|a, b| (a.verdict, &a.object).cmp(&(b.verdict, &b.object)));
 
     let mut unreadable = listing.unreadable;
     unreadable.sort();
@@ -470,14 +479,26 @@ struct Fetched {
 /// An object's stored bytes: read (S3), or to read where they are used (a local file).
 enum Stored {
     Read(Result<Vec<u8>, String>),
-    Local(std::path::PathBuf),
+    /// A local file and its size as listed.
+    Local(std::path::PathBuf, u64),
 }
 
 impl Stored {
+    fn local(object: &Object) -> Option<Self> {
+        Sources::local_path(object).map(|path| Stored::Local(path.to_path_buf(), object.size))
+    }
+
     fn bytes(self) -> Result<Vec<u8>, String> {
         match self {
             Stored::Read(r) => r,
-            Stored::Local(path) => std::fs::read(&path).map_err(|e| format!("cannot be read: {e}")),
+            Stored::Local(path, size) => {
+                // Sized by the listing (no `stat` per file); a file that grew since is read whole.
+                let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0) + 1);
+                std::fs::File::open(&path)
+                    .and_then(|mut file| file.read_to_end(&mut bytes))
+                    .map(|_| bytes)
+                    .map_err(|e| format!("cannot be read: {e}"))
+            }
         }
     }
 }
@@ -496,8 +517,8 @@ async fn fetch_digest(
             object.size,
             DIGEST_LIMIT >> 20
         )))
-    } else if let Some(path) = Sources::local_path(object) {
-        Stored::Local(path.to_path_buf())
+    } else if let Some(local) = Stored::local(object) {
+        local
     } else {
         Stored::Read(match sources.read(object).await {
             Ok(fetched) => {
@@ -516,7 +537,7 @@ async fn fetch_digest(
     }
     Fetched {
         name: object.name.clone(),
-        key: object.key.clone(),
+        key: object.key().to_string(),
         digest_name: digest_name.clone(),
         bytes,
         signature,
@@ -570,13 +591,14 @@ fn listed_by(read: &[ReadDigest], checks: &[DigestCheck]) -> Vec<(String, Record
             .unwrap_or(DigestVerdict::Valid);
         // Where its log files would be: beside the digest's `AWSLogs/`.
         let root = d.name.strip_suffix(d.key.as_str()).unwrap_or_default();
+        let digest: Arc<str> = Arc::from(d.name.as_str());
         for log in &content.log_files {
             let key = layout_key(&log.object).to_string();
             let recorded = Recorded {
                 hash: log.hash.clone(),
-                digest: d.name.clone(),
+                digest: Arc::clone(&digest),
                 verdict,
-                expected: format!("{root}{key}"),
+                root: root.len(),
             };
             out.push((key, recorded));
         }
@@ -589,12 +611,20 @@ fn listed_by(read: &[ReadDigest], checks: &[DigestCheck]) -> Vec<(String, Record
 struct Recorded {
     /// The SHA-256 of its uncompressed bytes.
     hash: String,
-    /// The digest (as found).
-    digest: String,
+    /// The digest (as found), shared by the log files it lists.
+    digest: Arc<str>,
     /// That digest's verdict.
     verdict: DigestVerdict,
-    /// Where the log file is expected: its key beside the digest's `AWSLogs/`.
-    expected: String,
+    /// How long the part of the digest's name before its `AWSLogs/` is: the log files it lists
+    /// are expected there.
+    root: usize,
+}
+
+impl Recorded {
+    /// Where the log file of `key` is expected: its key beside the digest's `AWSLogs/`.
+    fn expected(&self, key: &str) -> String {
+        format!("{}{key}", self.digest.get(..self.root).unwrap_or_default())
+    }
 }
 
 /// Why a log file's hash could not be computed.

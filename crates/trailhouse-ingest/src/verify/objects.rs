@@ -14,6 +14,7 @@ use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
 use object_store::path::Path;
 use object_store::{Attribute, ObjectStore, ObjectStoreExt};
+use rayon::prelude::*;
 
 use super::VerifyError;
 use super::digest::{DigestName, log_delivery_time};
@@ -26,31 +27,42 @@ pub const SIDECAR: &str = ".metadata.json";
 /// What an object is to validation.
 #[derive(Debug, Clone)]
 pub enum Kind {
-    Digest(DigestName),
+    /// Boxed: most objects are log files, and a digest's name is the largest kind.
+    Digest(Box<DigestName>),
     /// A log file, with the delivery time its name gives.
     Log(Option<DateTime<Utc>>),
     /// The saved S3 metadata of the digest whose key this is.
     Sidecar(String),
 }
 
-/// One object found under the sources.
+/// One object found under the sources. A trail of 20M events lists half a million: its key
+/// and where it is stored are read from its name, not kept beside it.
 #[derive(Debug, Clone)]
 pub struct Object {
     /// How it is shown: a path, or `s3://bucket/key`.
     pub name: String,
-    /// Its key from `AWSLogs/` on (what digests are compared by; the bucket and any prefix
-    /// before `AWSLogs/` are where the copy lives, not what was signed).
-    pub key: String,
+    /// Where in `name` its [`key`](Object::key) starts.
+    key_at: usize,
     pub kind: Kind,
     /// Its size as listed (stored bytes).
     pub size: u64,
     location: Location,
 }
 
+impl Object {
+    /// Its key from `AWSLogs/` on (what digests are compared by; the bucket and any prefix
+    /// before `AWSLogs/` are where the copy lives, not what was signed).
+    pub fn key(&self) -> &str {
+        self.name.get(self.key_at..).unwrap_or_default()
+    }
+}
+
 #[derive(Debug, Clone)]
 enum Location {
-    Local(PathBuf),
-    S3 { bucket: String, key: String },
+    /// A local file: its path is the name, or this one when the path is not UTF-8.
+    Local(Option<PathBuf>),
+    /// `s3://<bucket>/<key>`: the bucket's name ends where the object's key starts, at `key_at`.
+    S3 { key_at: usize },
 }
 
 /// An object's bytes and its S3 user metadata (empty for a local file).
@@ -97,7 +109,7 @@ fn classify(path: &str) -> Option<Kind> {
         return None;
     }
     if path.contains("/CloudTrail-Digest/") {
-        return DigestName::parse(file).map(Kind::Digest);
+        return DigestName::parse(file).map(|n| Kind::Digest(Box::new(n)));
     }
     if path.contains("/CloudTrail/") {
         return Some(Kind::Log(log_delivery_time(file)));
@@ -137,22 +149,30 @@ impl Sources {
     /// The digests, sidecars and log files among `files` (a walk of local sources already
     /// made, as ingest's).
     pub fn listing_of(files: &[crate::discover::SourceFile]) -> Listing {
-        let mut listing = Listing::default();
-        for file in files {
-            let name = file.path.display().to_string();
-            if let Some(kind) = classify(&name) {
-                listing.objects.push(Object {
-                    key: layout_key(&name).to_string(),
+        // Names read on every core: a 20M-event trail lists half a million objects.
+        let mut objects: Vec<Object> = files
+            .par_iter()
+            .filter_map(|file| {
+                let (name, path) = match file.path.to_str() {
+                    Some(name) => (name.to_string(), None),
+                    None => (file.path.display().to_string(), Some(file.path.clone())),
+                };
+                let kind = classify(&name)?;
+                Some(Object {
+                    key_at: name.len() - layout_key(&name).len(),
                     name,
                     kind,
                     size: file.size,
-                    location: Location::Local(file.path.clone()),
-                });
-            }
+                    location: Location::Local(path),
+                })
+            })
+            .collect();
+        objects.par_sort_unstable_by(|a, b| a.name.cmp(&b.name));
+        objects.dedup_by(|a, b| a.name == b.name);
+        Listing {
+            objects,
+            unreadable: Vec::new(),
         }
-        listing.objects.sort_by(|a, b| a.name.cmp(&b.name));
-        listing.objects.dedup_by(|a, b| a.name == b.name);
-        listing
     }
 
     /// Every digest, sidecar and log file under the sources.
@@ -189,17 +209,17 @@ impl Sources {
                     message: e.to_string(),
                 })?;
             for meta in metas {
-                let key = meta.location.as_ref().to_string();
-                if let Some(kind) = classify(&key) {
+                let key = meta.location.as_ref();
+                if let Some(kind) = classify(key) {
+                    let name = url.object(key).display().to_string();
                     listing.objects.push(Object {
-                        name: url.object(&key).display().to_string(),
-                        key: layout_key(&key).to_string(),
+                        key_at: name.len() - layout_key(key).len(),
+                        location: Location::S3 {
+                            key_at: name.len() - key.len(),
+                        },
+                        name,
                         kind,
                         size: meta.size,
-                        location: Location::S3 {
-                            bucket: url.bucket.clone(),
-                            key,
-                        },
                     });
                 }
             }
@@ -213,7 +233,10 @@ impl Sources {
     /// through the runtime's blocking pool (a hand-off per file).
     pub fn local_path(object: &Object) -> Option<&std::path::Path> {
         match &object.location {
-            Location::Local(path) => Some(path),
+            Location::Local(path) => Some(
+                path.as_deref()
+                    .unwrap_or(std::path::Path::new(&object.name)),
+            ),
             Location::S3 { .. } => None,
         }
     }
@@ -221,22 +244,31 @@ impl Sources {
     /// An object's bytes (and, from S3, its user metadata).
     pub async fn read(&self, object: &Object) -> Result<Fetched, String> {
         match &object.location {
-            Location::Local(path) => tokio::fs::read(path)
-                .await
-                .map(|bytes| Fetched {
-                    bytes,
-                    metadata: HashMap::new(),
-                })
-                .map_err(|e| e.to_string()),
-            Location::S3 { bucket, key } => {
+            Location::Local(path) => tokio::fs::read(
+                path.as_deref()
+                    .unwrap_or(std::path::Path::new(&object.name)),
+            )
+            .await
+            .map(|bytes| Fetched {
+                bytes,
+                metadata: HashMap::new(),
+            })
+            .map_err(|e| e.to_string()),
+            Location::S3 { key_at } => {
+                // `s3://<bucket>/<key>`
+                let bucket = object
+                    .name
+                    .get(crate::s3::SCHEME.len()..key_at.saturating_sub(1))
+                    .ok_or("not an S3 object name")?;
+                let key = object.name.get(*key_at..).unwrap_or_default();
                 let store = self
                     .s3
                     .iter()
-                    .find(|(url, _)| &url.bucket == bucket)
+                    .find(|(url, _)| url.bucket == bucket)
                     .map(|(_, store)| store)
                     .ok_or("no client for this bucket")?;
                 let got = store
-                    .get(&Path::from(key.as_str()))
+                    .get(&Path::from(key))
                     .await
                     .map_err(|e| e.to_string())?;
                 let metadata = got

@@ -675,7 +675,7 @@ fn check_log(object: String, recorded: Recorded, hash: Result<String, NoHash>) -
 
 /// Hex SHA-256 of a gzip file's uncompressed bytes (all members), streamed.
 fn uncompressed_sha256(gz: &[u8]) -> std::io::Result<String> {
-    let mut decoder = flate2::read::MultiGzDecoder::new(gz);
+    let mut decoder = flate2::bufread::MultiGzDecoder::new(gz);
     let mut context = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
     let mut buffer = vec![0u8; 1 << 16];
     loop {

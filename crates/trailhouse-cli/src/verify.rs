@@ -208,7 +208,8 @@ pub async fn after_ingest(
     keys: &PublicKeys,
     report: &mut Report,
 ) -> anyhow::Result<Verified> {
-    let known: HashMap<String, Sha256> = std::mem::take(&mut report.file_hashes)
+    let listed = report.listed.take().map(|l| l.into_parts());
+    let mut known: HashMap<String, Sha256> = std::mem::take(&mut report.file_hashes)
         .into_iter()
         .map(|(path, hash)| {
             let name = path
@@ -218,6 +219,13 @@ pub async fn after_ingest(
             (name, hash)
         })
         .collect();
+    if let Some((files, hashes)) = &listed {
+        for ((path, _), hash) in files.iter().zip(hashes) {
+            if let Some(hash) = hash {
+                known.insert(path.to_string_lossy().into_owned(), *hash);
+            }
+        }
+    }
     let pending = pending(lake).await?;
     let delivered = |n: &String| log_delivery_time(n.rsplit('/').next().unwrap_or(n));
     let times = known.keys().chain(&pending).filter_map(delivered);
@@ -242,9 +250,10 @@ pub async fn after_ingest(
         until: Some(last + chrono::Duration::minutes(1)),
     };
     let opened = Sources::open(sources, s3)?;
-    let found = match report.listed.take() {
-        Some(files) => {
-            let listing = Sources::listing_of(&files);
+    let found = match listed {
+        Some((files, hashes)) => {
+            drop(hashes);
+            let listing = Sources::listing_of_paths(&files);
             drop(files);
             verify_listed(&opened, listing, keys, window, known).await?
         }

@@ -247,7 +247,7 @@ pub async fn ingest(opts: &Options, progress: &dyn Progress) -> Result<Report, I
     let mut report = Report::default();
     // What the check after the run lists (local sources: the walk just made, digests included).
     if opts.hash_files && remote.is_empty() {
-        report.listed = Some(discovered.files.clone());
+        report.listed = Some(crate::report::Listed::new(&discovered.files));
     }
     let pending = ledger.pending.take();
     let pending_paths: HashSet<PathBuf> = pending
@@ -503,7 +503,12 @@ impl BatchContext<'_> {
                     broken,
                     sha256,
                 } => {
-                    if let Some(hash) = sha256 {
+                    if let Some(hash) = sha256
+                        && !r
+                            .listed
+                            .as_mut()
+                            .is_some_and(|l| l.set_hash(&file.path, hash))
+                    {
                         r.file_hashes.push((file.path.clone(), hash));
                     }
                     r.records_read += read;

@@ -1,7 +1,12 @@
 //! The reconciled account of one ingest run: every file and every record, once.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
+
+use crate::discover::SourceFile;
+use crate::verify::digest::Sha256;
 
 /// Counts of a run. Files: `files_seen = files_skipped + files_loaded + files_failed`.
 /// Records: `records_read = records_written + records_duplicate + records_quarantined`;
@@ -51,14 +56,64 @@ pub struct Report {
     /// Quarantined records by reason (reasons naming a value are grouped by their first words).
     pub quarantine_reasons: BTreeMap<String, u64>,
     pub failures: Vec<Failure>,
-    /// With [`crate::pipeline::Options::hash_files`]: each log file read and the SHA-256 of its
-    /// uncompressed bytes (what CloudTrail's digests record).
+    /// With [`crate::pipeline::Options::hash_files`]: each log file read and not in
+    /// [`Report::listed`] (from S3), and the SHA-256 of its uncompressed bytes (what CloudTrail's
+    /// digests record).
     #[serde(skip)]
-    pub file_hashes: Vec<(PathBuf, crate::verify::digest::Sha256)>,
+    pub file_hashes: Vec<(PathBuf, Sha256)>,
     /// With [`crate::pipeline::Options::hash_files`] over local sources: every file the run
-    /// found under them, digests included, so the check after it does not walk them again.
+    /// found under them, digests included, so the check after it does not walk them again, with
+    /// the hashes of those it read.
     #[serde(skip)]
-    pub listed: Option<Vec<crate::discover::SourceFile>>,
+    pub listed: Option<Listed>,
+}
+
+/// A listed file's path and size (what the check after a run reads of it).
+pub type PathAndSize = (Box<Path>, u64);
+
+/// The files a run found, in path order, each with the SHA-256 of its uncompressed bytes once
+/// read. The hashes sit beside the listing rather than with a copy of each path: a 20M-event
+/// trail has 400,000 log files.
+#[derive(Debug, Default, Clone)]
+pub struct Listed {
+    files: Vec<PathAndSize>,
+    hashes: Vec<Option<Sha256>>,
+}
+
+impl Listed {
+    pub fn new(files: &[SourceFile]) -> Self {
+        let mut files: Vec<PathAndSize> = files
+            .iter()
+            .map(|f| (f.path.as_path().into(), f.size))
+            .collect();
+        files.par_sort_unstable_by(|a, b| path_bytes(&a.0).cmp(path_bytes(&b.0)));
+        files.dedup_by(|a, b| a.0 == b.0);
+        let hashes = vec![None; files.len()];
+        Self { files, hashes }
+    }
+
+    /// Keeps `hash` as the hash of `path`; false when `path` was not listed.
+    pub fn set_hash(&mut self, path: &Path, hash: Sha256) -> bool {
+        let found = self
+            .files
+            .binary_search_by(|f| path_bytes(&f.0).cmp(path_bytes(path)));
+        match found.ok().and_then(|i| self.hashes.get_mut(i)) {
+            Some(slot) => {
+                *slot = Some(hash);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The files (path and size), and each one's hash when it was read.
+    pub fn into_parts(self) -> (Vec<PathAndSize>, Vec<Option<Sha256>>) {
+        (self.files, self.hashes)
+    }
+}
+
+fn path_bytes(path: &Path) -> &[u8] {
+    path.as_os_str().as_encoded_bytes()
 }
 
 /// Wall time per pipeline stage, summed over batches.
@@ -120,5 +175,58 @@ impl Report {
         } else {
             0.0
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(path: &str) -> SourceFile {
+        SourceFile {
+            path: PathBuf::from(path),
+            size: 1,
+            mtime_ns: 0,
+            etag: None,
+        }
+    }
+
+    #[test]
+    fn a_hash_is_kept_beside_its_listed_file_and_only_there() {
+        // Listed in reading order (days first), with a repeat: kept in path order, once.
+        let mut listed = Listed::new(&[
+            file("/t/AWSLogs/1/CloudTrail/us-east-1/2026/08/02/b.json.gz"),
+            file("/t/AWSLogs/1/CloudTrail/eu-west-1/2026/08/01/a.json.gz"),
+            file("/t/AWSLogs/1/CloudTrail-Digest/eu-west-1/2026/08/01/d.json.gz"),
+            file("/t/AWSLogs/1/CloudTrail/us-east-1/2026/08/02/b.json.gz"),
+        ]);
+        assert!(listed.set_hash(
+            Path::new("/t/AWSLogs/1/CloudTrail/us-east-1/2026/08/02/b.json.gz"),
+            [7; 32]
+        ));
+        assert!(!listed.set_hash(Path::new("/t/elsewhere.json.gz"), [9; 32]));
+        let (files, hashes) = listed.into_parts();
+        let kept: Vec<(&str, Option<Sha256>)> = files
+            .iter()
+            .map(|(path, _)| path.to_str().unwrap_or_default())
+            .zip(hashes)
+            .collect();
+        assert_eq!(
+            kept,
+            [
+                (
+                    "/t/AWSLogs/1/CloudTrail-Digest/eu-west-1/2026/08/01/d.json.gz",
+                    None
+                ),
+                (
+                    "/t/AWSLogs/1/CloudTrail/eu-west-1/2026/08/01/a.json.gz",
+                    None
+                ),
+                (
+                    "/t/AWSLogs/1/CloudTrail/us-east-1/2026/08/02/b.json.gz",
+                    Some([7; 32])
+                ),
+            ]
+        );
     }
 }

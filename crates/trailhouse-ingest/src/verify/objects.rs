@@ -149,20 +149,28 @@ impl Sources {
     /// The digests, sidecars and log files among `files` (a walk of local sources already
     /// made, as ingest's).
     pub fn listing_of(files: &[crate::discover::SourceFile]) -> Listing {
+        Self::objects_of(files.par_iter().map(|f| (f.path.as_path(), f.size)))
+    }
+
+    /// [`Sources::listing_of`] local files given by path and size.
+    pub fn listing_of_paths(files: &[crate::report::PathAndSize]) -> Listing {
+        Self::objects_of(files.par_iter().map(|(path, size)| (&**path, *size)))
+    }
+
+    fn objects_of<'a>(files: impl ParallelIterator<Item = (&'a std::path::Path, u64)>) -> Listing {
         // Names read on every core: a 20M-event trail lists half a million objects.
         let mut objects: Vec<Object> = files
-            .par_iter()
-            .filter_map(|file| {
-                let (name, path) = match file.path.to_str() {
+            .filter_map(|(path, size)| {
+                let (name, path) = match path.to_str() {
                     Some(name) => (name.to_string(), None),
-                    None => (file.path.display().to_string(), Some(file.path.clone())),
+                    None => (path.display().to_string(), Some(path.to_path_buf())),
                 };
                 let kind = classify(&name)?;
                 Some(Object {
                     key_at: name.len() - layout_key(&name).len(),
                     name,
                     kind,
-                    size: file.size,
+                    size,
                     location: Location::Local(path),
                 })
             })

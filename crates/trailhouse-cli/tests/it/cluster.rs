@@ -534,7 +534,13 @@ fn an_executor_killed_mid_query_gives_the_answer_or_a_clear_error() {
     // left, which shares two cores with the rest of the suite (150 s was once not enough).
     let out = rx
         .recv_timeout(Duration::from_secs(420))
-        .expect("the statement neither ended nor failed")
+        .unwrap_or_else(|_| {
+            panic!(
+                "the statement neither ended nor failed in 420 s\n{}\n{}",
+                std::fs::read_to_string(&stderr).unwrap_or_default(),
+                cluster.logs()
+            )
+        })
         .expect("output");
     let text = std::fs::read_to_string(&stderr).unwrap_or_default();
     let stdout = String::from_utf8_lossy(&out.stdout);

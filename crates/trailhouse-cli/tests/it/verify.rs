@@ -71,6 +71,11 @@ fn verify(s: &Signed, extra: &[&str]) -> (Run, Value) {
     (run, json)
 }
 
+/// One of [`problems`]: what (digest or log), its verdict, its file name.
+fn problem(kind: &str, verdict: &str, name: String) -> (String, String, String) {
+    (kind.to_string(), verdict.to_string(), name)
+}
+
 /// The verdicts that are not `valid`, as (kind, verdict, file name).
 fn problems(r: &Value) -> Vec<(String, String, String)> {
     let mut out = Vec::new();
@@ -355,7 +360,7 @@ fn a_digest_deleted_edited_or_resigned_breaks_the_chain_where_it_was() {
         ("digest", "chain-broken", &after),
     ] {
         assert!(
-            found.contains(&(expected.0.into(), expected.1.into(), expected.2.clone())),
+            found.contains(&problem(expected.0, expected.1, expected.2.clone())),
             "{found:?}"
         );
     }
@@ -432,17 +437,17 @@ fn older_digests_are_vouched_for_by_the_chain_and_checked_by_their_own_signature
     assert_eq!(run.code, Some(1));
     let found = problems(&r);
     assert!(
-        found.contains(&(
-            "digest".into(),
-            "unknown-key".into(),
+        found.contains(&problem(
+            "digest",
+            "unknown-key",
             file_name(&s.digests[i].path)
         )),
         "{found:?}"
     );
     assert!(
-        found.contains(&(
-            "digest".into(),
-            "chain-broken".into(),
+        found.contains(&problem(
+            "digest",
+            "chain-broken",
             file_name(&s.digests[i + 1].path)
         )),
         "{found:?}"
@@ -837,11 +842,7 @@ fn garbage_and_oversized_digests_are_refused_and_a_wrong_previous_signature_is_f
     // That digest, and the one after it, which recorded its hash as it was.
     let found = problems(&r);
     assert!(
-        found.contains(&(
-            "digest".into(),
-            "chain-broken".into(),
-            file_name(&next_path)
-        )),
+        found.contains(&problem("digest", "chain-broken", file_name(&next_path))),
         "{found:?}"
     );
     assert_eq!(found.len(), 2, "{found:?}");

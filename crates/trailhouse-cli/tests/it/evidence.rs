@@ -52,6 +52,21 @@ fn who_deleted_bundle(lake: &Path, out: &Path) -> Run {
     )
 }
 
+/// `evidence` of a saved query whose rows are not events (refused).
+fn summary_bundle(lake: &Path, out: &Path) -> Run {
+    trailhouse(
+        lake,
+        &[
+            "evidence",
+            "principal-summary",
+            "-p",
+            "principal=bob",
+            "-o",
+            &out.to_string_lossy(),
+        ],
+    )
+}
+
 fn fingerprint(run: &Run) -> String {
     run.stdout
         .lines()
@@ -262,17 +277,7 @@ fn a_statement_can_be_bundled_and_an_aggregate_cannot() {
     );
 
     // A query whose rows are not events is refused, saying why.
-    let run = trailhouse(
-        &lake,
-        &[
-            "evidence",
-            "principal-summary",
-            "-p",
-            "principal=bob",
-            "-o",
-            &dir.join("summary").to_string_lossy(),
-        ],
-    );
+    let run = summary_bundle(&lake, &dir.join("summary"));
     assert_eq!(run.code, Some(2));
     assert!(run.stderr.contains("no `eventid` column"), "{}", run.stderr);
     assert!(
@@ -408,17 +413,7 @@ fn a_bundle_can_be_one_zip_archive_with_the_folders_files_and_its_changes_are_fo
 
     // A query refused after the archive was started: nothing is left, not even the partial file.
     let refused = dir.join("summary.zip");
-    let run = trailhouse(
-        &lake,
-        &[
-            "evidence",
-            "principal-summary",
-            "-p",
-            "principal=bob",
-            "-o",
-            &refused.to_string_lossy(),
-        ],
-    );
+    let run = summary_bundle(&lake, &refused);
     assert_eq!(run.code, Some(2), "{}", run.stderr);
     assert!(!refused.exists() && !dir.join("summary.zip.partial").exists());
 }

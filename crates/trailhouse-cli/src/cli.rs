@@ -46,6 +46,10 @@ pub enum Command {
     /// Run report packs (CIS controls, security topics) over a window and write an HTML,
     /// Markdown or JSON report; for cron: exit 1 with --fail-on-findings when a control matched.
     Report(ReportArgs),
+    /// Run Sigma detection rules over a window (SigmaHQ's CloudTrail rules are built in; add
+    /// your own with --rules) and write the same report as `report`, each finding with its
+    /// rule's level and ATT&CK tags; exit 1 with --fail-on-findings when a rule matched.
+    Detect(DetectArgs),
     /// Rewrite each partition's small files into a few large ones (one atomic commit).
     Compact(CompactArgs),
     /// Delete data files the tables no longer reference (compacted away, or left by a crash).
@@ -206,10 +210,52 @@ pub enum ReportFormat {
 #[derive(Debug, Args)]
 pub struct ReportArgs {
     /// A pack to run (repeat for several): cis-v1.2, cis-v1.4, cis-v1.5, cis-v2.0 … cis-v6.0
-    /// (`cis-v5` = `cis-v5.0`), security. Default: cis-v6.0 and security.
+    /// (`cis-v5` = `cis-v5.0`), security, sigma. Default: cis-v6.0 and security.
     #[arg(long = "pack", value_name = "PACK")]
     pub packs: Vec<String>,
 
+    /// Also load the saved queries under this directory (`<pack>/<name>.sql`) and the Sigma
+    /// rules there (`.yml`, pack `sigma`).
+    #[arg(long, value_name = "DIR")]
+    pub queries: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub run: ReportRunArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct DetectArgs {
+    /// Also run the Sigma rules (`.yml`, `.yaml`) under this directory (repeat for several); a
+    /// rule whose file has the name of a built-in one replaces it.
+    #[arg(long = "rules", value_name = "DIR")]
+    pub rules: Vec<PathBuf>,
+
+    /// Run only rules of this level or above: informational, low, medium, high, critical.
+    #[arg(long, value_enum, value_name = "LEVEL")]
+    pub min_level: Option<Level>,
+
+    /// List the rules (level, name, title, ATT&CK tags) and those that do not compile, with
+    /// the reason, instead of running them.
+    #[arg(long)]
+    pub list: bool,
+
+    #[command(flatten)]
+    pub run: ReportRunArgs,
+}
+
+/// A Sigma rule's level, least to most severe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, ValueEnum)]
+pub enum Level {
+    Informational,
+    Low,
+    Medium,
+    High,
+    Critical,
+}
+
+/// How a report runs and where it goes (`report` and `detect`).
+#[derive(Debug, Args)]
+pub struct ReportRunArgs {
     /// Start of the window: a date, a date-time, or a duration ago (7d, 24h).
     #[arg(long, default_value = "7d")]
     pub since: String,
@@ -218,9 +264,9 @@ pub struct ReportArgs {
     #[arg(long)]
     pub until: Option<String>,
 
-    /// Output format.
-    #[arg(long, value_enum, default_value_t = ReportFormat::Html)]
-    pub format: ReportFormat,
+    /// Output format (default: html for `report`, markdown for `detect`).
+    #[arg(long, value_enum)]
+    pub format: Option<ReportFormat>,
 
     /// Write to this file instead of standard output.
     #[arg(long, short = 'o', value_name = "FILE")]
@@ -241,10 +287,6 @@ pub struct ReportArgs {
     /// report, more reading).
     #[arg(long, hide = true)]
     pub separate_scans: bool,
-
-    /// Also load the saved queries under this directory (`<pack>/<name>.sql`).
-    #[arg(long, value_name = "DIR")]
-    pub queries: Option<PathBuf>,
 }
 
 /// How the query engine may use memory.

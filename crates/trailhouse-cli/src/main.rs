@@ -12,6 +12,7 @@ mod cli;
 #[cfg(feature = "cluster")]
 mod cluster;
 mod ddl;
+mod detect;
 mod evidence;
 mod export;
 mod ingest;
@@ -173,6 +174,7 @@ async fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
         cli::Command::Queries(args) => run::list(&lake()?, args).await,
         cli::Command::Run(args) => run::run(&lake()?, args).await,
         cli::Command::Report(args) => report::run(&lake()?, args).await,
+        cli::Command::Detect(args) => detect::run(&lake()?, args).await,
         cli::Command::Compact(args) => maintenance::compact(&lake()?, args).await,
         cli::Command::Vacuum(args) => maintenance::vacuum(&lake()?, args).await,
         cli::Command::Check(args) => maintenance::check(&lake()?, args).await,

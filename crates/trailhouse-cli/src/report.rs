@@ -1,4 +1,5 @@
-//! `trailhouse report`: the packs' controls over a window, as HTML, Markdown or JSON.
+//! `trailhouse report`: the packs' controls over a window, as HTML, Markdown or JSON; `detect`
+//! runs the same report with pack `sigma`.
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -6,9 +7,9 @@ use std::process::ExitCode;
 use anyhow::Context;
 use trailhouse_lake::Lake;
 use trailhouse_query::report::{self, ReportOptions};
-use trailhouse_query::saved::parse_time;
+use trailhouse_query::saved::{Catalog, parse_time};
 
-use crate::cli::{ReportArgs, ReportFormat};
+use crate::cli::{ReportArgs, ReportFormat, ReportRunArgs};
 use crate::watch::watched;
 
 /// The packs a report runs when none is named.
@@ -16,6 +17,23 @@ const DEFAULT_PACKS: [&str; 2] = ["cis-v6.0", "security"];
 
 pub async fn run(lake: &Lake, args: ReportArgs) -> anyhow::Result<ExitCode> {
     let catalog = crate::run::catalog(args.queries.as_deref())?;
+    let packs: Vec<String> = if args.packs.is_empty() {
+        DEFAULT_PACKS.iter().map(|p| p.to_string()).collect()
+    } else {
+        args.packs.clone()
+    };
+    write(lake, &catalog, packs, args.run, ReportFormat::Html).await
+}
+
+/// Runs `packs` of `catalog` over the window of `args` and writes the report in its format
+/// (`default` when it names none); the exit status follows `--fail-on-findings`.
+pub async fn write(
+    lake: &Lake,
+    catalog: &Catalog,
+    packs: Vec<String>,
+    args: ReportRunArgs,
+    default: ReportFormat,
+) -> anyhow::Result<ExitCode> {
     let now = chrono::Utc::now();
     let time = |flag: &str, t: &str| -> anyhow::Result<i64> {
         parse_time(t, now).with_context(|| {
@@ -33,11 +51,6 @@ pub async fn run(lake: &Lake, args: ReportArgs) -> anyhow::Result<ExitCode> {
         since < until,
         "the window is empty: --since is not before --until"
     );
-    let packs: Vec<String> = if args.packs.is_empty() {
-        DEFAULT_PACKS.iter().map(|p| p.to_string()).collect()
-    } else {
-        args.packs.clone()
-    };
     let opts = ReportOptions {
         packs,
         since,
@@ -49,10 +62,10 @@ pub async fn run(lake: &Lake, args: ReportArgs) -> anyhow::Result<ExitCode> {
     let session = args.engine.session(lake).await?;
     let started = std::time::Instant::now();
     let r = watched(&session, args.engine.progress(), |_| async {
-        Ok(report::build(&session, &catalog, &opts).await?)
+        Ok(report::build(&session, catalog, &opts).await?)
     })
     .await?;
-    let text = match args.format {
+    let text = match args.format.unwrap_or(default) {
         ReportFormat::Html => report::html::render(&r),
         ReportFormat::Markdown => report::markdown::render(&r),
         ReportFormat::Json => serde_json::to_string_pretty(&r)? + "\n",

@@ -18,9 +18,12 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
+use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use datafusion::common::ScalarValue;
+
+use crate::sigma;
 
 /// Parameters every saved query takes and must use, bound from `--since` and `--until`
 /// (unbounded when not given): `eventtime >= $since AND eventtime < $until`.
@@ -158,6 +161,10 @@ pub struct SavedQuery {
     /// and run, and for no other query.
     pub settings: Vec<(String, String)>,
     pub sql: String,
+    /// The Sigma rule the query was compiled from (pack `sigma`).
+    pub rule: Option<Arc<trailhouse_sigma::RuleInfo>>,
+    /// The directory a user's query was loaded from (`--queries`, `--rules`); `None` when built in.
+    pub dir: Option<std::path::PathBuf>,
 }
 
 impl SavedQuery {
@@ -249,6 +256,8 @@ impl SavedQuery {
             security_hub,
             settings,
             sql: text.to_string(),
+            rule: None,
+            dir: None,
         })
     }
 
@@ -419,6 +428,10 @@ pub fn parse_time(text: &str, now: DateTime<Utc>) -> Option<i64> {
 #[derive(Debug, Default, Clone)]
 pub struct Catalog {
     queries: BTreeMap<String, SavedQuery>,
+    /// Sigma rules that did not compile, by query name.
+    refused: BTreeMap<String, sigma::Refused>,
+    /// What compiled rules warn of: (query, warning).
+    warnings: Vec<(String, String)>,
 }
 
 impl Catalog {
@@ -428,12 +441,46 @@ impl Catalog {
         for (name, text) in builtin::BUILTIN {
             c.insert(SavedQuery::parse(name, text)?);
         }
+        for (path, text) in builtin::BUILTIN_RULES {
+            let name = sigma::query_name(Path::new(path));
+            c.add_rule(&name, "bundled", text, Some(sigma::BUNDLED_LICENSE));
+        }
         Ok(c)
     }
 
-    /// Adds every `.sql` file under `dir` (`dir/<pack>/<name>.sql`); a user's query of the same
-    /// name replaces the built-in one.
+    /// Compiles a Sigma rule into query `name`, replacing one of that name; a rule that does not
+    /// compile is listed in [`Catalog::refused`] instead.
+    fn add_rule(&mut self, name: &str, file: &str, text: &str, license: Option<&str>) {
+        self.warnings.retain(|(q, _)| q != name);
+        match sigma::compile(name, file, text, license) {
+            sigma::Outcome::Compiled { query, warnings } => {
+                self.refused.remove(name);
+                self.warnings
+                    .extend(warnings.into_iter().map(|w| (name.to_string(), w)));
+                self.insert(query);
+            }
+            sigma::Outcome::Refused(r) => {
+                self.queries.remove(name);
+                self.refused.insert(name.to_string(), r);
+            }
+        }
+    }
+
+    /// The Sigma rules that did not compile, with the reason.
+    pub fn refused(&self) -> impl Iterator<Item = &sigma::Refused> {
+        self.refused.values()
+    }
+
+    /// What the compiled rules warn of, as (query, warning).
+    pub fn warnings(&self) -> &[(String, String)] {
+        &self.warnings
+    }
+
+    /// Adds every `.sql` file under `dir` (`dir/<pack>/<name>.sql`) and every Sigma rule
+    /// (`.yml`, `.yaml`: query `sigma/<file stem>`); a user's query of the same name replaces
+    /// the built-in one. Two rule files of the same stem are refused: one would hide the other.
     pub fn add_dir(&mut self, dir: &Path) -> Result<(), SavedQueryError> {
+        let mut rules: BTreeMap<String, std::path::PathBuf> = BTreeMap::new();
         let mut stack = vec![dir.to_path_buf()];
         while let Some(d) = stack.pop() {
             let io = |source| SavedQueryError::Io {
@@ -452,7 +499,30 @@ impl Catalog {
                         })?;
                     let rel = path.strip_prefix(dir).unwrap_or(&path).with_extension("");
                     let name = rel.to_string_lossy().replace('\\', "/");
-                    self.insert(SavedQuery::parse(&name, &text)?);
+                    let mut q = SavedQuery::parse(&name, &text)?;
+                    q.dir = Some(dir.to_path_buf());
+                    self.insert(q);
+                } else if sigma::is_rule_file(&path) {
+                    let name = sigma::query_name(&path);
+                    if let Some(other) = rules.insert(name.clone(), path.clone()) {
+                        return Err(SavedQueryError::Definition {
+                            name,
+                            message: format!(
+                                "two rule files have that name: {} and {}",
+                                other.display(),
+                                path.display()
+                            ),
+                        });
+                    }
+                    let text =
+                        std::fs::read_to_string(&path).map_err(|source| SavedQueryError::Io {
+                            path: path.display().to_string(),
+                            source,
+                        })?;
+                    self.add_rule(&name, &path.display().to_string(), &text, None);
+                    if let Some(q) = self.queries.get_mut(&name) {
+                        q.dir = Some(dir.to_path_buf());
+                    }
                 }
             }
         }
@@ -461,6 +531,11 @@ impl Catalog {
 
     fn insert(&mut self, q: SavedQuery) {
         self.queries.insert(q.name.clone(), q);
+    }
+
+    /// Keeps the queries `keep` accepts.
+    pub fn retain(&mut self, mut keep: impl FnMut(&SavedQuery) -> bool) {
+        self.queries.retain(|_, q| keep(q));
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &SavedQuery> {

@@ -8,7 +8,8 @@
 //! stays integer, and the parameters stay named (`$since`, bound as DuckDB binds a prepared
 //! statement's). What DuckDB cannot run as it is does not translate, with the reason: the
 //! `credentials` table (trailhouse derives it from the lake's STS calls), `cidr_match` (IP
-//! blocks: DuckDB's `inet` extension) and recursive queries.
+//! blocks: DuckDB's `inet` extension), Sigma's paths into JSON (`json_path_match`) and
+//! recursive queries.
 
 use std::sync::Arc;
 
@@ -121,6 +122,15 @@ fn untranslatable(plan: &LogicalPlan) -> Option<String> {
                                 "it uses `cidr_match` (IP blocks), which DuckDB has only in \
                                  its `inet` extension",
                             ),
+                            Expr::ScalarFunction(f)
+                                if matches!(f.name(), "json_path_match" | "json_path_text") =>
+                            {
+                                Some(
+                                    "it reads into JSON as Sigma does (keys in any case, arrays \
+                                     searched element by element), which DuckDB's JSON paths do \
+                                     not",
+                                )
+                            }
                             Expr::AggregateFunction(f) if !f.params.order_by.is_empty() => Some(
                                 "an aggregate in it orders its input (`first_value(… ORDER BY \
                                  …)`), which DataFusion's SQL writer leaves out",
@@ -290,6 +300,14 @@ mod tests {
         );
         assert!(sql.contains("list_transform("), "{sql}");
         assert!(sql.contains("$resource") && sql.contains("$since"), "{sql}");
+        // A Sigma rule's case-insensitive values keep their escape character.
+        let bucket = catalog
+            .get("sigma/aws_cloudtrail_bucket_deleted")
+            .expect("rule");
+        let sql = duckdb(&ctx, bucket, "cloudtrail")
+            .await
+            .expect("translated");
+        assert!(sql.contains("ILIKE 'DeleteBucket' ESCAPE '\\'"), "{sql}");
         let renamed = duckdb(&ctx, history, "trail.events")
             .await
             .expect("translated");
@@ -303,6 +321,10 @@ mod tests {
             ("session-origin", "recursive"),
             ("ip-activity", "cidr_match"),
             ("new-behaviour", "ORDER BY"),
+            (
+                "aws_cloudtrail_console_login_success_without_mfa",
+                "reads into JSON as Sigma does",
+            ),
         ] {
             let query = catalog.get(name).expect("query");
             match duckdb(&ctx, query, "cloudtrail").await {

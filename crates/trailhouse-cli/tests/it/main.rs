@@ -3,6 +3,7 @@
 #[cfg(feature = "cluster")]
 mod cluster;
 mod corpus;
+mod detect;
 mod evidence;
 mod hostile;
 mod ingest;

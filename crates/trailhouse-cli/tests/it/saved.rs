@@ -33,8 +33,15 @@ fn fixtures() -> Vec<(String, PathBuf)> {
     query_files(".test.json")
 }
 
+/// The saved queries: `.sql` files, and the Sigma rules (`.yml`, query `sigma/<stem>`).
 fn sql_files() -> Vec<String> {
-    query_files(".sql").into_iter().map(|(n, _)| n).collect()
+    let mut names: Vec<String> = query_files(".sql")
+        .into_iter()
+        .chain(query_files(".yml"))
+        .map(|(n, _)| n)
+        .collect();
+    names.sort();
+    names
 }
 
 #[test]

@@ -177,7 +177,7 @@ pub fn render(r: &Report) -> String {
             esc(&c.status),
             esc(&c.pack),
             anchor(c),
-            esc(&c.id),
+            esc(&c.label()),
             esc(&c.title),
             esc(&c.query),
             esc(c.security_hub.as_deref().unwrap_or("")),
@@ -187,6 +187,19 @@ pub fn render(r: &Report) -> String {
         );
     }
     h.push_str("</tbody></table></div>");
+    if !r.refused_rules.is_empty() {
+        h.push_str("<h2>Rules not run</h2><p>These Sigma rules do not compile (they would not run as written):</p><ul>");
+        for f in &r.refused_rules {
+            let _ = write!(
+                h,
+                "<li><code>{}</code> ({}): {}</li>",
+                esc(&f.query),
+                esc(f.title.as_deref().unwrap_or(&f.file)),
+                esc(&f.reason)
+            );
+        }
+        h.push_str("</ul>");
+    }
 
     h.push_str("<h2>Findings</h2>");
     let mut any = false;
@@ -245,6 +258,9 @@ fn control(h: &mut String, c: &ControlResult) {
             .map(|s| format!(" · Security Hub {}", esc(s)))
             .unwrap_or_default()
     );
+    if let Some(rule) = c.rule_line() {
+        let _ = write!(h, "<p class=\"muted\">{}</p>", esc(&rule));
+    }
     if !c.principals.is_empty() {
         h.push_str("<table><thead><tr><th>Principal</th><th>Origin of its temporary credentials</th><th class=\"num\">Events</th></tr></thead><tbody>");
         for p in &c.principals {

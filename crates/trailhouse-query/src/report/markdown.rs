@@ -11,6 +11,17 @@ const ROWS: usize = 10;
 /// Attacker text (any value from the trail) for a table cell or a line of prose.
 use crate::escape::markdown as cell;
 
+/// A name as inline code: backslash escapes are not read inside a code span, so a name is
+/// written as it is, unless a backtick or a pipe (which would end the span or the cell) asks
+/// for escaped text instead.
+fn code(name: &str) -> String {
+    if name.contains(['`', '|']) || name.chars().any(char::is_control) {
+        cell(name)
+    } else {
+        format!("`{name}`")
+    }
+}
+
 pub fn render(r: &Report) -> String {
     let mut m = String::new();
     let t = &r.table;
@@ -62,15 +73,27 @@ pub fn render(r: &Report) -> String {
         let status = if c.count > 0 { "**FINDINGS**" } else { "clean" };
         let _ = writeln!(
             m,
-            "| {status} | {} | {} | `{}` | {} | {} | {} | {} |",
+            "| {status} | {} | {} | {} | {} | {} | {} | {} |",
             cell(&c.pack),
-            cell(&c.id),
-            cell(&c.query),
+            cell(&c.label()),
+            code(&c.query),
             cell(c.security_hub.as_deref().unwrap_or("")),
             c.count,
             cell(c.first_seen.as_deref().unwrap_or("")),
             cell(c.last_seen.as_deref().unwrap_or(""))
         );
+    }
+    if !r.refused_rules.is_empty() {
+        m.push_str("\nSigma rules not run (they do not compile):\n\n");
+        for f in &r.refused_rules {
+            let _ = writeln!(
+                m,
+                "- {} ({}): {}",
+                code(&f.query),
+                cell(f.title.as_deref().unwrap_or(&f.file)),
+                cell(&f.reason)
+            );
+        }
     }
     for c in r.controls.iter().filter(|c| c.count > 0) {
         let _ = writeln!(
@@ -78,6 +101,9 @@ pub fn render(r: &Report) -> String {
             "\n## {} {} (`{}`): {} matching\n\n{}\n",
             c.pack, c.id, c.query, c.count, c.title
         );
+        if let Some(rule) = c.rule_line() {
+            let _ = writeln!(m, "{}\n", cell(&rule));
+        }
         if !c.principals.is_empty() {
             m.push_str(
                 "| Principal | Origin of its temporary credentials | Events |\n|---|---|---:|\n",

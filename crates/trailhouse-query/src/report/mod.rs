@@ -10,6 +10,7 @@
 mod activity;
 mod channel;
 mod control;
+mod document;
 pub mod html;
 pub mod integrity;
 mod keys;
@@ -19,16 +20,16 @@ pub mod shared_scan;
 
 use std::collections::{BTreeSet, HashMap};
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{SecondsFormat, Utc};
 use datafusion::common::DataFusionError;
 use datafusion::common::runtime::SpawnedTask;
 use futures::StreamExt;
-use serde::Serialize;
 
 use crate::credentials::Want;
 use crate::error::QueryError;
 use crate::saved::{Catalog, SavedQuery, Window};
 use crate::session::Session;
+pub use document::*;
 use shared_scan::SharedScan;
 
 /// The version of the JSON shape; bumped when a field changes meaning or disappears (new
@@ -53,150 +54,6 @@ pub struct ReportOptions {
     /// Whether the controls share one scan of the lake ([`shared_scan`]); otherwise each reads
     /// the lake itself (the same report, more reading).
     pub share_scan: bool,
-}
-
-/// The report document.
-#[derive(Debug, Clone, Serialize)]
-pub struct Report {
-    pub report_version: u32,
-    pub generated_at: String,
-    pub trailhouse_version: String,
-    pub window: WindowInfo,
-    pub table: TableInfo,
-    pub packs: Vec<String>,
-    pub summary: Summary,
-    pub controls: Vec<ControlResult>,
-    pub activity: Activity,
-    /// How the controls read the lake (not part of the document).
-    #[serde(skip)]
-    pub shared_scan: Option<SharedScanInfo>,
-}
-
-/// The controls' shared scan: how many queries read it, out of how many, and how many rows
-/// it handed them.
-#[derive(Debug, Clone)]
-pub struct SharedScanInfo {
-    pub queries: usize,
-    pub of: usize,
-    pub rows: usize,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct WindowInfo {
-    pub since: String,
-    pub until: String,
-}
-
-/// The state of the lake the report read: how complete its input is.
-#[derive(Debug, Clone, Serialize)]
-pub struct TableInfo {
-    pub lake: String,
-    pub version: Option<u64>,
-    /// Time of the last commit (the last ingest, compaction or vacuum).
-    pub last_commit: Option<String>,
-    /// Source files with at least one stored record.
-    pub files: u64,
-    pub records: u64,
-    pub records_in_window: u64,
-    /// Records kept aside by ingest (no usable eventTime, not an object); see `quarantine`.
-    pub quarantined: u64,
-    /// The window's events by the integrity verdict of the log file each came from, when
-    /// `trailhouse verify --record` has run on the lake (absent otherwise).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub integrity: Option<integrity::IntegrityShare>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct Summary {
-    pub controls: usize,
-    pub controls_with_findings: usize,
-    /// The controls' counts added up: an event matching two controls (or one query serving a
-    /// control in two packs) counts twice.
-    pub findings: u64,
-}
-
-/// One control's result.
-#[derive(Debug, Clone, Serialize)]
-pub struct ControlResult {
-    pub pack: String,
-    pub id: String,
-    pub query: String,
-    pub title: String,
-    pub security_hub: Option<String>,
-    /// `findings` or `clean`.
-    pub status: String,
-    pub count: u64,
-    pub first_seen: Option<String>,
-    pub last_seen: Option<String>,
-    pub principals: Vec<PrincipalCount>,
-    pub source_ips: Vec<Count>,
-    /// The columns of `events`, in the query's order.
-    pub columns: Vec<String>,
-    /// The first `max_events` matching rows, in the query's order (newest first).
-    pub events: Vec<serde_json::Map<String, serde_json::Value>>,
-    /// The command that lists every matching row.
-    pub command: String,
-    /// How long its query took.
-    pub seconds: f64,
-    /// Set when the memory pool could not hold [`keys::KEYS_PER_PRINCIPAL`] temporary keys for
-    /// each principal: the origins were looked up for this many most recently used keys of each.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub keys_per_principal: Option<usize>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct PrincipalCount {
-    pub principal: String,
-    /// For principals acting with temporary keys: the first caller of each key's STS chain.
-    pub origins: Vec<String>,
-    pub count: u64,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct Count {
-    pub value: String,
-    pub count: u64,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct DayCount {
-    pub day: String,
-    pub events: u64,
-    pub errors: u64,
-}
-
-/// The window's activity, for the charts.
-#[derive(Debug, Clone, Serialize)]
-pub struct Activity {
-    pub days: Vec<DayCount>,
-    pub top_principals: Vec<Count>,
-    pub top_source_ips: Vec<Count>,
-    /// Principals and source IPs across every control's findings.
-    pub finding_principals: Vec<Count>,
-    pub finding_source_ips: Vec<Count>,
-}
-
-impl Report {
-    /// Whether any control matched.
-    pub fn has_findings(&self) -> bool {
-        self.summary.controls_with_findings > 0
-    }
-}
-
-/// A sampled row's value as text for a table cell: strings as they are, NULL as nothing,
-/// other JSON (numbers, booleans, nested values) as JSON.
-fn value_text(v: Option<&serde_json::Value>) -> String {
-    match v {
-        None | Some(serde_json::Value::Null) => String::new(),
-        Some(serde_json::Value::String(s)) => s.clone(),
-        Some(v) => v.to_string(),
-    }
-}
-
-fn time_text(micros: i64) -> String {
-    DateTime::<Utc>::from_timestamp_micros(micros)
-        .map(|t| t.to_rfc3339_opts(SecondsFormat::AutoSi, true))
-        .unwrap_or_else(|| micros.to_string())
 }
 
 /// Runs the packs' controls and gathers the report.
@@ -350,6 +207,11 @@ pub async fn build(
         controls_with_findings: controls.iter().filter(|c| c.count > 0).count(),
         findings: controls.iter().map(|c| c.count).sum(),
     };
+    let refused_rules = if packs.iter().any(|p| p == crate::sigma::PACK) {
+        catalog.refused().cloned().collect()
+    } else {
+        Vec::new()
+    };
     Ok(Report {
         report_version: REPORT_VERSION,
         generated_at: now.to_rfc3339_opts(SecondsFormat::Secs, true),
@@ -362,6 +224,7 @@ pub async fn build(
         packs,
         summary,
         controls,
+        refused_rules,
         activity,
         shared_scan,
     })
@@ -435,15 +298,20 @@ fn control_result(
         columns: sampled.columns.clone(),
         events: sampled.events.clone(),
         command: format!(
-            "trailhouse --lake {} run {} --since {} --until {}",
+            "trailhouse --lake {} run {}{} --since {} --until {}",
             shell_word(&opts.lake),
             q.name,
+            q.dir
+                .as_ref()
+                .map(|d| format!(" --queries {}", shell_word(&d.display().to_string())))
+                .unwrap_or_default(),
             window.since,
             window.until
         ),
         seconds: sampled.seconds,
         keys_per_principal: (sampled.keys_per_principal < keys::KEYS_PER_PRINCIPAL)
             .then_some(sampled.keys_per_principal),
+        rule: q.rule.clone(),
     }
 }
 

@@ -335,6 +335,8 @@ def main():
         print("whole-table commands:", flush=True)
         b.time_th("report (cis-v6.0 + security, whole window)",
                   ["report", *window, "--format", "json", "-o", "/dev/null"], runs=1)
+        b.time_th("detect (57 Sigma rules, whole window)",
+                  ["detect", *window, "--format", "json", "-o", "/dev/null"], runs=1)
         if b.cluster:
             print(f"  cluster nodes' peak RSS (scheduler, executors): "
                   f"{', '.join(f'{p:.0f} MiB' for p in b.cluster.peaks_mib() if p)}", flush=True)

@@ -16,11 +16,13 @@ use std::sync::Arc;
 use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, StringArray};
 use arrow::compute::cast;
 use arrow::datatypes::DataType;
-use datafusion::common::{Result, ScalarValue, exec_err};
+use datafusion::common::{Result, exec_err};
 use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
 };
 use serde_json::Value;
+
+use crate::udf::scalar_if_all_scalar;
 
 /// Calls `each` with the text of every value at `path` in `v` until it returns true; whether one
 /// did.
@@ -41,7 +43,8 @@ fn strings(arg: &ColumnarValue, rows: usize) -> Result<ArrayRef> {
     Ok(cast(&arg.to_array(rows)?, &DataType::Utf8)?)
 }
 
-/// Runs `per_row` over the rows whose three arguments are all present.
+/// Each row's JSON, parsed, and its path split into keys; `None` where either is NULL or the
+/// text is not JSON.
 fn rows_of<'a>(
     json: &'a StringArray,
     path: &'a StringArray,
@@ -53,13 +56,6 @@ fn rows_of<'a>(
         let v: Value = serde_json::from_str(json.value(i)).ok()?;
         Some((v, path.value(i).split('.').collect()))
     })
-}
-
-fn scalar_if_all_scalar(args: &[ColumnarValue], out: ArrayRef) -> Result<ColumnarValue> {
-    if out.len() == 1 && args.iter().all(|a| matches!(a, ColumnarValue::Scalar(_))) {
-        return Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(&out, 0)?));
-    }
-    Ok(ColumnarValue::Array(out))
 }
 
 #[derive(Debug, PartialEq, Eq, Hash)]

@@ -108,17 +108,17 @@ impl ScalarUDFImpl for CidrMatch {
                 Some(parsed.is_some_and(|p| contains(p, ip.value(i))))
             })
             .collect();
-        let out: ArrayRef = Arc::new(out);
-        if rows == 1
-            && args
-                .args
-                .iter()
-                .all(|a| matches!(a, ColumnarValue::Scalar(_)))
-        {
-            return Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(&out, 0)?));
-        }
-        Ok(ColumnarValue::Array(out))
+        scalar_if_all_scalar(&args.args, Arc::new(out))
     }
+}
+
+/// A function's result: one value when every argument was one (constant folding), else the
+/// array.
+pub(crate) fn scalar_if_all_scalar(args: &[ColumnarValue], out: ArrayRef) -> Result<ColumnarValue> {
+    if out.len() == 1 && args.iter().all(|a| matches!(a, ColumnarValue::Scalar(_))) {
+        return Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(&out, 0)?));
+    }
+    Ok(ColumnarValue::Array(out))
 }
 
 /// The `cidr_match` function, for registration.

@@ -73,30 +73,31 @@ impl Parser<'_> {
         SigmaError::Invalid(format!("condition `{}`: {what}", self.text))
     }
 
-    fn or(&mut self) -> Result<Condition, SigmaError> {
-        let mut terms = vec![self.and()?];
-        while is(self.peek(), "or") {
+    /// Terms of `next` joined by `keyword`: one alone, or `make` of them all.
+    fn chain(
+        &mut self,
+        keyword: &str,
+        next: fn(&mut Self) -> Result<Condition, SigmaError>,
+        make: fn(Vec<Condition>) -> Condition,
+    ) -> Result<Condition, SigmaError> {
+        let mut terms = vec![next(self)?];
+        while is(self.peek(), keyword) {
             self.at += 1;
-            terms.push(self.and()?);
+            terms.push(next(self)?);
         }
         Ok(if terms.len() == 1 {
             terms.remove(0)
         } else {
-            Condition::Or(terms)
+            make(terms)
         })
     }
 
+    fn or(&mut self) -> Result<Condition, SigmaError> {
+        self.chain("or", Self::and, Condition::Or)
+    }
+
     fn and(&mut self) -> Result<Condition, SigmaError> {
-        let mut terms = vec![self.not()?];
-        while is(self.peek(), "and") {
-            self.at += 1;
-            terms.push(self.not()?);
-        }
-        Ok(if terms.len() == 1 {
-            terms.remove(0)
-        } else {
-            Condition::And(terms)
-        })
+        self.chain("and", Self::not, Condition::And)
     }
 
     fn not(&mut self) -> Result<Condition, SigmaError> {

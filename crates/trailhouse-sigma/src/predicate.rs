@@ -61,21 +61,17 @@ fn render(c: &Condition, searches: &[(&str, String)], text: &str) -> Result<Stri
             join(chosen, if *all { "AND" } else { "OR" })
         }
         Condition::Not(inner) => format!("(NOT {})", render(inner, searches, text)?),
-        Condition::And(terms) => join(
-            terms
-                .iter()
-                .map(|t| render(t, searches, text))
-                .collect::<Result<_, _>>()?,
-            "AND",
-        ),
-        Condition::Or(terms) => join(
-            terms
-                .iter()
-                .map(|t| render(t, searches, text))
-                .collect::<Result<_, _>>()?,
-            "OR",
-        ),
+        Condition::And(terms) => join(render_all(terms, searches, text)?, "AND"),
+        Condition::Or(terms) => join(render_all(terms, searches, text)?, "OR"),
     })
+}
+
+fn render_all(
+    terms: &[Condition],
+    searches: &[(&str, String)],
+    text: &str,
+) -> Result<Vec<String>, SigmaError> {
+    terms.iter().map(|t| render(t, searches, text)).collect()
 }
 
 /// One search identifier: a map (its fields ANDed) or a list of maps (ORed).
@@ -103,6 +99,9 @@ fn search(name: &str, value: &Value, warnings: &mut Vec<String>) -> Result<Strin
             if terms.is_empty() {
                 return Err(SigmaError::Invalid(format!("`{name}` is empty")));
             }
+            // The engine evaluates the rest of an AND only for the rows the first terms let
+            // through: comparisons of columns go first, regular expressions and JSON after.
+            terms.sort_by_key(|t| cost(t));
             Ok(join(terms, "AND"))
         }
         Value::Sequence(items) if items.iter().all(|i| matches!(i, Value::Mapping(_))) => {
@@ -122,6 +121,18 @@ fn search(name: &str, value: &Value, warnings: &mut Vec<String>) -> Result<Strin
             "`{name}` mixes maps and plain values"
         ))),
         _ => Err(keywords()),
+    }
+}
+
+/// How dear a compiled test is per row: a column compared (0), a regular expression (1), a
+/// path into JSON, which parses the JSON (2).
+fn cost(sql: &str) -> u8 {
+    if sql.contains("json_path_") {
+        2
+    } else if sql.contains("regexp_like(") {
+        1
+    } else {
+        0
     }
 }
 
@@ -439,6 +450,18 @@ mod tests {
         assert_eq!(
             predicate("  sel: {userAgent|contains|cased: \"it's\"}\n  condition: sel\n"),
             "coalesce(useragent LIKE '%it''s%' ESCAPE '\\', false)"
+        );
+    }
+
+    #[test]
+    fn column_comparisons_come_before_json_paths_in_an_and() {
+        assert_eq!(
+            predicate(
+                "  s: {responseElements.x: 'y', userAgent|re: '^a', eventSource: rds.amazonaws.com}\n  condition: s\n"
+            ),
+            "(coalesce(eventsource ILIKE 'rds.amazonaws.com' ESCAPE '\\', false) AND \
+             coalesce(regexp_like(useragent, '^a'), false) AND \
+             json_path_match(responseelements, 'x', '(?is)^y$'))"
         );
     }
 

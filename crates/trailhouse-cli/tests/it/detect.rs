@@ -266,6 +266,25 @@ fn users_add_and_replace_rules_and_see_what_is_refused_and_why() {
     );
     assert!(!high.stdout.contains("aws\\_cloudtrail\\_bucket\\_deleted"));
 
+    let html = trailhouse(
+        &lake,
+        &[
+            "detect",
+            "--rules",
+            rules_arg,
+            "--since",
+            "2000-01-01",
+            "--format",
+            "html",
+        ],
+    );
+    assert_eq!(html.code, Some(0), "{}", html.stderr);
+    assert!(
+        html.stdout.contains("level high · ATT&amp;CK t1098"),
+        "{}",
+        html.stdout
+    );
+
     let bad = trailhouse(&lake, &["detect", "--rules", "/no/such/dir"]);
     assert_eq!(bad.code, Some(2), "{}", bad.stderr);
     assert!(bad.stderr.contains("/no/such/dir"), "{}", bad.stderr);

@@ -33,11 +33,8 @@ pub async fn run(lake: &Lake, args: DetectArgs) -> anyhow::Result<ExitCode> {
             .map(|l| format!(" at level {l:?} or above").to_lowercase())
             .unwrap_or_default()
     );
-    let refused = catalog.refused().count();
-    if refused > 0 {
-        eprintln!(
-            "{refused} rule(s) not run: they do not compile (see `trailhouse detect --list`)"
-        );
+    for r in catalog.refused() {
+        eprintln!("rule not run: {} ({}): {}", r.query, r.file, r.reason);
     }
     crate::report::write(
         lake,

@@ -300,11 +300,12 @@ fn field_test(key: &str, value: &Value, warnings: &mut Vec<String>) -> Result<St
             Kind::FieldRef => {
                 let other = Field::resolve(&text, warnings)?;
                 let (a, b) = (field.text_sql(), other.text_sql());
-                if mods.cased {
-                    format!("coalesce({a} = {b}, false)")
+                let (x, y) = if mods.cased {
+                    (a.clone(), b.clone())
                 } else {
-                    format!("coalesce(lower({a}) = lower({b}), false)")
-                }
+                    (format!("lower({a})"), format!("lower({b})"))
+                };
+                format!("({a} IS NOT NULL AND {b} IS NOT NULL AND {x} = {y})")
             }
             Kind::Cidr => {
                 if !is_network(&text) {
@@ -312,9 +313,9 @@ fn field_test(key: &str, value: &Value, warnings: &mut Vec<String>) -> Result<St
                         "`{text}` is not an address block (10.0.0.0/8, 2001:db8::/32)"
                     )));
                 }
+                let ip = field.text_sql();
                 format!(
-                    "coalesce(cidr_match({}, {}), false)",
-                    field.text_sql(),
+                    "({ip} IS NOT NULL AND cidr_match({ip}, {}))",
                     sql_literal(&text)
                 )
             }
@@ -379,7 +380,7 @@ fn value_test(
 fn matches_pattern(field: &Field, p: &Pattern) -> String {
     match field {
         Field::Text(sql) => format!(
-            "coalesce({sql} {} {} ESCAPE '\\', false)",
+            "({sql} IS NOT NULL AND {sql} {} {} ESCAPE '\\')",
             if p.cased { "LIKE" } else { "ILIKE" },
             sql_literal(&p.like())
         ),
@@ -389,7 +390,10 @@ fn matches_pattern(field: &Field, p: &Pattern) -> String {
 
 fn matches_regex(field: &Field, re: &str) -> String {
     match field {
-        Field::Text(sql) => format!("coalesce(regexp_like({sql}, {}), false)", sql_literal(re)),
+        Field::Text(sql) => format!(
+            "({sql} IS NOT NULL AND regexp_like({sql}, {}))",
+            sql_literal(re)
+        ),
         Field::Json { column, path } => format!(
             "json_path_match({column}, {}, {})",
             sql_literal(path),
@@ -434,13 +438,13 @@ mod tests {
     fn values_are_case_insensitive_and_absent_fields_fail_their_test() {
         assert_eq!(
             predicate("  sel: {eventName: DeleteBucket}\n  condition: sel\n"),
-            "coalesce(eventname ILIKE 'DeleteBucket' ESCAPE '\\', false)"
+            "(eventname IS NOT NULL AND eventname ILIKE 'DeleteBucket' ESCAPE '\\')"
         );
         assert_eq!(
             predicate(
                 "  sel: {eventName: [A, B]}\n  f: {errorCode: null}\n  condition: sel and not f\n"
             ),
-            "((coalesce(eventname ILIKE 'A' ESCAPE '\\', false) OR coalesce(eventname ILIKE 'B' ESCAPE '\\', false)) \
+            "(((eventname IS NOT NULL AND eventname ILIKE 'A' ESCAPE '\\') OR (eventname IS NOT NULL AND eventname ILIKE 'B' ESCAPE '\\')) \
              AND (NOT (errorcode IS NULL)))"
         );
         assert_eq!(
@@ -449,7 +453,7 @@ mod tests {
         );
         assert_eq!(
             predicate("  sel: {userAgent|contains|cased: \"it's\"}\n  condition: sel\n"),
-            "coalesce(useragent LIKE '%it''s%' ESCAPE '\\', false)"
+            "(useragent IS NOT NULL AND useragent LIKE '%it''s%' ESCAPE '\\')"
         );
     }
 
@@ -459,8 +463,8 @@ mod tests {
             predicate(
                 "  s: {responseElements.x: 'y', userAgent|re: '^a', eventSource: rds.amazonaws.com}\n  condition: s\n"
             ),
-            "(coalesce(eventsource ILIKE 'rds.amazonaws.com' ESCAPE '\\', false) AND \
-             coalesce(regexp_like(useragent, '^a'), false) AND \
+            "((eventsource IS NOT NULL AND eventsource ILIKE 'rds.amazonaws.com' ESCAPE '\\') AND \
+             (useragent IS NOT NULL AND regexp_like(useragent, '^a')) AND \
              json_path_match(responseelements, 'x', '(?is)^y$'))"
         );
     }
@@ -469,11 +473,11 @@ mod tests {
     fn modifiers_compile_to_their_tests() {
         assert_eq!(
             predicate("  sel: {userIdentity.arn|re: '.+:assumed-role/aws:.+'}\n  condition: sel\n"),
-            "coalesce(regexp_like(useridentity['arn'], '.+:assumed-role/aws:.+'), false)"
+            "(useridentity['arn'] IS NOT NULL AND regexp_like(useridentity['arn'], '.+:assumed-role/aws:.+'))"
         );
         assert_eq!(
             predicate("  sel: {userAgent|re|i: '^boto'}\n  condition: sel\n"),
-            "coalesce(regexp_like(useragent, '(?i)^boto'), false)"
+            "(useragent IS NOT NULL AND regexp_like(useragent, '(?i)^boto'))"
         );
         assert_eq!(
             predicate("  sel: {errorCode|exists: false}\n  condition: sel\n"),
@@ -483,20 +487,20 @@ mod tests {
             predicate(
                 "  sel: {userIdentity.arn|fieldref: requestParameters.userName}\n  condition: sel\n"
             ),
-            "coalesce(lower(useridentity['arn']) = lower(json_path_text(requestparameters, 'userName')), false)"
+            "(useridentity['arn'] IS NOT NULL AND json_path_text(requestparameters, 'userName') IS NOT NULL AND lower(useridentity['arn']) = lower(json_path_text(requestparameters, 'userName')))"
         );
         assert_eq!(
             predicate("  sel: {sourceIPAddress|cidr: 10.0.0.0/8}\n  condition: sel\n"),
-            "coalesce(cidr_match(sourceipaddress, '10.0.0.0/8'), false)"
+            "(sourceipaddress IS NOT NULL AND cidr_match(sourceipaddress, '10.0.0.0/8'))"
         );
         assert_eq!(
             predicate("  sel: {requestParameters|contains|all: [a, b]}\n  condition: sel\n"),
-            "(coalesce(requestparameters ILIKE '%a%' ESCAPE '\\', false) AND coalesce(requestparameters ILIKE '%b%' ESCAPE '\\', false))"
+            "((requestparameters IS NOT NULL AND requestparameters ILIKE '%a%' ESCAPE '\\') AND (requestparameters IS NOT NULL AND requestparameters ILIKE '%b%' ESCAPE '\\'))"
         );
         assert_eq!(
             predicate("  sel: {userAgent|base64offset|contains: /bin/bash}\n  condition: sel\n"),
-            "(coalesce(useragent ILIKE '%L2Jpbi9iYXNo%' ESCAPE '\\', false) OR coalesce(useragent ILIKE '%9iaW4vYmFza%' ESCAPE '\\', false) \
-             OR coalesce(useragent ILIKE '%vYmluL2Jhc2%' ESCAPE '\\', false))"
+            "((useragent IS NOT NULL AND useragent ILIKE '%L2Jpbi9iYXNo%' ESCAPE '\\') OR (useragent IS NOT NULL AND useragent ILIKE '%9iaW4vYmFza%' ESCAPE '\\') \
+             OR (useragent IS NOT NULL AND useragent ILIKE '%vYmluL2Jhc2%' ESCAPE '\\'))"
         );
         assert!(
             predicate("  sel: {userAgent|windash|contains: ' -x'}\n  condition: sel\n")
@@ -509,17 +513,17 @@ mod tests {
         let d = "  sel_a: {eventName: A}\n  sel_b: {eventName: B}\n  _x: {eventName: X}\n";
         assert_eq!(
             predicate(&format!("{d}  condition: 1 of sel_*\n")),
-            "(coalesce(eventname ILIKE 'A' ESCAPE '\\', false) OR coalesce(eventname ILIKE 'B' ESCAPE '\\', false))"
+            "((eventname IS NOT NULL AND eventname ILIKE 'A' ESCAPE '\\') OR (eventname IS NOT NULL AND eventname ILIKE 'B' ESCAPE '\\'))"
         );
         assert_eq!(
             predicate(&format!("{d}  condition: all of them\n")),
-            "(coalesce(eventname ILIKE 'A' ESCAPE '\\', false) AND coalesce(eventname ILIKE 'B' ESCAPE '\\', false))"
+            "((eventname IS NOT NULL AND eventname ILIKE 'A' ESCAPE '\\') AND (eventname IS NOT NULL AND eventname ILIKE 'B' ESCAPE '\\'))"
         );
         // A list of maps is an OR of maps; several conditions are ORed.
         assert_eq!(
             predicate("  s:\n    - {eventName: A}\n    - {eventSource: B}\n  condition: [s, s]\n"),
-            "((coalesce(eventname ILIKE 'A' ESCAPE '\\', false) OR coalesce(eventsource ILIKE 'B' ESCAPE '\\', false)) OR \
-             (coalesce(eventname ILIKE 'A' ESCAPE '\\', false) OR coalesce(eventsource ILIKE 'B' ESCAPE '\\', false)))"
+            "(((eventname IS NOT NULL AND eventname ILIKE 'A' ESCAPE '\\') OR (eventsource IS NOT NULL AND eventsource ILIKE 'B' ESCAPE '\\')) OR \
+             ((eventname IS NOT NULL AND eventname ILIKE 'A' ESCAPE '\\') OR (eventsource IS NOT NULL AND eventsource ILIKE 'B' ESCAPE '\\')))"
         );
     }
 

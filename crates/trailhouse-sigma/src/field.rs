@@ -37,29 +37,25 @@ impl Field {
         }
         let mut specs: &[FieldSpec] = RECORD_FIELDS;
         let mut sql = String::new();
+        let mut known: Vec<&str> = Vec::new();
         for (i, part) in parts.iter().enumerate() {
             let Some(spec) = specs.iter().find(|s| s.key.eq_ignore_ascii_case(part)) else {
                 warnings.push(format!(
                     "field `{name}` is not in CloudTrail's record schema: it matches only \
                      records that carry it as an extra key"
                 ));
+                // The known part of the path in the schema's spelling, the rest as written.
+                let path: Vec<&str> = known
+                    .iter()
+                    .copied()
+                    .chain(parts[i..].iter().copied())
+                    .collect();
                 return Ok(Field::Json {
                     column: schema::EXTRA.to_string(),
-                    path: parts
-                        .iter()
-                        .enumerate()
-                        .map(|(j, p)| {
-                            if j < i {
-                                // Keep the schema's spelling of the known part of the path.
-                                walk_key(&parts[..=j]).unwrap_or_else(|| p.to_string())
-                            } else {
-                                p.to_string()
-                            }
-                        })
-                        .collect::<Vec<_>>()
-                        .join("."),
+                    path: path.join("."),
                 });
             };
+            known.push(spec.key);
             let column = schema::column_name(spec.key);
             if i == 0 {
                 sql = column;
@@ -120,20 +116,6 @@ impl Field {
             }
         }
     }
-}
-
-/// The schema's spelling of a known path (`useridentity` → `userIdentity`).
-fn walk_key(parts: &[&str]) -> Option<String> {
-    let mut specs: &[FieldSpec] = RECORD_FIELDS;
-    let mut out = Vec::new();
-    for part in parts {
-        let spec = specs.iter().find(|s| s.key.eq_ignore_ascii_case(part))?;
-        out.push(spec.key);
-        if let Kind::Struct(children) = spec.kind {
-            specs = children;
-        }
-    }
-    out.last().map(|k| k.to_string())
 }
 
 #[cfg(test)]

@@ -101,8 +101,8 @@ fn search(name: &str, value: &Value, warnings: &mut Vec<String>) -> Result<Strin
             }
             // The engine evaluates the rest of an AND only for the rows the first terms let
             // through: comparisons of columns go first, regular expressions and JSON after.
-            terms.sort_by_key(|t| cost(t));
-            Ok(join(terms, "AND"))
+            terms.sort_by_key(|(cost, _)| *cost);
+            Ok(join(terms.into_iter().map(|(_, sql)| sql).collect(), "AND"))
         }
         Value::Sequence(items) if items.iter().all(|i| matches!(i, Value::Mapping(_))) => {
             if items.is_empty() {
@@ -121,18 +121,6 @@ fn search(name: &str, value: &Value, warnings: &mut Vec<String>) -> Result<Strin
             "`{name}` mixes maps and plain values"
         ))),
         _ => Err(keywords()),
-    }
-}
-
-/// How dear a compiled test is per row: a column compared (0), a regular expression (1), a
-/// path into JSON, which parses the JSON (2).
-fn cost(sql: &str) -> u8 {
-    if sql.contains("json_path_") {
-        2
-    } else if sql.contains("regexp_like(") {
-        1
-    } else {
-        0
     }
 }
 
@@ -248,12 +236,28 @@ fn scalar_text(v: &Value) -> Result<String, SigmaError> {
     }
 }
 
-fn field_test(key: &str, value: &Value, warnings: &mut Vec<String>) -> Result<String, SigmaError> {
+/// How dear a test of `field` is per row: a column compared (0), a regular expression or an
+/// address block (1), a path into JSON, which parses the JSON (2).
+fn cost(field: &Field, kind: Kind) -> u8 {
+    match (field, kind) {
+        (Field::Json { .. }, _) => 2,
+        (Field::Text(_), Kind::Re | Kind::Cidr) => 1,
+        (Field::Text(_), _) => 0,
+    }
+}
+
+/// A field's test, and how dear it is per row.
+fn field_test(
+    key: &str,
+    value: &Value,
+    warnings: &mut Vec<String>,
+) -> Result<(u8, String), SigmaError> {
     let mut parts = key.split('|');
     let name = parts.next().unwrap_or_default();
     let modifiers: Vec<&str> = parts.collect();
     let mods = Modifiers::parse(&modifiers)?;
     let field = Field::resolve(name, warnings)?;
+    let mut dear = cost(&field, mods.kind.unwrap_or(Kind::Value));
 
     let values: Vec<&Value> = match value {
         Value::Sequence(list) if list.is_empty() => {
@@ -299,6 +303,7 @@ fn field_test(key: &str, value: &Value, warnings: &mut Vec<String>) -> Result<St
             }
             Kind::FieldRef => {
                 let other = Field::resolve(&text, warnings)?;
+                dear = dear.max(cost(&other, Kind::FieldRef));
                 let (a, b) = (field.text_sql(), other.text_sql());
                 let (x, y) = if mods.cased {
                     (a.clone(), b.clone())
@@ -321,7 +326,7 @@ fn field_test(key: &str, value: &Value, warnings: &mut Vec<String>) -> Result<St
             }
         });
     }
-    Ok(join(tests, if mods.all { "AND" } else { "OR" }))
+    Ok((dear, join(tests, if mods.all { "AND" } else { "OR" })))
 }
 
 /// One value compared as Sigma compares strings: its expansions (windash, base64offset) ORed.

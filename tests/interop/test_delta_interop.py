@@ -7,6 +7,7 @@ import json
 import os
 import re
 import subprocess
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -162,8 +163,9 @@ def test_polars_reads_the_lake_in_s3_as_ddl_says(s3_lake):
     assert events.select(pl.len()).collect().item() == report["records_written"] > 0
 
 
-# The saved queries as `trailhouse ddl duckdb --query all` writes them, run by DuckDB over the
-# table's committed files, give the rows `trailhouse run` gives, for every case of their fixtures.
+# The saved queries as `trailhouse ddl duckdb|spark --query all` writes them, run by DuckDB and
+# by Spark over the table's committed files, give the rows `trailhouse run` gives, for every case
+# of their fixtures.
 
 def parse_time(text, now):
     units = {"d": 86400, "h": 3600, "m": 60}
@@ -173,20 +175,22 @@ def parse_time(text, now):
     return t if t.tzinfo else t.replace(tzinfo=datetime.timezone.utc)
 
 
-def translated_queries(lake):
-    run = trailhouse(lake, "ddl", "duckdb", "--query", "all")
+def translated_queries(lake, engine):
+    """{name: (sql, {param: (type, default)})} and the names refused, as `ddl ENGINE` prints them."""
+    run = trailhouse(lake, "ddl", engine, "--query", "all")
     assert run.returncode == 0, run.stderr
+    marker = {"duckdb": r"\$", "spark": ":"}[engine]
     queries, refused = {}, []
     for block in run.stdout.split("\n\n-- ")[1:]:
         lines = block.splitlines()
         name = lines[0].split(":")[0]
         params = {}
         for line in lines[1:]:
-            m = re.match(r"-- \$(\w+) (\w+) \((?:default (.*?)|required)\)", line)
+            m = re.match(rf"-- {marker}(\w+) (\w+) \((?:default (.*?)|required)\)", line)
             if m:
                 params[m.group(1)] = (m.group(2), m.group(3))
         sql = "\n".join(l for l in lines[1:] if not l.startswith("--")).strip()
-        if "does not translate to DuckDB" in lines[1]:
+        if "does not translate to" in lines[1]:
             refused.append(name)
         else:
             assert sql.endswith(";"), block
@@ -196,6 +200,8 @@ def translated_queries(lake):
 
 def canonical(value):
     if isinstance(value, datetime.datetime):
+        if value.tzinfo is None:  # Spark's instants, in its session's time zone (UTC here)
+            value = value.replace(tzinfo=datetime.timezone.utc)
         return value.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
     if isinstance(value, str) and re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d", value):
         return value[:19]
@@ -206,30 +212,25 @@ def canonical(value):
     return value
 
 
-def test_duckdb_runs_the_saved_queries_as_trailhouse_does(tmp_path):
-    lake = tmp_path / "lake"
+@pytest.fixture(scope="module")
+def fixture_lake(tmp_path_factory):
+    """The sample trail, the corpus and every saved query's fixture events, in one lake."""
+    tmp = tmp_path_factory.mktemp("saved")
+    lake = tmp / "lake"
     events = []
     for spec in sorted((ROOT / "queries").glob("*/*.test.json")):
         fixture = json.loads(spec.read_text())
         events += fixture["events"] + fixture.get("lookalikes", [])
-    fixtures = tmp_path / "fixtures.ndjson"
+    fixtures = tmp / "fixtures.ndjson"
     fixtures.write_text("".join(json.dumps(e) + "\n" for e in events))
     run = trailhouse(lake, "ingest", str(ROOT / "sample-logs"), str(ROOT / "tests" / "corpus"), str(fixtures))
     assert run.returncode == 1, run.stderr  # the sample trail's truncated file
-    queries, refused = translated_queries(lake)
-    # What needs `credentials`, `cidr_match` or an ordered aggregate stays in trailhouse, and
-    # the Sigma rules that read into JSON (Sigma's paths: keys in any case, arrays searched).
-    assert {r for r in refused if not r.startswith("sigma/")} == {
-        "investigate/access-key", "investigate/who-deleted", "investigate/session-origin",
-        "investigate/ip-activity", "security/no-vpc-endpoint", "investigate/new-behaviour",
-    }, refused
-    assert 0 < len([r for r in refused if r.startswith("sigma/")]) <= 12, refused
-    assert len([q for q in queries if q.startswith("sigma/")]) >= 45, sorted(queries)
-    assert len(queries) >= 75
+    return lake
 
-    con = duckdb.connect()
-    files = DeltaTable(str(lake / "cloudtrail")).file_uris()
-    con.execute(f"CREATE VIEW cloudtrail AS SELECT * FROM read_parquet({files!r}, hive_partitioning = true)")
+
+def compare_with_trailhouse(lake, queries, execute):
+    """Runs every translated query for every case of its fixture with `execute(sql, bound)`
+    (rows as dicts) and compares with `trailhouse run`; returns (cases compared, with rows)."""
     now = datetime.datetime.now(datetime.timezone.utc)
     compared, with_rows = 0, 0
     for spec in sorted((ROOT / "queries").glob("*/*.test.json")):
@@ -246,22 +247,85 @@ def test_duckdb_runs_the_saved_queries_as_trailhouse_does(tmp_path):
             assert ours.returncode == 0, (name, ours.stderr)
             ours = json.loads(ours.stdout)
             bound = {}
-            for p in set(re.findall(r"\$(\w+)", sql)):
+            for p in set(re.findall(r"[$:](\w+)", sql)) & (set(declared) | set(window)):
                 if p in window:
                     bound[p] = parse_time(window[p], now)
                     continue
                 kind, default = declared[p]
                 text = str(case["params"].get(p, default))
                 bound[p] = {"timestamp": lambda t: parse_time(t, now), "integer": int}.get(kind, str)(text)
-            cursor = con.execute(sql, bound)
-            columns = [d[0] for d in cursor.description]
-            theirs = [dict(zip(columns, row)) for row in cursor.fetchall()]
+            theirs = execute(sql, bound)
             # trailhouse's JSON leaves a row's nulls out.
-            assert all(set(r) <= set(columns) for r in ours), (name, columns)
+            columns = set().union(*(r.keys() for r in theirs)) if theirs else set()
+            assert all(set(r) <= columns for r in ours), (name, columns)
             key = lambda rows: sorted(
                 json.dumps({k: canonical(v) for k, v in r.items() if v is not None}, sort_keys=True, default=str)
                 for r in rows)
             assert key(theirs) == key(ours), (name, case, sql)
             compared += 1
             with_rows += bool(ours)
+    return compared, with_rows
+
+
+def test_duckdb_runs_the_saved_queries_as_trailhouse_does(fixture_lake):
+    lake = fixture_lake
+    queries, refused = translated_queries(lake, "duckdb")
+    # What needs `credentials`, `cidr_match` or an ordered aggregate stays in trailhouse, and
+    # the Sigma rules that read into JSON (Sigma's paths: keys in any case, arrays searched).
+    assert {r for r in refused if not r.startswith("sigma/")} == {
+        "investigate/access-key", "investigate/who-deleted", "investigate/session-origin",
+        "investigate/ip-activity", "security/no-vpc-endpoint", "investigate/new-behaviour",
+    }, refused
+    assert 0 < len([r for r in refused if r.startswith("sigma/")]) <= 12, refused
+    assert len([q for q in queries if q.startswith("sigma/")]) >= 45, sorted(queries)
+    assert len(queries) >= 75
+
+    con = duckdb.connect()
+    files = DeltaTable(str(lake / "cloudtrail")).file_uris()
+    con.execute(f"CREATE VIEW cloudtrail AS SELECT * FROM read_parquet({files!r}, hive_partitioning = true)")
+
+    def execute(sql, bound):
+        cursor = con.execute(sql, bound)
+        columns = [d[0] for d in cursor.description]
+        return [dict(zip(columns, row)) for row in cursor.fetchall()]
+
+    compared, with_rows = compare_with_trailhouse(lake, queries, execute)
     assert compared >= 45 and with_rows >= 45, (compared, with_rows)
+
+
+def test_spark_runs_the_saved_queries_as_trailhouse_does(fixture_lake):
+    """Apache Spark 4 (pyspark, on the machine's Java) over the table's committed files: the
+    Delta reader is a JVM package from Maven, so the files come from the Delta log here."""
+    from pyspark.sql import SparkSession
+
+    # PySpark gives instants as naive datetimes in the process's time zone.
+    os.environ["TZ"] = "UTC"
+    time.tzset()
+    lake = fixture_lake
+    queries, refused = translated_queries(lake, "spark")
+    assert {r for r in refused if not r.startswith("sigma/")} == {
+        "investigate/access-key", "investigate/who-deleted", "investigate/session-origin",
+        "investigate/ip-activity", "security/no-vpc-endpoint", "investigate/new-behaviour",
+    }, refused
+    assert 0 < len([r for r in refused if r.startswith("sigma/")]) <= 12, refused
+    assert len(queries) >= 75
+
+    spark = (SparkSession.builder.master("local[2]").appName("trailhouse-interop")
+             .config("spark.ui.enabled", "false")
+             .config("spark.sql.session.timeZone", "UTC")
+             .config("spark.sql.shuffle.partitions", "2")
+             .config("spark.driver.extraJavaOptions", "-Duser.timezone=UTC")
+             .getOrCreate())
+    try:
+        spark.sparkContext.setLogLevel("ERROR")
+        table = lake / "cloudtrail"
+        files = DeltaTable(str(table)).file_uris()
+        spark.read.option("basePath", str(table)).parquet(*files).createOrReplaceTempView("cloudtrail")
+
+        def execute(sql, bound):
+            return [row.asDict(recursive=True) for row in spark.sql(sql, args=bound).collect()]
+
+        compared, with_rows = compare_with_trailhouse(lake, queries, execute)
+        assert compared >= 45 and with_rows >= 45, (compared, with_rows)
+    finally:
+        spark.stop()

@@ -190,9 +190,9 @@ pub struct DdlArgs {
     #[arg(long, value_enum, default_value = "cloudtrail")]
     pub table: DdlTable,
 
-    /// Also a saved query in the engine's SQL, over the table by that name (DuckDB; repeat for
-    /// several; `all` for every saved query). Its parameters stay named (`$since`): bind them
-    /// as DuckDB binds a prepared statement's.
+    /// Also a saved query in the engine's SQL, over the table by that name (DuckDB, Spark,
+    /// Databricks; repeat for several; `all` for every saved query). Its parameters stay named
+    /// (`$since` in DuckDB, `:since` in Spark SQL): bind them as the engine binds a statement's.
     #[arg(long = "query", value_name = "NAME")]
     pub queries: Vec<String>,
 }

@@ -8,7 +8,7 @@ use anyhow::{Context, bail};
 use trailhouse_lake::{Lake, TableKind};
 
 use trailhouse_query::saved::{Catalog, SavedQuery};
-use trailhouse_query::translate::{self, TranslateError};
+use trailhouse_query::translate::{self, Target, TranslateError};
 
 use crate::cli::{DdlArgs, DdlTable, Engine};
 
@@ -28,20 +28,28 @@ pub async fn run(lake: &Lake, endpoint: Option<&str>, args: DdlArgs) -> anyhow::
         args.name.as_deref().unwrap_or(default_name),
         args.engine == Engine::Trino,
     )?;
-    if !args.queries.is_empty() && (args.engine != Engine::Duckdb || kind != TableKind::CloudTrail)
-    {
-        bail!("--query: saved queries are written for DuckDB, over the cloudtrail table");
+    let target = match args.engine {
+        Engine::Duckdb => Some(Target::DuckDb),
+        Engine::Spark | Engine::Databricks => Some(Target::Spark),
+        Engine::Athena | Engine::Trino | Engine::Polars => None,
+    };
+    if !args.queries.is_empty() {
+        let Some(target) = target.filter(|_| kind == TableKind::CloudTrail) else {
+            bail!(
+                "--query: saved queries are written for DuckDB, Spark and Databricks, over the \
+                 cloudtrail table"
+            );
+        };
+        print!("{}", statements(args.engine, &name, &location, endpoint)?);
+        return queries(&name.parts.join("."), &args.queries, target).await;
     }
     print!("{}", statements(args.engine, &name, &location, endpoint)?);
-    if args.queries.is_empty() {
-        return Ok(ExitCode::SUCCESS);
-    }
-    queries(&name.parts.join("."), &args.queries).await
+    Ok(ExitCode::SUCCESS)
 }
 
-/// The saved queries `names` (or `all`) in DuckDB's SQL over `table`; those that do not
+/// The saved queries `names` (or `all`) in `target`'s SQL over `table`; those that do not
 /// translate are said so, in a comment and on stderr (exit 1 when one was named).
-async fn queries(table: &str, names: &[String]) -> anyhow::Result<ExitCode> {
+async fn queries(table: &str, names: &[String], target: Target) -> anyhow::Result<ExitCode> {
     let catalog = Catalog::builtin()?;
     let all = names.iter().any(|n| n == "all");
     let chosen: Vec<&SavedQuery> = if all {
@@ -53,17 +61,33 @@ async fn queries(table: &str, names: &[String]) -> anyhow::Result<ExitCode> {
             .collect::<Result<_, _>>()?
     };
     let ctx = translate::planning_context()?;
+    println!(
+        "-- The saved queries below name their parameters ({}): {}",
+        target.marker("since"),
+        match target {
+            Target::DuckDb =>
+                "bind them as DuckDB binds a prepared statement's, \
+                               con.execute(query, {\"since\": …}).",
+            Target::Spark =>
+                "bind them with spark.sql(query, args={\"since\": …}) in PySpark, \
+                              or as parameters in Databricks SQL. Set spark.sql.session.timeZone \
+                              to UTC to see times as CloudTrail writes them.",
+        }
+    );
     let mut code = ExitCode::SUCCESS;
     for query in chosen {
         println!("\n-- {}: {}", query.name, query.summary);
-        match translate::duckdb(&ctx, query, table).await {
+        match translate::translate(&ctx, query, table, target).await {
             Ok(sql) => {
                 for param in query.describe_params() {
-                    println!("-- ${param}");
+                    println!("-- {}", target.marker(&param));
                 }
                 for (bound, what) in [("since", "start"), ("until", "end")] {
                     if query.sql.contains(&format!("${bound}")) {
-                        println!("-- ${bound} timestamp (required): {what} of the window");
+                        println!(
+                            "-- {} timestamp (required): {what} of the window",
+                            target.marker(bound)
+                        );
                     }
                 }
                 println!("{sql};");

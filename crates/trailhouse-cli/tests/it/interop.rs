@@ -67,5 +67,5 @@ fn python_deltalake_pyarrow_and_duckdb_read_the_table() {
         "{text}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(text.contains("9 passed"), "{text}");
+    assert!(text.contains("10 passed"), "{text}");
 }

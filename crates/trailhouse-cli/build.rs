@@ -1,7 +1,7 @@
 //! Finds the tools some integration tests need beyond Rust (headless Chromium, Python 3 with
-//! venv), so that a test whose tool is missing is built `#[ignore]`d with the reason instead of
-//! passing without checking anything. CI sets `TRAILHOUSE_REQUIRE_CHROMIUM` and
-//! `TRAILHOUSE_REQUIRE_PYTHON`: then a missing tool fails the build.
+//! venv, Java for Spark), so that a test whose tool is missing is built `#[ignore]`d with the
+//! reason instead of passing without checking anything. CI sets `TRAILHOUSE_REQUIRE_CHROMIUM`,
+//! `TRAILHOUSE_REQUIRE_PYTHON` and `TRAILHOUSE_REQUIRE_JAVA`: then a missing tool fails the build.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -22,7 +22,7 @@ fn require(var: &str, found: bool, what: &str) {
 }
 
 fn main() {
-    println!("cargo::rustc-check-cfg=cfg(has_chromium, has_python)");
+    println!("cargo::rustc-check-cfg=cfg(has_chromium, has_python, has_java)");
     println!("cargo::rerun-if-env-changed=PATH");
     // A tool installed later changes a PATH directory: look again then.
     if let Some(paths) = std::env::var_os("PATH") {
@@ -49,4 +49,9 @@ fn main() {
         python,
         "Python 3 with venv and ensurepip",
     );
+    let java = on_path(&["java"]).is_some();
+    if java {
+        println!("cargo::rustc-cfg=has_java");
+    }
+    require("TRAILHOUSE_REQUIRE_JAVA", java, "Java (for Apache Spark)");
 }

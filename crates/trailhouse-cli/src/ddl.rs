@@ -28,27 +28,41 @@ pub async fn run(lake: &Lake, endpoint: Option<&str>, args: DdlArgs) -> anyhow::
         args.name.as_deref().unwrap_or(default_name),
         args.engine == Engine::Trino,
     )?;
-    let target = match args.engine {
-        Engine::Duckdb => Some(Target::DuckDb),
-        Engine::Spark | Engine::Databricks => Some(Target::Spark),
-        Engine::Athena | Engine::Trino | Engine::Polars => None,
-    };
-    if !args.queries.is_empty() {
-        if kind != TableKind::CloudTrail {
-            bail!("--query: saved queries read the cloudtrail table, not --table quarantine");
-        }
-        let Some(target) = target else {
-            bail!(
+    // Saved queries, when asked for, in the engine's SQL: checked before anything is printed.
+    let target = if args.queries.is_empty() {
+        None
+    } else if kind != TableKind::CloudTrail {
+        bail!("--query: saved queries read the cloudtrail table, not --table quarantine");
+    } else {
+        Some(match args.engine {
+            Engine::Duckdb => Target::DuckDb,
+            Engine::Spark | Engine::Databricks => Target::Spark,
+            Engine::Athena | Engine::Trino | Engine::Polars => bail!(
                 "--query: saved queries are written for duckdb, spark and databricks; not for \
                  Athena's or Trino's SQL, which no test here can run (drop --query for the \
                  table's statement)"
-            );
-        };
-        print!("{}", statements(args.engine, &name, &location, endpoint)?);
-        return queries(&name.parts.join("."), &args.queries, target).await;
-    }
+            ),
+        })
+    };
     print!("{}", statements(args.engine, &name, &location, endpoint)?);
-    Ok(ExitCode::SUCCESS)
+    match target {
+        Some(target) => queries(&name.parts.join("."), &args.queries, target).await,
+        None => Ok(ExitCode::SUCCESS),
+    }
+}
+
+/// How a statement of `target` gets its parameters' values.
+fn binding(target: Target) -> &'static str {
+    match target {
+        Target::DuckDb => {
+            "bind them as DuckDB binds a prepared statement's, con.execute(query, {\"since\": …})."
+        }
+        Target::Spark => {
+            "bind them with spark.sql(query, args={\"since\": …}) in PySpark, or as parameters \
+             in Databricks SQL. Set spark.sql.session.timeZone to UTC to see times as CloudTrail \
+             writes them."
+        }
+    }
 }
 
 /// The saved queries `names` (or `all`) in `target`'s SQL over `table`; those that do not
@@ -68,15 +82,7 @@ async fn queries(table: &str, names: &[String], target: Target) -> anyhow::Resul
     println!(
         "-- The saved queries below name their parameters ({}): {}",
         target.marker("since"),
-        match target {
-            Target::DuckDb =>
-                "bind them as DuckDB binds a prepared statement's, \
-                               con.execute(query, {\"since\": …}).",
-            Target::Spark =>
-                "bind them with spark.sql(query, args={\"since\": …}) in PySpark, \
-                              or as parameters in Databricks SQL. Set spark.sql.session.timeZone \
-                              to UTC to see times as CloudTrail writes them.",
-        }
+        binding(target)
     );
     let mut code = ExitCode::SUCCESS;
     for query in chosen {

@@ -142,7 +142,7 @@ impl Dialect for SparkDialect {
             ("ends_with", [text, suffix]) => {
                 format!("endswith({}, {})", sql(text)?, sql(suffix)?)
             }
-            // Seconds since 1970, with their fraction.
+            // Seconds since 1970, with their fraction, as a DOUBLE.
             (
                 "date_part",
                 [
@@ -153,7 +153,7 @@ impl Dialect for SparkDialect {
                     time,
                 ],
             ) if field.eq_ignore_ascii_case("epoch") => {
-                format!("(unix_micros({}) / 1000000.0)", sql(time)?)
+                format!("(unix_micros({}) / 1e6)", sql(time)?)
             }
             ("regexp_like", [_, _, _]) => {
                 return Err(DataFusionError::Plan(

@@ -310,7 +310,7 @@ fn field_test(
                 } else {
                     (format!("lower({a})"), format!("lower({b})"))
                 };
-                format!("({a} IS NOT NULL AND {b} IS NOT NULL AND {x} = {y})")
+                present_and(&a, format!("{b} IS NOT NULL AND {x} = {y}"))
             }
             Kind::Cidr => {
                 if !is_network(&text) {
@@ -319,10 +319,7 @@ fn field_test(
                     )));
                 }
                 let ip = field.text_sql();
-                format!(
-                    "({ip} IS NOT NULL AND cidr_match({ip}, {}))",
-                    sql_literal(&text)
-                )
+                present_and(&ip, format!("cidr_match({ip}, {})", sql_literal(&text)))
             }
         });
     }
@@ -382,12 +379,21 @@ fn value_test(
     Ok(join(tests, "OR"))
 }
 
+/// `test` of the column `sql`, false where the column is NULL (never NULL itself, so that `not`
+/// of an absent field is true).
+fn present_and(sql: &str, test: String) -> String {
+    format!("({sql} IS NOT NULL AND {test})")
+}
+
 fn matches_pattern(field: &Field, p: &Pattern) -> String {
     match field {
-        Field::Text(sql) => format!(
-            "({sql} IS NOT NULL AND {sql} {} {} ESCAPE '\\')",
-            if p.cased { "LIKE" } else { "ILIKE" },
-            sql_literal(&p.like())
+        Field::Text(sql) => present_and(
+            sql,
+            format!(
+                "{sql} {} {} ESCAPE '\\'",
+                if p.cased { "LIKE" } else { "ILIKE" },
+                sql_literal(&p.like())
+            ),
         ),
         Field::Json { .. } => matches_regex(field, &p.regex()),
     }
@@ -395,10 +401,7 @@ fn matches_pattern(field: &Field, p: &Pattern) -> String {
 
 fn matches_regex(field: &Field, re: &str) -> String {
     match field {
-        Field::Text(sql) => format!(
-            "({sql} IS NOT NULL AND regexp_like({sql}, {}))",
-            sql_literal(re)
-        ),
+        Field::Text(sql) => present_and(sql, format!("regexp_like({sql}, {})", sql_literal(re))),
         Field::Json { column, path } => format!(
             "json_path_match({column}, {}, {})",
             sql_literal(path),

@@ -56,7 +56,7 @@ fn interop_python() -> PathBuf {
 }
 
 /// Runs the interop tests `select` picks (pytest's `-k`) and checks that `passed` of them passed.
-fn pytest(select: &str, passed: usize, env: &[(String, String)]) {
+fn pytest(select: &str, passed: usize, env: &[(&str, String)]) {
     let python = interop_python();
     let out = Command::new(&python)
         .args(["-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", select])
@@ -83,15 +83,8 @@ fn python_deltalake_pyarrow_and_duckdb_read_the_table() {
     let s3 = tempfile::tempdir().expect("tempdir");
     std::fs::create_dir_all(s3.path().join("interop-lake")).expect("bucket");
     let server = trailhouse_benches::s3_server::S3Server::start(s3.path());
-    let mut env: Vec<(String, String)> = server
-        .env()
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    env.push((
-        "TRAILHOUSE_TEST_S3_LAKE".into(),
-        "s3://interop-lake/trail".into(),
-    ));
+    let mut env = server.env();
+    env.push(("TRAILHOUSE_TEST_S3_LAKE", "s3://interop-lake/trail".into()));
     pytest("not spark", 9, &env);
 }
 

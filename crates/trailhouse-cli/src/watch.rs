@@ -12,6 +12,8 @@ use datafusion::execution::SendableRecordBatchStream;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use futures::StreamExt;
 use trailhouse_query::Session;
+#[cfg(feature = "cluster")]
+use trailhouse_query::cluster::jobs::Progress;
 
 use crate::cli::ProgressMode;
 
@@ -251,15 +253,21 @@ fn display(
     })
 }
 
-/// How long a job may run no task, after an executor was lost while it ran, before it is taken
-/// as stuck.
+/// How long, after an executor was lost while its jobs ran, a session's jobs may stay as they
+/// are (no task started, finished or failed) before they are taken as stuck: [`STALL`] when no
+/// task runs (nothing is left to change them), [`STALL_RUNNING`] when the scheduler shows tasks
+/// running (they may be long tasks; or reports Ballista refused, which leave a finished task
+/// "running" for good).
 #[cfg(feature = "cluster")]
 const STALL: std::time::Duration = std::time::Duration::from_secs(30);
+#[cfg(feature = "cluster")]
+const STALL_RUNNING: std::time::Duration = std::time::Duration::from_secs(120);
 
-/// Watches `session`'s jobs on a cluster for the one way Ballista 55 leaves a job hanging: an
-/// executor lost mid-job, its tasks reset and never run again. When that has lasted [`STALL`]
-/// the jobs are cancelled and `stalled` says so (the statement fails with that message; rerun,
-/// it runs on the executors there are).
+/// Watches `session`'s jobs on a cluster for the ways Ballista 55 leaves a job hanging after an
+/// executor is lost mid-job: the lost tasks reset and never run again, or the surviving
+/// executors' reports of a stage it rolled back refused with the rest of their batch. When the
+/// jobs have stood still for [`STALL`] (or [`STALL_RUNNING`]) they are cancelled and `stalled`
+/// says so (the statement fails with that message; rerun, it runs on the executors there are).
 #[cfg(feature = "cluster")]
 fn watchdog(
     session: &Session,
@@ -270,8 +278,7 @@ fn watchdog(
     Some(tokio::spawn(async move {
         let mut before: Option<Vec<String>> = None;
         let mut lost = false;
-        // Since when no task of the session's jobs ran nor finished, and how many had finished.
-        let mut idle: Option<(std::time::Instant, usize)> = None;
+        let mut still = Stillness::default();
         let mut first = true;
         loop {
             if !std::mem::take(&mut first) {
@@ -289,31 +296,61 @@ fn watchdog(
             let Ok(progress) = jobs.progress().await else {
                 continue;
             };
-            let Some(p) = progress.filter(|p| lost && p.tasks_running == 0) else {
-                idle = None;
+            let Some((bound, then)) =
+                still.observe(progress.filter(|_| lost), std::time::Instant::now())
+            else {
                 continue;
             };
-            match idle {
-                Some((since, done)) if done == p.tasks_done => {
-                    if since.elapsed() >= STALL {
-                        let message = format!(
-                            "cluster: an executor was lost while the statement ran, and none of \
-                             its tasks has run since, for {} s: its jobs were cancelled; run it \
-                             again",
-                            STALL.as_secs()
-                        );
-                        if let Ok(mut note) = note.lock() {
-                            *note = Some(message.clone());
-                        }
-                        let cancelled = jobs.cancel().await.unwrap_or_default();
-                        let _ = stalled.send(format!("{message} (jobs {})", cancelled.join(", ")));
-                        return;
-                    }
-                }
-                _ => idle = Some((std::time::Instant::now(), p.tasks_done)),
+            let message = format!(
+                "cluster: an executor was lost while the statement ran, and its jobs have not \
+                 moved since, for {} s ({then}): they were cancelled; run it again",
+                bound.as_secs()
+            );
+            if let Ok(mut note) = note.lock() {
+                *note = Some(message.clone());
             }
+            let cancelled = jobs.cancel().await.unwrap_or_default();
+            let _ = stalled.send(format!("{message} (jobs {})", cancelled.join(", ")));
+            return;
         }
     }))
+}
+
+/// Where a session's jobs stand, and since when.
+#[cfg(feature = "cluster")]
+#[derive(Default)]
+struct Stillness {
+    since: Option<(std::time::Instant, Progress)>,
+}
+
+#[cfg(feature = "cluster")]
+impl Stillness {
+    /// Takes the jobs' progress seen at `at` (`None`: no job, or none to watch); when they have
+    /// stood where they are for their bound, returns it and where they stand.
+    fn observe(
+        &mut self,
+        now: Option<Progress>,
+        at: std::time::Instant,
+    ) -> Option<(std::time::Duration, Progress)> {
+        let Some(now) = now else {
+            self.since = None;
+            return None;
+        };
+        match &self.since {
+            Some((since, then)) if *then == now => {
+                let bound = if now.tasks_running == 0 {
+                    STALL
+                } else {
+                    STALL_RUNNING
+                };
+                (at.duration_since(*since) >= bound).then_some((bound, now))
+            }
+            _ => {
+                self.since = Some((at, now));
+                None
+            }
+        }
+    }
 }
 
 #[cfg(not(feature = "cluster"))]
@@ -388,5 +425,78 @@ async fn interrupt(_: Option<ClusterJobs>) -> Interrupted {
     Interrupted {
         cancelled: Vec::new(),
         cancel_failed: None,
+    }
+}
+
+#[cfg(all(test, feature = "cluster"))]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    fn at(seconds: u64, running: usize, done: usize) -> (Instant, Option<Progress>) {
+        static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+        let start = *START.get_or_init(Instant::now);
+        let progress = Progress {
+            jobs: 1,
+            stages: 3,
+            tasks_done: done,
+            tasks_running: running,
+            ..Progress::default()
+        };
+        (start + Duration::from_secs(seconds), Some(progress))
+    }
+
+    fn observe(
+        still: &mut Stillness,
+        (when, progress): (Instant, Option<Progress>),
+    ) -> Option<u64> {
+        still
+            .observe(progress, when)
+            .map(|(bound, _)| bound.as_secs())
+    }
+
+    #[test]
+    fn jobs_standing_still_after_a_loss_are_stuck_after_their_bound() {
+        // Nothing running: 30 s without a change.
+        let mut still = Stillness::default();
+        assert_eq!(observe(&mut still, at(0, 0, 3)), None);
+        assert_eq!(observe(&mut still, at(29, 0, 3)), None);
+        assert_eq!(observe(&mut still, at(30, 0, 3)), Some(30));
+
+        // Tasks shown running (a long task, or a report Ballista refused): 120 s.
+        let mut still = Stillness::default();
+        assert_eq!(observe(&mut still, at(0, 1, 3)), None);
+        assert_eq!(observe(&mut still, at(60, 1, 3)), None);
+        assert_eq!(observe(&mut still, at(119, 1, 3)), None);
+        assert_eq!(observe(&mut still, at(120, 1, 3)), Some(120));
+    }
+
+    #[test]
+    fn any_move_of_the_jobs_or_no_job_starts_the_wait_again() {
+        let mut still = Stillness::default();
+        assert_eq!(observe(&mut still, at(0, 0, 3)), None);
+        // A task finished: the wait starts again from there.
+        assert_eq!(observe(&mut still, at(20, 0, 4)), None);
+        assert_eq!(observe(&mut still, at(40, 0, 4)), None);
+        assert_eq!(observe(&mut still, at(50, 0, 4)), Some(30));
+
+        // A task failing is a move too.
+        let mut still = Stillness::default();
+        assert_eq!(observe(&mut still, at(0, 1, 3)), None);
+        let (when, failed) = at(100, 1, 3);
+        let failed = failed.map(|p| Progress {
+            tasks_failed: 1,
+            ..p
+        });
+        assert_eq!(observe(&mut still, (when, failed)), None);
+        assert_eq!(observe(&mut still, at(130, 1, 3)), None);
+
+        // No job to watch (or no executor lost) forgets where they stood.
+        let mut still = Stillness::default();
+        assert_eq!(observe(&mut still, at(0, 0, 3)), None);
+        assert_eq!(still.observe(None, at(20, 0, 3).0), None);
+        assert_eq!(observe(&mut still, at(40, 0, 3)), None);
+        assert_eq!(observe(&mut still, at(69, 0, 3)), None);
+        assert_eq!(observe(&mut still, at(70, 0, 3)), Some(30));
     }
 }

@@ -31,9 +31,10 @@ pub struct Progress {
     /// Stages of those jobs, and how many have finished.
     pub stages: usize,
     pub stages_done: usize,
-    /// Tasks finished and running in those stages.
+    /// Tasks finished, running and failed in those stages.
     pub tasks_done: usize,
     pub tasks_running: usize,
+    pub tasks_failed: usize,
 }
 
 impl fmt::Display for Progress {
@@ -48,7 +49,11 @@ impl fmt::Display for Progress {
             f,
             "stages {} of {} done, tasks {} done, {} running",
             self.stages_done, self.stages, self.tasks_done, self.tasks_running
-        )
+        )?;
+        if self.tasks_failed > 0 {
+            write!(f, ", {} failed", self.tasks_failed)?;
+        }
+        Ok(())
     }
 }
 
@@ -150,7 +155,7 @@ impl Jobs {
                     match task.status {
                         TaskStatus::Successful => progress.tasks_done += 1,
                         TaskStatus::Running => progress.tasks_running += 1,
-                        TaskStatus::Failed { .. } => {}
+                        TaskStatus::Failed { .. } => progress.tasks_failed += 1,
                     }
                 }
             }
@@ -189,8 +194,17 @@ mod tests {
             stages_done: 1,
             tasks_done: 5,
             tasks_running: 2,
+            tasks_failed: 0,
         };
         assert_eq!(p.to_string(), "stages 1 of 3 done, tasks 5 done, 2 running");
+        let p = Progress {
+            tasks_failed: 3,
+            ..p
+        };
+        assert_eq!(
+            p.to_string(),
+            "stages 1 of 3 done, tasks 5 done, 2 running, 3 failed"
+        );
         let p = Progress {
             jobs: 2,
             ..Progress::default()

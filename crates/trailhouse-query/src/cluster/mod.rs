@@ -111,8 +111,14 @@ impl ServedLake {
     /// planners (joins on `credentials` planned as lookups) with Ballista's rules. Plans arrive
     /// analyzed (types coerced, names resolved) by the client: analyzing them again would
     /// check our lookup joins' conditions, which name the columns they add, against their input.
+    ///
+    /// Jobs are planned by Ballista's adaptive planner whatever the client asks: its static one,
+    /// given an executor lost mid-job, ran the lost tasks again and summed their partial
+    /// results twice (a wrong answer, where the adaptive one fails or stalls, which is told).
     pub fn session_state(&self, config: SessionConfig) -> Result<SessionState> {
-        let config = config.with_create_default_catalog_and_schema(true);
+        let config = config
+            .with_create_default_catalog_and_schema(true)
+            .with_ballista_adaptive_query_planner(true);
         let ctx = engine::context(config, self.runtime(), &credentials::extensions())
             .map_err(|e| DataFusionError::External(Box::new(e)))?;
         let state = ctx.state();

@@ -2,9 +2,12 @@
 """Trailhouse at trail scale, side by side with DuckDB, in one run.
 
 Every trailhouse figure is a whole process (`trailhouse …` started, run, exited), timed by wall
-clock, with its peak resident memory (the child's ru_maxrss). DuckDB runs in this process over its
+clock, with its peak resident memory (ru_maxrss, as GNU time reports it). DuckDB runs in this process over its
 own copy of the same rows, written once as DuckDB's Parquet partitioned by day and region
 (`<lake>.duckdb-parquet/`, reused by later runs), and is timed in-process (the query alone, warm).
+Beside each investigation query DuckDB runs that saved query as `trailhouse ddl duckdb`
+translates it, with the same parameters (written by hand where the translation is refused and
+the question needs no credentials table), and the row counts of both are printed.
 
     python3 benches/scale.py --bin target/release/trailhouse --lake /data/lake-2m [--trail /data/trail-2m]
 
@@ -20,6 +23,7 @@ import argparse
 import datetime
 import json
 import os
+import re
 import shutil
 import socket
 import statistics
@@ -32,30 +36,26 @@ PRINCIPAL = "coalesce(useridentity.arn, useridentity.invokedby, useridentity.pri
 
 def measured(cmd):
     """Runs `cmd` with its stdout and stderr in files: (seconds, its peak RSS in MiB, stdout,
-    stderr, exit code). The peak comes from wait4, i.e. this child's own ru_maxrss."""
+    stderr, exit code). The peak is GNU time's (`%M`, the child's ru_maxrss): a child forked from
+    this process would count this process's memory (DuckDB's, once it has run) in its own peak,
+    as Linux keeps the high-water mark of the memory a child had before its exec."""
+    if not os.path.exists(GNU_TIME):
+        sys.exit(f"{GNU_TIME} is missing (Debian's package `time`): it takes each command's peak RSS")
     t = time.perf_counter()
-    pid = os.fork()
-    if pid == 0:
-        try:
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            out = os.open(MEASURE_OUT, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-            err = os.open(MEASURE_ERR, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-            os.dup2(out, 1)
-            os.dup2(err, 2)
-            os.close(devnull)
-            os.execv(cmd[0], cmd)
-        finally:
-            os._exit(127)
-    _, status, usage = os.wait4(pid, 0)
+    with open(MEASURE_OUT, "w") as out, open(MEASURE_ERR, "w") as err:
+        code = subprocess.call([GNU_TIME, "-q", "-f", "%M", "-o", MEASURE_RSS, *cmd], stdout=out, stderr=err)
     secs = time.perf_counter() - t
     with open(MEASURE_OUT) as f:
         out = f.read()
     with open(MEASURE_ERR) as f:
         err = f.read()
-    code = os.waitstatus_to_exitcode(status)
-    return secs, usage.ru_maxrss / 1024.0, out, err, code
+    with open(MEASURE_RSS) as f:
+        kib = int(f.read().split()[-1])
+    return secs, kib / 1024.0, out, err, code
 
 
+GNU_TIME = "/usr/bin/time"
+MEASURE_RSS = "/tmp/trailhouse-scale.rss"
 MEASURE_OUT = "/tmp/trailhouse-scale.out"
 MEASURE_ERR = "/tmp/trailhouse-scale.err"
 
@@ -203,6 +203,76 @@ def duck_layout(lake):
     return target
 
 
+def duckdb_translations(bench):
+    """The saved queries in DuckDB's SQL, as `trailhouse ddl duckdb --query all` writes them:
+    {name: (sql, {param: (type, default)})}, and {name: why} for those it refuses."""
+    secs, rss, out, err, code = measured(bench.th("ddl", "duckdb", "--query", "all"))
+    if code != 0:
+        sys.exit(f"ddl duckdb --query all: exit {code}\n{err}")
+    queries, refused = {}, {}
+    for block in out.split("\n\n-- ")[1:]:
+        lines = block.splitlines()
+        name = lines[0].split(":")[0].split("/")[-1]
+        if "does not translate to" in lines[1]:
+            refused[name] = lines[1].split("does not translate to DuckDB: ", 1)[-1]
+            continue
+        params = {}
+        for line in lines[1:]:
+            m = re.match(r"-- \$(\w+) (\w+) \((?:default (.*?)|required)\)", line)
+            if m:
+                params[m.group(1)] = (m.group(2), m.group(3))
+        sql = "\n".join(l for l in lines[1:] if not l.startswith("--")).strip()
+        queries[name] = (sql.rstrip(";"), params)
+    return queries, refused
+
+
+# DuckDB's SQL, by hand, for saved queries `ddl duckdb` refuses that can be written without
+# trailhouse's credentials table: the same rows (the row counts printed side by side check it).
+BY_HAND = {
+    # One address (the bench's parameter), not a block: an equality where we match the CIDR.
+    "ip-activity": ("""
+        SELECT eventtime, sourceipaddress, eventname, eventsource,
+               coalesce(useridentity.arn, useridentity.invokedby, useridentity.principalid,
+                        useridentity.type) AS principal,
+               useridentity.accesskeyid AS accesskeyid, useragent, awsregion AS region,
+               recipientaccountid AS account, errorcode, eventid
+        FROM cloudtrail
+        WHERE eventtime >= $since AND eventtime < $until AND sourceipaddress = $ip
+        ORDER BY eventtime DESC, eventid""",
+        {"ip": ("string", None), "since": ("timestamp", None), "until": ("timestamp", None)}),
+    "new-behaviour": ("""
+        WITH calls AS (
+            SELECT coalesce(useridentity.arn, useridentity.invokedby, useridentity.principalid,
+                            useridentity.type) AS principal,
+                   eventsource, eventname, eventtime, sourceipaddress, eventid
+            FROM cloudtrail WHERE eventtime >= $baseline AND eventtime < $until),
+        new AS (
+            SELECT principal, eventsource, eventname FROM calls
+            GROUP BY ALL HAVING min(eventtime) >= $since)
+        SELECT c.principal, c.eventsource, c.eventname, count(*) AS calls,
+               min(c.eventtime) AS first_seen, max(c.eventtime) AS last_seen,
+               array_to_string(list_sort(list(DISTINCT c.sourceipaddress)), ', ') AS source_ips,
+               arg_min(c.eventid, (c.eventtime, c.eventid)) AS eventid
+        FROM new n JOIN calls c
+          ON n.principal IS NOT DISTINCT FROM c.principal
+         AND n.eventsource IS NOT DISTINCT FROM c.eventsource
+         AND n.eventname IS NOT DISTINCT FROM c.eventname
+        WHERE c.eventtime >= $since
+        GROUP BY ALL ORDER BY first_seen DESC, principal, eventname""",
+        {"baseline": ("timestamp", None), "since": ("timestamp", None), "until": ("timestamp", None)}),
+}
+
+
+def duckdb_value(kind, text):
+    """A `--param`/`--since` value as DuckDB binds it for a parameter of `kind`."""
+    if kind == "timestamp":
+        when = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+        return when if when.tzinfo else when.replace(tzinfo=datetime.timezone.utc)
+    if kind == "integer":
+        return int(text)
+    return text
+
+
 def integrity(a):
     """verify over a signed trail, and ingest with and without --verify into new lakes (runs
     alternated, the page cache warm), whole processes."""
@@ -241,6 +311,21 @@ def integrity(a):
     print(f"  ingest: {p:.2f} s ({max(m for _, m in plain):.0f} MiB); ingest --verify: {c:.2f} s "
           f"({max(m for _, m in checked):.0f} MiB): {100 * (c - p) / p:+.1f} %; runs {plain} {checked}",
           flush=True)
+
+
+def duck_beside(b, duck, sql, params, ours_rows=None, label="  duckdb"):
+    """Times `sql` in DuckDB (warm, the median of --runs), beside the row just timed."""
+    times, rows = [], None
+    duck.execute(sql, params).fetchall()  # warm
+    for _ in range(b.a.runs):
+        t = time.perf_counter()
+        rows = duck.execute(sql, params).fetchall()
+        times.append(time.perf_counter() - t)
+    d = statistics.median(times)
+    b.rows[-1]["duckdb_seconds"] = d
+    b.rows[-1]["duckdb_rows"] = len(rows)
+    counted = f"rows {ours_rows} vs {len(rows)}" if ours_rows is not None else f"{len(rows)} rows"
+    print(f"  {label:<48} {d:7.3f} s  ratio {b.rows[-1]['seconds'] / d:5.2f}x  ({counted})", flush=True)
 
 
 def main():
@@ -321,15 +406,44 @@ def main():
         ("errors", []),
         ("console-logins", []),
     ]
+    cases.append(("new-behaviour", ["-p", f"baseline={baseline}"]))
+    windows = {"new-behaviour": ["--since", recent, "--until", window[3]]}
+    duck = None
+    if ("plain" in sections or "investigation" in sections) and not a.no_duckdb:
+        import duckdb
+        target = duck_layout(a.lake)
+        duck = duckdb.connect()
+        for view in ("t", "cloudtrail"):
+            duck.execute(f"CREATE VIEW {view} AS SELECT * FROM "
+                         f"read_parquet('{target}/**/*.parquet', hive_partitioning = true)")
     if a.cluster:
         b.cluster = Cluster(a.bin, a.lake)
         print(f"cluster: {b.cluster.address}, a scheduler and 2 executors", flush=True)
     if "investigation" in sections:
-        print("investigation queries (trailhouse run, whole process):", flush=True)
+        print("investigation queries (trailhouse run, whole process | DuckDB in-process, the query as "
+              "`ddl duckdb` translates it, on its own Parquet):", flush=True)
+        translated, refused = duckdb_translations(b) if duck is not None else ({}, {})
         for name, params in cases:
-            b.time_th(f"run {name}", ["run", name, *params, *window, "--format", "csv", "-o", "/dev/null"])
-        b.time_th("run new-behaviour", ["run", "new-behaviour", "-p", f"baseline={baseline}", "--since", recent,
-                                        "--format", "csv", "-o", "/dev/null"])
+            args = params + windows.get(name, window)
+            _, err = b.time_th(f"run {name}", ["run", name, *args, "--format", "csv", "-o", "/dev/null"])
+            if duck is None:
+                continue
+            label = "  duckdb"
+            if name in translated:
+                sql, kinds = translated[name]
+            elif name in BY_HAND:
+                label = "  duckdb (by hand: `ddl duckdb` refuses it)"
+                sql, kinds = BY_HAND[name]
+            else:
+                print(f"  {'  duckdb':<48} not in DuckDB's SQL: {refused.get(name, '?')}", flush=True)
+                continue
+            given = {}
+            for flag, value in zip(args[0::2], args[1::2]):
+                key, value = value.split("=", 1) if flag == "-p" else (flag.removeprefix("--"), value)
+                given[key] = value
+            bound = {k: duckdb_value(kind, given.get(k, default)) for k, (kind, default) in kinds.items()}
+            counted = re.search(r"^(\d+) rows? from ", err, re.M)
+            duck_beside(b, duck, sql, bound, ours_rows=int(counted.group(1)) if counted else None, label=label)
 
     if "whole" in sections:
         print("whole-table commands:", flush=True)
@@ -376,27 +490,13 @@ def main():
     }
     if "plain" not in sections:
         plain = {}
-    duck = None
-    if plain and not a.no_duckdb:
-        import duckdb
-        target = duck_layout(a.lake)
-        duck = duckdb.connect()
-        duck.execute(f"CREATE VIEW t AS SELECT * FROM read_parquet('{target}/**/*.parquet', hive_partitioning = true)")
-    print("plain questions (trailhouse sql as a whole process | DuckDB in-process on its own Parquet):", flush=True)
+    if plain:
+        print("plain questions (trailhouse sql as a whole process | DuckDB in-process on its own Parquet):",
+              flush=True)
     for label, (ours, theirs) in plain.items():
         out, _ = b.time_th(f"sql: {label}", ["sql", "--format", "csv", ours])
         if duck is not None:
-            times, rows = [], None
-            duck.execute(theirs).fetchall()  # warm
-            for _ in range(a.runs):
-                t = time.perf_counter()
-                rows = duck.execute(theirs).fetchall()
-                times.append(time.perf_counter() - t)
-            d = statistics.median(times)
-            b.rows[-1]["duckdb_seconds"] = d
-            ours_rows = max(len(out.strip().splitlines()) - 1, 0)
-            print(f"  {'  duckdb':<48} {d:7.3f} s  ratio {b.rows[-1]['seconds'] / d:5.2f}x  "
-                  f"(rows {ours_rows} vs {len(rows)})", flush=True)
+            duck_beside(b, duck, theirs, {}, ours_rows=max(len(out.strip().splitlines()) - 1, 0))
 
     if b.cluster:
         print(f"  cluster nodes' peak RSS (scheduler, executors): "

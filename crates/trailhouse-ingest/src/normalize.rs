@@ -51,8 +51,9 @@ pub type QuarantineReason = String;
 /// xxh3, not SipHash (which was a fiftieth of ingest CPU here).
 type FieldIndex<K> = HashMap<K, usize, BuildHasherDefault<KeyHasher>>;
 
+/// A hasher of short keys by one-shot xxh3, chained over the parts written.
 #[derive(Default)]
-struct KeyHasher(u64);
+pub(crate) struct KeyHasher(u64);
 
 impl Hasher for KeyHasher {
     fn write(&mut self, bytes: &[u8]) {

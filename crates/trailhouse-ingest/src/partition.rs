@@ -8,6 +8,7 @@
 //! and evicted (least recently used first) beyond a budget, so memory does not grow with the table.
 
 use std::collections::{HashMap, HashSet};
+use std::hash::BuildHasherDefault;
 use std::path::PathBuf;
 
 use arrow::array::{ArrayRef, AsArray, RecordBatch, new_null_array};
@@ -20,7 +21,7 @@ use rayon::prelude::*;
 use trailhouse_lake::{Lake, LakeError, Partition, schema};
 
 use crate::error::IngestError;
-use crate::normalize::Placed;
+use crate::normalize::{KeyHasher, Placed};
 
 /// Rows of one file: the columns and, per row, where it goes.
 pub struct FileRows {
@@ -198,7 +199,8 @@ fn gather(batches: &[&RecordBatch], keep: &[(usize, usize)]) -> Result<RecordBat
 type RowRef = (u32, i64, usize, usize);
 
 /// Sets each row's rank: the position of its (event name, event source, region) among the
-/// partition's, in order (a missing name or source first).
+/// partition's, in order (a missing name or source first). Each row's call is hashed once; only
+/// the partition's distinct calls (hundreds, for thousands of rows) are sorted.
 fn rank_calls(files: &[FileRows], rows: &mut [RowRef]) {
     let source_index = schema::file_schema().index_of("eventsource").ok();
     let name_index = schema::file_schema().index_of("eventname").ok();
@@ -206,19 +208,30 @@ fn rank_calls(files: &[FileRows], rows: &mut [RowRef]) {
         let column = files[fi].batch.column(index?).as_string_opt::<i32>()?;
         column.is_valid(ri).then(|| column.value(ri))
     };
-    let call = |&(_, _, fi, ri): &RowRef| {
-        (
+    type Call<'a> = (Option<&'a str>, Option<&'a str>, &'a str);
+    let mut seen: HashMap<Call<'_>, u32, BuildHasherDefault<KeyHasher>> = HashMap::default();
+    let mut calls: Vec<Call<'_>> = Vec::new();
+    for row in rows.iter_mut() {
+        let (_, _, fi, ri) = *row;
+        let call = (
             text(name_index, fi, ri),
             text(source_index, fi, ri),
             files[fi].placed[ri].region.as_str(),
-        )
-    };
-    let mut calls: Vec<(Option<&str>, Option<&str>, &str)> = rows.iter().map(call).collect();
-    calls.sort_unstable();
-    calls.dedup();
+        );
+        // The call's place in the order first seen, made its rank below.
+        row.0 = *seen.entry(call).or_insert_with(|| {
+            calls.push(call);
+            (calls.len() - 1) as u32
+        });
+    }
+    let mut order: Vec<u32> = (0..calls.len() as u32).collect();
+    order.sort_unstable_by_key(|&i| calls[i as usize]);
+    let mut rank = vec![0u32; calls.len()];
+    for (r, &i) in order.iter().enumerate() {
+        rank[i as usize] = r as u32;
+    }
     for row in rows.iter_mut() {
-        let rank = calls.binary_search(&call(row)).unwrap_or_default();
-        row.0 = rank as u32;
+        row.0 = rank[row.0 as usize];
     }
 }
 

@@ -433,9 +433,13 @@ mod tests {
     use super::*;
     use std::time::{Duration, Instant};
 
-    fn at(seconds: u64, running: usize, done: usize) -> (Instant, Option<Progress>) {
-        static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
-        let start = *START.get_or_init(Instant::now);
+    /// The jobs as seen `seconds` after `start`: `running` tasks running, `done` finished.
+    fn at(
+        start: Instant,
+        seconds: u64,
+        running: usize,
+        done: usize,
+    ) -> (Instant, Option<Progress>) {
         let progress = Progress {
             jobs: 1,
             stages: 3,
@@ -457,46 +461,48 @@ mod tests {
 
     #[test]
     fn jobs_standing_still_after_a_loss_are_stuck_after_their_bound() {
+        let start = Instant::now();
         // Nothing running: 30 s without a change.
         let mut still = Stillness::default();
-        assert_eq!(observe(&mut still, at(0, 0, 3)), None);
-        assert_eq!(observe(&mut still, at(29, 0, 3)), None);
-        assert_eq!(observe(&mut still, at(30, 0, 3)), Some(30));
+        assert_eq!(observe(&mut still, at(start, 0, 0, 3)), None);
+        assert_eq!(observe(&mut still, at(start, 29, 0, 3)), None);
+        assert_eq!(observe(&mut still, at(start, 30, 0, 3)), Some(30));
 
         // Tasks shown running (a long task, or a report Ballista refused): 120 s.
         let mut still = Stillness::default();
-        assert_eq!(observe(&mut still, at(0, 1, 3)), None);
-        assert_eq!(observe(&mut still, at(60, 1, 3)), None);
-        assert_eq!(observe(&mut still, at(119, 1, 3)), None);
-        assert_eq!(observe(&mut still, at(120, 1, 3)), Some(120));
+        assert_eq!(observe(&mut still, at(start, 0, 1, 3)), None);
+        assert_eq!(observe(&mut still, at(start, 60, 1, 3)), None);
+        assert_eq!(observe(&mut still, at(start, 119, 1, 3)), None);
+        assert_eq!(observe(&mut still, at(start, 120, 1, 3)), Some(120));
     }
 
     #[test]
     fn any_move_of_the_jobs_or_no_job_starts_the_wait_again() {
+        let start = Instant::now();
         let mut still = Stillness::default();
-        assert_eq!(observe(&mut still, at(0, 0, 3)), None);
+        assert_eq!(observe(&mut still, at(start, 0, 0, 3)), None);
         // A task finished: the wait starts again from there.
-        assert_eq!(observe(&mut still, at(20, 0, 4)), None);
-        assert_eq!(observe(&mut still, at(40, 0, 4)), None);
-        assert_eq!(observe(&mut still, at(50, 0, 4)), Some(30));
+        assert_eq!(observe(&mut still, at(start, 20, 0, 4)), None);
+        assert_eq!(observe(&mut still, at(start, 40, 0, 4)), None);
+        assert_eq!(observe(&mut still, at(start, 50, 0, 4)), Some(30));
 
         // A task failing is a move too.
         let mut still = Stillness::default();
-        assert_eq!(observe(&mut still, at(0, 1, 3)), None);
-        let (when, failed) = at(100, 1, 3);
+        assert_eq!(observe(&mut still, at(start, 0, 1, 3)), None);
+        let (when, failed) = at(start, 100, 1, 3);
         let failed = failed.map(|p| Progress {
             tasks_failed: 1,
             ..p
         });
         assert_eq!(observe(&mut still, (when, failed)), None);
-        assert_eq!(observe(&mut still, at(130, 1, 3)), None);
+        assert_eq!(observe(&mut still, at(start, 130, 1, 3)), None);
 
         // No job to watch (or no executor lost) forgets where they stood.
         let mut still = Stillness::default();
-        assert_eq!(observe(&mut still, at(0, 0, 3)), None);
-        assert_eq!(still.observe(None, at(20, 0, 3).0), None);
-        assert_eq!(observe(&mut still, at(40, 0, 3)), None);
-        assert_eq!(observe(&mut still, at(69, 0, 3)), None);
-        assert_eq!(observe(&mut still, at(70, 0, 3)), Some(30));
+        assert_eq!(observe(&mut still, at(start, 0, 0, 3)), None);
+        assert_eq!(still.observe(None, at(start, 20, 0, 3).0), None);
+        assert_eq!(observe(&mut still, at(start, 40, 0, 3)), None);
+        assert_eq!(observe(&mut still, at(start, 69, 0, 3)), None);
+        assert_eq!(observe(&mut still, at(start, 70, 0, 3)), Some(30));
     }
 }

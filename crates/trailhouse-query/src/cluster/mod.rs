@@ -111,16 +111,13 @@ impl ServedLake {
     /// planners (joins on `credentials` planned as lookups) with Ballista's rules. Plans arrive
     /// analyzed (types coerced, names resolved) by the client: analyzing them again would
     /// check our lookup joins' conditions, which name the columns they add, against their input.
-    ///
-    /// Jobs are planned by Ballista's adaptive planner whatever the client asks: its static one,
-    /// given an executor lost mid-job, ran the lost tasks again and summed their partial
-    /// results twice (a wrong answer, where the adaptive one fails or stalls, which is told).
     pub fn session_state(&self, config: SessionConfig) -> Result<SessionState> {
-        let config = config
-            .with_create_default_catalog_and_schema(true)
-            .with_ballista_adaptive_query_planner(true);
-        let ctx = engine::context(config, self.runtime(), &credentials::extensions())
-            .map_err(|e| DataFusionError::External(Box::new(e)))?;
+        let ctx = engine::context(
+            scheduled(config),
+            self.runtime(),
+            &credentials::extensions(),
+        )
+        .map_err(|e| DataFusionError::External(Box::new(e)))?;
         let state = ctx.state();
         let rules = ballista_core::optimizer::with_ballista_optimizer_rules(state.optimizers());
         Ok(SessionStateBuilder::new_from_existing(state)
@@ -289,6 +286,16 @@ impl PhysicalOptimizerRule for WholeWorkTables {
     }
 }
 
+/// A client's session `config` as the scheduler plans with it: a default catalog made, and
+/// Ballista's adaptive planner whatever the client asks. Its static one, given an executor lost
+/// mid-job, ran the lost tasks again and summed their partial results twice (a wrong answer,
+/// where the adaptive one fails or stalls, which the client tells).
+fn scheduled(config: SessionConfig) -> SessionConfig {
+    config
+        .with_create_default_catalog_and_schema(true)
+        .with_ballista_adaptive_query_planner(true)
+}
+
 fn lock<T>(m: &Mutex<T>) -> Result<std::sync::MutexGuard<'_, T>> {
     m.lock()
         .map_err(|_| DataFusionError::Internal("a served lake's cache was poisoned".into()))
@@ -416,4 +423,18 @@ pub(crate) async fn remote(
         }
     }
     Ok((remote, jobs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_scheduler_plans_adaptively_whatever_the_client_asks() {
+        let asked = SessionConfig::new().with_ballista_adaptive_query_planner(false);
+        assert!(!asked.ballista_adaptive_query_planner_enabled());
+        let config = scheduled(asked);
+        assert!(config.ballista_adaptive_query_planner_enabled());
+        assert!(config.options().catalog.create_default_catalog_and_schema);
+    }
 }

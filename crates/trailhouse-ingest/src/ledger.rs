@@ -13,13 +13,17 @@
 //! minutes for years stays the size of the overlap; local files stay (every run lists them).
 //! The plans stay too: `check --repair` reads one to have its files read again.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use trailhouse_lake::State;
 
 use crate::discover::SourceFile;
 use crate::error::IngestError;
+
+mod ingested;
+
+use ingested::{Ingested, Stamp};
 
 /// Files of one batch.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -35,8 +39,8 @@ pub struct Plan {
 #[derive(Debug, serde::Deserialize)]
 struct Checkpoint {
     seq: i64,
-    /// Files ingested (path, size, time, ETag).
-    files: Vec<SourceFile>,
+    /// Files ingested (path, size, time, ETag), read into the ledger one by one.
+    files: Ingested,
     #[serde(with = "crate::discover::os_path::list")]
     retried: Vec<PathBuf>,
 }
@@ -66,15 +70,15 @@ impl serde::Serialize for PathOf<'_> {
 }
 
 /// The ledger's files, serialized as [`SourceFile`]s.
-struct IngestedFiles<'a>(&'a HashMap<PathBuf, (u64, i64, Option<String>)>);
+struct IngestedFiles<'a>(&'a Ingested);
 
 impl serde::Serialize for IngestedFiles<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(self.0.iter().map(|(path, (size, mtime_ns, etag))| FileOf {
-            path: PathOf(path),
-            size: *size,
-            mtime_ns: *mtime_ns,
-            etag: etag.as_deref(),
+        s.collect_seq(self.0.iter().map(|(path, stamp)| FileOf {
+            path,
+            size: stamp.size,
+            mtime_ns: stamp.mtime_ns,
+            etag: stamp.etag.as_deref(),
         }))
     }
 }
@@ -82,7 +86,8 @@ impl serde::Serialize for IngestedFiles<'_> {
 /// A [`SourceFile`] as written, borrowed.
 #[derive(serde::Serialize)]
 struct FileOf<'a> {
-    path: PathOf<'a>,
+    #[serde(serialize_with = "crate::discover::os_path::serialize")]
+    path: PathBuf,
     size: u64,
     mtime_ns: i64,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -99,7 +104,7 @@ pub struct Ledger {
     dir: String,
     /// Plans past the checkpoint (loaded, or recorded by this run).
     loose: usize,
-    ingested: HashMap<PathBuf, (u64, i64, Option<String>)>,
+    ingested: Ingested,
     /// Files a committed batch read but recorded as failed: what they gave before their break
     /// is in the lake, and a later run reads them again.
     retried: HashSet<PathBuf>,
@@ -124,7 +129,7 @@ impl Ledger {
             state: state.clone(),
             dir: dir.to_string(),
             loose: 0,
-            ingested: HashMap::new(),
+            ingested: Ingested::default(),
             retried: HashSet::new(),
             pending: None,
             committed_seq,
@@ -140,9 +145,7 @@ impl Ledger {
                 .map_err(|e| err(format!("`{}`: {e}", state.name(&checkpoint_rel).display())))?;
             if checkpoint.seq <= committed_seq {
                 base = checkpoint.seq;
-                for f in checkpoint.files {
-                    ledger.ingested.insert(f.path, (f.size, f.mtime_ns, f.etag));
-                }
+                ledger.ingested = checkpoint.files;
                 ledger.retried.extend(checkpoint.retried);
             } else {
                 // Ahead of the table (a lake restored from an older copy): the plans decide.
@@ -206,16 +209,15 @@ impl Ledger {
 
     /// Whether a committed batch ingested a file by this name (any version of it).
     pub fn is_ingested(&self, path: &Path) -> bool {
-        self.ingested.contains_key(path)
+        self.ingested.contains(path)
     }
 
     /// Whether this exact file (path, size, mtime and ETag) was ingested.
     pub fn contains(&self, file: &SourceFile) -> bool {
-        self.ingested
-            .get(&file.path)
-            .is_some_and(|(size, mtime, etag)| {
-                (*size, *mtime, etag) == (file.size, file.mtime_ns, &file.etag)
-            })
+        self.ingested.get(&file.path).is_some_and(|s| {
+            (s.size, s.mtime_ns, s.etag.as_deref())
+                == (file.size, file.mtime_ns, file.etag.as_deref())
+        })
     }
 
     /// Persists a plan before its batch is committed, replacing the plan of the same batch
@@ -262,7 +264,7 @@ impl Ledger {
         if self.loose < CHECKPOINT_EVERY {
             return Ok(false);
         }
-        self.ingested.retain(|path, _| !expired(path));
+        self.ingested.retain(|path| !expired(path));
         let rel = format!("{}/{CHECKPOINT}", self.dir);
         let err = |message: String| IngestError::Ledger {
             path: self.state.name(&rel),
@@ -289,14 +291,27 @@ impl Ledger {
     /// Marks a committed plan's files as ingested.
     pub fn record(&mut self, plan: &Plan) {
         self.loose += 1;
-        for f in &plan.files {
-            if plan.failed.contains(&f.path) {
-                self.retried.insert(f.path.clone());
-            } else {
-                self.ingested
-                    .insert(f.path.clone(), (f.size, f.mtime_ns, f.etag.clone()));
-            }
+        let failed: HashSet<&Path> = plan.failed.iter().map(PathBuf::as_path).collect();
+        for f in plan
+            .files
+            .iter()
+            .filter(|f| failed.contains(f.path.as_path()))
+        {
+            self.retried.insert(f.path.clone());
         }
+        self.ingested.extend(
+            plan.files
+                .iter()
+                .filter(|f| !failed.contains(f.path.as_path()))
+                .map(|f| {
+                    let stamp = Stamp {
+                        size: f.size,
+                        mtime_ns: f.mtime_ns,
+                        etag: f.etag.as_deref().map(Box::from),
+                    };
+                    (f.path.as_path(), stamp)
+                }),
+        );
         self.committed_seq = self.committed_seq.max(plan.seq);
     }
 }

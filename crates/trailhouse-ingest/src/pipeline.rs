@@ -263,22 +263,25 @@ pub async fn ingest(opts: &Options, progress: &dyn Progress) -> Result<Report, I
             records_recovered: 0,
         });
     }
-    let mut todo = Vec::new();
-    for f in discovered.files {
+    // The files to read, left in the listing's own vector (not copied: it can be a million).
+    let mut todo = discovered.files;
+    todo.retain(|f| {
         if pending_paths.contains(&f.path) {
-            continue;
+            return false;
         }
         report.files_seen += 1;
-        if ledger.contains(&f) {
+        if ledger.contains(f) {
             report.files_skipped += 1;
             report.files_skipped_ingested += 1;
+            false
         } else if f.is_digest() {
             report.files_skipped += 1;
             report.files_skipped_digest += 1;
+            false
         } else {
-            todo.push(f);
+            true
         }
-    }
+    });
     report.files_seen += pending_paths.len() as u64;
     report.stage_seconds.discover = started.elapsed().as_secs_f64();
     let total_bytes: u64 = todo.iter().map(|f| f.size).sum::<u64>()
@@ -312,10 +315,13 @@ pub async fn ingest(opts: &Options, progress: &dyn Progress) -> Result<Report, I
         lengths.push(end - start);
         start = end;
     }
+    // The list's own buffer goes once its files are in their batches (an organization trail's
+    // 834,000 files: 60 MB held for the whole run otherwise).
     let mut files = todo.into_iter();
     for n in lengths {
         batches.push((files.by_ref().take(n).collect(), None));
     }
+    drop(files);
 
     let retried: HashSet<String> = batches
         .iter()

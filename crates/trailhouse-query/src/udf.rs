@@ -18,7 +18,11 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, StringArray, StringBuilder};
+use std::fmt::Write as _;
+
+use arrow::array::{
+    Array, ArrayRef, AsArray, BooleanArray, ListArray, StringArray, StringArrayType, StringBuilder,
+};
 use arrow::compute::cast;
 use arrow::datatypes::DataType;
 use datafusion::common::{Result, ScalarValue, exec_err};
@@ -169,28 +173,48 @@ fn arns_text(resources: &dyn Array) -> Result<StringArray> {
     let Some(arn) = structs.column_by_name("arn") else {
         return exec_err!("resource_arns expects structs with an `arn` member");
     };
-    let arn = cast(arn, &DataType::Utf8)?;
-    let arn = arn.as_string::<i32>();
-    let mut out = StringBuilder::with_capacity(list.len(), list.len() * 48);
-    let mut text = String::new();
+    // Read as stored (the scan gives views): a cast would copy every ARN of the batch first.
+    Ok(match arn.data_type() {
+        DataType::Utf8View => join_arns(list, arn.as_string_view()),
+        DataType::Utf8 => join_arns(list, arn.as_string::<i32>()),
+        DataType::LargeUtf8 => join_arns(list, arn.as_string::<i64>()),
+        other => return exec_err!("resource_arns expects text ARNs, got {other}"),
+    })
+}
+
+/// [`arns_text`] over ARNs of any string layout, each row written straight into the result.
+fn join_arns<'a>(list: &ListArray, arn: impl StringArrayType<'a>) -> StringArray {
+    let offsets = list.value_offsets();
+    let bytes = arn_bytes(list, &arn);
+    let mut out = StringBuilder::with_capacity(list.len(), bytes);
     for i in 0..list.len() {
         if list.is_null(i) {
             out.append_null();
             continue;
         }
-        text.clear();
-        let offsets = list.value_offsets();
+        let mut first = true;
         for j in offsets[i] as usize..offsets[i + 1] as usize {
             if arn.is_valid(j) {
-                if !text.is_empty() {
-                    text.push('\n');
+                if !first {
+                    out.write_str("\n").ok();
                 }
-                text.push_str(arn.value(j));
+                out.write_str(arn.value(j)).ok();
+                first = false;
             }
         }
-        out.append_value(&text);
+        out.append_value("");
     }
-    Ok(out.finish())
+    out.finish()
+}
+
+/// Bytes of the ARNs the rows of `list` hold (and their separators), to size the result.
+fn arn_bytes<'a>(list: &ListArray, arn: &impl StringArrayType<'a>) -> usize {
+    let offsets = list.value_offsets();
+    let (start, end) = (offsets[0] as usize, offsets[list.len()] as usize);
+    (start..end)
+        .filter(|&j| arn.is_valid(j))
+        .map(|j| arn.value(j).len() + 1)
+        .sum()
 }
 
 /// The `resource_arns` function, for registration.
@@ -264,6 +288,66 @@ pub fn actor() -> ScalarUDF {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A `resources` column: rows of (ARN or no ARN) lists, `None` for a row without the list.
+    fn resources(rows: &[Option<Vec<Option<&str>>>], view: bool) -> ArrayRef {
+        use arrow::array::{ListArray, StringViewArray, StructArray};
+        use arrow::buffer::{NullBuffer, OffsetBuffer};
+        use arrow::datatypes::Field;
+        let arns: Vec<Option<&str>> = rows.iter().flatten().flatten().copied().collect();
+        let arn: ArrayRef = if view {
+            Arc::new(StringViewArray::from(arns.clone()))
+        } else {
+            Arc::new(StringArray::from(arns.clone()))
+        };
+        let kind: ArrayRef = Arc::new(StringArray::from(vec![Some("AWS::S3::Bucket"); arns.len()]));
+        let structs = StructArray::from(vec![
+            (
+                Arc::new(Field::new("arn", arn.data_type().clone(), true)),
+                arn,
+            ),
+            (Arc::new(Field::new("type", DataType::Utf8, true)), kind),
+        ]);
+        let lengths = rows.iter().map(|r| r.as_ref().map_or(0, Vec::len));
+        let valid = NullBuffer::from(rows.iter().map(Option::is_some).collect::<Vec<_>>());
+        let field = Arc::new(Field::new("item", structs.data_type().clone(), true));
+        Arc::new(ListArray::new(
+            field,
+            OffsetBuffer::from_lengths(lengths),
+            Arc::new(structs),
+            Some(valid),
+        ))
+    }
+
+    #[test]
+    fn resource_arns_joins_each_rows_arns_by_new_lines_whatever_their_layout() {
+        let rows = [
+            Some(vec![Some("arn:aws:s3:::a"), None, Some("arn:aws:s3:::b")]),
+            Some(vec![]),
+            None,
+            Some(vec![Some("arn:aws:kms:us-east-1:111122223333:key/k")]),
+            Some(vec![None]),
+        ];
+        for view in [true, false] {
+            let out = arns_text(resources(&rows, view).as_ref()).expect("arns");
+            let got: Vec<Option<&str>> = out.iter().collect();
+            assert_eq!(
+                got,
+                [
+                    Some("arn:aws:s3:::a\narn:aws:s3:::b"),
+                    Some(""),
+                    None,
+                    Some("arn:aws:kms:us-east-1:111122223333:key/k"),
+                    Some(""),
+                ],
+                "view: {view}"
+            );
+        }
+        let sliced = resources(&rows, true).slice(3, 2);
+        let out = arns_text(sliced.as_ref()).expect("arns of a slice");
+        assert_eq!(out.value(0), "arn:aws:kms:us-east-1:111122223333:key/k");
+        assert_eq!(out.len(), 2);
+    }
 
     #[test]
     fn networks() {

@@ -15,10 +15,9 @@
 //! saved query, report and derived table uses; it is rewritten at planning into the `coalesce` of
 //! those four members, so a scan reads only them.
 
+use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::sync::Arc;
-
-use std::fmt::Write as _;
 
 use arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, ListArray, StringArray, StringArrayType, StringBuilder,
@@ -173,7 +172,8 @@ fn arns_text(resources: &dyn Array) -> Result<StringArray> {
     let Some(arn) = structs.column_by_name("arn") else {
         return exec_err!("resource_arns expects structs with an `arn` member");
     };
-    // Read as stored (the scan gives views): a cast would copy every ARN of the batch first.
+    // Read in whichever string layout the scan gives: a cast to plain text would copy every
+    // ARN of a batch given as views.
     Ok(match arn.data_type() {
         DataType::Utf8View => join_arns(list, arn.as_string_view()),
         DataType::Utf8 => join_arns(list, arn.as_string::<i32>()),

@@ -11,10 +11,13 @@ WITH per_ip AS (
            max(eventtime) AS last_seen
     FROM cloudtrail
     WHERE eventtime >= $since AND eventtime < $until
-      AND (errorcode IN ('AccessDenied', 'AccessDeniedException', 'UnauthorizedOperation', 'Client.UnauthorizedOperation',
-                         'UnauthorizedAccess', 'Forbidden', 'AuthorizationError', 'NotAuthorized')
-           OR errorcode LIKE '%AccessDenied%'
-           OR errorcode LIKE '%Unauthorized%')
+      -- The patterns catch AccessDenied(Exception) and (Client.)Unauthorized(Operation|Access);
+      -- the three other refusals are compared one by one: as an IN list they measured slower.
+      AND (errorcode LIKE '%AccessDenied%'
+           OR errorcode LIKE '%Unauthorized%'
+           OR errorcode = 'Forbidden'
+           OR errorcode = 'AuthorizationError'
+           OR errorcode = 'NotAuthorized')
       AND ($principal = '*'
            OR useridentity.arn = $principal
            OR useridentity.username = $principal

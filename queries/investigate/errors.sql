@@ -1,5 +1,5 @@
 -- summary: Access-denied and unauthorized calls by principal and API (a reconnaissance signal), most frequent first
--- param: principal string default * -- only this principal (user name, ARN, principal id, access key); * for all
+-- param: principal string default * -- only this principal (user, role or session name, ARN, principal id or access key id); * for all
 WITH per_ip AS (
     SELECT actor(useridentity) AS principal,
            eventsource,
@@ -11,18 +11,8 @@ WITH per_ip AS (
            max(eventtime) AS last_seen
     FROM cloudtrail
     WHERE eventtime >= $since AND eventtime < $until
-      -- The patterns catch AccessDenied(Exception) and (Client.)Unauthorized(Operation|Access);
-      -- the three other refusals are compared one by one: as an IN list they measured slower.
-      AND (errorcode LIKE '%AccessDenied%'
-           OR errorcode LIKE '%Unauthorized%'
-           OR errorcode = 'Forbidden'
-           OR errorcode = 'AuthorizationError'
-           OR errorcode = 'NotAuthorized')
-      AND ($principal = '*'
-           OR useridentity.arn = $principal
-           OR useridentity.username = $principal
-           OR useridentity.principalid = $principal
-           OR useridentity.accesskeyid = $principal)
+      AND access_denied(errorcode)
+      AND ($principal = '*' OR is_principal(useridentity, $principal))
     GROUP BY 1, 2, 3, 4, 5
 )
 -- Counted per source IP first and the IPs listed after: a list of distinct values per group is

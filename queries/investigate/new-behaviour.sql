@@ -1,5 +1,5 @@
 -- summary: API calls a principal made in the window (use --since, e.g. 7d) that it never made in the baseline before the window
--- param: principal string default * -- only this principal (user name, ARN, principal id, access key); * for all
+-- param: principal string default * -- only this principal (user, role or session name, ARN, principal id or access key id); * for all
 -- param: baseline timestamp default 90d -- start of the baseline; it ends where the window starts
 -- setting: datafusion.optimizer.join_reordering = false
 WITH calls AS (
@@ -11,11 +11,7 @@ WITH calls AS (
            eventid
     FROM cloudtrail
     WHERE eventtime >= $baseline AND eventtime < $until
-      AND ($principal = '*'
-           OR useridentity.arn = $principal
-           OR useridentity.username = $principal
-           OR useridentity.principalid = $principal
-           OR useridentity.accesskeyid = $principal)
+      AND ($principal = '*' OR is_principal(useridentity, $principal))
 ),
 -- A (principal, service, call) is new when none of its calls comes before the window: one lean
 -- aggregate over the baseline and the window finds those, then only the window's calls of the

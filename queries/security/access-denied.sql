@@ -14,11 +14,5 @@ SELECT eventtime,
        eventid
 FROM cloudtrail
 WHERE eventtime >= $since AND eventtime < $until
-  -- The patterns catch AccessDenied(Exception) and (Client.)Unauthorized(Operation|Access);
-  -- the three other refusals are compared one by one: as an IN list they measured slower.
-  AND (errorcode LIKE '%AccessDenied%'
-       OR errorcode LIKE '%Unauthorized%'
-       OR errorcode = 'Forbidden'
-       OR errorcode = 'AuthorizationError'
-       OR errorcode = 'NotAuthorized')
+  AND access_denied(errorcode)
 ORDER BY eventtime DESC, eventid

@@ -14,6 +14,17 @@
 //! made the call (`invokedBy`), else its principal id, else its type. The one definition every
 //! saved query, report and derived table uses; it is rewritten at planning into the `coalesce` of
 //! those four members, so a scan reads only them.
+//!
+//! `is_principal(useridentity, name)`: whether the identity is the principal `name` stands for:
+//! its ARN or its session's role ARN, a user name, a role or session name, a principal id or an
+//! access key id. Rewritten at planning into comparisons of those members, each guarded by a test
+//! of the name's shape (an ARN starts `arn:`, a key id is capitals and digits, a role or session
+//! name has no `:` or `/`), which the planner answers once for a bound name.
+//!
+//! `access_denied(errorcode)`: whether an error code is a refusal for lack of permission
+//! (`AccessDenied`, `AccessDeniedException`, `Client.UnauthorizedOperation`,
+//! `UnauthorizedAccess`, `Forbidden`, …); NULL for no error. Rewritten at planning into `LIKE`s
+//! and comparisons, which page statistics and bloom filters can use.
 
 use std::fmt::Write as _;
 use std::net::IpAddr;
@@ -285,6 +296,165 @@ pub fn actor() -> ScalarUDF {
     })
 }
 
+/// Error codes that refuse a call for lack of permission, by pattern: `AccessDenied`,
+/// `AccessDeniedException`, `Client.UnauthorizedOperation`, `UnauthorizedAccess` and the like.
+pub const REFUSAL_PATTERNS: [&str; 2] = ["AccessDenied", "Unauthorized"];
+
+/// The refusals no pattern catches, compared one by one (as an IN list beside the patterns they
+/// measured slower).
+pub const REFUSAL_CODES: [&str; 3] = ["Forbidden", "AuthorizationError", "NotAuthorized"];
+
+/// `access_denied(code)` written out: a `LIKE` per pattern, a comparison per other code.
+pub fn access_denied_predicate(code: Expr) -> Expr {
+    use datafusion::logical_expr::lit;
+    let patterns = REFUSAL_PATTERNS
+        .iter()
+        .map(|p| code.clone().like(lit(format!("%{p}%"))));
+    let codes = REFUSAL_CODES.iter().map(|c| code.clone().eq(lit(*c)));
+    patterns
+        .chain(codes)
+        .reduce(Expr::or)
+        .unwrap_or_else(|| datafusion::logical_expr::lit(false))
+}
+
+/// A function's expression written out, its types made to agree as the planner's analysis would
+/// have (it ran before this rewrite): string views beside texts, integer widths.
+fn typed(expr: Expr, info: &SimplifyContext) -> Result<ExprSimplifyResult> {
+    use datafusion::common::tree_node::TreeNode;
+    use datafusion::optimizer::analyzer::type_coercion::TypeCoercionRewriter;
+    let expr = expr
+        .rewrite(&mut TypeCoercionRewriter::new(info.schema()))?
+        .data;
+    Ok(ExprSimplifyResult::Simplified(expr))
+}
+
+/// Whether `code` is a refusal, as `access_denied_predicate` decides it.
+fn is_refusal(code: &str) -> bool {
+    REFUSAL_PATTERNS.iter().any(|p| code.contains(p)) || REFUSAL_CODES.contains(&code)
+}
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct AccessDenied {
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for AccessDenied {
+    fn name(&self) -> &str {
+        "access_denied"
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, _: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Boolean)
+    }
+    fn simplify(&self, args: Vec<Expr>, info: &SimplifyContext) -> Result<ExprSimplifyResult> {
+        let [code] = args.as_slice() else {
+            return exec_err!("access_denied takes (errorcode)");
+        };
+        typed(access_denied_predicate(code.clone()), info)
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        // Only reached where the planner did not simplify (the rewrite above is the usual path).
+        let [code] = args.args.as_slice() else {
+            return exec_err!("access_denied takes (errorcode)");
+        };
+        let code = cast(&code.to_array(args.number_rows)?, &DataType::Utf8)?;
+        let out: BooleanArray = code
+            .as_string::<i32>()
+            .iter()
+            .map(|c| c.map(is_refusal))
+            .collect();
+        scalar_if_all_scalar(&args.args, Arc::new(out))
+    }
+}
+
+/// The `access_denied` function, for registration.
+pub fn access_denied() -> ScalarUDF {
+    ScalarUDF::new_from_impl(AccessDenied {
+        signature: Signature::string(1, Volatility::Immutable),
+    })
+}
+
+/// `is_principal(identity, name)` written out.
+pub fn principal_predicate(identity: Expr, name: Expr) -> Expr {
+    use datafusion::functions::expr_fn::{regexp_like, split_part, starts_with, strpos};
+    use datafusion::logical_expr::{lit, not};
+    let member = |path: &[&str]| path.iter().fold(identity.clone(), |e, m| get_field(e, *m));
+    let is = |path: &[&str]| member(path).eq(name.clone());
+    let an_arn = starts_with(name.clone(), lit("arn:"));
+    let a_key_id = regexp_like(name.clone(), lit("^[A-Z0-9]+$"), None);
+    let a_bare_name = strpos(name.clone(), lit(":"))
+        .eq(lit(0))
+        .and(strpos(name.clone(), lit("/")).eq(lit(0)));
+    let role_or_session =
+        is(&["sessioncontext", "sessionissuer", "username"]).or(member(&["type"])
+            .eq(lit("AssumedRole"))
+            .and(split_part(member(&["arn"]), lit("/"), lit(3)).eq(name.clone())));
+    an_arn
+        .clone()
+        .and(is(&["arn"]).or(is(&["sessioncontext", "sessionissuer", "arn"])))
+        .or(not(an_arn).and(is(&["username"])))
+        .or(is(&["principalid"]))
+        .or(a_key_id.and(is(&["accesskeyid"])))
+        .or(a_bare_name.and(role_or_session))
+}
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct IsPrincipal {
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for IsPrincipal {
+    fn name(&self) -> &str {
+        "is_principal"
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, _: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Boolean)
+    }
+    fn simplify(&self, args: Vec<Expr>, info: &SimplifyContext) -> Result<ExprSimplifyResult> {
+        let [identity, name] = args.as_slice() else {
+            return exec_err!("is_principal takes (useridentity, name)");
+        };
+        typed(principal_predicate(identity.clone(), name.clone()), info)
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        // Only reached where the planner did not simplify (the rewrite above is the usual path):
+        // the same rewrite, evaluated over the arguments.
+        use arrow::datatypes::{Field, Schema};
+        use arrow::record_batch::RecordBatch;
+        use datafusion::common::DFSchema;
+        use datafusion::logical_expr::col;
+        let rows = args.number_rows;
+        let [identity, name] = args.args.as_slice() else {
+            return exec_err!("is_principal takes (useridentity, name)");
+        };
+        let (identity, name) = (identity.to_array(rows)?, name.to_array(rows)?);
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("identity", identity.data_type().clone(), true),
+            Field::new("name", name.data_type().clone(), true),
+        ]));
+        let batch = RecordBatch::try_new(schema.clone(), vec![identity, name])?;
+        let predicate = principal_predicate(col("identity"), col("name"));
+        let state = datafusion::execution::session_state::SessionStateBuilder::new()
+            .with_default_features()
+            .build();
+        let physical = state.create_physical_expr(predicate, &DFSchema::try_from(schema)?)?;
+        let out = physical.evaluate(&batch)?.to_array(rows)?;
+        scalar_if_all_scalar(&args.args, out)
+    }
+}
+
+/// The `is_principal` function, for registration.
+pub fn is_principal() -> ScalarUDF {
+    ScalarUDF::new_from_impl(IsPrincipal {
+        signature: Signature::any(2, Volatility::Immutable),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -391,6 +561,176 @@ mod tests {
             " 203.0.113.7",
         ] {
             assert_eq!(simplify(network), None, "{network}");
+        }
+    }
+
+    #[tokio::test]
+    async fn access_denied_planned_and_evaluated_agree() {
+        use datafusion::arrow::datatypes::Field;
+        use datafusion::prelude::SessionContext;
+        let codes = [
+            Some("AccessDenied"),
+            Some("AccessDeniedException"),
+            Some("Client.UnauthorizedOperation"),
+            Some("UnauthorizedAccess"),
+            Some("Forbidden"),
+            Some("AuthorizationError"),
+            Some("NotAuthorized"),
+            Some("ThrottlingException"),
+            Some("NoSuchBucket"),
+            Some("forbidden"),
+            Some("NotAuthorizedYet"),
+            None,
+        ];
+        let expected = [
+            Some(true),
+            Some(true),
+            Some(true),
+            Some(true),
+            Some(true),
+            Some(true),
+            Some(true),
+            Some(false),
+            Some(false),
+            Some(false),
+            Some(false),
+            None,
+        ];
+        // Planned: the rewrite into LIKEs and comparisons.
+        let ctx = SessionContext::new();
+        ctx.register_udf(access_denied());
+        let array: ArrayRef = Arc::new(StringArray::from(codes.to_vec()));
+        let batch = arrow::record_batch::RecordBatch::try_from_iter([("errorcode", array.clone())])
+            .expect("batch");
+        ctx.register_batch("t", batch).expect("register");
+        let out = ctx
+            .sql("SELECT access_denied(errorcode) AS refused FROM t")
+            .await
+            .expect("plan")
+            .collect()
+            .await
+            .expect("run");
+        let planned: Vec<Option<bool>> = out
+            .iter()
+            .flat_map(|b| b.column(0).as_boolean().iter().collect::<Vec<_>>())
+            .collect();
+        assert_eq!(planned, expected);
+        // Evaluated: the function itself, where nothing rewrote it.
+        let evaluated = access_denied()
+            .invoke_with_args(ScalarFunctionArgs {
+                args: vec![ColumnarValue::Array(array)],
+                arg_fields: vec![Arc::new(Field::new("errorcode", DataType::Utf8, true))],
+                number_rows: codes.len(),
+                return_field: Arc::new(Field::new("refused", DataType::Boolean, true)),
+                config_options: Arc::default(),
+            })
+            .expect("invoke")
+            .to_array(codes.len())
+            .expect("array");
+        let evaluated: Vec<Option<bool>> = evaluated.as_boolean().iter().collect();
+        assert_eq!(evaluated, expected);
+    }
+
+    #[tokio::test]
+    async fn is_principal_planned_and_evaluated_agree() {
+        use datafusion::arrow::datatypes::Field;
+        use datafusion::prelude::SessionContext;
+        let ctx = SessionContext::new();
+        ctx.register_udf(is_principal());
+        let identity =
+            |kind: &str, arn: &str, id: &str, user: &str, key: &str, issuer: (&str, &str)| {
+                let text = |t: &str| {
+                    if t.is_empty() {
+                        "CAST(NULL AS VARCHAR)".to_string()
+                    } else {
+                        format!("'{t}'")
+                    }
+                };
+                format!(
+                    "named_struct('type', {}, 'arn', {}, 'principalid', {}, 'username', {}, \
+                 'accesskeyid', {}, 'sessioncontext', named_struct('sessionissuer', \
+                 named_struct('arn', {}, 'username', {})))",
+                    text(kind),
+                    text(arn),
+                    text(id),
+                    text(user),
+                    text(key),
+                    text(issuer.0),
+                    text(issuer.1)
+                )
+            };
+        let user = identity(
+            "IAMUser",
+            "arn:aws:iam::111122223333:user/alice",
+            "AIDAEXAMPLE",
+            "alice",
+            "AKIAEXAMPLE",
+            ("", ""),
+        );
+        let session = identity(
+            "AssumedRole",
+            "arn:aws:sts::111122223333:assumed-role/deploy/session-1",
+            "AROAEXAMPLE:session-1",
+            "",
+            "ASIAEXAMPLE",
+            ("arn:aws:iam::111122223333:role/deploy", "deploy"),
+        );
+        // (name, is it the user, is it the session)
+        let cases = [
+            ("alice", true, false),
+            ("arn:aws:iam::111122223333:user/alice", true, false),
+            ("AIDAEXAMPLE", true, false),
+            ("AKIAEXAMPLE", true, false),
+            ("deploy", false, true),
+            ("session-1", false, true),
+            ("arn:aws:iam::111122223333:role/deploy", false, true),
+            (
+                "arn:aws:sts::111122223333:assumed-role/deploy/session-1",
+                false,
+                true,
+            ),
+            ("AROAEXAMPLE:session-1", false, true),
+            ("ASIAEXAMPLE", false, true),
+            ("bob", false, false),
+            ("arn:aws:iam::111122223333:user/bob", false, false),
+            ("user/alice", false, false),
+        ];
+        for (name, is_user, is_session) in cases {
+            let sql = format!(
+                "SELECT i, n, is_principal(i, n) AS is \
+                 FROM (SELECT {user} AS i UNION ALL SELECT {session}) \
+                 CROSS JOIN (SELECT '{name}' AS n) ORDER BY i.type DESC"
+            );
+            let batches = ctx
+                .sql(&sql)
+                .await
+                .expect("plan")
+                .collect()
+                .await
+                .expect("run");
+            let batch =
+                arrow::compute::concat_batches(&batches[0].schema(), &batches).expect("one batch");
+            // NULL, as SQL gives where a member is missing, selects nothing, as false does.
+            let planned: Vec<Option<bool>> = batch.column(2).as_boolean().iter().collect();
+            let selected: Vec<bool> = planned.iter().map(|p| *p == Some(true)).collect();
+            assert_eq!(selected, [is_user, is_session], "planned: {name}");
+            let fields = batch.schema().fields().clone();
+            let evaluated = is_principal()
+                .invoke_with_args(ScalarFunctionArgs {
+                    args: vec![
+                        ColumnarValue::Array(batch.column(0).clone()),
+                        ColumnarValue::Array(batch.column(1).clone()),
+                    ],
+                    arg_fields: vec![fields[0].clone(), fields[1].clone()],
+                    number_rows: batch.num_rows(),
+                    return_field: Arc::new(Field::new("is", DataType::Boolean, true)),
+                    config_options: Arc::default(),
+                })
+                .expect("invoke")
+                .to_array(batch.num_rows())
+                .expect("array");
+            let evaluated: Vec<Option<bool>> = evaluated.as_boolean().iter().collect();
+            assert_eq!(evaluated, planned, "evaluated: {name}");
         }
     }
 }

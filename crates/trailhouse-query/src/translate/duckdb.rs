@@ -1,5 +1,5 @@
 //! DuckDB, which reads the lake with its `delta` extension (see `trailhouse ddl duckdb`): our
-//! functions written out in DuckDB's (`actor`, `resource_arns`, `json_get_str`, `->>`,
+//! functions written out in DuckDB's (`actor`, `access_denied`, `is_principal`, `resource_arns`, `json_get_str`, `->>`,
 //! `regexp_like`, and `array_to_string` where the two differ over nulls); integer division
 //! stays integer; parameters stay named (`$since`), bound as DuckDB binds a prepared
 //! statement's.
@@ -12,12 +12,14 @@ use datafusion::sql::unparser::Unparser;
 use datafusion::sql::unparser::dialect::{Dialect, DuckDBDialect};
 
 use super::{json_keys, parse_with, sql_of};
-use crate::udf::ACTOR_MEMBERS;
+use crate::udf::{ACTOR_MEMBERS, access_denied_predicate, principal_predicate};
 
 /// `plan` as one DuckDB statement.
 pub(super) fn write(plan: LogicalPlan) -> Result<String> {
     let dialect = DuckDBDialect::new().with_custom_scalar_overrides(vec![
         ("actor", Box::new(actor)),
+        ("access_denied", Box::new(access_denied)),
+        ("is_principal", Box::new(is_principal)),
         ("resource_arns", Box::new(resource_arns)),
         ("json_get_str", Box::new(json_get_str)),
         ("json_as_text", Box::new(json_as_text)),
@@ -43,6 +45,27 @@ fn actor(unparser: &Unparser, args: &[Expr]) -> Result<Option<ast::Expr>> {
         .map(|m| format!("({identity}).\"{m}\""))
         .collect();
     parse(&format!("coalesce({})", members.join(", "))).map(Some)
+}
+
+/// `access_denied(errorcode)`: the `LIKE`s and comparisons it stands for.
+fn access_denied(unparser: &Unparser, args: &[Expr]) -> Result<Option<ast::Expr>> {
+    let [code] = args else {
+        return Ok(None);
+    };
+    Ok(Some(
+        unparser.expr_to_sql(&access_denied_predicate(code.clone()))?,
+    ))
+}
+
+/// `is_principal(useridentity, name)`: the comparisons it stands for.
+fn is_principal(unparser: &Unparser, args: &[Expr]) -> Result<Option<ast::Expr>> {
+    let [identity, name] = args else {
+        return Ok(None);
+    };
+    Ok(Some(unparser.expr_to_sql(&principal_predicate(
+        identity.clone(),
+        name.clone(),
+    ))?))
 }
 
 /// `resource_arns(resources)`: the ARNs, one per line.

@@ -15,7 +15,7 @@ use datafusion::sql::unparser::Unparser;
 use datafusion::sql::unparser::dialect::Dialect;
 
 use super::{json_keys, parse_with, sql_of};
-use crate::udf::ACTOR_MEMBERS;
+use crate::udf::{ACTOR_MEMBERS, access_denied_predicate, principal_predicate};
 
 /// `plan` as one Spark SQL statement.
 pub(super) fn write(plan: LogicalPlan) -> Result<String> {
@@ -112,6 +112,10 @@ impl Dialect for SparkDialect {
                     .map(|m| format!("({identity}).`{m}`"))
                     .collect();
                 format!("coalesce({})", members.join(", "))
+            }
+            ("access_denied", [code]) => sql(&access_denied_predicate(code.clone()))?,
+            ("is_principal", [identity, name]) => {
+                sql(&principal_predicate(identity.clone(), name.clone()))?
             }
             // The ARNs, one per line.
             ("resource_arns", [resources]) => format!(

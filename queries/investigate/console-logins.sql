@@ -1,5 +1,5 @@
 -- summary: Console sign-ins with or without MFA, success or failure, by user and source IP, newest first
--- param: principal string default * -- only this user (user name, ARN or principal id); * for all
+-- param: principal string default * -- only this principal (user name; role or session name, as an SSO sign-in's; ARN, principal id); * for all
 SELECT eventtime,
        actor(useridentity) AS principal,
        useridentity.type AS identity_type,
@@ -15,8 +15,5 @@ SELECT eventtime,
 FROM cloudtrail
 WHERE eventtime >= $since AND eventtime < $until
   AND eventname = 'ConsoleLogin'
-  AND ($principal = '*'
-       OR useridentity.username = $principal
-       OR useridentity.arn = $principal
-       OR useridentity.principalid = $principal)
+  AND ($principal = '*' OR is_principal(useridentity, $principal))
 ORDER BY eventtime DESC, eventid

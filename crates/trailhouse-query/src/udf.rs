@@ -23,8 +23,8 @@
 //!
 //! `access_denied(errorcode)`: whether an error code is a refusal for lack of permission
 //! (`AccessDenied`, `AccessDeniedException`, `Client.UnauthorizedOperation`,
-//! `UnauthorizedAccess`, `Forbidden`, …); NULL for no error. Rewritten at planning into `LIKE`s
-//! and comparisons, which page statistics and bloom filters can use.
+//! `UnauthorizedAccess`, `Forbidden`, …); NULL for no error. Rewritten at planning into the
+//! `LIKE`s and comparisons it stands for, so it plans as that SQL written out would.
 
 use std::fmt::Write as _;
 use std::net::IpAddr;
@@ -314,7 +314,7 @@ pub fn access_denied_predicate(code: Expr) -> Expr {
     patterns
         .chain(codes)
         .reduce(Expr::or)
-        .unwrap_or_else(|| datafusion::logical_expr::lit(false))
+        .unwrap_or_else(|| lit(false))
 }
 
 /// A function's expression written out, its types made to agree as the planner's analysis would

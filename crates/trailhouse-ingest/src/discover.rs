@@ -152,30 +152,58 @@ pub mod os_path {
 pub struct Discovered {
     pub files: Vec<SourceFile>,
     pub unreadable: Vec<(PathBuf, String)>,
+    /// Files found and left out by the caller's filter (see [`discover`]), counted, not kept.
+    pub left_out: u64,
 }
 
-/// Every regular file under `inputs` (which may be files or directories), with anything under
-/// `exclude` (the lake itself) left out. An input that does not exist is an error; below it, an
-/// entry that cannot be read (a dangling or looping link, a folder without permission) is
-/// listed in [`Discovered::unreadable`]. Directory links are followed, except back into a folder
-/// being walked (a cycle: its files are found through the folder itself).
-pub fn discover(inputs: &[PathBuf], exclude: &Path) -> Result<Discovered, IngestError> {
-    walk_inputs(inputs, fs::canonicalize(exclude).ok())
+/// A filter on the files a walk finds: `false` leaves a file out of the listing.
+pub type Keep<'a> = &'a (dyn Fn(&SourceFile) -> bool + Sync);
+
+/// Every regular file under `inputs` (which may be files or directories) that `keep` keeps, with
+/// anything under `exclude` (the lake itself) left out. An input that does not exist is an
+/// error; below it, an entry that cannot be read (a dangling or looping link, a folder without
+/// permission) is listed in [`Discovered::unreadable`]. Directory links are followed, except
+/// back into a folder being walked (a cycle: its files are found through the folder itself).
+/// An input inside another is walked once, as part of the other. `keep` sees each file as it
+/// is found, so what it leaves out (a lake's already-ingested files: a rerun's whole listing)
+/// is never held.
+pub fn discover(inputs: &[PathBuf], exclude: &Path, keep: Keep) -> Result<Discovered, IngestError> {
+    walk_inputs(inputs, fs::canonicalize(exclude).ok(), keep)
 }
 
 /// Every regular file under `inputs`, as [`discover`] finds them, with nothing left out.
 pub fn discover_all(inputs: &[PathBuf]) -> Result<Discovered, IngestError> {
-    walk_inputs(inputs, None)
+    walk_inputs(inputs, None, &|_| true)
 }
 
-fn walk_inputs(inputs: &[PathBuf], exclude: Option<PathBuf>) -> Result<Discovered, IngestError> {
+fn walk_inputs(
+    inputs: &[PathBuf],
+    exclude: Option<PathBuf>,
+    keep: Keep,
+) -> Result<Discovered, IngestError> {
+    let abs = inputs
+        .iter()
+        .map(|input| {
+            fs::canonicalize(input).map_err(|source| IngestError::Source {
+                path: input.clone(),
+                source,
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let walk_of = Walk {
+        exclude: exclude.as_deref(),
+        keep,
+    };
     let mut found = Discovered::default();
-    for input in inputs {
-        let abs = fs::canonicalize(input).map_err(|source| IngestError::Source {
-            path: input.clone(),
-            source,
-        })?;
-        walk(&abs, exclude.as_deref(), &[], &mut found);
+    for (i, input) in abs.iter().enumerate() {
+        // Found through another input already (the same, given earlier, or a folder above it).
+        let covered = abs
+            .iter()
+            .enumerate()
+            .any(|(j, other)| j != i && walked_within(other, input) && (other != input || j < i));
+        if !covered {
+            walk_of.walk(input, &[], &mut found);
+        }
     }
     in_reading_order(&mut found.files);
     found.unreadable.sort();
@@ -214,31 +242,28 @@ fn unreadable(path: &Path, e: &std::io::Error) -> String {
 /// Adds the files under `path` to `found`. `ancestors`: the (device, inode) of the folders being
 /// walked above `path`. A directory's entries are walked in parallel (a trail is ~100,000 small
 /// files: one `stat` each, latency-bound on cold metadata).
-fn walk(path: &Path, exclude: Option<&Path>, ancestors: &[(u64, u64)], found: &mut Discovered) {
-    if exclude.is_some_and(|e| path.starts_with(e)) {
-        return;
-    }
-    let meta = match fs::metadata(path) {
-        Ok(m) => m,
-        Err(e) => {
-            found
-                .unreadable
-                .push((path.to_path_buf(), unreadable(path, &e)));
+/// Whether a walk of `outer` reaches `inner` by its own path: `inner` is `outer` or below it,
+/// through no hidden folder (a walk passes those by).
+fn walked_within(outer: &Path, inner: &Path) -> bool {
+    inner.strip_prefix(outer).is_ok_and(|rest| {
+        rest.components()
+            .all(|c| !matches!(c, Component::Normal(n) if n.to_string_lossy().starts_with('.')))
+    })
+}
+
+/// What a walk leaves out: the lake, and the files the caller's filter does not keep.
+struct Walk<'a> {
+    exclude: Option<&'a Path>,
+    keep: Keep<'a>,
+}
+
+impl Walk<'_> {
+    fn walk(&self, path: &Path, ancestors: &[(u64, u64)], found: &mut Discovered) {
+        if self.exclude.is_some_and(|e| path.starts_with(e)) {
             return;
         }
-    };
-    if meta.is_dir() {
-        let id = (meta.dev(), meta.ino());
-        if ancestors.contains(&id) {
-            return;
-        }
-        let listed = fs::read_dir(path).and_then(|entries| {
-            entries
-                .map(|e| e.map(|e| e.path()))
-                .collect::<Result<Vec<_>, _>>()
-        });
-        let mut entries = match listed {
-            Ok(entries) => entries,
+        let meta = match fs::metadata(path) {
+            Ok(m) => m,
             Err(e) => {
                 found
                     .unreadable
@@ -246,43 +271,69 @@ fn walk(path: &Path, exclude: Option<&Path>, ancestors: &[(u64, u64)], found: &m
                 return;
             }
         };
-        entries.retain(|entry| {
-            !entry.components().next_back().is_some_and(
-                |c| matches!(c, Component::Normal(n) if n.to_string_lossy().starts_with('.')),
-            )
-        });
-        entries.sort();
-        let mut below = ancestors.to_vec();
-        below.push(id);
-        let parts: Vec<Discovered> = entries
-            .par_iter()
-            .map(|entry| {
-                let mut part = Discovered::default();
-                walk(entry, exclude, &below, &mut part);
-                part
-            })
-            .collect();
-        // Room for them all at once: grown by doubling, the vector of a million files would
-        // be copied and held at up to twice its size.
-        found
-            .files
-            .reserve_exact(parts.iter().map(|p| p.files.len()).sum());
-        for part in parts {
-            found.files.extend(part.files);
-            found.unreadable.extend(part.unreadable);
+        if meta.is_dir() {
+            let id = (meta.dev(), meta.ino());
+            if ancestors.contains(&id) {
+                return;
+            }
+            let listed = fs::read_dir(path).and_then(|entries| {
+                entries
+                    .map(|e| e.map(|e| e.path()))
+                    .collect::<Result<Vec<_>, _>>()
+            });
+            let mut entries = match listed {
+                Ok(entries) => entries,
+                Err(e) => {
+                    found
+                        .unreadable
+                        .push((path.to_path_buf(), unreadable(path, &e)));
+                    return;
+                }
+            };
+            entries.retain(|entry| {
+                !entry.components().next_back().is_some_and(
+                    |c| matches!(c, Component::Normal(n) if n.to_string_lossy().starts_with('.')),
+                )
+            });
+            entries.sort();
+            let mut below = ancestors.to_vec();
+            below.push(id);
+            let parts: Vec<Discovered> = entries
+                .par_iter()
+                .map(|entry| {
+                    let mut part = Discovered::default();
+                    self.walk(entry, &below, &mut part);
+                    part
+                })
+                .collect();
+            // Room for them all at once: grown by doubling, the vector of a million files would
+            // be copied and held at up to twice its size.
+            found
+                .files
+                .reserve_exact(parts.iter().map(|p| p.files.len()).sum());
+            for part in parts {
+                found.files.extend(part.files);
+                found.unreadable.extend(part.unreadable);
+                found.left_out += part.left_out;
+            }
+        } else if meta.is_file() {
+            let mtime_ns = meta
+                .modified()
+                .ok()
+                .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+                .map_or(0, |d| d.as_nanos() as i64);
+            let file = SourceFile {
+                path: path.to_path_buf(),
+                size: meta.len(),
+                mtime_ns,
+                etag: None,
+            };
+            if (self.keep)(&file) {
+                found.files.push(file);
+            } else {
+                found.left_out += 1;
+            }
         }
-    } else if meta.is_file() {
-        let mtime_ns = meta
-            .modified()
-            .ok()
-            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-            .map_or(0, |d| d.as_nanos() as i64);
-        found.files.push(SourceFile {
-            path: path.to_path_buf(),
-            size: meta.len(),
-            mtime_ns,
-            etag: None,
-        });
     }
 }
 
@@ -359,7 +410,8 @@ mod tests {
         ] {
             fs::write(root.join(f), "{}").expect("write");
         }
-        let found = discover(&[root.to_path_buf()], &root.join("lake")).expect("discover");
+        let found =
+            discover(&[root.to_path_buf()], &root.join("lake"), &|_| true).expect("discover");
         assert!(found.unreadable.is_empty(), "{:?}", found.unreadable);
         let names: Vec<String> = found
             .files
@@ -385,7 +437,8 @@ mod tests {
         std::os::unix::fs::symlink(root.join("a"), root.join("a/b/up")).expect("link");
         std::os::unix::fs::symlink(root.join("gone"), root.join("a/dangling")).expect("link");
         std::os::unix::fs::symlink(root.join("a/self"), root.join("a/self")).expect("link");
-        let found = discover(std::slice::from_ref(&root), &root.join("lake")).expect("discover");
+        let found =
+            discover(std::slice::from_ref(&root), &root.join("lake"), &|_| true).expect("discover");
         let names: Vec<&Path> = found
             .files
             .iter()
@@ -402,6 +455,51 @@ mod tests {
             found.unreadable[0].1.contains("symbolic link to"),
             "{:?}",
             found.unreadable
+        );
+    }
+
+    #[test]
+    fn an_input_inside_another_is_walked_once_and_what_keep_leaves_out_is_counted() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let a = dir.path().join("a");
+        for f in ["x.json.gz", "b/y.json.gz", ".hidden/z.json.gz"] {
+            let path = a.join(f);
+            fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+            fs::write(&path, b"x").expect("write");
+        }
+        let lake = dir.path().join("lake");
+        let names = |inputs: &[PathBuf], keep: Keep| {
+            let found = discover(inputs, &lake, keep).expect("discover");
+            let mut names: Vec<String> = found
+                .files
+                .iter()
+                .map(|f| {
+                    f.path
+                        .strip_prefix(&a)
+                        .expect("under a")
+                        .display()
+                        .to_string()
+                })
+                .collect();
+            names.sort();
+            (names, found.left_out)
+        };
+        let all = |_: &SourceFile| true;
+        let both = vec!["b/y.json.gz".to_string(), "x.json.gz".to_string()];
+        assert_eq!(names(&[a.clone(), a.join("b")], &all), (both.clone(), 0));
+        assert_eq!(names(&[a.join("b"), a.clone()], &all), (both.clone(), 0));
+        assert_eq!(names(&[a.clone(), a.clone()], &all), (both.clone(), 0));
+        assert_eq!(
+            names(&[a.clone(), a.join("b/y.json.gz")], &all),
+            (both.clone(), 0)
+        );
+        // A hidden folder is passed by unless named.
+        let (named, _) = names(&[a.clone(), a.join(".hidden")], &all);
+        assert_eq!(named, [".hidden/z.json.gz", "b/y.json.gz", "x.json.gz"]);
+        let not_x = |f: &SourceFile| !f.path.ends_with("x.json.gz");
+        assert_eq!(
+            names(&[a.clone(), a.join("b")], &not_x),
+            (vec!["b/y.json.gz".to_string()], 1)
         );
     }
 }

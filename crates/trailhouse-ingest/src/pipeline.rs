@@ -201,10 +201,33 @@ pub async fn ingest(opts: &Options, progress: &dyn Progress) -> Result<Report, I
         Some(Arc::new(Buckets::connect(&remote, &opts.s3, runtime)?))
     };
     let mut ahead = ReadAhead::new(opts.io_threads, opts.max_file_size, buckets.clone())?;
+    let pending = ledger.pending.take();
+    let pending_paths: HashSet<PathBuf> = pending
+        .iter()
+        .flat_map(|p| p.files.iter().map(|f| f.path.clone()))
+        .collect();
+    // The files this run is asked about (its shard's, delivered since `--since`); others are
+    // neither read nor counted.
+    let since = opts.since.map(|s| s.format("%Y%m%d").to_string());
+    let in_scope = |f: &SourceFile| {
+        opts.shard.is_none_or(|shard| {
+            let at = f.account_region();
+            shard.holds(at.as_ref().map(|(a, r)| (a.as_str(), r.as_str())))
+        }) && since
+            .as_ref()
+            .is_none_or(|since| f.key_date().is_none_or(|d| d >= *since))
+    };
+    // Files the ledger has are left out (and counted) as the walk finds them: a rerun over a
+    // million files would hold them all only to drop them. Not when the check after the run
+    // lists them.
+    let new_or_replayed =
+        |f: &SourceFile| pending_paths.contains(&f.path) || !ledger.contains(f) || !in_scope(f);
     let mut discovered = if local.is_empty() {
         Discovered::default()
+    } else if opts.hash_files {
+        ahead.install(|| discover(&local, lake.root(), &|_| true))?
     } else {
-        ahead.install(|| discover(&local, lake.root()))?
+        ahead.install(|| discover(&local, lake.root(), &new_or_replayed))?
     };
     let mut cursors = Cursors::default();
     let mut listings = Vec::new();
@@ -220,17 +243,8 @@ pub async fn ingest(opts: &Options, progress: &dyn Progress) -> Result<Report, I
         }
         in_reading_order(&mut discovered.files);
     }
-    if let Some(shard) = opts.shard {
-        discovered.files.retain(|f| {
-            let at = f.account_region();
-            shard.holds(at.as_ref().map(|(a, r)| (a.as_str(), r.as_str())))
-        });
-    }
-    if let Some(since) = opts.since {
-        let since = since.format("%Y%m%d").to_string();
-        discovered
-            .files
-            .retain(|f| f.key_date().is_none_or(|d| d >= since));
+    if opts.shard.is_some() || since.is_some() {
+        discovered.files.retain(in_scope);
     }
 
     let pool = rayon::ThreadPoolBuilder::new()
@@ -249,11 +263,10 @@ pub async fn ingest(opts: &Options, progress: &dyn Progress) -> Result<Report, I
     if opts.hash_files && remote.is_empty() {
         report.listed = Some(crate::report::Listed::new(&discovered.files));
     }
-    let pending = ledger.pending.take();
-    let pending_paths: HashSet<PathBuf> = pending
-        .iter()
-        .flat_map(|p| p.files.iter().map(|f| f.path.clone()))
-        .collect();
+    // Left out by the walk: already ingested.
+    report.files_seen += discovered.left_out;
+    report.files_skipped += discovered.left_out;
+    report.files_skipped_ingested += discovered.left_out;
     for (path, error) in discovered.unreadable {
         report.files_seen += 1;
         report.files_failed += 1;

@@ -244,26 +244,27 @@ impl Buckets {
                 (folder, start, true)
             })
             .chain(flat.into_iter().map(|folder| (folder, None, false)));
-        let results: Vec<(String, bool, object_store::Result<Vec<ObjectMeta>>)> =
-            stream::iter(scans)
-                .map(|(folder, start, region)| {
-                    let store = store.clone();
-                    async move {
-                        let r = self.keys_from(&store, &folder, start.as_deref()).await;
-                        (folder, region, r)
-                    }
-                })
-                .buffer_unordered(self.requests)
-                .collect()
-                .await;
-        for (folder, region, result) in results {
+        // Each folder's objects become the listing's files as its LIST completes: a trail's
+        // 400,000 objects are not held twice over (as object_store's metadata and as files).
+        let mut results = stream::iter(scans)
+            .map(|(folder, start, region)| {
+                let store = store.clone();
+                async move {
+                    let r = self.keys_from(&store, &folder, start.as_deref()).await;
+                    (folder, region, r)
+                }
+            })
+            .buffer_unordered(self.requests);
+        while let Some((folder, region, result)) = results.next().await {
             match result {
                 Ok(objects) => {
-                    let mut keys = Vec::with_capacity(objects.len());
+                    let mut keys = Vec::with_capacity(if region { objects.len() } else { 0 });
+                    listing.files.reserve(objects.len());
                     for meta in objects {
-                        let key = meta.location.as_ref().to_string();
-                        keys.push(key.clone());
-                        listing.files.push(source_file(url, &key, &meta));
+                        if region {
+                            keys.push(Box::from(meta.location.as_ref()));
+                        }
+                        listing.files.push(source_file(url, meta));
                     }
                     if region {
                         listing.folders.push(RegionKeys {
@@ -289,10 +290,9 @@ impl Buckets {
         listing: &mut Listing,
         regions: &mut Vec<String>,
     ) -> Vec<String> {
-        for meta in list.objects {
-            let key = meta.location.as_ref().to_string();
-            listing.files.push(source_file(url, &key, &meta));
-        }
+        listing
+            .files
+            .extend(list.objects.into_iter().map(|meta| source_file(url, meta)));
         let mut next = Vec::new();
         for sub in list.common_prefixes {
             let sub = sub.as_ref().to_string();
@@ -363,7 +363,7 @@ impl Buckets {
         let location = Path::from(key);
         let got = store.get(&location).await.map_err(FileError::Fetch)?;
         let bytes = got.bytes().await.map_err(FileError::Fetch)?;
-        Ok(bytes.to_vec())
+        Ok(Vec::from(bytes))
     }
 }
 
@@ -528,15 +528,15 @@ impl Level {
     }
 }
 
-fn source_file(url: &S3Url, key: &str, meta: &ObjectMeta) -> SourceFile {
+fn source_file(url: &S3Url, meta: ObjectMeta) -> SourceFile {
     SourceFile {
-        path: url.object(key),
+        path: url.object(meta.location.as_ref()),
         size: meta.size,
         mtime_ns: meta
             .last_modified
             .timestamp_nanos_opt()
             .unwrap_or_else(|| meta.last_modified.timestamp() * 1_000_000_000),
-        etag: meta.e_tag.clone(),
+        etag: meta.e_tag,
     }
 }
 
@@ -596,7 +596,7 @@ fn cursor_name(url: &S3Url, folder: &str) -> String {
 pub struct RegionKeys {
     /// `s3://bucket/<region folder>`.
     pub folder: String,
-    pub keys: Vec<String>,
+    pub keys: Vec<Box<str>>,
 }
 
 /// What listing a source found.
@@ -688,7 +688,7 @@ impl Cursors {
                 .take_while(|k| done(&format!("{SCHEME}{bucket}/{k}")))
                 .last();
             if let Some(key) = last {
-                self.folders.insert(region.folder.clone(), key.clone());
+                self.folders.insert(region.folder.clone(), key.to_string());
             }
         }
     }

@@ -152,12 +152,31 @@ pub mod os_path {
 pub struct Discovered {
     pub files: Vec<SourceFile>,
     pub unreadable: Vec<(PathBuf, String)>,
-    /// Files found and left out by the caller's filter (see [`discover`]), counted, not kept.
+    /// Files the caller's filter said the lake already had ([`Sift::Had`]): counted, not kept.
     pub left_out: u64,
 }
 
-/// A filter on the files a walk finds: `false` leaves a file out of the listing.
-pub type Keep<'a> = &'a (dyn Fn(&SourceFile) -> bool + Sync);
+impl Discovered {
+    /// Records `path` as unreadable, with why.
+    fn unreadable_at(&mut self, path: &Path, e: &std::io::Error) {
+        self.unreadable
+            .push((path.to_path_buf(), unreadable(path, e)));
+    }
+}
+
+/// What a walk does with a file it finds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sift {
+    /// Listed.
+    Keep,
+    /// Left out and counted in [`Discovered::left_out`]: the lake already has it.
+    Had,
+    /// Left out, not counted: not this run's to see (another shard's, older than `--since`).
+    Outside,
+}
+
+/// The caller's filter on the files a walk finds.
+pub type Keep<'a> = &'a (dyn Fn(&SourceFile) -> Sift + Sync);
 
 /// Every regular file under `inputs` (which may be files or directories) that `keep` keeps, with
 /// anything under `exclude` (the lake itself) left out. An input that does not exist is an
@@ -173,7 +192,7 @@ pub fn discover(inputs: &[PathBuf], exclude: &Path, keep: Keep) -> Result<Discov
 
 /// Every regular file under `inputs`, as [`discover`] finds them, with nothing left out.
 pub fn discover_all(inputs: &[PathBuf]) -> Result<Discovered, IngestError> {
-    walk_inputs(inputs, None, &|_| true)
+    walk_inputs(inputs, None, &|_| Sift::Keep)
 }
 
 fn walk_inputs(
@@ -264,12 +283,7 @@ impl Walk<'_> {
         }
         let meta = match fs::metadata(path) {
             Ok(m) => m,
-            Err(e) => {
-                found
-                    .unreadable
-                    .push((path.to_path_buf(), unreadable(path, &e)));
-                return;
-            }
+            Err(e) => return found.unreadable_at(path, &e),
         };
         if meta.is_dir() {
             let id = (meta.dev(), meta.ino());
@@ -283,12 +297,7 @@ impl Walk<'_> {
             });
             let mut entries = match listed {
                 Ok(entries) => entries,
-                Err(e) => {
-                    found
-                        .unreadable
-                        .push((path.to_path_buf(), unreadable(path, &e)));
-                    return;
-                }
+                Err(e) => return found.unreadable_at(path, &e),
             };
             entries.retain(|entry| {
                 !entry.components().next_back().is_some_and(
@@ -328,10 +337,10 @@ impl Walk<'_> {
                 mtime_ns,
                 etag: None,
             };
-            if (self.keep)(&file) {
-                found.files.push(file);
-            } else {
-                found.left_out += 1;
+            match (self.keep)(&file) {
+                Sift::Keep => found.files.push(file),
+                Sift::Had => found.left_out += 1,
+                Sift::Outside => {}
             }
         }
     }
@@ -411,7 +420,7 @@ mod tests {
             fs::write(root.join(f), "{}").expect("write");
         }
         let found =
-            discover(&[root.to_path_buf()], &root.join("lake"), &|_| true).expect("discover");
+            discover(&[root.to_path_buf()], &root.join("lake"), &|_| Sift::Keep).expect("discover");
         assert!(found.unreadable.is_empty(), "{:?}", found.unreadable);
         let names: Vec<String> = found
             .files
@@ -437,8 +446,10 @@ mod tests {
         std::os::unix::fs::symlink(root.join("a"), root.join("a/b/up")).expect("link");
         std::os::unix::fs::symlink(root.join("gone"), root.join("a/dangling")).expect("link");
         std::os::unix::fs::symlink(root.join("a/self"), root.join("a/self")).expect("link");
-        let found =
-            discover(std::slice::from_ref(&root), &root.join("lake"), &|_| true).expect("discover");
+        let found = discover(std::slice::from_ref(&root), &root.join("lake"), &|_| {
+            Sift::Keep
+        })
+        .expect("discover");
         let names: Vec<&Path> = found
             .files
             .iter()
@@ -484,7 +495,7 @@ mod tests {
             names.sort();
             (names, found.left_out)
         };
-        let all = |_: &SourceFile| true;
+        let all = |_: &SourceFile| Sift::Keep;
         let both = vec!["b/y.json.gz".to_string(), "x.json.gz".to_string()];
         assert_eq!(names(&[a.clone(), a.join("b")], &all), (both.clone(), 0));
         assert_eq!(names(&[a.join("b"), a.clone()], &all), (both.clone(), 0));
@@ -496,10 +507,28 @@ mod tests {
         // A hidden folder is passed by unless named.
         let (named, _) = names(&[a.clone(), a.join(".hidden")], &all);
         assert_eq!(named, [".hidden/z.json.gz", "b/y.json.gz", "x.json.gz"]);
-        let not_x = |f: &SourceFile| !f.path.ends_with("x.json.gz");
+        let had_x = |f: &SourceFile| {
+            if f.path.ends_with("x.json.gz") {
+                Sift::Had
+            } else {
+                Sift::Keep
+            }
+        };
         assert_eq!(
-            names(&[a.clone(), a.join("b")], &not_x),
+            names(&[a.clone(), a.join("b")], &had_x),
             (vec!["b/y.json.gz".to_string()], 1)
+        );
+        // Outside the run: left out, not counted.
+        let outside_x = |f: &SourceFile| {
+            if f.path.ends_with("x.json.gz") {
+                Sift::Outside
+            } else {
+                Sift::Keep
+            }
+        };
+        assert_eq!(
+            names(&[a.clone(), a.join("b")], &outside_x),
+            (vec!["b/y.json.gz".to_string()], 0)
         );
     }
 }

@@ -16,7 +16,7 @@ use trailhouse_lake::schema;
 use trailhouse_lake::{Lake, Partition, TableKind};
 
 use crate::decompress;
-use crate::discover::{Discovered, SourceFile, discover, in_reading_order};
+use crate::discover::{Discovered, Sift, SourceFile, discover, in_reading_order};
 use crate::error::{FileError, IngestError};
 use crate::fetch::{ReadAhead, Stored};
 use crate::ledger::{Ledger, Plan};
@@ -217,17 +217,22 @@ pub async fn ingest(opts: &Options, progress: &dyn Progress) -> Result<Report, I
             .as_ref()
             .is_none_or(|since| f.key_date().is_none_or(|d| d >= *since))
     };
-    // Files the ledger has are left out (and counted) as the walk finds them: a rerun over a
-    // million files would hold them all only to drop them. Not when the check after the run
-    // lists them.
-    let new_or_replayed =
-        |f: &SourceFile| pending_paths.contains(&f.path) || !ledger.contains(f) || !in_scope(f);
+    // The walk leaves out, as it finds them, files outside the run's scope and (counted) files
+    // the ledger has: a rerun over a million files would hold them all only to drop them. Not
+    // the latter when the check after the run lists every file.
+    let sift = |f: &SourceFile| {
+        if !in_scope(f) {
+            Sift::Outside
+        } else if opts.hash_files || pending_paths.contains(&f.path) || !ledger.contains(f) {
+            Sift::Keep
+        } else {
+            Sift::Had
+        }
+    };
     let mut discovered = if local.is_empty() {
         Discovered::default()
-    } else if opts.hash_files {
-        ahead.install(|| discover(&local, lake.root(), &|_| true))?
     } else {
-        ahead.install(|| discover(&local, lake.root(), &new_or_replayed))?
+        ahead.install(|| discover(&local, lake.root(), &sift))?
     };
     let mut cursors = Cursors::default();
     let mut listings = Vec::new();
@@ -241,10 +246,11 @@ pub async fn ingest(opts: &Options, progress: &dyn Progress) -> Result<Report, I
             discovered.unreadable.append(&mut listing.unreadable);
             listings.push(listing);
         }
+        // The objects listed beside the walk's files, sifted as the walk sifts.
+        if opts.shard.is_some() || since.is_some() {
+            discovered.files.retain(in_scope);
+        }
         in_reading_order(&mut discovered.files);
-    }
-    if opts.shard.is_some() || since.is_some() {
-        discovered.files.retain(in_scope);
     }
 
     let pool = rayon::ThreadPoolBuilder::new()

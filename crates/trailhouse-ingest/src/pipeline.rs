@@ -236,19 +236,35 @@ pub async fn ingest(opts: &Options, progress: &dyn Progress) -> Result<Report, I
     };
     let mut cursors = Cursors::default();
     let mut listings = Vec::new();
+    // Objects listed from a region folder's cursor that this run leaves unread: the cursors stop
+    // at the first of them. A few (failures), not the listing.
+    let mut unread: Vec<PathBuf> = Vec::new();
     if let Some(buckets) = &buckets {
         cursors = Cursors::load(&state, &writer.cursors()).await?;
         for source in &remote {
             let mut listing = buckets
                 .list(&S3Url::parse(source)?, &cursors, opts.since, opts.shard)
                 .await?;
-            discovered.files.append(&mut listing.files);
+            // Moved, not appended: the listing's buffer (400,000 files at 20M events) goes.
+            let mut files = std::mem::take(&mut listing.files);
+            if discovered.files.is_empty() {
+                files.shrink_to_fit();
+                discovered.files = files;
+            } else {
+                discovered.files.append(&mut files);
+            }
             discovered.unreadable.append(&mut listing.unreadable);
             listings.push(listing);
         }
         // The objects listed beside the walk's files, sifted as the walk sifts.
         if opts.shard.is_some() || since.is_some() {
-            discovered.files.retain(in_scope);
+            discovered.files.retain(|f| {
+                let keep = in_scope(f);
+                if !keep && is_s3(&f.path) {
+                    unread.push(f.path.clone());
+                }
+                keep
+            });
         }
         in_reading_order(&mut discovered.files);
     }
@@ -383,8 +399,16 @@ pub async fn ingest(opts: &Options, progress: &dyn Progress) -> Result<Report, I
                 .map(|(files, stored)| (files, stored, None));
         }
         // Committed, and in the ledger: the batch's list goes (a 20M-event trail lists 400,000
-        // files, and the run's memory is highest near its end).
-        drop(std::mem::take(&mut batches[i].0));
+        // files, and the run's memory is highest near its end), less the objects it left unread.
+        let done = std::mem::take(&mut batches[i].0);
+        if !listings.is_empty() {
+            unread.extend(
+                done.iter()
+                    .filter(|f| is_s3(&f.path) && !ctx.ledger.is_ingested(&f.path))
+                    .map(|f| f.path.clone()),
+            );
+        }
+        drop(done);
     }
     let days: BTreeSet<chrono::NaiveDate> = ctx.partitions.iter().map(|p| p.day).collect();
     report.partitions = days.len() as u64;
@@ -392,7 +416,7 @@ pub async fn ingest(opts: &Options, progress: &dyn Progress) -> Result<Report, I
     // finished (a run that stopped before here lists more next time, never less).
     if !listings.is_empty() {
         for listing in &listings {
-            cursors.advance(listing, |key| ledger.is_ingested(std::path::Path::new(key)));
+            cursors.advance(listing, unread.iter().map(PathBuf::as_path));
         }
         cursors.save(&state, &writer.cursors()).await?;
     }

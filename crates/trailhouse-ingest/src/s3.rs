@@ -258,20 +258,22 @@ impl Buckets {
         while let Some((folder, region, result)) = results.next().await {
             match result {
                 Ok(objects) => {
-                    let mut keys = Vec::with_capacity(if region { objects.len() } else { 0 });
-                    listing.files.reserve(objects.len());
-                    for meta in objects {
-                        if region {
-                            keys.push(Box::from(meta.location.as_ref()));
-                        }
-                        listing.files.push(source_file(url, meta));
-                    }
-                    if region {
-                        listing.folders.push(RegionKeys {
+                    // The folder's last key, not all of them: which keys the run left unread
+                    // is known at its end (a few), and the cursor stops at the first of those.
+                    let last = region
+                        .then(|| objects.iter().map(|m| m.location.as_ref()).max())
+                        .flatten()
+                        .map(Box::from);
+                    if let Some(last) = last {
+                        listing.folders.push(RegionListed {
                             folder: cursor_name(url, &folder),
-                            keys,
+                            last,
                         });
                     }
+                    listing.files.reserve(objects.len());
+                    listing
+                        .files
+                        .extend(objects.into_iter().map(|meta| source_file(url, meta)));
                 }
                 Err(e) => listing
                     .unreadable
@@ -591,12 +593,12 @@ fn cursor_name(url: &S3Url, folder: &str) -> String {
     format!("{SCHEME}{}/{folder}", url.bucket)
 }
 
-/// The keys listed under one region folder, in key order.
+/// A region folder listed from a cursor, and the last key listed there.
 #[derive(Debug, Default)]
-pub struct RegionKeys {
+pub struct RegionListed {
     /// `s3://bucket/<region folder>`.
     pub folder: String,
-    pub keys: Vec<Box<str>>,
+    pub last: Box<str>,
 }
 
 /// What listing a source found.
@@ -606,11 +608,11 @@ pub struct Listing {
     /// Folders whose listing failed after its retries (reported as failed; the run goes on).
     pub unreadable: Vec<(PathBuf, String)>,
     /// The region folders listed from a cursor, for the next cursors.
-    pub folders: Vec<RegionKeys>,
+    pub folders: Vec<RegionListed>,
 }
 
-/// How far each region folder has been read: the last key before which every key listed was
-/// ingested (or skipped for good). Kept in the lake's state folder.
+/// How far each region folder has been read: the last key listed there, or the first one a run
+/// listed and left unread (every key listed before it was read). Kept in the lake's state folder.
 #[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct Cursors {
     folders: BTreeMap<String, String>,
@@ -674,22 +676,21 @@ impl Cursors {
         }
     }
 
-    /// Moves each listed folder's cursor to its last key before the first one not `done`.
-    pub fn advance(&mut self, listing: &Listing, done: impl Fn(&str) -> bool) {
-        for region in &listing.folders {
-            let bucket = region
-                .folder
-                .strip_prefix(SCHEME)
-                .and_then(|r| r.split_once('/'))
-                .map_or("", |(b, _)| b);
-            let last = region
-                .keys
-                .iter()
-                .take_while(|k| done(&format!("{SCHEME}{bucket}/{k}")))
-                .last();
-            if let Some(key) = last {
-                self.folders.insert(region.folder.clone(), key.to_string());
+    /// Moves each listed folder's cursor to the last key listed there or, if the run left a key
+    /// it listed there unread (`unread`: `s3://bucket/key` names; failed, or outside its scope),
+    /// to the first of those: the next run lists from an overlap before it, so it is read again.
+    pub fn advance<'a>(&mut self, listing: &Listing, unread: impl IntoIterator<Item = &'a FsPath>) {
+        let mut first: HashMap<String, &str> = HashMap::new();
+        for path in unread {
+            if let Some((folder, key)) = region_folder(path) {
+                let at = first.entry(folder).or_insert(key);
+                *at = (*at).min(key);
             }
+        }
+        for region in &listing.folders {
+            let last: &str = &region.last;
+            let key = first.get(&region.folder).map_or(last, |k| last.min(*k));
+            self.folders.insert(region.folder.clone(), key.to_string());
         }
     }
 }
@@ -767,21 +768,41 @@ mod tests {
     }
 
     #[test]
-    fn cursors_stop_before_the_first_key_not_done() {
+    fn cursors_stop_at_the_first_key_left_unread() {
         let mut c = Cursors::default();
         let listing = Listing {
-            folders: vec![RegionKeys {
-                folder: "s3://b/R".into(),
-                keys: vec!["R/1".into(), "R/2".into(), "R/3".into()],
-            }],
+            folders: vec![
+                RegionListed {
+                    folder: "s3://b/AWSLogs/1/CloudTrail/r1".into(),
+                    last: "AWSLogs/1/CloudTrail/r1/2026/11/04/c".into(),
+                },
+                RegionListed {
+                    folder: "s3://b/AWSLogs/1/CloudTrail/r2".into(),
+                    last: "AWSLogs/1/CloudTrail/r2/2026/11/04/c".into(),
+                },
+            ],
             ..Listing::default()
         };
-        c.advance(&listing, |k| k != "s3://b/R/3");
-        assert_eq!(c.folders["s3://b/R"], "R/2");
-        c.advance(&listing, |k| k != "s3://b/R/1");
+        let unread = [
+            "s3://b/AWSLogs/1/CloudTrail/r1/2026/11/04/b",
+            "s3://b/AWSLogs/1/CloudTrail/r1/2026/11/03/z",
+            "s3://b/outside/the/layout",
+            "s3://other/AWSLogs/1/CloudTrail/r2/2026/11/01/a",
+        ];
+        c.advance(&listing, unread.iter().map(FsPath::new));
         assert_eq!(
-            c.folders["s3://b/R"], "R/2",
-            "nothing done: the cursor stays"
+            c.folders["s3://b/AWSLogs/1/CloudTrail/r1"], "AWSLogs/1/CloudTrail/r1/2026/11/03/z",
+            "the first key left unread, not the first reported"
+        );
+        assert_eq!(
+            c.folders["s3://b/AWSLogs/1/CloudTrail/r2"], "AWSLogs/1/CloudTrail/r2/2026/11/04/c",
+            "another bucket's folder of the same name is not this one"
+        );
+        assert!(!c.behind(FsPath::new("s3://b/AWSLogs/1/CloudTrail/r1/2026/11/03/z")));
+        c.advance(&listing, []);
+        assert_eq!(
+            c.folders["s3://b/AWSLogs/1/CloudTrail/r1"], "AWSLogs/1/CloudTrail/r1/2026/11/04/c",
+            "everything read: the last key"
         );
     }
 

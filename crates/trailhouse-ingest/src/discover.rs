@@ -23,7 +23,7 @@ pub struct SourceFile {
     pub size: u64,
     pub mtime_ns: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub etag: Option<String>,
+    pub etag: Option<crate::etag::ETag>,
 }
 
 impl SourceFile {

@@ -20,6 +20,7 @@ use trailhouse_lake::State;
 
 use crate::discover::SourceFile;
 use crate::error::IngestError;
+use crate::etag::ETag;
 
 mod ingested;
 
@@ -78,7 +79,7 @@ impl serde::Serialize for IngestedFiles<'_> {
             path,
             size: stamp.size,
             mtime_ns: stamp.mtime_ns,
-            etag: stamp.etag.as_deref(),
+            etag: stamp.etag.as_ref(),
         }))
     }
 }
@@ -91,7 +92,7 @@ struct FileOf<'a> {
     size: u64,
     mtime_ns: i64,
     #[serde(skip_serializing_if = "Option::is_none")]
-    etag: Option<&'a str>,
+    etag: Option<&'a ETag>,
 }
 
 /// Plans loaded or written past the checkpoint before a run writes a new one.
@@ -215,8 +216,7 @@ impl Ledger {
     /// Whether this exact file (path, size, mtime and ETag) was ingested.
     pub fn contains(&self, file: &SourceFile) -> bool {
         self.ingested.get(&file.path).is_some_and(|s| {
-            (s.size, s.mtime_ns, s.etag.as_deref())
-                == (file.size, file.mtime_ns, file.etag.as_deref())
+            (s.size, s.mtime_ns, s.etag.as_ref()) == (file.size, file.mtime_ns, file.etag.as_ref())
         })
     }
 
@@ -307,7 +307,7 @@ impl Ledger {
                     let stamp = Stamp {
                         size: f.size,
                         mtime_ns: f.mtime_ns,
-                        etag: f.etag.as_deref().map(Box::from),
+                        etag: f.etag.clone(),
                     };
                     (f.path.as_path(), stamp)
                 }),

@@ -9,6 +9,7 @@
 pub mod decompress;
 pub mod discover;
 pub mod error;
+pub mod etag;
 pub mod fetch;
 pub mod ledger;
 pub mod normalize;

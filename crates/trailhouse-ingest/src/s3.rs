@@ -27,6 +27,7 @@ use trailhouse_lake::State;
 
 use crate::discover::SourceFile;
 use crate::error::{FileError, IngestError};
+use crate::etag::ETag;
 use crate::fetch::Stored;
 use crate::shard::{Shard, account_region};
 
@@ -538,7 +539,7 @@ fn source_file(url: &S3Url, meta: ObjectMeta) -> SourceFile {
             .last_modified
             .timestamp_nanos_opt()
             .unwrap_or_else(|| meta.last_modified.timestamp() * 1_000_000_000),
-        etag: meta.e_tag,
+        etag: meta.e_tag.map(ETag::from),
     }
 }
 

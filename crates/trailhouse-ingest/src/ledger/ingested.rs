@@ -13,13 +13,14 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 
 use crate::discover::SourceFile;
+use crate::etag::ETag;
 
 /// What identifies a version of a file: size, modification time and (S3) ETag.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stamp {
     pub size: u64,
     pub mtime_ns: i64,
-    pub etag: Option<Box<str>>,
+    pub etag: Option<ETag>,
 }
 
 /// Ingested files by folder; a folder's files sorted by name, in a vector of their exact size
@@ -141,7 +142,7 @@ impl<'de> serde::Deserialize<'de> for Ingested {
                     let stamp = Stamp {
                         size: f.size,
                         mtime_ns: f.mtime_ns,
-                        etag: f.etag.map(String::into_boxed_str),
+                        etag: f.etag,
                     };
                     ingested.push(&f.path, stamp);
                 }
@@ -210,7 +211,7 @@ mod tests {
             Some(&Stamp {
                 size: 3,
                 mtime_ns: 4,
-                etag: Some("e".into())
+                etag: Some(ETag::new("e"))
             })
         );
         let odd = PathBuf::from(OsString::from_vec(vec![b'/', b'z', 255]));

@@ -108,6 +108,20 @@ impl Counting {
     }
 }
 
+/// An ETag of S3's shape (32 hex digits) for a listed object, from its key, size and
+/// modification time: it changes when the object is written again, as S3's does. Not the MD5 of
+/// its bytes, which would read every object listed on every LIST.
+fn listed_etag(object: &Object) -> String {
+    use s3s::crypto::Checksum;
+    let mut md5 = s3s::crypto::Md5::new();
+    md5.update(object.key.as_deref().unwrap_or_default().as_bytes());
+    md5.update(&object.size.unwrap_or_default().to_le_bytes());
+    if let Some(t) = &object.last_modified {
+        md5.update(format!("{t:?}").as_bytes());
+    }
+    hex::encode(md5.finalize())
+}
+
 #[async_trait::async_trait]
 impl S3 for Counting {
     async fn list_objects_v2(
@@ -116,7 +130,11 @@ impl S3 for Counting {
     ) -> S3Result<S3Response<ListObjectsV2Output>> {
         self.wait().await;
         let started = std::time::Instant::now();
-        let out = self.fs.list_objects_v2(req).await?;
+        let mut out = self.fs.list_objects_v2(req).await?;
+        // S3 lists every object with its ETag; s3s-fs lists none.
+        for object in out.output.contents.iter_mut().flatten() {
+            object.e_tag = Some(ETag::Strong(listed_etag(object)));
+        }
         self.counts
             .list_micros
             .fetch_add(started.elapsed().as_micros() as u64, Ordering::SeqCst);

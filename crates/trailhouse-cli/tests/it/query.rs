@@ -887,85 +887,137 @@ fn struct_fields_are_headed_as_they_were_written() {
     );
 }
 
-/// The shell on a terminal (`script` gives it one): Ctrl-C during a long statement stops that
-/// statement, says so, and the shell answers the next one.
-#[test]
-fn ctrl_c_in_the_shell_stops_the_statement_and_the_shell_goes_on() {
-    use std::io::{Read, Write};
-    use std::process::{Command, Stdio};
-    use std::sync::{Arc, Mutex};
-    use std::time::{Duration, Instant};
+/// `trailhouse sql` on a terminal (`script` gives it one), over a lake of the sample trail:
+/// what is typed, and what the screen has shown.
+struct ShellOnTerminal {
+    _dir: tempfile::TempDir,
+    child: std::process::Child,
+    terminal: std::process::ChildStdin,
+    screen: std::sync::Arc<std::sync::Mutex<String>>,
+    reader: std::thread::JoinHandle<()>,
+}
 
-    let dir = tempfile::tempdir().expect("tempdir");
-    let lake = dir.path().join("lake");
-    let (run, _) = ingest_json(&lake, &[&repo_root().join("sample-logs")], &[]);
-    assert_eq!(run.code, Some(1), "{}", run.stderr);
-    // `exec`: the shell `script` starts (the user's, or `sh`) must not stay between the pty and
-    // trailhouse, or it would take the Ctrl-C too and end with status 130 after the shell quits.
-    let command = format!(
-        "exec '{}' --lake '{}' sql",
-        env!("CARGO_BIN_EXE_trailhouse"),
-        lake.display()
-    );
-    let mut child = Command::new("script")
-        .args(["-qefc", &command, "/dev/null"])
-        .env("PAGER", "cat")
-        .env("SHELL", "/bin/sh")
-        .env("TRAILHOUSE_HISTORY", dir.path().join("history"))
-        .env_remove("TRAILHOUSE_LAKE")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("script (util-linux) runs the shell on a terminal");
-    let screen = Arc::new(Mutex::new(String::new()));
-    let mut stdout = child.stdout.take().expect("stdout");
-    let reader = {
-        let screen = Arc::clone(&screen);
-        std::thread::spawn(move || {
-            let mut buffer = [0u8; 4096];
-            while let Ok(n) = stdout.read(&mut buffer) {
-                if n == 0 {
-                    break;
+impl ShellOnTerminal {
+    fn start() -> Self {
+        use std::io::Read;
+        use std::process::{Command, Stdio};
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let lake = dir.path().join("lake");
+        let (run, _) = ingest_json(&lake, &[&repo_root().join("sample-logs")], &[]);
+        assert_eq!(run.code, Some(1), "{}", run.stderr);
+        // `exec`: the shell `script` starts (the user's, or `sh`) must not stay between the pty
+        // and trailhouse, or it would take a Ctrl-C too and end with status 130 after the shell
+        // quits.
+        let command = format!(
+            "exec '{}' --lake '{}' sql",
+            env!("CARGO_BIN_EXE_trailhouse"),
+            lake.display()
+        );
+        let mut child = Command::new("script")
+            .args(["-qefc", &command, "/dev/null"])
+            .env("PAGER", "cat")
+            .env("SHELL", "/bin/sh")
+            .env("TRAILHOUSE_HISTORY", dir.path().join("history"))
+            .env_remove("TRAILHOUSE_LAKE")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("script (util-linux) runs the shell on a terminal");
+        let screen = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let mut stdout = child.stdout.take().expect("stdout");
+        let reader = {
+            let screen = std::sync::Arc::clone(&screen);
+            std::thread::spawn(move || {
+                let mut buffer = [0u8; 4096];
+                while let Ok(n) = stdout.read(&mut buffer) {
+                    if n == 0 {
+                        break;
+                    }
+                    let text = String::from_utf8_lossy(&buffer[..n]).into_owned();
+                    screen.lock().expect("screen").push_str(&text);
                 }
-                let text = String::from_utf8_lossy(&buffer[..n]).into_owned();
-                screen.lock().expect("screen").push_str(&text);
-            }
-        })
-    };
-    let wait_for = |text: &str, what: &str| {
-        let deadline = Instant::now() + Duration::from_secs(60);
+            })
+        };
+        let terminal = child.stdin.take().expect("stdin");
+        let shell = Self {
+            _dir: dir,
+            child,
+            terminal,
+            screen,
+            reader,
+        };
+        shell.wait_for("trailhouse> ", "no prompt");
+        shell
+    }
+
+    /// The screen so far, once it shows `text` (within a minute).
+    fn wait_for(&self, text: &str, what: &str) -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
         loop {
-            let now = screen.lock().expect("screen").clone();
+            let now = self.screen.lock().expect("screen").clone();
             if now.contains(text) {
                 return now;
             }
-            assert!(Instant::now() < deadline, "{what}: {now}");
-            std::thread::sleep(Duration::from_millis(50));
+            assert!(std::time::Instant::now() < deadline, "{what}: {now}");
+            std::thread::sleep(std::time::Duration::from_millis(50));
         }
-    };
-    let mut terminal = child.stdin.take().expect("stdin");
-    wait_for("trailhouse> ", "no prompt");
+    }
+
+    /// Sends `keys` to the terminal in one write, as a fast typist's or a paste's arrive.
+    fn type_keys(&mut self, keys: &[u8]) {
+        use std::io::Write;
+        self.terminal.write_all(keys).expect("type");
+    }
+
+    /// `\q`, then the exit status and the whole screen.
+    fn quit(mut self) -> (std::process::ExitStatus, String) {
+        self.type_keys(b"\\q\n");
+        let status = exit_within(&mut self.child, 30, "the shell did not quit");
+        self.reader.join().expect("reader");
+        let screen = self.screen.lock().expect("screen").clone();
+        (status, screen)
+    }
+}
+
+/// The shell on a terminal: Ctrl-C during a long statement stops that statement, says so, and
+/// the shell answers the next one.
+#[test]
+fn ctrl_c_in_the_shell_stops_the_statement_and_the_shell_goes_on() {
+    let mut shell = ShellOnTerminal::start();
     // Minutes of work: every combination of four of the trail's events.
-    terminal
-        .write_all(
-            b"SELECT count(*) FROM cloudtrail a, cloudtrail b, cloudtrail c, cloudtrail d \
-              WHERE a.eventid <> d.eventid;\n",
-        )
-        .expect("type");
+    shell.type_keys(
+        b"SELECT count(*) FROM cloudtrail a, cloudtrail b, cloudtrail c, cloudtrail d \
+          WHERE a.eventid <> d.eventid;\n",
+    );
     // The statement is read, planned and running well within this.
-    std::thread::sleep(Duration::from_secs(3));
-    terminal.write_all(b"\x03").expect("Ctrl-C");
-    wait_for("interrupted", "Ctrl-C did not stop the statement");
-    terminal
-        .write_all(b"SELECT 41 + 1 AS answer;\n")
-        .expect("type");
-    let screen_now = wait_for("1 row in", "the shell did not answer after Ctrl-C");
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    shell.type_keys(b"\x03");
+    shell.wait_for("interrupted", "Ctrl-C did not stop the statement");
+    shell.type_keys(b"SELECT 41 + 1 AS answer;\n");
+    let screen_now = shell.wait_for("1 row in", "the shell did not answer after Ctrl-C");
     assert!(screen_now.contains("| 42 "), "{screen_now}");
     assert!(!screen_now.contains("error"), "{screen_now}");
-    terminal.write_all(b"\\q\n").expect("type");
-    let status = exit_within(&mut child, 30, "the shell did not quit");
-    reader.join().expect("reader");
-    let screen_now = screen.lock().expect("screen").clone();
+    let (status, screen_now) = shell.quit();
     assert!(status.success(), "{status:?}: {screen_now}");
+}
+
+/// Lines that reach the shell together (typed ahead while a statement ran, or pasted where the
+/// terminal does not mark pastes) are each read: none is lost between one prompt and the next.
+#[test]
+fn lines_typed_ahead_in_the_shell_are_all_read() {
+    let mut shell = ShellOnTerminal::start();
+    shell.type_keys(
+        b"SELECT 'first' AS answer_one;\nSELECT count(*) AS answer_two\n  FROM cloudtrail\n  \
+          WHERE eventname = 'DeleteBucket';\nSELECT 'third' AS answer_three;\n",
+    );
+    // The results' cells (the terminal echoes the statements too, quotes and all).
+    let screen_now = shell.wait_for("| third", "the third statement was not answered");
+    assert!(screen_now.contains("| first"), "{screen_now}");
+    assert!(screen_now.contains("| answer_two |"), "{screen_now}");
+    assert!(!screen_now.contains("error"), "{screen_now}");
+    let (status, screen_now) = shell.quit();
+    assert!(status.success(), "{status:?}: {screen_now}");
+    assert_eq!(screen_now.matches(" row in ").count(), 3, "{screen_now}");
 }

@@ -15,7 +15,7 @@ use crate::cli::ProgressMode;
 use crate::watch::{Interrupted, watched};
 
 const HELP: &str = "\
-  SQL ending in ;      run it (tables: cloudtrail, quarantine)
+  SQL ending in ;      run it (tables: cloudtrail, quarantine, credentials)
   \\d                   list tables
   \\d NAME              columns of a table
   \\run NAME k=v …      a saved query with its parameters (\\queries lists them);
@@ -86,20 +86,96 @@ pub async fn run(
         }
         buffer.push_str(&line);
         buffer.push('\n');
-        if !trimmed.ends_with(';') {
+        let input = Input::of(&buffer);
+        if input.statements.is_empty() {
+            // Comments and blank lines alone wait for nothing: back to the first prompt.
+            if !input.open {
+                buffer.clear();
+            }
             continue;
         }
-        let statement = std::mem::take(&mut buffer);
-        let _ = editor.add_history_entry(statement.trim());
-        let statement = statement.trim().trim_end_matches(';');
-        if let Err(e) = shell.execute(statement, format).await {
-            report(&e);
+        let _ = editor.add_history_entry(buffer[..input.consumed].trim());
+        for statement in &input.statements {
+            if let Err(e) = shell.execute(statement, format).await {
+                report(&e);
+            }
+        }
+        buffer.drain(..input.consumed);
+        if !input.open {
+            buffer.clear();
         }
     }
     if let Some(h) = &history {
         let _ = editor.save_history(h);
     }
     Ok(())
+}
+
+/// The shell's input so far, read with the SQL tokenizer: a `;` inside a string, a quoted name
+/// or a comment ends nothing, and a line may end several statements.
+#[derive(Debug, PartialEq)]
+struct Input {
+    /// The statements the input completes, each without its `;` (those of comments alone are
+    /// left out: nothing to run).
+    statements: Vec<String>,
+    /// Bytes of the input those statements take, their `;` included.
+    consumed: usize,
+    /// Whether what follows them is the start of another (SQL, or an open string or comment),
+    /// not blanks and comments only.
+    open: bool,
+}
+
+impl Input {
+    fn of(text: &str) -> Self {
+        use datafusion::sql::sqlparser::dialect::GenericDialect;
+        use datafusion::sql::sqlparser::tokenizer::{Location, Token, Tokenizer};
+
+        let Ok(tokens) = Tokenizer::new(&GenericDialect {}, text).tokenize_with_location() else {
+            // An open string, quoted name or comment: the statement goes on.
+            return Self {
+                statements: Vec::new(),
+                consumed: 0,
+                open: true,
+            };
+        };
+        // Byte offset of each line's start; a location's column counts characters from 1.
+        let lines: Vec<usize> = std::iter::once(0)
+            .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+            .collect();
+        let offset = |at: Location| -> usize {
+            let start = usize::try_from(at.line)
+                .ok()
+                .and_then(|l| lines.get(l.saturating_sub(1)))
+                .copied()
+                .unwrap_or(text.len());
+            let column = usize::try_from(at.column).unwrap_or(1).saturating_sub(1);
+            text[start..]
+                .char_indices()
+                .nth(column)
+                .map_or(text.len(), |(i, _)| start + i)
+        };
+        let mut input = Self {
+            statements: Vec::new(),
+            consumed: 0,
+            open: false,
+        };
+        for t in &tokens {
+            match &t.token {
+                Token::SemiColon => {
+                    let end = offset(t.span.start);
+                    if input.open {
+                        let statement = text[input.consumed..end].trim();
+                        input.statements.push(statement.to_string());
+                    }
+                    input.consumed = end + 1;
+                    input.open = false;
+                }
+                Token::Whitespace(_) => {}
+                _ => input.open = true,
+            }
+        }
+        input
+    }
 }
 
 /// What the shell runs statements with.
@@ -288,6 +364,64 @@ fn run_words<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn statements_end_at_semicolons_outside_strings_names_and_comments() {
+        fn input(text: &str) -> (Vec<String>, &str, bool) {
+            let i = Input::of(text);
+            (i.statements, &text[i.consumed..], i.open)
+        }
+        assert_eq!(
+            input("SELECT 1\n"),
+            (vec![], "SELECT 1\n", true),
+            "no `;` yet"
+        );
+        assert_eq!(
+            input("SELECT 1;\n"),
+            (vec!["SELECT 1".to_string()], "\n", false)
+        );
+        assert_eq!(
+            input("SELECT 'a;b', \"c;d\" FROM t; SELECT 2;  -- done; really\n"),
+            (
+                vec![
+                    "SELECT 'a;b', \"c;d\" FROM t".to_string(),
+                    "SELECT 2".to_string()
+                ],
+                "  -- done; really\n",
+                false
+            ),
+            "a comment after the last statement is not one"
+        );
+        assert_eq!(
+            input("SELECT 'it''s;\n"),
+            (vec![], "SELECT 'it''s;\n", true),
+            "a string still open"
+        );
+        assert_eq!(
+            input("/* a; b */ SELECT 'é;' /* c;\n"),
+            (vec![], "/* a; b */ SELECT 'é;' /* c;\n", true),
+            "a comment still open"
+        );
+        assert_eq!(
+            input("-- only a comment;\n"),
+            (vec![], "-- only a comment;\n", false),
+            "comments alone run nothing"
+        );
+        assert_eq!(
+            input(";;\n"),
+            (vec![], "\n", false),
+            "empty statements run nothing"
+        );
+        assert_eq!(
+            input("SELECT 'ü';\nSELECT\n  2;\nSELECT 3"),
+            (
+                vec!["SELECT 'ü'".to_string(), "SELECT\n  2".to_string()],
+                "\nSELECT 3",
+                true
+            ),
+            "statements over several lines, and the start of the next"
+        );
+    }
 
     #[test]
     fn run_takes_the_command_line_forms_too() {

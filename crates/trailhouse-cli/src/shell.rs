@@ -1,18 +1,21 @@
 //! The interactive SQL shell of `trailhouse sql` (no statement given, on a terminal): line
-//! editing and persistent history (rustyline), statements over several lines ending in `;`,
-//! backslash commands, the time each statement took, and errors that do not end the session.
+//! editing and persistent history (rustyline), Tab completion ([`complete`]), statements over
+//! several lines ending in `;`, backslash commands, the time each statement took, and errors that
+//! do not end the session.
 
 use std::io::Write;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use rustyline::DefaultEditor;
 use rustyline::error::ReadlineError;
+use rustyline::history::FileHistory;
 use trailhouse_query::saved::{Catalog, Window, parse_time};
 use trailhouse_query::{Format, Session, write_stream};
 
 use crate::cli::ProgressMode;
 use crate::watch::{Interrupted, watched};
+
+mod complete;
 
 const HELP: &str = "\
   SQL ending in ;      run it (tables: cloudtrail, quarantine, credentials)
@@ -44,7 +47,11 @@ pub async fn run(
         format,
         progress,
     };
-    let mut editor = DefaultEditor::new()?;
+    let mut editor: rustyline::Editor<complete::ShellHelper, FileHistory> =
+        rustyline::Editor::new()?;
+    editor.set_helper(Some(complete::ShellHelper {
+        words: complete::Words::of(session, catalog).await,
+    }));
     if let Some(h) = &history {
         // No history yet is not an error.
         let _ = editor.load_history(h);

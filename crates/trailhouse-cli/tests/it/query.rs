@@ -1021,3 +1021,15 @@ fn lines_typed_ahead_in_the_shell_are_all_read() {
     assert!(status.success(), "{status:?}: {screen_now}");
     assert_eq!(screen_now.matches(" row in ").count(), 3, "{screen_now}");
 }
+
+/// Tab in the shell completes a struct member and a table from the lake's own schema.
+#[test]
+fn tab_completes_columns_and_tables_in_the_shell() {
+    let mut shell = ShellOnTerminal::start();
+    shell.type_keys(b"SELECT useridentity.accessk\t AS k FROM cloudt\t LIMIT 1;\n");
+    let screen_now = shell.wait_for(" row in ", "the completed statement was not answered");
+    assert!(!screen_now.contains("error"), "{screen_now}");
+    assert!(screen_now.contains("| k "), "{screen_now}");
+    let (status, screen_now) = shell.quit();
+    assert!(status.success(), "{status:?}: {screen_now}");
+}

@@ -63,8 +63,15 @@ mod builtin {
 pub enum SavedQueryError {
     #[error("saved query `{name}`: {message}")]
     Definition { name: String, message: String },
-    #[error("no saved query `{0}` (list them with `trailhouse queries`)")]
-    Unknown(String),
+    #[error(
+        "no saved query `{name}`{} (list them with `trailhouse queries`)",
+        nearest.as_ref().map(|n| format!(": did you mean `{n}`?")).unwrap_or_default()
+    )]
+    Unknown {
+        name: String,
+        /// The saved query whose name is closest, when one is close (a typo).
+        nearest: Option<String>,
+    },
     #[error("no report pack `{0}` (packs: {1})")]
     UnknownPack(String, String),
     #[error("`{0}` matches several saved queries: {1}")]
@@ -593,7 +600,10 @@ impl Catalog {
             .collect();
         match found.as_slice() {
             [one] => Ok(one),
-            [] => Err(SavedQueryError::Unknown(name.to_string())),
+            [] => Err(SavedQueryError::Unknown {
+                name: name.to_string(),
+                nearest: self.nearest(name),
+            }),
             many => Err(SavedQueryError::Ambiguous(
                 name.to_string(),
                 many.iter()
@@ -602,6 +612,26 @@ impl Catalog {
                     .join(", "),
             )),
         }
+    }
+}
+
+impl Catalog {
+    /// The name (as `name` was written: with its pack or without) of the saved query closest to
+    /// `name` by edits, when it is a few edits away.
+    fn nearest(&self, name: &str) -> Option<String> {
+        let candidates = self.queries.keys().map(|full| {
+            if name.contains('/') {
+                full.as_str()
+            } else {
+                full.rsplit('/').next().unwrap_or(full)
+            }
+        });
+        let most = (name.chars().count() / 3).max(2);
+        candidates
+            .map(|c| (strsim::levenshtein(name, c), c))
+            .filter(|(edits, _)| *edits <= most)
+            .min()
+            .map(|(_, c)| c.to_string())
     }
 }
 
@@ -623,6 +653,31 @@ mod tests {
         DateTime::parse_from_rfc3339("2026-11-28T12:00:00Z")
             .expect("t")
             .with_timezone(&Utc)
+    }
+
+    #[test]
+    fn an_unknown_name_a_typo_away_from_a_saved_query_is_told_which() {
+        let catalog = Catalog::builtin().expect("catalog");
+        let nearest = |name: &str| {
+            let e = catalog.get(name).map(|q| &q.name).expect_err(name);
+            let text = e.to_string();
+            let SavedQueryError::Unknown { nearest, .. } = e else {
+                panic!("{name}: {text}");
+            };
+            (nearest, text)
+        };
+        let (found, text) = nearest("who-delete");
+        assert_eq!(found.as_deref(), Some("who-deleted"));
+        assert!(text.contains("did you mean `who-deleted`?"), "{text}");
+        assert_eq!(
+            nearest("investigate/who-delted").0.as_deref(),
+            Some("investigate/who-deleted"),
+            "written with its pack: suggested with it"
+        );
+        assert_eq!(nearest("acess-key").0.as_deref(), Some("access-key"));
+        let (found, text) = nearest("lateral-movement");
+        assert_eq!(found, None, "nothing close: no guess");
+        assert!(!text.contains("did you mean"), "{text}");
     }
 
     const Q: &str = "-- summary: test query\n-- param: resource string -- a name\n-- param: limit integer default 10\n-- param: since_x timestamp default 7d\nSELECT $resource, $limit, $since_x";

@@ -108,6 +108,77 @@ impl Counting {
     }
 }
 
+/// A LIST of one level (delimiter `/`, a prefix that is a folder) answered from that folder
+/// alone: s3s-fs walks every file below the prefix to find the sub-folders, so one LIST of an
+/// organization trail's top folder read all its 834,000 files. A sub-folder is listed when a file
+/// lies below it (S3 has no empty folders). `None`: not such a LIST, or more than one page
+/// (s3s-fs answers those).
+fn one_level(root: &Path, input: &ListObjectsV2Input) -> Option<S3Result<ListObjectsV2Output>> {
+    let prefix = input.prefix.as_deref().unwrap_or("");
+    if input.delimiter.as_deref() != Some("/")
+        || !(prefix.is_empty() || prefix.ends_with('/'))
+        || input.continuation_token.is_some()
+        || input.start_after.is_some()
+        || prefix.split('/').any(|part| part == "." || part == "..")
+    {
+        return None;
+    }
+    let folder = root.join(&input.bucket).join(prefix);
+    let entries = std::fs::read_dir(&folder).ok()?;
+    let mut contents = Vec::new();
+    let mut common_prefixes = Vec::new();
+    for entry in entries {
+        let entry = entry.ok()?;
+        let name = entry.file_name().into_string().ok()?;
+        let kind = entry.file_type().ok()?;
+        if kind.is_dir() {
+            if holds_a_file(&entry.path()) {
+                common_prefixes.push(CommonPrefix {
+                    prefix: Some(format!("{prefix}{name}/")),
+                });
+            }
+        } else if kind.is_file() {
+            let meta = entry.metadata().ok()?;
+            contents.push(Object {
+                key: Some(format!("{prefix}{name}")),
+                size: i64::try_from(meta.len()).ok(),
+                last_modified: meta.modified().ok().map(Timestamp::from),
+                ..Object::default()
+            });
+        }
+    }
+    let max_keys = input.max_keys.unwrap_or(1000);
+    let count = i32::try_from(contents.len() + common_prefixes.len()).ok()?;
+    if count > max_keys {
+        return None;
+    }
+    contents.sort_by(|a, b| a.key.cmp(&b.key));
+    common_prefixes.sort_by(|a, b| a.prefix.cmp(&b.prefix));
+    Some(Ok(ListObjectsV2Output {
+        name: Some(input.bucket.clone()),
+        prefix: Some(prefix.to_string()),
+        delimiter: Some("/".to_string()),
+        max_keys: Some(max_keys),
+        key_count: Some(count),
+        is_truncated: Some(false),
+        contents: Some(contents),
+        common_prefixes: Some(common_prefixes),
+        ..ListObjectsV2Output::default()
+    }))
+}
+
+/// Whether a file lies anywhere below `folder` (depth first, stopping at the first).
+fn holds_a_file(folder: &Path) -> bool {
+    let Ok(entries) = std::fs::read_dir(folder) else {
+        return false;
+    };
+    entries.flatten().any(|entry| match entry.file_type() {
+        Ok(kind) if kind.is_file() => true,
+        Ok(kind) if kind.is_dir() => holds_a_file(&entry.path()),
+        _ => false,
+    })
+}
+
 /// An ETag of S3's shape (32 hex digits) for a listed object, from its key, size and
 /// modification time: it changes when the object is written again, as S3's does. Not the MD5 of
 /// its bytes, which would read every object listed on every LIST.
@@ -130,7 +201,10 @@ impl S3 for Counting {
     ) -> S3Result<S3Response<ListObjectsV2Output>> {
         self.wait().await;
         let started = std::time::Instant::now();
-        let mut out = self.fs.list_objects_v2(req).await?;
+        let mut out = match one_level(&self.root, &req.input) {
+            Some(level) => S3Response::new(level?),
+            None => self.fs.list_objects_v2(req).await?,
+        };
         // S3 lists every object with its ETag; s3s-fs lists none.
         for object in out.output.contents.iter_mut().flatten() {
             object.e_tag = Some(ETag::Strong(listed_etag(object)));

@@ -108,59 +108,97 @@ impl Counting {
     }
 }
 
-/// A LIST of one level (delimiter `/`, a prefix that is a folder) answered from that folder
-/// alone: s3s-fs walks every file below the prefix to find the sub-folders, so one LIST of an
-/// organization trail's top folder read all its 834,000 files. A sub-folder is listed when a file
-/// lies below it (S3 has no empty folders). `None`: not such a LIST, or more than one page
-/// (s3s-fs answers those).
-fn one_level(root: &Path, input: &ListObjectsV2Input) -> Option<S3Result<ListObjectsV2Output>> {
+/// A LIST answered from the folder its prefix names, one page of it: s3s-fs walks the whole
+/// bucket and reads every file's metadata for each page (a LIST of an organization trail's top
+/// folder, or each page of a region folder's keys, read all 834,000 files). With the delimiter
+/// `/`, a sub-folder is listed when a file lies below it (S3 has no empty folders). `None`: a
+/// LIST this does not take (another delimiter, `.` or `..` in the prefix, no such bucket), for
+/// s3s-fs to answer.
+fn from_folder(root: &Path, input: &ListObjectsV2Input) -> Option<S3Result<ListObjectsV2Output>> {
     let prefix = input.prefix.as_deref().unwrap_or("");
-    if input.delimiter.as_deref() != Some("/")
-        || !(prefix.is_empty() || prefix.ends_with('/'))
-        || input.continuation_token.is_some()
-        || input.start_after.is_some()
-        || prefix.split('/').any(|part| part == "." || part == "..")
-    {
+    let one_level = match input.delimiter.as_deref() {
+        None => false,
+        Some("/") => true,
+        Some(_) => return None,
+    };
+    let bucket = root.join(&input.bucket);
+    if prefix.split('/').any(|part| part == "." || part == "..") || !bucket.is_dir() {
         return None;
     }
-    let folder = root.join(&input.bucket).join(prefix);
-    let entries = std::fs::read_dir(&folder).ok()?;
-    let mut contents = Vec::new();
-    let mut common_prefixes = Vec::new();
-    for entry in entries {
-        let entry = entry.ok()?;
-        let name = entry.file_name().into_string().ok()?;
-        let kind = entry.file_type().ok()?;
-        if kind.is_dir() {
-            if holds_a_file(&entry.path()) {
-                common_prefixes.push(CommonPrefix {
-                    prefix: Some(format!("{prefix}{name}/")),
-                });
+    // The folder the prefix lies in, and the keys (sub-folders too, with a delimiter) under it
+    // that start with the prefix.
+    let folder = &prefix[..prefix.rfind('/').map_or(0, |i| i + 1)];
+    let mut keys: Vec<(String, bool)> = Vec::new();
+    let mut pending = vec![folder.to_string()];
+    while let Some(at) = pending.pop() {
+        let Ok(entries) = std::fs::read_dir(bucket.join(&at)) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let (Ok(name), Ok(kind)) = (entry.file_name().into_string(), entry.file_type()) else {
+                continue;
+            };
+            let key = format!("{at}{name}");
+            if kind.is_file() && key.starts_with(prefix) {
+                keys.push((key, false));
+            } else if kind.is_dir() {
+                let sub = format!("{key}/");
+                if one_level {
+                    if sub.starts_with(prefix) && holds_a_file(&entry.path()) {
+                        keys.push((sub, true));
+                    }
+                } else if sub.starts_with(prefix) || prefix.starts_with(&sub) {
+                    pending.push(sub);
+                }
             }
-        } else if kind.is_file() {
-            let meta = entry.metadata().ok()?;
-            contents.push(Object {
-                key: Some(format!("{prefix}{name}")),
-                size: i64::try_from(meta.len()).ok(),
-                last_modified: meta.modified().ok().map(Timestamp::from),
-                ..Object::default()
-            });
         }
     }
-    let max_keys = input.max_keys.unwrap_or(1000);
-    let count = i32::try_from(contents.len() + common_prefixes.len()).ok()?;
-    if count > max_keys {
-        return None;
+    keys.sort();
+    let after = input
+        .continuation_token
+        .as_deref()
+        .max(input.start_after.as_deref());
+    if let Some(after) = after {
+        keys.retain(|(k, _)| k.as_str() > after);
     }
-    contents.sort_by(|a, b| a.key.cmp(&b.key));
-    common_prefixes.sort_by(|a, b| a.prefix.cmp(&b.prefix));
+    let max_keys = input.max_keys.unwrap_or(1000).clamp(0, 1000);
+    let page = usize::try_from(max_keys).unwrap_or(1000);
+    let truncated = keys.len() > page;
+    keys.truncate(page);
+    let next = truncated
+        .then(|| keys.last().map(|(k, _)| k.clone()))
+        .flatten();
+    let mut contents = Vec::new();
+    let mut common_prefixes = Vec::new();
+    for (key, is_folder) in keys {
+        if is_folder {
+            common_prefixes.push(CommonPrefix { prefix: Some(key) });
+            continue;
+        }
+        let meta = match std::fs::metadata(bucket.join(&key)) {
+            Ok(meta) => meta,
+            // Removed since it was listed: not there.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Some(Err(s3s::s3_error!(InternalError, "{key}: {e}"))),
+        };
+        contents.push(Object {
+            size: i64::try_from(meta.len()).ok(),
+            last_modified: meta.modified().ok().map(Timestamp::from),
+            key: Some(key),
+            ..Object::default()
+        });
+    }
+    let count = i32::try_from(contents.len() + common_prefixes.len()).unwrap_or(i32::MAX);
     Some(Ok(ListObjectsV2Output {
         name: Some(input.bucket.clone()),
         prefix: Some(prefix.to_string()),
-        delimiter: Some("/".to_string()),
+        delimiter: input.delimiter.clone(),
         max_keys: Some(max_keys),
         key_count: Some(count),
-        is_truncated: Some(false),
+        is_truncated: Some(truncated),
+        continuation_token: input.continuation_token.clone(),
+        next_continuation_token: next,
+        start_after: input.start_after.clone(),
         contents: Some(contents),
         common_prefixes: Some(common_prefixes),
         ..ListObjectsV2Output::default()
@@ -201,7 +239,7 @@ impl S3 for Counting {
     ) -> S3Result<S3Response<ListObjectsV2Output>> {
         self.wait().await;
         let started = std::time::Instant::now();
-        let mut out = match one_level(&self.root, &req.input) {
+        let mut out = match from_folder(&self.root, &req.input) {
             Some(level) => S3Response::new(level?),
             None => self.fs.list_objects_v2(req).await?,
         };
@@ -436,5 +474,87 @@ impl Drop for S3Server {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn list(
+        root: &Path,
+        prefix: &str,
+        delimiter: Option<&str>,
+        token: Option<String>,
+    ) -> ListObjectsV2Output {
+        let input = ListObjectsV2Input::builder()
+            .bucket("b".to_string())
+            .prefix(Some(prefix.to_string()))
+            .delimiter(delimiter.map(str::to_string))
+            .continuation_token(token)
+            .build()
+            .expect("input");
+        from_folder(root, &input).expect("taken").expect("listed")
+    }
+
+    #[test]
+    fn folders_are_listed_page_by_page_in_key_order_and_empty_folders_not_at_all() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let bucket = dir.path().join("b");
+        let mut want = Vec::new();
+        for day in ["01", "02", "10"] {
+            let folder = bucket.join("AWSLogs/1/CloudTrail/r1").join(day);
+            std::fs::create_dir_all(&folder).expect("folder");
+            for i in 0..900 {
+                std::fs::write(folder.join(format!("f{i:04}.json.gz")), b"x").expect("file");
+                want.push(format!("AWSLogs/1/CloudTrail/r1/{day}/f{i:04}.json.gz"));
+            }
+        }
+        std::fs::create_dir_all(bucket.join("AWSLogs/1/CloudTrail/empty/deeper")).expect("empty");
+        std::fs::write(bucket.join("AWSLogs/1/CloudTrail/r1x"), b"x").expect("file");
+        want.sort();
+
+        let mut got = Vec::new();
+        let mut token = None;
+        let mut pages = 0;
+        loop {
+            let page = list(dir.path(), "AWSLogs/1/CloudTrail/r1/", None, token);
+            pages += 1;
+            got.extend(
+                page.contents
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter_map(|o| o.key),
+            );
+            token = page.next_continuation_token;
+            if page.is_truncated != Some(true) {
+                break;
+            }
+        }
+        assert_eq!(pages, 3);
+        assert_eq!(got, want);
+
+        let partial = list(dir.path(), "AWSLogs/1/CloudTrail/r1/1", None, None);
+        assert_eq!(
+            partial.contents.map_or(0, |c| c.len()),
+            900,
+            "a prefix inside a folder"
+        );
+
+        let level = list(dir.path(), "AWSLogs/1/CloudTrail/", Some("/"), None);
+        let prefixes: Vec<String> = level
+            .common_prefixes
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|p| p.prefix)
+            .collect();
+        assert_eq!(prefixes, vec!["AWSLogs/1/CloudTrail/r1/".to_string()]);
+        let keys: Vec<String> = level
+            .contents
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|o| o.key)
+            .collect();
+        assert_eq!(keys, vec!["AWSLogs/1/CloudTrail/r1x".to_string()]);
     }
 }

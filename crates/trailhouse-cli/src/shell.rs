@@ -174,7 +174,7 @@ impl Input {
                         let statement = text[input.consumed..end].trim();
                         input.statements.push(statement.to_string());
                     }
-                    input.consumed = end + 1;
+                    input.consumed = (end + 1).min(text.len());
                     input.open = false;
                 }
                 Token::Whitespace(_) => {}

@@ -145,6 +145,7 @@ pub fn context(
     }
     let mut ctx = SessionContext::new_with_state(state.build());
     datafusion_functions_json::register_all(&mut ctx)?;
+    ctx.register_udf(crate::strpos::strpos());
     ctx.register_udf(crate::udf::cidr_match());
     ctx.register_udf(crate::udf::resource_arns());
     ctx.register_udf(crate::udf::actor());

@@ -18,6 +18,7 @@ pub mod report;
 pub mod saved;
 pub mod session;
 pub mod sigma;
+mod strpos;
 pub mod text_views;
 pub mod translate;
 pub mod udf;

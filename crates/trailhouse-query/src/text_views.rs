@@ -518,7 +518,10 @@ mod predicate_tests {
         // Both cast strpos's position to compare it with 0; DataFusion casts the list too.
         assert_eq!(casts(&default), 2, "{default}");
         assert_eq!(casts(&ours), 1, "{ours}");
-        assert!(ours.to_string().contains("resource_arns(resources@0)"), "{ours}");
+        assert!(
+            ours.to_string().contains("resource_arns(resources@0)"),
+            "{ours}"
+        );
         let answer = |e: &Arc<dyn PhysicalExpr>| {
             let out = e.evaluate(&batch).expect("evaluate");
             let out = out.into_array(batch.num_rows()).expect("array");

@@ -105,8 +105,11 @@ where
         && let Some(found) = finder.find(&bytes[at..end])
     {
         let p = at + found;
-        // Past the rows that end at or before `p`.
-        row += offsets[row + 1..].partition_point(|o| o.as_usize() <= p);
+        // Past the rows that end at or before `p`: one step at a time, as a match is often in
+        // the next row (a fragment most rows hold), and the whole batch is one pass anyway.
+        while offsets[row + 1].as_usize() <= p {
+            row += 1;
+        }
         let (start, stop) = (offsets[row].as_usize(), offsets[row + 1].as_usize());
         at = stop;
         if p + needle.len() > stop {

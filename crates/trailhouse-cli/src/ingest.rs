@@ -79,7 +79,10 @@ pub async fn run(
 
     print_summary(lake.root(), &report);
     let verified = if args.verify {
-        Some(crate::verify::after_ingest(lake, &sources, &opts.s3, &keys, &mut report).await?)
+        Some(
+            crate::ingest_verify::after_ingest(lake, &sources, &opts.s3, &keys, &mut report)
+                .await?,
+        )
     } else {
         None
     };

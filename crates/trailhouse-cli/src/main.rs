@@ -16,6 +16,7 @@ mod detect;
 mod evidence;
 mod export;
 mod ingest;
+mod ingest_verify;
 mod maintenance;
 mod output;
 mod report;

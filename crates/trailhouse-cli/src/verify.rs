@@ -1,21 +1,17 @@
 //! `trailhouse verify`: the trail's log file integrity, checked offline, with verdicts a user can
 //! act on.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::path::PathBuf;
+use std::collections::{BTreeSet, HashMap};
+use std::io::Write;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
-use trailhouse_ingest::Report;
 use trailhouse_ingest::s3::S3Options;
-use trailhouse_ingest::verify::digest::{Sha256, log_delivery_time};
 use trailhouse_ingest::verify::keys::PublicKeys;
 use trailhouse_ingest::verify::objects::Sources;
 use trailhouse_ingest::verify::record::record;
-use trailhouse_ingest::verify::{
-    DigestVerdict, LogVerdict, Verification, Window, verify, verify_listed,
-};
+use trailhouse_ingest::verify::{DigestVerdict, LogVerdict, Verification, Window, verify};
 use trailhouse_lake::Lake;
 
 use crate::cli::VerifyArgs;
@@ -52,16 +48,30 @@ pub async fn run(
     };
 
     if args.json {
-        let mut value = serde_json::to_value(&found)?;
-        value["summary"] = serde_json::json!({
-            "digests": counts(found.digest_counts().into_iter().map(|(v, n)| (v.as_str(), n))),
-            "log_files": counts(found.log_counts().into_iter().map(|(v, n)| (v.as_str(), n))),
-            "all_valid": found.all_valid(),
-        });
-        if let Some(version) = recorded {
-            value["recorded"] = serde_json::json!({ "table": "integrity", "version": version });
+        /// The findings written as they are serialized: as one `serde_json::Value` first, a
+        /// 90-day trail's 200,000 verdicts took more memory than the whole check.
+        #[derive(serde::Serialize)]
+        struct Output<'a> {
+            #[serde(flatten)]
+            found: &'a Verification,
+            summary: serde_json::Value,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            recorded: Option<serde_json::Value>,
         }
-        println!("{}", serde_json::to_string(&value)?);
+        let output = Output {
+            found: &found,
+            summary: serde_json::json!({
+                "digests": counts(found.digest_counts().into_iter().map(|(v, n)| (v.as_str(), n))),
+                "log_files": counts(found.log_counts().into_iter().map(|(v, n)| (v.as_str(), n))),
+                "all_valid": found.all_valid(),
+            }),
+            recorded: recorded
+                .map(|version| serde_json::json!({ "table": "integrity", "version": version })),
+        };
+        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+        serde_json::to_writer(&mut out, &output)?;
+        writeln!(out)?;
+        out.flush()?;
     } else {
         print_text(&found, &args, keys.len());
         if let Some(version) = recorded {
@@ -186,168 +196,4 @@ fn print_text(found: &Verification, args: &VerifyArgs, keys: usize) {
             "PROBLEMS FOUND: see above"
         }
     );
-}
-
-/// What `ingest --verify` found, in its JSON report.
-pub struct Verified {
-    pub digests: BTreeMap<&'static str, usize>,
-    pub log_files: BTreeMap<&'static str, usize>,
-    pub all_valid: bool,
-    /// The version of table `integrity` the verdicts were recorded at.
-    pub recorded: Option<u64>,
-}
-
-/// Checks the log files this run read (by the hashes it took) and those an earlier run left
-/// pending their digest against the digests in `sources`, and records the verdicts. The
-/// report's hashes and listing are taken from it (not copied: a 20M-event trail has 400,000
-/// files).
-pub async fn after_ingest(
-    lake: &Lake,
-    sources: &[PathBuf],
-    s3: &S3Options,
-    keys: &PublicKeys,
-    report: &mut Report,
-) -> anyhow::Result<Verified> {
-    let listed = report.listed.take().map(|l| l.into_parts());
-    let mut known: HashMap<String, Sha256> = std::mem::take(&mut report.file_hashes)
-        .into_iter()
-        .map(|(path, hash)| {
-            let name = path
-                .into_os_string()
-                .into_string()
-                .unwrap_or_else(|p| p.to_string_lossy().into_owned());
-            (name, hash)
-        })
-        .collect();
-    if let Some((files, hashes)) = &listed {
-        for ((path, _), hash) in files.iter().zip(hashes) {
-            if let Some(hash) = hash {
-                known.insert(path.to_string_lossy().into_owned(), *hash);
-            }
-        }
-    }
-    let pending = pending(lake).await?;
-    let delivered = |n: &String| log_delivery_time(n.rsplit('/').next().unwrap_or(n));
-    let times = known.keys().chain(&pending).filter_map(delivered);
-    let (first, last) = times.fold((None, None), |(first, last), t| {
-        (
-            first.map_or(Some(t), |f: DateTime<Utc>| Some(f.min(t))),
-            last.map_or(Some(t), |l: DateTime<Utc>| Some(l.max(t))),
-        )
-    });
-    drop(pending);
-    let (Some(first), Some(last)) = (first, last) else {
-        eprintln!("verify: no log files read, none pending: nothing to check");
-        return Ok(Verified {
-            digests: BTreeMap::new(),
-            log_files: BTreeMap::new(),
-            all_valid: true,
-            recorded: None,
-        });
-    };
-    let window = Window {
-        since: Some(first),
-        until: Some(last + chrono::Duration::minutes(1)),
-    };
-    let opened = Sources::open(sources, s3)?;
-    let found = match listed {
-        Some((files, hashes)) => {
-            drop(hashes);
-            let listing = Sources::listing_of_paths(&files);
-            drop(files);
-            verify_listed(&opened, listing, keys, window, known).await?
-        }
-        None => verify(&opened, keys, window, known).await?,
-    };
-    let recorded = record(lake, &found, Utc::now()).await?;
-    let counts = |items: Vec<(&'static str, usize)>| items.into_iter().collect::<BTreeMap<_, _>>();
-    let v = Verified {
-        digests: counts(
-            found
-                .digest_counts()
-                .into_iter()
-                .map(|(v, n)| (v.as_str(), n))
-                .collect(),
-        ),
-        log_files: counts(
-            found
-                .log_counts()
-                .into_iter()
-                .map(|(v, n)| (v.as_str(), n))
-                .collect(),
-        ),
-        all_valid: found.all_valid(),
-        recorded,
-    };
-    let line = |m: &BTreeMap<&str, usize>| {
-        m.iter()
-            .map(|(v, n)| format!("{n} {v}"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    eprintln!(
-        "verify: digests {}; log files {}{}",
-        if v.digests.is_empty() {
-            "none (is log file validation on? are the CloudTrail-Digest folders in the sources?)"
-                .to_string()
-        } else {
-            line(&v.digests)
-        },
-        line(&v.log_files),
-        recorded.map_or(String::new(), |r| format!(
-            "; recorded in table `integrity` (version {r})"
-        ))
-    );
-    for l in found
-        .log_files
-        .iter()
-        .filter(|l| !matches!(l.verdict, LogVerdict::Valid | LogVerdict::Pending))
-    {
-        eprintln!(
-            "verify: {} {} {}",
-            l.verdict.as_str(),
-            l.object,
-            l.reason.as_deref().unwrap_or("")
-        );
-    }
-    for d in found
-        .digests
-        .iter()
-        .filter(|d| d.verdict != DigestVerdict::Valid)
-    {
-        eprintln!(
-            "verify: digest {} {} {}",
-            d.verdict.as_str(),
-            d.object,
-            d.reasons.join("; ")
-        );
-    }
-    Ok(v)
-}
-
-/// Log files the lake's table `integrity` holds as pending their digest.
-async fn pending(lake: &Lake) -> anyhow::Result<Vec<String>> {
-    let session = trailhouse_query::session::Session::open(lake).await?;
-    if !session
-        .context()
-        .table_exist(trailhouse_lake::schema::INTEGRITY_TABLE_NAME)?
-    {
-        return Ok(Vec::new());
-    }
-    let batches = session
-        .dataframe("SELECT sourcefile FROM integrity WHERE verdict = 'pending'")
-        .await?
-        .collect()
-        .await?;
-    let mut out = Vec::new();
-    for b in &batches {
-        let c = arrow::compute::cast(b.column(0), &arrow::datatypes::DataType::Utf8)?;
-        out.extend(
-            arrow::array::AsArray::as_string::<i32>(c.as_ref())
-                .iter()
-                .flatten()
-                .map(str::to_string),
-        );
-    }
-    Ok(out)
 }

@@ -954,3 +954,70 @@ fn hashes_taken_while_reading_are_used_instead_of_reading_again() {
         [(name, trailhouse_ingest::verify::LogVerdict::Modified)]
     );
 }
+
+#[test]
+fn ingest_verify_finds_what_verify_finds_in_a_tampered_trail() {
+    // The log files are judged by the hashes the run took as it read them: the verdicts are
+    // those of `verify` reading everything itself.
+    let s = signed(SignSpec {
+        sidecars: Sidecars::All,
+        ..SignSpec::default()
+    });
+    let i = middle_with_logs(&s);
+    let log = s.root.join(&s.digests[i].logs[0]);
+    let mut raw = gunzip(&log);
+    let at = raw.iter().position(|&b| b == b'Z').expect("a timestamp");
+    raw[at - 1] = if raw[at - 1] == b'1' { b'2' } else { b'1' };
+    gzip_to(&log, &raw);
+    // Another chain's digest deleted from its middle.
+    let other = (1..s.digests.len() - 1)
+        .find(|&j| {
+            s.digests[j].path.parent() != s.digests[i].path.parent()
+                && !s.digests[j].backfill
+                && s.digests[j - 1].path.parent() == s.digests[j].path.parent()
+                && s.digests[j + 1].path.parent() == s.digests[j].path.parent()
+        })
+        .unwrap_or(i);
+    std::fs::remove_file(s.root.join(&s.digests[other].path)).expect("delete");
+
+    let (run, checked) = verify(&s, &[]);
+    assert_eq!(run.code, Some(1));
+    let keys = s.keys.to_string_lossy().into_owned();
+    let lake = s.root.parent().expect("dir").join("lake");
+    let (run, r) = ingest_json(
+        &lake,
+        &[&s.root],
+        &["--verify", "--public-keys", keys.as_str()],
+    );
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    assert_eq!(r["files_loaded"], 10, "{r}");
+    assert_eq!(
+        r["verify"]["log_files"], checked["summary"]["log_files"],
+        "{r}"
+    );
+    assert_eq!(r["verify"]["log_files"]["modified"], 1, "{r}");
+    assert!(
+        run.stderr
+            .lines()
+            .any(|l| l.starts_with("verify: modified ") && l.contains(&file_name(&log))),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        r["verify"]["digests"]["chain-broken"], checked["summary"]["digests"]["chain-broken"],
+        "{r}"
+    );
+    assert!(
+        r["verify"]["digests"]["chain-broken"]
+            .as_u64()
+            .is_some_and(|n| n >= 1),
+        "{r}"
+    );
+    assert_eq!(
+        count(
+            &lake,
+            "SELECT count(*) FROM integrity WHERE verdict = 'modified'"
+        ),
+        1
+    );
+}

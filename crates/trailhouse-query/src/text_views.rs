@@ -373,6 +373,25 @@ mod predicate_tests {
     use datafusion::prelude::SessionContext;
 
     /// Every node of `expr` that is a cast.
+    /// `planned` as DataFusion's adapter rewrites it for a file of `file`'s schema, and as ours does.
+    fn adapted(
+        table: &SchemaRef,
+        file: &SchemaRef,
+        planned: Arc<dyn PhysicalExpr>,
+    ) -> (Arc<dyn PhysicalExpr>, Arc<dyn PhysicalExpr>) {
+        let default = DefaultPhysicalExprAdapterFactory
+            .create(Arc::clone(table), Arc::clone(file))
+            .expect("adapter")
+            .rewrite(Arc::clone(&planned))
+            .expect("rewrite");
+        let ours = ViewPredicates
+            .create(Arc::clone(table), Arc::clone(file))
+            .expect("adapter")
+            .rewrite(planned)
+            .expect("rewrite");
+        (default, ours)
+    }
+
     fn casts(expr: &Arc<dyn PhysicalExpr>) -> usize {
         let mut n = 0;
         expr.apply(|e| {
@@ -416,16 +435,7 @@ mod predicate_tests {
             let planned = ctx
                 .create_physical_expr(filter.clone(), &df_schema)
                 .expect("plan");
-            let default = DefaultPhysicalExprAdapterFactory
-                .create(Arc::clone(&table), Arc::clone(&file))
-                .expect("adapter")
-                .rewrite(Arc::clone(&planned))
-                .expect("rewrite");
-            let ours = ViewPredicates
-                .create(Arc::clone(&table), Arc::clone(&file))
-                .expect("adapter")
-                .rewrite(planned)
-                .expect("rewrite");
+            let (default, ours) = adapted(&table, &file, planned);
             assert!(casts(&default) > 0, "{filter}: DataFusion casts the views");
             assert_eq!(casts(&ours), 0, "{filter}: {ours}");
             let answer = |e: &Arc<dyn PhysicalExpr>| -> BooleanArray {
@@ -505,16 +515,7 @@ mod predicate_tests {
             )
             .expect("parse");
         let planned = ctx.create_physical_expr(filter, &df_schema).expect("plan");
-        let default = DefaultPhysicalExprAdapterFactory
-            .create(Arc::clone(&table), Arc::clone(&file))
-            .expect("adapter")
-            .rewrite(Arc::clone(&planned))
-            .expect("rewrite");
-        let ours = ViewPredicates
-            .create(Arc::clone(&table), Arc::clone(&file))
-            .expect("adapter")
-            .rewrite(planned)
-            .expect("rewrite");
+        let (default, ours) = adapted(&table, &file, planned);
         // Both cast strpos's position to compare it with 0; DataFusion casts the list too.
         assert_eq!(casts(&default), 2, "{default}");
         assert_eq!(casts(&ours), 1, "{ours}");

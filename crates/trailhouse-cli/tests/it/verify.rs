@@ -128,6 +128,15 @@ fn gzip_to(path: &Path, raw: &[u8]) {
 }
 
 /// A digest in the middle of its chain that lists at least one log file, and the index of it.
+/// Changes one byte of a log file's records (a digit of its first timestamp) and gzips it again:
+/// still a readable trail file, no longer the one its digest lists.
+fn edit_one_byte(log: &Path) {
+    let mut raw = gunzip(log);
+    let at = raw.iter().position(|&b| b == b'Z').expect("a timestamp");
+    raw[at - 1] = if raw[at - 1] == b'1' { b'2' } else { b'1' };
+    gzip_to(log, &raw);
+}
+
 fn middle_with_logs(s: &Signed) -> usize {
     (1..s.digests.len() - 1)
         .find(|&i| {
@@ -155,10 +164,7 @@ fn a_signed_trail_is_all_valid_and_each_tampering_is_named() {
     // One byte of a log file's records changed (and the file gzipped again).
     let log = s.root.join(&s.digests[middle_with_logs(&s)].logs[0]);
     let original = std::fs::read(&log).expect("read");
-    let mut raw = gunzip(&log);
-    let at = raw.iter().position(|&b| b == b'Z').expect("a timestamp");
-    raw[at - 1] = if raw[at - 1] == b'1' { b'2' } else { b'1' };
-    gzip_to(&log, &raw);
+    edit_one_byte(&log);
     let (run, r) = verify(&s, &[]);
     assert_eq!(run.code, Some(1));
     assert_eq!(
@@ -721,10 +727,7 @@ fn recorded_verdicts_join_the_rows_they_cover_and_the_report_gives_the_share() {
     // verdict is what `integrity` shows (one row per file).
     let i = middle_with_logs(&s);
     let log = s.root.join(&s.digests[i].logs[0]);
-    let mut raw = gunzip(&log);
-    let at = raw.iter().position(|&b| b == b'Z').expect("a timestamp");
-    raw[at - 1] = if raw[at - 1] == b'1' { b'2' } else { b'1' };
-    gzip_to(&log, &raw);
+    edit_one_byte(&log);
     let (run, r) = record(&lake);
     assert_eq!(run.code, Some(1));
     assert_eq!(r["summary"]["log_files"]["modified"], 1, "{r}");
@@ -965,10 +968,7 @@ fn ingest_verify_finds_what_verify_finds_in_a_tampered_trail() {
     });
     let i = middle_with_logs(&s);
     let log = s.root.join(&s.digests[i].logs[0]);
-    let mut raw = gunzip(&log);
-    let at = raw.iter().position(|&b| b == b'Z').expect("a timestamp");
-    raw[at - 1] = if raw[at - 1] == b'1' { b'2' } else { b'1' };
-    gzip_to(&log, &raw);
+    edit_one_byte(&log);
     // Another chain's digest deleted from its middle.
     let other = (1..s.digests.len() - 1)
         .find(|&j| {

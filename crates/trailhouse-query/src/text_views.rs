@@ -246,14 +246,13 @@ fn view_under_cast(
     expr: &Arc<dyn PhysicalExpr>,
     schema: &Schema,
 ) -> Result<Option<Arc<dyn PhysicalExpr>>> {
-    let Some(cast) = expr.downcast_ref::<CastExpr>() else {
+    let to_text = expr
+        .downcast_ref::<CastExpr>()
+        .is_some_and(|cast| cast.cast_type() == &DataType::Utf8);
+    if !to_text {
         return Ok(None);
-    };
-    let inner = cast.expr();
-    Ok(
-        (cast.cast_type() == &DataType::Utf8 && inner.data_type(schema)? == DataType::Utf8View)
-            .then(|| Arc::clone(inner)),
-    )
+    }
+    views_under_cast(expr, schema)
 }
 
 /// The expression under `expr` when `expr` casts it from its text as views to the same type

@@ -391,6 +391,16 @@ mod predicate_tests {
         (default, ours)
     }
 
+    /// What the predicate `e` gives over `batch`.
+    fn evaluated(e: &Arc<dyn PhysicalExpr>, batch: &RecordBatch) -> BooleanArray {
+        let out = e.evaluate(batch).expect("evaluate");
+        let out = out.into_array(batch.num_rows()).expect("array");
+        out.as_any()
+            .downcast_ref::<BooleanArray>()
+            .expect("booleans")
+            .clone()
+    }
+
     fn casts(expr: &Arc<dyn PhysicalExpr>) -> usize {
         let mut n = 0;
         expr.apply(|e| {
@@ -437,14 +447,7 @@ mod predicate_tests {
             let (default, ours) = adapted(&table, &file, planned);
             assert!(casts(&default) > 0, "{filter}: DataFusion casts the views");
             assert_eq!(casts(&ours), 0, "{filter}: {ours}");
-            let answer = |e: &Arc<dyn PhysicalExpr>| -> BooleanArray {
-                let out = e.evaluate(&batch).expect("evaluate");
-                let out = out.into_array(batch.num_rows()).expect("array");
-                out.as_any()
-                    .downcast_ref::<BooleanArray>()
-                    .expect("booleans")
-                    .clone()
-            };
+            let answer = |e: &Arc<dyn PhysicalExpr>| evaluated(e, &batch);
             assert_eq!(answer(&ours), answer(&default), "{filter}");
         }
     }
@@ -522,14 +525,7 @@ mod predicate_tests {
             ours.to_string().contains("resource_arns(resources@0)"),
             "{ours}"
         );
-        let answer = |e: &Arc<dyn PhysicalExpr>| {
-            let out = e.evaluate(&batch).expect("evaluate");
-            let out = out.into_array(batch.num_rows()).expect("array");
-            out.as_any()
-                .downcast_ref::<BooleanArray>()
-                .expect("booleans")
-                .clone()
-        };
+        let answer = |e: &Arc<dyn PhysicalExpr>| evaluated(e, &batch);
         assert_eq!(
             answer(&ours),
             BooleanArray::from(vec![Some(true), None, Some(false)])

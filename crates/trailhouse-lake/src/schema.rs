@@ -310,9 +310,6 @@ pub fn format_event_time(micros: i64) -> Option<String> {
 /// ids) gain nothing, and a function over every row (`strpos` over `requestparameters`) would
 /// then cast the whole column first: they stay plain strings.
 pub fn text_as_views(schema: &Schema, plain: &[&str]) -> Schema {
-    fn view_field(f: &Field) -> Field {
-        f.clone().with_data_type(type_as_views(f.data_type()))
-    }
     Schema::new_with_metadata(
         schema
             .fields()
@@ -329,10 +326,14 @@ pub fn text_as_views(schema: &Schema, plain: &[&str]) -> Schema {
     )
 }
 
+/// `f` with its text, nested text included, as string views.
+fn view_field(f: &Field) -> Field {
+    f.clone().with_data_type(type_as_views(f.data_type()))
+}
+
 /// `t` with its text, nested text included, as string views (as [`text_as_views`] reads a
 /// column).
 pub fn type_as_views(t: &DataType) -> DataType {
-    let view_field = |f: &Field| f.clone().with_data_type(type_as_views(f.data_type()));
     match t {
         DataType::Utf8 | DataType::LargeUtf8 => DataType::Utf8View,
         DataType::Struct(fields) => {

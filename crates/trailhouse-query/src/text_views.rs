@@ -220,7 +220,7 @@ fn uncast_views(
         ))));
     }
     if let Some(call) = expr.downcast_ref::<ScalarFunctionExpr>()
-        && call.name() == "resource_arns"
+        && call.name() == crate::udf::RESOURCE_ARNS
         && let [resources] = call.args()
         && let Some(views) = views_under_cast(resources, schema)?
     {
@@ -371,7 +371,6 @@ mod predicate_tests {
     use datafusion::logical_expr::{col, lit};
     use datafusion::prelude::SessionContext;
 
-    /// Every node of `expr` that is a cast.
     /// `planned` as DataFusion's adapter rewrites it for a file of `file`'s schema, and as ours does.
     fn adapted(
         table: &SchemaRef,
@@ -401,6 +400,7 @@ mod predicate_tests {
             .clone()
     }
 
+    /// Every node of `expr` that is a cast.
     fn casts(expr: &Arc<dyn PhysicalExpr>) -> usize {
         let mut n = 0;
         expr.apply(|e| {

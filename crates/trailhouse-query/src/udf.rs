@@ -142,6 +142,9 @@ pub fn cidr_match() -> ScalarUDF {
     })
 }
 
+/// The name `ResourceArns` is called by (the scan takes the cast off its argument).
+pub const RESOURCE_ARNS: &str = "resource_arns";
+
 #[derive(Debug, PartialEq, Eq, Hash)]
 struct ResourceArns {
     signature: Signature,
@@ -149,7 +152,7 @@ struct ResourceArns {
 
 impl ScalarUDFImpl for ResourceArns {
     fn name(&self) -> &str {
-        "resource_arns"
+        RESOURCE_ARNS
     }
     fn signature(&self) -> &Signature {
         &self.signature

@@ -773,7 +773,7 @@ fn read_chunk(
     let mut placed: Vec<Placed> = Vec::new();
     let mut quarantined = Vec::new();
     let mut results = Vec::with_capacity(files.len());
-    let mut buffer = Vec::new();
+    let mut scratch = Scratch::default();
     for (i, (file, stored)) in files.iter().zip(stored).enumerate() {
         if !(first && i == 0) && budget.used.load(Ordering::Relaxed) >= budget.bytes {
             results.push(FileResult::Deferred);
@@ -783,7 +783,7 @@ fn read_chunk(
         let result = read_file(
             file,
             stored,
-            &mut buffer,
+            &mut scratch,
             limits,
             &mut builder,
             &mut placed,
@@ -860,7 +860,7 @@ pub fn read_bytes(
     let result = read_file(
         &file,
         Ok(bytes),
-        &mut Vec::new(),
+        &mut Scratch::default(),
         limits,
         &mut builder,
         &mut placed,
@@ -891,19 +891,27 @@ pub fn read_bytes(
     }
 }
 
-/// Reads one file's records into `builder`; `buffer` is the decompression buffer, handed from
-/// file to file.
+/// What reading a file reuses from the file before: the decompression buffer and the gzip
+/// reader.
+#[derive(Default)]
+struct Scratch {
+    buffer: Vec<u8>,
+    gunzip: decompress::Gunzip,
+}
+
+/// Reads one file's records into `builder`.
 fn read_file(
     file: &SourceFile,
     stored: Stored,
-    buffer: &mut Vec<u8>,
+    scratch: &mut Scratch,
     limits: Limits,
     builder: &mut RecordBuilder,
     placed: &mut Vec<Placed>,
     quarantined: &mut Vec<QuarantineRow>,
 ) -> FileResult {
-    let recycled = std::mem::take(buffer);
-    let content = match stored.and_then(|bytes| decompress::decode(bytes, limits.file, recycled)) {
+    let recycled = std::mem::take(&mut scratch.buffer);
+    let content = match stored.and_then(|bytes| scratch.gunzip.decode(bytes, limits.file, recycled))
+    {
         Ok(c) => c,
         Err(e) => return FileResult::Failed(e),
     };
@@ -968,7 +976,7 @@ fn read_file(
     let sha256 = limits
         .hash
         .then(|| crate::verify::digest::sha256(&content.bytes));
-    *buffer = content.bytes;
+    scratch.buffer = content.bytes;
     FileResult::Events {
         read,
         json_bytes,

@@ -287,7 +287,9 @@ pub async fn verify_listed(
                     .collect()
                     .await;
                 tokio::task::spawn_blocking(move || {
-                    let read: Vec<ReadDigest> = fetched.into_iter().map(decode_digest).collect();
+                    let mut reader = DigestReader::default();
+                    let read: Vec<ReadDigest> =
+                        fetched.into_iter().map(|f| reader.decode(f)).collect();
                     let checks = judge(&read, &keys, since);
                     let listed = listed_by(&read, &checks);
                     Judged { checks, listed }
@@ -489,13 +491,22 @@ impl Stored {
     }
 
     fn bytes(self) -> Result<Vec<u8>, String> {
+        self.bytes_into(Vec::new())
+    }
+
+    /// Its bytes; a local file is read into `spare` (an earlier file's buffer, cleared).
+    fn bytes_into(self, spare: Vec<u8>) -> Result<Vec<u8>, String> {
         match self {
             Stored::Read(r) => r,
             Stored::Local(path, size) => {
-                // Sized by the listing (no `stat` per file); a file that grew since is read whole.
-                let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0) + 1);
+                // Sized by the listing, and read through `take`: `File::read_to_end` would ask
+                // the file its size and position first, two system calls per file. A file that
+                // grew since is read whole.
+                let mut bytes = spare;
+                bytes.clear();
+                bytes.reserve(usize::try_from(size).unwrap_or(0) + 1);
                 std::fs::File::open(&path)
-                    .and_then(|mut file| file.read_to_end(&mut bytes))
+                    .and_then(|file| file.take(u64::MAX).read_to_end(&mut bytes))
                     .map(|_| bytes)
                     .map_err(|e| format!("cannot be read: {e}"))
             }
@@ -545,28 +556,52 @@ async fn fetch_digest(
     }
 }
 
-/// Decompresses and parses a fetched digest, within [`DIGEST_LIMIT`].
-fn decode_digest(f: Fetched) -> ReadDigest {
-    let content =
-        f.bytes.bytes().and_then(
-            |bytes| match crate::decompress::gunzip(&bytes, DIGEST_LIMIT) {
-                Ok(raw) => Digest::parse(&raw),
-                Err(broken) => Err(match broken.error {
-                    crate::error::FileError::TooLarge { .. } => format!(
-                        "larger than any digest once decompressed (over {} MiB): not read further",
-                        DIGEST_LIMIT >> 20
-                    ),
-                    e => format!("cannot be decompressed: {e}"),
-                }),
-            },
-        );
-    ReadDigest {
-        name: f.name,
-        key: f.key,
-        digest_name: f.digest_name,
-        content,
-        signature: f.signature,
-        in_window: f.in_window,
+/// Decompresses and parses fetched digests, within [`DIGEST_LIMIT`]; one chain's digests go
+/// through one reader, whose buffers and gzip state serve digest after digest (a digest is
+/// 700 bytes: making those afresh cost as much as inflating it).
+#[derive(Default)]
+struct DigestReader {
+    stored: Vec<u8>,
+    raw: Vec<u8>,
+    gunzip: crate::decompress::Gunzip,
+}
+
+impl DigestReader {
+    fn decode(&mut self, f: Fetched) -> ReadDigest {
+        let content = match f.bytes.bytes_into(std::mem::take(&mut self.stored)) {
+            Err(e) => Err(e),
+            Ok(bytes) => {
+                let raw = std::mem::take(&mut self.raw);
+                let content = match self.gunzip.gunzip_into(&bytes, DIGEST_LIMIT, raw) {
+                    Ok(raw) => {
+                        let parsed = Digest::parse(&raw);
+                        self.raw = raw;
+                        parsed
+                    }
+                    Err(broken) => {
+                        self.raw = broken.partial;
+                        Err(match broken.error {
+                            crate::error::FileError::TooLarge { .. } => format!(
+                                "larger than any digest once decompressed (over {} MiB): not \
+                                 read further",
+                                DIGEST_LIMIT >> 20
+                            ),
+                            e => format!("cannot be decompressed: {e}"),
+                        })
+                    }
+                };
+                self.stored = bytes;
+                content
+            }
+        };
+        ReadDigest {
+            name: f.name,
+            key: f.key,
+            digest_name: f.digest_name,
+            content,
+            signature: f.signature,
+            in_window: f.in_window,
+        }
     }
 }
 

@@ -36,7 +36,8 @@ pub async fn after_ingest(
     report: &mut Report,
 ) -> anyhow::Result<Verified> {
     let listed = report.listed.take().map(|l| l.into_parts());
-    let mut known: HashMap<String, Sha256> = std::mem::take(&mut report.file_hashes)
+    // Files hashed outside the listing (read from S3); those listed keep their hashes beside it.
+    let known: HashMap<String, Sha256> = std::mem::take(&mut report.file_hashes)
         .into_iter()
         .map(|(path, hash)| {
             let name = path
@@ -46,16 +47,21 @@ pub async fn after_ingest(
             (name, hash)
         })
         .collect();
-    if let Some((files, hashes)) = &listed {
-        for ((path, _), hash) in files.iter().zip(hashes) {
-            if let Some(hash) = hash {
-                known.insert(path.to_string_lossy().into_owned(), *hash);
-            }
-        }
-    }
     let pending = pending(lake).await?;
-    let delivered = |n: &String| log_delivery_time(n.rsplit('/').next().unwrap_or(n));
-    let times = known.keys().chain(&pending).filter_map(delivered);
+    let delivered = |n: &str| log_delivery_time(n.rsplit('/').next().unwrap_or(n));
+    let read_listed = listed.iter().flat_map(|(files, hashes)| {
+        files
+            .iter()
+            .zip(hashes)
+            .filter(|(_, hash)| hash.is_some())
+            .filter_map(|((path, _), _)| path.to_str())
+    });
+    let times = known
+        .keys()
+        .chain(&pending)
+        .map(String::as_str)
+        .chain(read_listed)
+        .filter_map(delivered);
     let (first, last) = times.fold((None, None), |(first, last), t| {
         (
             first.map_or(Some(t), |f: DateTime<Utc>| Some(f.min(t))),
@@ -79,9 +85,8 @@ pub async fn after_ingest(
     let opened = Sources::open(sources, s3)?;
     let found = match listed {
         Some((files, hashes)) => {
-            drop(hashes);
-            let listing = Sources::listing_of_paths(&files);
-            drop(files);
+            let listing = Sources::listing_of_paths(&files, &hashes);
+            drop((files, hashes));
             verify_listed(&opened, listing, keys, window, known).await?
         }
         None => verify(&opened, keys, window, known).await?,

@@ -217,11 +217,19 @@ pub async fn verify(
 /// [`verify`] over `listing`, the objects of `sources` listed already.
 pub async fn verify_listed(
     sources: &Sources,
-    listing: objects::Listing,
+    mut listing: objects::Listing,
     keys: &PublicKeys,
     window: Window,
-    mut known: HashMap<String, Sha256>,
+    known: HashMap<String, Sha256>,
 ) -> Result<Verification, VerifyError> {
+    if !known.is_empty() {
+        for object in &mut listing.objects {
+            if let Some(hash) = known.get(object.name.as_str()) {
+                object.hash = Some(*hash);
+            }
+        }
+    }
+    drop(known);
     let mut digests: BTreeMap<ChainId, Vec<&Object>> = BTreeMap::new();
     let mut sidecars: HashMap<&str, &Object> = HashMap::new();
     let mut logs: Vec<&Object> = Vec::new();
@@ -402,7 +410,7 @@ pub async fn verify_listed(
     // Hashed already as ingest read them.
     let mut unknown = Vec::new();
     for (object, recorded) in to_hash {
-        match known.remove(&object.name) {
+        match object.hash {
             Some(hash) => log_checks.push(check_log(
                 object.name.clone(),
                 recorded,
@@ -411,7 +419,6 @@ pub async fn verify_listed(
             None => unknown.push((object, recorded)),
         }
     }
-    drop(known);
     // Read a batch with many requests in flight, hash it on every core, then the next: memory
     // holds one batch of compressed files.
     unknown.sort_by(|a, b| a.0.name.cmp(&b.0.name));

@@ -46,6 +46,8 @@ pub struct Object {
     pub kind: Kind,
     /// Its size as listed (stored bytes).
     pub size: u64,
+    /// The SHA-256 of its uncompressed bytes, when the run that listed it has read it.
+    pub hash: Option<super::digest::Sha256>,
     location: Location,
 }
 
@@ -149,18 +151,29 @@ impl Sources {
     /// The digests, sidecars and log files among `files` (a walk of local sources already
     /// made, as ingest's).
     pub fn listing_of(files: &[crate::discover::SourceFile]) -> Listing {
-        Self::objects_of(files.par_iter().map(|f| (f.path.as_path(), f.size)))
+        Self::objects_of(files.par_iter().map(|f| (f.path.as_path(), f.size, None)))
     }
 
-    /// [`Sources::listing_of`] local files given by path and size.
-    pub fn listing_of_paths(files: &[crate::report::PathAndSize]) -> Listing {
-        Self::objects_of(files.par_iter().map(|(path, size)| (&**path, *size)))
+    /// [`Sources::listing_of`] local files given by path and size, with the hashes of those
+    /// read (`hashes[i]` of `files[i]`).
+    pub fn listing_of_paths(
+        files: &[crate::report::PathAndSize],
+        hashes: &[Option<super::digest::Sha256>],
+    ) -> Listing {
+        Self::objects_of(
+            files
+                .par_iter()
+                .enumerate()
+                .map(|(i, (path, size))| (&**path, *size, hashes.get(i).copied().flatten())),
+        )
     }
 
-    fn objects_of<'a>(files: impl ParallelIterator<Item = (&'a std::path::Path, u64)>) -> Listing {
+    fn objects_of<'a>(
+        files: impl ParallelIterator<Item = (&'a std::path::Path, u64, Option<super::digest::Sha256>)>,
+    ) -> Listing {
         // Names read on every core: a 20M-event trail lists half a million objects.
         let mut objects: Vec<Object> = files
-            .filter_map(|(path, size)| {
+            .filter_map(|(path, size, hash)| {
                 let (name, path) = match path.to_str() {
                     Some(name) => (name.to_string(), None),
                     None => (path.display().to_string(), Some(path.to_path_buf())),
@@ -171,6 +184,7 @@ impl Sources {
                     name,
                     kind,
                     size,
+                    hash,
                     location: Location::Local(path),
                 })
             })
@@ -228,6 +242,7 @@ impl Sources {
                         name,
                         kind,
                         size: meta.size,
+                        hash: None,
                     });
                 }
             }

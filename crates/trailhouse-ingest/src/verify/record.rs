@@ -6,10 +6,10 @@ use std::sync::Arc;
 
 use arrow::array::{RecordBatch, StringBuilder, TimestampMicrosecondArray};
 use chrono::{DateTime, Utc};
-use trailhouse_lake::datafile::write_unpartitioned_file;
+use trailhouse_lake::datafile::{ROW_GROUP_ROWS, write_unpartitioned_batches};
 use trailhouse_lake::{Lake, LakeError, TableKind, schema};
 
-use super::Verification;
+use super::{LogCheck, Verification};
 
 /// The writer recorded in the table's transaction markers.
 const APP_ID: &str = "trailhouse-verify";
@@ -27,11 +27,18 @@ pub async fn record(
     if !lake.exists() {
         return Err(LakeError::Missing(lake.root().to_path_buf()));
     }
-    let batch = batch(found, checked_at)?;
     let _lock = lake.lock_for_writing().await?;
     let mut table = lake.open_or_create(TableKind::Integrity).await?;
     let seq = lake.committed_seq(&table, APP_ID).await? + 1;
-    let add = write_unpartitioned_file(&lake.table_dir(TableKind::Integrity), &batch)?;
+    // A row group's verdicts at a time: at 20M events there are 400,000.
+    let add = write_unpartitioned_batches(
+        &lake.table_dir(TableKind::Integrity),
+        schema::integrity_schema(),
+        found
+            .log_files
+            .chunks(ROW_GROUP_ROWS)
+            .map(|rows| batch(rows, checked_at)),
+    )?;
     let mut metadata = serde_json::Map::new();
     metadata.insert(
         "trailhouse".into(),
@@ -54,14 +61,14 @@ pub async fn record(
     Ok(Some(version))
 }
 
-fn batch(found: &Verification, checked_at: DateTime<Utc>) -> Result<RecordBatch, LakeError> {
-    let rows = found.log_files.len();
+fn batch(log_files: &[LogCheck], checked_at: DateTime<Utc>) -> Result<RecordBatch, LakeError> {
+    let rows = log_files.len();
     let mut file = StringBuilder::new();
     let mut verdict = StringBuilder::new();
     let mut reason = StringBuilder::new();
     let mut digest = StringBuilder::new();
     let mut digest_verdict = StringBuilder::new();
-    for l in &found.log_files {
+    for l in log_files {
         file.append_value(&l.object);
         verdict.append_value(l.verdict.as_str());
         reason.append_option(l.reason.as_deref());

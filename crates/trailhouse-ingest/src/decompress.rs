@@ -36,11 +36,6 @@ pub struct Broken {
     pub error: FileError,
 }
 
-/// Decompresses every gzip member of `data`, at most `limit` bytes of output.
-pub fn gunzip(data: &[u8], limit: u64) -> Result<Vec<u8>, Broken> {
-    Gunzip::default().gunzip_into(data, limit, Vec::new())
-}
-
 /// A gzip reader kept from file to file: its inflate state (some 10 KB of tables and a 32 KB
 /// window, zeroed when made) is reset, not made again, for each member. `flate2`'s gzip
 /// decoders make one per stream, which costs as much as inflating a 700-byte digest.
@@ -112,44 +107,87 @@ impl Gunzip {
             .min(limit);
         out.clear();
         out.reserve(hint as usize + 1);
-        let mut rest = data;
-        loop {
-            match self.member(rest, limit, &mut out) {
-                Ok(after) => rest = after,
-                Err(error) => {
-                    let partial = if matches!(error, FileError::TooLarge { .. }) {
-                        Vec::new()
-                    } else {
-                        out
-                    };
-                    return Err(Broken { partial, error });
-                }
-            }
-            if rest.is_empty() {
-                return Ok(out);
+        match self.members(data, limit, &mut out, &mut Sink::Keep) {
+            Ok(_) => Ok(out),
+            Err(error) => {
+                let partial = if matches!(error, FileError::TooLarge { .. }) {
+                    Vec::new()
+                } else {
+                    out
+                };
+                Err(Broken { partial, error })
             }
         }
     }
 
-    /// Inflates the member at the start of `data` onto `out`; returns what follows it.
+    /// Decompresses every gzip member of `data` (checked as [`Gunzip::gunzip_into`] checks
+    /// them), handing the output to `sink` one `buffer` (kept from call to call) at a time,
+    /// never the whole: hashing a file does not hold it. Returns the size of the output.
+    pub fn stream(
+        &mut self,
+        data: &[u8],
+        buffer: &mut Vec<u8>,
+        sink: &mut dyn FnMut(&[u8]),
+    ) -> Result<u64, FileError> {
+        const CHUNK: usize = 64 << 10;
+        buffer.clear();
+        buffer.reserve(CHUNK);
+        let produced = self.members(data, u64::MAX, buffer, &mut Sink::Stream(sink))?;
+        Ok(produced)
+    }
+
+    /// Inflates the members of `data` one after another onto `out`; returns the bytes made.
+    fn members(
+        &mut self,
+        data: &[u8],
+        limit: u64,
+        out: &mut Vec<u8>,
+        sink: &mut Sink<'_>,
+    ) -> Result<u64, FileError> {
+        let mut produced = 0;
+        let mut rest = data;
+        loop {
+            rest = self.member(rest, limit, out, &mut produced, sink)?;
+            if rest.is_empty() {
+                if let Sink::Stream(f) = sink {
+                    f(out);
+                    out.clear();
+                }
+                return Ok(produced);
+            }
+        }
+    }
+
+    /// Inflates the member at the start of `data` onto `out` (counting its bytes in
+    /// `produced`); returns what follows it.
     fn member<'a>(
         &mut self,
         data: &'a [u8],
         limit: u64,
         out: &mut Vec<u8>,
+        produced: &mut u64,
+        sink: &mut Sink<'_>,
     ) -> Result<&'a [u8], FileError> {
         let body = data.get(header_len(data)?..).unwrap_or_default();
-        let start = out.len();
         self.raw.reset(false);
+        let mut crc = Crc::new();
         let mut used = 0usize;
         loop {
             if out.len() == out.capacity() {
-                let room = limit.saturating_add(1).saturating_sub(out.len() as u64);
-                if room == 0 {
-                    return Err(FileError::TooLarge { limit });
+                match sink {
+                    Sink::Stream(f) => {
+                        f(out);
+                        out.clear();
+                    }
+                    Sink::Keep => {
+                        let room = limit.saturating_add(1).saturating_sub(*produced);
+                        if room == 0 {
+                            return Err(FileError::TooLarge { limit });
+                        }
+                        let grow = (out.len().max(1 << 13) as u64).min(room);
+                        out.reserve_exact(grow as usize);
+                    }
                 }
-                let grow = (out.len().max(1 << 13) as u64).min(room);
-                out.reserve_exact(grow as usize);
             }
             let (in_before, out_before) = (self.raw.total_in(), out.len());
             let status = self
@@ -161,16 +199,19 @@ impl Gunzip {
                 )
                 .map_err(|e| FileError::Decompress(e.into()))?;
             used += (self.raw.total_in() - in_before) as usize;
+            let made = out.get(out_before..).unwrap_or_default();
+            crc.update(made);
+            *produced += made.len() as u64;
+            if *produced > limit {
+                return Err(FileError::TooLarge { limit });
+            }
             if status == Status::StreamEnd {
                 break;
             }
-            let stalled = self.raw.total_in() == in_before && out.len() == out_before;
+            let stalled = self.raw.total_in() == in_before && made.is_empty();
             if stalled && out.len() < out.capacity() {
                 return Err(truncated());
             }
-        }
-        if out.len() as u64 > limit {
-            return Err(FileError::TooLarge { limit });
         }
         let after = body.get(used..).unwrap_or_default();
         let trailer = after.get(..8).ok_or_else(truncated)?;
@@ -180,10 +221,7 @@ impl Gunzip {
                 .and_then(|b| <[u8; 4]>::try_from(b).ok())
                 .map_or(0, u32::from_le_bytes)
         };
-        let member = out.get(start..).unwrap_or_default();
-        let mut crc = Crc::new();
-        crc.update(member);
-        if crc.sum() != word(0) || (member.len() as u32) != word(4) {
+        if crc.sum() != word(0) || crc.amount() != word(4) {
             return Err(FileError::Decompress(std::io::Error::new(
                 std::io::ErrorKind::InvalidData,
                 "corrupt gzip stream does not have a matching checksum",
@@ -191,6 +229,12 @@ impl Gunzip {
         }
         Ok(after.get(8..).unwrap_or_default())
     }
+}
+
+/// Where a [`Gunzip`]'s output goes: kept whole in its buffer, or handed on a buffer at a time.
+enum Sink<'s> {
+    Keep,
+    Stream(&'s mut dyn FnMut(&[u8])),
 }
 
 /// The length of the gzip member header at the start of `data` (RFC 1952, 2.3.1).
@@ -252,6 +296,10 @@ mod tests {
     use flate2::write::GzEncoder;
 
     use super::*;
+
+    fn gunzip(data: &[u8], limit: u64) -> Result<Vec<u8>, Broken> {
+        Gunzip::default().gunzip_into(data, limit, Vec::new())
+    }
 
     fn gz(data: &[u8]) -> Vec<u8> {
         let mut e = GzEncoder::new(Vec::new(), Compression::fast());
@@ -403,5 +451,39 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn streaming_hands_on_what_keeping_would_keep_a_buffer_at_a_time() {
+        let text: Vec<u8> = (0..60_000u32)
+            .flat_map(|i| (i * 7).to_string().into_bytes())
+            .collect();
+        let mut data = gz(&text);
+        data.extend(gz(b"and a second member"));
+        let mut reader = Gunzip::default();
+        let mut buffer = Vec::new();
+        let (mut streamed, mut calls) = (Vec::new(), 0);
+        let size = reader
+            .stream(&data, &mut buffer, &mut |chunk| {
+                calls += 1;
+                assert!(chunk.len() <= 64 << 10, "one buffer at a time");
+                streamed.extend_from_slice(chunk);
+            })
+            .expect("stream");
+        let kept = reader
+            .gunzip_into(&data, 1 << 24, Vec::new())
+            .expect("gunzip");
+        assert_eq!(streamed, kept);
+        assert_eq!(size, kept.len() as u64);
+        assert!(calls > 1, "{} bytes in {calls} calls", kept.len());
+        // Checked as kept output is: a cut stream and a wrong checksum fail.
+        let mut sink = |_: &[u8]| {};
+        let cut = reader.stream(&data[..data.len() / 2], &mut buffer, &mut sink);
+        assert!(matches!(cut, Err(FileError::Decompress(_))));
+        let mut crc = gz(&text);
+        let n = crc.len();
+        crc[n - 6] ^= 1;
+        let wrong = reader.stream(&crc, &mut buffer, &mut sink);
+        assert!(wrong.is_err_and(|e| e.to_string().contains("checksum")));
     }
 }

@@ -295,9 +295,9 @@ pub async fn verify_listed(
                     .collect()
                     .await;
                 tokio::task::spawn_blocking(move || {
-                    let mut reader = DigestReader::default();
+                    let mut reader = Reader::default();
                     let read: Vec<ReadDigest> =
-                        fetched.into_iter().map(|f| reader.decode(f)).collect();
+                        fetched.into_iter().map(|f| reader.digest(f)).collect();
                     let checks = judge(&read, &keys, since);
                     let listed = listed_by(&read, &checks);
                     Judged { checks, listed }
@@ -448,10 +448,9 @@ pub async fn verify_listed(
             .collect();
         let checked = tokio::task::spawn_blocking(move || {
             work.into_par_iter()
-                .map(|(name, recorded, stored)| {
-                    let hash = stored.bytes().map_err(NoHash::NotRead).and_then(|b| {
-                        uncompressed_sha256(&b).map_err(|e| NoHash::Unreadable(e.to_string()))
-                    });
+                .with_min_len(IN_FLIGHT / 2)
+                .map_init(Reader::default, |reader, (name, recorded, stored)| {
+                    let hash = reader.log_sha256(stored);
                     check_log(name, recorded, hash)
                 })
                 .collect::<Vec<LogCheck>>()
@@ -495,10 +494,6 @@ enum Stored {
 impl Stored {
     fn local(object: &Object) -> Option<Self> {
         Sources::local_path(object).map(|path| Stored::Local(path.to_path_buf(), object.size))
-    }
-
-    fn bytes(self) -> Result<Vec<u8>, String> {
-        self.bytes_into(Vec::new())
     }
 
     /// Its bytes; a local file is read into `spare` (an earlier file's buffer, cleared).
@@ -563,18 +558,36 @@ async fn fetch_digest(
     }
 }
 
-/// Decompresses and parses fetched digests, within [`DIGEST_LIMIT`]; one chain's digests go
-/// through one reader, whose buffers and gzip state serve digest after digest (a digest is
-/// 700 bytes: making those afresh cost as much as inflating it).
+/// Reads files one after another with the same buffers and gzip state (a digest is 700 bytes:
+/// making those afresh cost as much as inflating it): one per chain of digests, one per
+/// thread hashing log files.
 #[derive(Default)]
-struct DigestReader {
+struct Reader {
     stored: Vec<u8>,
     raw: Vec<u8>,
     gunzip: crate::decompress::Gunzip,
 }
 
-impl DigestReader {
-    fn decode(&mut self, f: Fetched) -> ReadDigest {
+impl Reader {
+    /// A log file's hex SHA-256 over its uncompressed bytes (all members), streamed.
+    fn log_sha256(&mut self, stored: Stored) -> Result<String, NoHash> {
+        let bytes = stored
+            .bytes_into(std::mem::take(&mut self.stored))
+            .map_err(NoHash::NotRead)?;
+        let mut context = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+        let streamed = self
+            .gunzip
+            .stream(&bytes, &mut self.raw, &mut |chunk| context.update(chunk));
+        self.stored = bytes;
+        match streamed {
+            Ok(_) => Ok(hex::encode(context.finish())),
+            Err(crate::error::FileError::Decompress(e)) => Err(NoHash::Unreadable(e.to_string())),
+            Err(e) => Err(NoHash::Unreadable(e.to_string())),
+        }
+    }
+
+    /// Decompresses and parses a fetched digest, within [`DIGEST_LIMIT`].
+    fn digest(&mut self, f: Fetched) -> ReadDigest {
         let content = match f.bytes.bytes_into(std::mem::take(&mut self.stored)) {
             Err(e) => Err(e),
             Ok(bytes) => {
@@ -713,19 +726,4 @@ fn check_log(object: String, recorded: Recorded, hash: Result<String, NoHash>) -
         ),
         Ok(_) => check(LogVerdict::Valid, None),
     }
-}
-
-/// Hex SHA-256 of a gzip file's uncompressed bytes (all members), streamed.
-fn uncompressed_sha256(gz: &[u8]) -> std::io::Result<String> {
-    let mut decoder = flate2::bufread::MultiGzDecoder::new(gz);
-    let mut context = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
-    let mut buffer = vec![0u8; 1 << 16];
-    loop {
-        let n = decoder.read(&mut buffer)?;
-        if n == 0 {
-            break;
-        }
-        context.update(&buffer[..n]);
-    }
-    Ok(hex::encode(context.finish()))
 }

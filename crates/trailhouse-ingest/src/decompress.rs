@@ -145,17 +145,25 @@ impl Gunzip {
         sink: &mut Sink<'_>,
     ) -> Result<u64, FileError> {
         let mut produced = 0;
-        let mut rest = data;
-        loop {
-            rest = self.member(rest, limit, out, &mut produced, sink)?;
-            if rest.is_empty() {
-                if let Sink::Stream(f) = sink {
-                    f(out);
-                    out.clear();
-                }
-                return Ok(produced);
+        let mut rest = self.member(data, limit, out, &mut produced, sink)?;
+        while !rest.is_empty() {
+            // Another member, cut or whole, starts with the magic; anything else was appended.
+            if !rest.starts_with(&GZIP_MAGIC) {
+                return Err(FileError::Decompress(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!(
+                        "{} bytes after the gzip stream are not another gzip member",
+                        rest.len()
+                    ),
+                )));
             }
+            rest = self.member(rest, limit, out, &mut produced, sink)?;
         }
+        if let Sink::Stream(f) = sink {
+            f(out);
+            out.clear();
+        }
+        Ok(produced)
     }
 
     /// Inflates the member at the start of `data` onto `out` (counting its bytes in
@@ -397,7 +405,10 @@ mod tests {
         assert!(refused(&method).contains("invalid gzip header"));
         let mut garbage = data.clone();
         garbage.extend_from_slice(b"not another gzip member");
-        assert!(refused(&garbage).contains("invalid gzip header"));
+        assert!(refused(&garbage).contains("23 bytes after the gzip stream are not"));
+        let mut short = data.clone();
+        short.extend_from_slice(b"xyz");
+        assert!(refused(&short).contains("3 bytes after the gzip stream are not"));
         assert!(refused(&data[..n - 3]).contains("ends early"));
         assert!(refused(&data[..6]).contains("ends early"));
         assert!(refused(&[]).contains("ends early"));

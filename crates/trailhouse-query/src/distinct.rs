@@ -26,6 +26,18 @@
 //!
 //! The inner aggregates are hash-partitioned across cores and spill beyond the memory pool; each
 //! branch reads only the columns it needs.
+//!
+//! Without group keys, a count of the distinct values of a string is a [`CountDistinct`] of its
+//! own (16 bytes a value where it can, sorted runs), beside one aggregate of the other
+//! aggregates:
+//!
+//! ```text
+//! SELECT count(DISTINCT x), count(*) FROM t
+//!   => SELECT d.n, a.c FROM CountDistinct(SELECT x FROM t) d CROSS JOIN (SELECT count(*) AS c FROM t) a
+//! ```
+//!
+//! as is DataFusion's own rewrite of a lone `count(DISTINCT x)` (`SELECT count(g) FROM (SELECT x
+//! AS g FROM t GROUP BY x)`), which this rule finds after it.
 
 use std::sync::Arc;
 
@@ -35,9 +47,11 @@ use datafusion::functions::core::expr_fn::coalesce;
 use datafusion::functions_aggregate::expr_fn::{count, max, min, sum as sum_of};
 use datafusion::logical_expr::expr::{AggregateFunction, AggregateFunctionParams};
 use datafusion::logical_expr::{
-    Aggregate, Expr, JoinType, LogicalPlan, LogicalPlanBuilder, col, lit,
+    Aggregate, Expr, ExprSchemable, JoinType, LogicalPlan, LogicalPlanBuilder, col, lit,
 };
 use datafusion::optimizer::{ApplyOrder, OptimizerConfig, OptimizerRule};
+
+use crate::count_distinct::{self, CountDistinct};
 
 /// Rewrites `count(DISTINCT x)` beside counts, sums, minima and maxima into a group-by on `x`.
 #[derive(Debug, Default)]
@@ -64,6 +78,9 @@ impl OptimizerRule for CountDistinctToGroupBy {
         let LogicalPlan::Aggregate(aggregate) = plan else {
             return Ok(Transformed::no(plan));
         };
+        if let Some(rewritten) = grouped_count(&aggregate)? {
+            return Ok(Transformed::yes(rewritten));
+        }
         match rewrite(&aggregate)? {
             Some(rewritten) => Ok(Transformed::yes(rewritten)),
             None => Ok(Transformed::no(LogicalPlan::Aggregate(aggregate))),
@@ -154,6 +171,11 @@ fn rewrite(aggregate: &Aggregate) -> Result<Option<LogicalPlan>> {
         _ => {}
     }
     let keys = aggregate.group_expr.len();
+    if keys == 0
+        && let Some(counted) = counted_apart(aggregate, &parts, &distinct_args)?
+    {
+        return Ok(Some(counted));
+    }
     let mut totals: Vec<Option<String>> = vec![None; parts.len()];
     let mut branches = Vec::with_capacity(distinct_args.len());
     for (branch, distinct_arg) in distinct_args.iter().enumerate() {
@@ -234,11 +256,18 @@ fn rewrite(aggregate: &Aggregate) -> Result<Option<LogicalPlan>> {
     }
     // The columns keep the names (and so the meaning) the plan above reads: the group keys,
     // then the aggregates.
-    let names = (0..keys)
-        .map(|j| Some(key_name(0, j)))
-        .chain(totals)
-        .collect::<Option<Vec<String>>>();
-    let Some(names) = names else {
+    let names = (0..keys).map(|j| Some(key_name(0, j))).chain(totals);
+    renamed(joined, names, aggregate)
+}
+
+/// `plan` with the columns `names` under the names of `aggregate`'s output, in its order;
+/// `None` when a name is missing.
+fn renamed(
+    plan: LogicalPlanBuilder,
+    names: impl Iterator<Item = Option<String>>,
+    aggregate: &Aggregate,
+) -> Result<Option<LogicalPlan>> {
+    let Some(names) = names.collect::<Option<Vec<String>>>() else {
         return Ok(None);
     };
     let projection: Vec<Expr> = names
@@ -248,7 +277,127 @@ fn rewrite(aggregate: &Aggregate) -> Result<Option<LogicalPlan>> {
             col(name.as_str()).alias_qualified(original.relation, original.name)
         })
         .collect();
-    Ok(Some(joined.project(projection)?.build()?))
+    Ok(Some(plan.project(projection)?.build()?))
+}
+
+/// Without group keys, when every distinct part counts a string: each distinct argument
+/// counted by a [`CountDistinct`], the other parts by one aggregate, side by side.
+fn counted_apart(
+    aggregate: &Aggregate,
+    parts: &[(Part, Option<Expr>)],
+    distinct_args: &[&Expr],
+) -> Result<Option<LogicalPlan>> {
+    let input = aggregate.input.as_ref();
+    for (part, _) in parts {
+        if matches!(part, Part::Distinct { sum: true, .. }) {
+            return Ok(None);
+        }
+    }
+    for arg in distinct_args {
+        if !count_distinct::counts(&arg.get_type(input.schema())?) {
+            return Ok(None);
+        }
+    }
+    let others: Vec<Expr> = parts
+        .iter()
+        .zip(&aggregate.aggr_expr)
+        .enumerate()
+        .filter(|(_, ((part, _), _))| !matches!(part, Part::Distinct { .. }))
+        .map(|(i, (_, e))| {
+            unalias(e)
+                .0
+                .clone()
+                .alias(format!("__trailhouse_total_{i}"))
+        })
+        .collect();
+    let reads = distinct_args.len() + usize::from(!others.is_empty());
+    if reads > 1 && is_volatile(input)? {
+        return Ok(None);
+    }
+    let mut branches = Vec::with_capacity(reads);
+    for (branch, arg) in distinct_args.iter().enumerate() {
+        let values = LogicalPlanBuilder::from(input.clone())
+            .project(vec![(*arg).clone().alias(GROUP)])?
+            .build()?;
+        branches.push(CountDistinct::new(values, &distinct_name(branch))?.plan());
+    }
+    if !others.is_empty() {
+        branches.push(
+            LogicalPlanBuilder::from(input.clone())
+                .aggregate(Vec::<Expr>::new(), others)?
+                .build()?,
+        );
+    }
+    let mut branches = branches.into_iter();
+    let Some(first) = branches.next() else {
+        return Ok(None);
+    };
+    let mut joined = LogicalPlanBuilder::from(first);
+    for next in branches {
+        joined = joined.cross_join(next)?;
+    }
+    let names = parts.iter().enumerate().map(|(i, (part, _))| match part {
+        Part::Distinct { branch, .. } => Some(distinct_name(*branch)),
+        _ => Some(format!("__trailhouse_total_{i}")),
+    });
+    renamed(joined, names, aggregate)
+}
+
+/// The column of the `branch`th distinct argument's count.
+fn distinct_name(branch: usize) -> String {
+    format!("__trailhouse_distinct_{branch}")
+}
+
+/// DataFusion's plan of a lone `count(DISTINCT x)`, counts of the one group key of a group-by
+/// without aggregates, as a [`CountDistinct`] of `x` when `x` is a string.
+fn grouped_count(aggregate: &Aggregate) -> Result<Option<LogicalPlan>> {
+    let LogicalPlan::Aggregate(inner) = aggregate.input.as_ref() else {
+        return Ok(None);
+    };
+    let ([key], [], true, false) = (
+        inner.group_expr.as_slice(),
+        inner.aggr_expr.as_slice(),
+        aggregate.group_expr.is_empty(),
+        aggregate.aggr_expr.is_empty(),
+    ) else {
+        return Ok(None);
+    };
+    if matches!(key, Expr::GroupingSet(_)) {
+        return Ok(None);
+    }
+    let Some(grouped) = inner.schema.columns().into_iter().next() else {
+        return Ok(None);
+    };
+    for e in &aggregate.aggr_expr {
+        let Expr::AggregateFunction(AggregateFunction {
+            func,
+            params:
+                AggregateFunctionParams {
+                    distinct: false,
+                    args,
+                    filter: None,
+                    order_by,
+                    null_treatment: _,
+                },
+        }) = unalias(e).0
+        else {
+            return Ok(None);
+        };
+        let counts_the_key = matches!(args.as_slice(), [Expr::Column(c)] if *c == grouped);
+        if !func.name().eq_ignore_ascii_case("count") || !order_by.is_empty() || !counts_the_key {
+            return Ok(None);
+        }
+    }
+    let (value, _) = unalias(key);
+    if !count_distinct::counts(&value.get_type(inner.input.schema())?) {
+        return Ok(None);
+    }
+    let values = LogicalPlanBuilder::from(inner.input.as_ref().clone())
+        .project(vec![value.clone().alias(GROUP)])?
+        .build()?;
+    let counted = CountDistinct::new(values, &distinct_name(0))?.plan();
+    let names = aggregate.aggr_expr.iter().map(|_| Some(distinct_name(0)));
+    renamed(LogicalPlanBuilder::from(counted), names, aggregate)
 }
 
 /// Whether `plan` computes anything that may differ from one reading to the next.
@@ -313,7 +462,9 @@ mod tests {
         .expect("batch");
         let mut state = SessionStateBuilder::new().with_default_features();
         if with_rule {
-            state = state.with_optimizer_rule(rule());
+            state = state
+                .with_optimizer_rule(rule())
+                .with_query_planner(crate::engine::query_planner(&[]));
         }
         let ctx = SessionContext::new_with_state(state.build());
         ctx.register_table(
@@ -364,11 +515,9 @@ mod tests {
                    min(y) AS lo, max(y) AS hi FROM t";
         let (plan, ours) = answer(true, data(), sql).await;
         let (theirs_plan, theirs) = answer(false, data(), sql).await;
-        assert!(plan.contains("__trailhouse_distinct"), "{plan}");
-        assert!(
-            !theirs_plan.contains("__trailhouse_distinct"),
-            "{theirs_plan}"
-        );
+        // A string without group keys: counted apart, the other aggregates beside it.
+        assert!(plan.contains("CountDistinctExec"), "{plan}");
+        assert!(!theirs_plan.contains("CountDistinct"), "{theirs_plan}");
         assert_eq!(ours, theirs);
         assert!(ours.contains("| 3   | 5 | 4  | 15 | 1  | 8  |"), "{ours}");
         // No rows: counts are 0, the rest null, as without the rewrite.
@@ -414,6 +563,16 @@ mod tests {
         .await;
         // k cycles p, null, q over the six rows: the null group holds x a and c, y 2 and 8.
         assert!(grouped.contains("|   | 2  | 2  |"), "{grouped}");
+        // Grouped, or of a number: group-bys, not counted apart.
+        let (plan, _) = answer(
+            true,
+            data(),
+            "SELECT k, count(DISTINCT x), count(*) FROM t GROUP BY k",
+        )
+        .await;
+        assert!(!plan.contains("CountDistinct"), "{plan}");
+        let (plan, _) = answer(true, data(), "SELECT count(DISTINCT y), count(*) FROM t").await;
+        assert!(!plan.contains("CountDistinct"), "{plan}");
         // Input read twice must be the same input: random() keeps DataFusion's plan.
         let (plan, _) = answer(
             true,
@@ -423,5 +582,35 @@ mod tests {
         )
         .await;
         assert!(!plan.contains("__trailhouse_distinct"), "{plan}");
+    }
+
+    #[tokio::test]
+    async fn strings_counted_without_group_keys_are_counted_apart_with_the_same_answer() {
+        for sql in [
+            // DataFusion's own rewrite of a lone count, found after it.
+            "SELECT count(DISTINCT x) AS xs FROM t",
+            "SELECT count(DISTINCT x) AS a, count(DISTINCT x) AS b FROM t",
+            // Two strings: two counts side by side; a number beside them: an aggregate of it.
+            "SELECT count(DISTINCT x) AS xs, count(DISTINCT k) AS ks FROM t",
+            "SELECT count(DISTINCT x) AS xs, count(DISTINCT k) AS ks, count(DISTINCT y) AS ys, \
+             max(y) AS hi FROM t",
+            "SELECT count(DISTINCT upper(x)) AS xs, count(*) AS n FROM t WHERE y > 1",
+        ] {
+            let (plan, ours) = answer(true, data(), sql).await;
+            let (_, theirs) = answer(false, data(), sql).await;
+            assert!(plan.contains("CountDistinctExec"), "{sql}: {plan}");
+            assert_eq!(ours, theirs, "{sql}");
+            let (_, ours) = answer(true, (vec![], vec![]), sql).await;
+            let (_, theirs) = answer(false, (vec![], vec![]), sql).await;
+            assert_eq!(ours, theirs, "{sql}: no rows");
+        }
+        let (_, counted) = answer(
+            true,
+            data(),
+            "SELECT count(DISTINCT x) AS xs, count(DISTINCT k) AS ks FROM t",
+        )
+        .await;
+        // x holds a, b and c (and a null); k cycles p, null, q.
+        assert!(counted.contains("| 3  | 2  |"), "{counted}");
     }
 }

@@ -138,11 +138,7 @@ pub fn context(
     for rule in &extensions.rules {
         state = state.with_optimizer_rule(Arc::clone(rule));
     }
-    if !extensions.planners.is_empty() {
-        state = state.with_query_planner(Arc::new(Planner {
-            extensions: extensions.planners.clone(),
-        }));
-    }
+    state = state.with_query_planner(query_planner(&extensions.planners));
     let mut ctx = SessionContext::new_with_state(state.build());
     datafusion_functions_json::register_all(&mut ctx)?;
     ctx.register_udf(crate::strpos::strpos());
@@ -154,6 +150,19 @@ pub fn context(
     ctx.register_udf(crate::json_path::json_path_match());
     ctx.register_udf(crate::json_path::json_path_text());
     Ok(ctx)
+}
+
+/// DataFusion's physical planner with the planners of the nodes our rules make: `CountDistinct`
+/// (from the distinct rule, in every context) and `extensions`.
+pub(crate) fn query_planner(
+    extensions: &[Arc<dyn ExtensionPlanner + Send + Sync>],
+) -> Arc<dyn QueryPlanner + Send + Sync> {
+    let mut planners: Vec<Arc<dyn ExtensionPlanner + Send + Sync>> =
+        vec![Arc::new(crate::count_distinct::CountDistinctPlanner)];
+    planners.extend(extensions.iter().cloned());
+    Arc::new(Planner {
+        extensions: planners,
+    })
 }
 
 /// DataFusion's physical planner with our extension planners.

@@ -4,6 +4,7 @@
 
 #[cfg(feature = "cluster")]
 pub mod cluster;
+pub mod count_distinct;
 pub mod credentials;
 mod distinct;
 pub mod engine;

@@ -12,7 +12,9 @@
 //!   DataFusion's codec does not send;
 //! - the credentials lookups ([`CredentialsExec`], [`LookupJoin`], [`LookupJoinExec`]), sent
 //!   as their expressions and settings: the node that runs one looks the keys up in the same
-//!   snapshot of `cloudtrail`.
+//!   snapshot of `cloudtrail`;
+//! - the counts of distinct strings ([`CountDistinct`], [`CountDistinctExec`]), sent as the
+//!   name of their column.
 //!
 //! A snapshot names its Delta table by the table's id, so a cluster serving another lake than the
 //! client's refuses the query (its files would give another answer) instead of answering it.
@@ -40,6 +42,7 @@ use prost::Message;
 use serde::{Deserialize, Serialize};
 
 use super::ServedLake;
+use crate::count_distinct::{CountDistinct, CountDistinctExec};
 use crate::credentials::join::{LookupJoin, LookupJoinExec, Step};
 use crate::credentials::{CredentialsExec, CredentialsTable, Lookup, Request};
 use crate::lake_table::{LakeTable, Snapshot};
@@ -60,6 +63,8 @@ enum LogicalNode {
     Credentials { snapshot: Snapshot },
     /// A join on `credentials.minted_key` planned as lookups ([`LookupJoin`]).
     LookupJoin(JoinParts),
+    /// The count of its input's distinct values ([`CountDistinct`]), as column `name`.
+    CountDistinct { name: String },
 }
 
 /// A join on `credentials.minted_key` planned as lookups, logical ([`LookupJoin`]) or physical
@@ -123,6 +128,9 @@ enum PhysicalNode {
         projection: Option<Vec<usize>>,
     },
     LookupJoin(JoinParts),
+    CountDistinct {
+        name: String,
+    },
 }
 
 fn write<T: Serialize>(node: &T, buf: &mut Vec<u8>) -> Result<()> {
@@ -252,10 +260,23 @@ impl LogicalExtensionCodec for LakeLogicalCodec {
         let Some(node) = read::<LogicalNode>(buf)? else {
             return self.inner.try_decode(buf, inputs, ctx);
         };
-        let LogicalNode::LookupJoin(parts) = node else {
-            return Err(DataFusionError::Internal(
-                "a trailhouse table where a plan node was expected".into(),
-            ));
+        let parts = match node {
+            LogicalNode::LookupJoin(parts) => parts,
+            LogicalNode::CountDistinct { name } => {
+                let [input] = inputs else {
+                    return Err(DataFusionError::Internal(
+                        "CountDistinct has one input".into(),
+                    ));
+                };
+                return Ok(Extension {
+                    node: Arc::new(CountDistinct::new(input.clone(), &name)?),
+                });
+            }
+            LogicalNode::Table { .. } | LogicalNode::Credentials { .. } => {
+                return Err(DataFusionError::Internal(
+                    "a trailhouse table where a plan node was expected".into(),
+                ));
+            }
         };
         let [input] = inputs else {
             return Err(DataFusionError::Internal(
@@ -293,6 +314,10 @@ impl LogicalExtensionCodec for LakeLogicalCodec {
     }
 
     fn try_encode(&self, node: &Extension, buf: &mut Vec<u8>) -> Result<()> {
+        if let Some(count) = node.node.as_any().downcast_ref::<CountDistinct>() {
+            let name = count.name().to_string();
+            return write(&LogicalNode::CountDistinct { name }, buf);
+        }
         let Some(join) = node.node.as_any().downcast_ref::<LookupJoin>() else {
             return self.inner.try_encode(node, buf);
         };
@@ -333,9 +358,11 @@ impl LogicalExtensionCodec for LakeLogicalCodec {
             Some(LogicalNode::Credentials { snapshot }) => Ok(Arc::new(CredentialsTable::new(
                 served(&self.lake)?.lookup(&snapshot)?,
             ))),
-            Some(LogicalNode::LookupJoin(_)) => Err(DataFusionError::Internal(
-                "a trailhouse plan node where a table was expected".into(),
-            )),
+            Some(LogicalNode::LookupJoin(_) | LogicalNode::CountDistinct { .. }) => {
+                Err(DataFusionError::Internal(
+                    "a trailhouse plan node where a table was expected".into(),
+                ))
+            }
         }
     }
 
@@ -489,6 +516,14 @@ impl PhysicalExtensionCodec for LakePhysicalCodec {
                     Arc::new(step),
                 )))
             }
+            PhysicalNode::CountDistinct { name } => {
+                let [input] = inputs else {
+                    return Err(DataFusionError::Internal(
+                        "CountDistinctExec has one input".into(),
+                    ));
+                };
+                Ok(Arc::new(CountDistinctExec::new(Arc::clone(input), &name)))
+            }
         }
     }
 
@@ -528,6 +563,10 @@ impl PhysicalExtensionCodec for LakePhysicalCodec {
                 },
                 buf,
             );
+        }
+        if let Some(count) = node.downcast_ref::<CountDistinctExec>() {
+            let name = count.name().to_string();
+            return write(&PhysicalNode::CountDistinct { name }, buf);
         }
         if let Some(join) = node.downcast_ref::<LookupJoinExec>() {
             let step = &join.step;

@@ -125,12 +125,25 @@ pub(crate) struct Keys {
     /// (0 for none): a repeat of a recent value is not held again.
     recent: Vec<(u128, u8)>,
     recent_long: Vec<(u64, Vec<u8>)>,
+    /// Whether the recent values are looked at: not once [`TRIAL`] values found less than one
+    /// in [`TRIAL_HITS`] among them (ids: every value new).
+    recall: bool,
+    /// Values looked for among the recent ones, and found there, in the trial.
+    looked: usize,
+    found: usize,
+    /// Where a large bucket is dealt by its keys' top byte ([`settle`]).
+    scratch: Vec<u128>,
     runs: Vec<Run>,
 }
 
+/// How many values try the recent ones before they are given up, and the share they must find
+/// (one in this many) to be kept.
+const TRIAL: usize = 1 << 16;
+const TRIAL_HITS: usize = 64;
+
 /// Slots of the recent values: a column of a few thousand values (addresses, principals,
 /// event names) repeats within them, and is held about once a value.
-const RECENT: usize = 4096;
+const RECENT: usize = 1 << 12;
 
 impl Default for Keys {
     fn default() -> Self {
@@ -140,6 +153,10 @@ impl Default for Keys {
             settle_at: vec![FIRST_SETTLING; FIXED + BUCKETS],
             recent: vec![(0, 0); RECENT],
             recent_long: vec![(0, Vec::new()); RECENT],
+            recall: true,
+            looked: 0,
+            found: 0,
+            scratch: Vec::new(),
             runs: Vec::new(),
         }
     }
@@ -160,8 +177,43 @@ fn next_settling(before: usize, after: usize) -> usize {
     }
 }
 
-fn settle(bucket: &mut Vec<u128>) {
-    bucket.sort_unstable();
+/// Sorts `bucket` and drops its repeats. A large bucket whose keys spread over their top
+/// byte (UUIDs do) is first dealt by that byte into `scratch`, which it then swaps with: 256
+/// small sorts instead of one large one.
+fn settle(bucket: &mut Vec<u128>, scratch: &mut Vec<u128>) {
+    const DEAL_FROM: usize = 4096;
+    let top = |key: u128| (key >> 120) as usize;
+    let mut counts = [0usize; 256];
+    if bucket.len() >= DEAL_FROM {
+        bucket.iter().for_each(|&key| counts[top(key)] += 1);
+    }
+    let spread = counts
+        .iter()
+        .max()
+        .is_some_and(|&most| most * 4 <= bucket.len());
+    if bucket.len() < DEAL_FROM || !spread {
+        bucket.sort_unstable();
+        bucket.dedup();
+        return;
+    }
+    let mut starts = [0usize; 256];
+    let mut at = 0;
+    for (start, count) in starts.iter_mut().zip(counts) {
+        *start = at;
+        at += count;
+    }
+    scratch.clear();
+    scratch.resize(bucket.len(), 0);
+    let mut next = starts;
+    for &key in bucket.iter() {
+        let slot = &mut next[top(key)];
+        scratch[*slot] = key;
+        *slot += 1;
+    }
+    for (start, count) in starts.into_iter().zip(counts) {
+        scratch[start..start + count].sort_unstable();
+    }
+    std::mem::swap(bucket, scratch);
     bucket.dedup();
 }
 
@@ -220,8 +272,9 @@ fn bucket_of(hash: u64) -> usize {
     (hash >> 56) as usize
 }
 
+/// The top bits again: a multiplicative hash mixes every bit of the key only into its top bits.
 fn slot_of(hash: u64) -> usize {
-    (hash >> 32) as usize % RECENT
+    (hash >> (64 - RECENT.trailing_zeros())) as usize
 }
 
 fn spill_error(e: std::io::Error) -> DataFusionError {
@@ -236,13 +289,18 @@ impl Keys {
             self.push_fixed(key, 2);
         } else {
             let hash = xxh3_64(value);
-            let recent = &mut self.recent_long[slot_of(hash)];
-            if recent.0 == hash && recent.1 == value {
-                return;
+            if self.recall {
+                let recent = &mut self.recent_long[slot_of(hash)];
+                let hit = recent.0 == hash && recent.1 == value;
+                if !hit {
+                    recent.0 = hash;
+                    recent.1.clear();
+                    recent.1.extend_from_slice(value);
+                }
+                if self.recalled(hit) {
+                    return;
+                }
             }
-            recent.0 = hash;
-            recent.1.clear();
-            recent.1.extend_from_slice(value);
             let b = bucket_of(hash);
             let bucket = &mut self.long[b];
             bucket.push(hash, value);
@@ -254,14 +312,32 @@ impl Keys {
         }
     }
 
+    /// Counts a look among the recent values (`hit`: found there), gives them up at the end of
+    /// a trial that found too few, and says `hit`.
+    fn recalled(&mut self, hit: bool) -> bool {
+        if self.looked < TRIAL {
+            self.looked += 1;
+            self.found += usize::from(hit);
+            if self.looked == TRIAL && self.found < TRIAL / TRIAL_HITS {
+                self.recall = false;
+                self.recent = Vec::new();
+                self.recent_long = Vec::new();
+            }
+        }
+        hit
+    }
+
     /// Holds `key` of class 1 (short) or 2 (UUID), unless it is a recent value.
     fn push_fixed(&mut self, key: u128, class: u8) {
         let hash = fixed_hash(key);
-        let recent = &mut self.recent[slot_of(hash)];
-        if *recent == (key, class) {
-            return;
+        if self.recall {
+            let recent = &mut self.recent[slot_of(hash)];
+            let hit = *recent == (key, class);
+            *recent = (key, class);
+            if self.recalled(hit) {
+                return;
+            }
         }
-        *recent = (key, class);
         let b = usize::from(class - 1) * BUCKETS + bucket_of(hash);
         let bucket = &mut self.fixed[b];
         if bucket.len() == bucket.capacity() {
@@ -272,7 +348,7 @@ impl Keys {
         bucket.push(key);
         let before = bucket.len();
         if before >= self.settle_at[b] {
-            settle(bucket);
+            settle(bucket, &mut self.scratch);
             self.settle_at[b] = next_settling(before, bucket.len());
         }
     }
@@ -282,13 +358,17 @@ impl Keys {
         let fixed: usize = self.fixed.iter().map(|b| b.capacity()).sum();
         let long: usize = self.long.iter().map(Long::size).sum();
         let recent: usize = self.recent_long.iter().map(|(_, v)| v.capacity()).sum();
-        (fixed + RECENT) * size_of::<u128>() + long + recent
+        (fixed + self.scratch.capacity()) * size_of::<u128>()
+            + self.recent.capacity() * size_of::<(u128, u8)>()
+            + self.recent_long.capacity() * size_of::<(u64, Vec<u8>)>()
+            + long
+            + recent
     }
 
     /// Sorts every bucket and keeps one of each value, giving back what repeats held.
     pub(crate) fn compact(&mut self) {
         for bucket in &mut self.fixed {
-            settle(bucket);
+            settle(bucket, &mut self.scratch);
             if bucket.len() < bucket.capacity() / 2 {
                 bucket.shrink_to_fit();
             }
@@ -296,6 +376,7 @@ impl Keys {
         for bucket in &mut self.long {
             bucket.compact();
         }
+        self.scratch = Vec::new();
     }
 
     /// Writes the values held to `file` as a sorted run, and holds none: the bytes written.
@@ -486,6 +567,27 @@ mod tests {
     }
 
     #[test]
+    fn buckets_are_sorted_without_repeats_whether_dealt_or_not() {
+        let mut scratch = Vec::new();
+        // Spread over the top byte (dealt), all under one top byte (not), and small.
+        let spread: Vec<u128> = (0..20_000u128)
+            .map(|i| {
+                ((i.wrapping_mul(0x9E37_79B9_7F4A_7C15_F39C_C060_5CED_C835) % 9_000) << 112)
+                    | (i % 7_000)
+            })
+            .collect();
+        let narrow: Vec<u128> = (0..20_000u128).map(|i| (i * 7_919) % 9_001).collect();
+        for values in [spread, narrow, vec![5, 3, 5, 1]] {
+            let mut expected = values.clone();
+            expected.sort_unstable();
+            expected.dedup();
+            let mut bucket = values;
+            settle(&mut bucket, &mut scratch);
+            assert_eq!(bucket, expected);
+        }
+    }
+
+    #[test]
     fn a_union_of_sorted_runs_is_counted_by_merging() {
         let (a, b, c) = ([1u128, 3, 5, 7], [2u128, 3, 7, 9, 11], [0u128, 7, 12]);
         assert_eq!(union_len(&[]), 0);
@@ -565,6 +667,20 @@ mod tests {
         assert_eq!(next_settling(1_024, 1_024), 8_192);
         assert_eq!(next_settling(1_024, 12), FIRST_SETTLING);
         assert_eq!(next_settling(100_000, 40_000), 80_000);
+    }
+
+    #[test]
+    fn ids_give_up_the_recent_values_and_few_values_keep_them() {
+        let mut ids = Keys::default();
+        let mut few = Keys::default();
+        for i in 0..TRIAL as u64 + 10 {
+            ids.insert(format!("{:08x}-c98a-4c65-9b6e-{:012x}", i >> 20, i).as_bytes());
+            few.insert(format!("10.0.0.{}", i % 200).as_bytes());
+        }
+        assert!(!ids.recall && ids.recent.is_empty());
+        assert!(few.recall && few.found > TRIAL / 2);
+        // Given up, the values are still all held.
+        assert_eq!(ids.fixed.iter().map(Vec::len).sum::<usize>(), TRIAL + 10);
     }
 
     #[test]

@@ -53,7 +53,8 @@ use datafusion::optimizer::{ApplyOrder, OptimizerConfig, OptimizerRule};
 
 use crate::count_distinct::{self, CountDistinct};
 
-/// Rewrites `count(DISTINCT x)` beside counts, sums, minima and maxima into a group-by on `x`.
+/// Rewrites `count(DISTINCT x)` beside counts, sums, minima and maxima into a group-by on `x`,
+/// or, without group keys and `x` a string, into a [`CountDistinct`] of `x`.
 #[derive(Debug, Default)]
 pub struct CountDistinctToGroupBy;
 

@@ -174,3 +174,46 @@ fn corpus_columns_answer_queries_in_either_spelling() {
         "{by_type:?}"
     );
 }
+
+#[test]
+fn corpus_distinct_counts_of_strings_match_a_group_by() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lake = dir.path().join("lake");
+    let (run, _) = ingest_json(&lake, &[&corpus_dir()], &[]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    // Reused eventIDs, ids in other spellings, short and long values, nulls: each string
+    // column counted by CountDistinct and by a group-by of its values.
+    for column in [
+        "eventid",
+        "requestid",
+        "sharedeventid",
+        "sourceipaddress",
+        "useragent",
+        "requestparameters",
+        "useridentity.arn",
+        "upper(eventid)",
+    ] {
+        let plan = sql_csv(
+            &lake,
+            &format!("EXPLAIN SELECT count(DISTINCT {column}), count(*) FROM cloudtrail"),
+        );
+        assert!(plan.contains("CountDistinctExec"), "{column}: {plan}");
+        let ours = count(
+            &lake,
+            &format!("SELECT count(DISTINCT {column}) FROM cloudtrail"),
+        );
+        let grouped = count(
+            &lake,
+            &format!(
+                "SELECT count(*) FROM (SELECT {column} AS v FROM cloudtrail \
+                 WHERE {column} IS NOT NULL GROUP BY 1)"
+            ),
+        );
+        assert_eq!(ours, grouped, "{column}");
+        assert!(ours > 0, "{column}");
+    }
+    // The corpus reuses eventIDs across different records: fewer ids than rows.
+    let rows = count(&lake, "SELECT count(*) FROM cloudtrail");
+    let ids = count(&lake, "SELECT count(DISTINCT eventid) FROM cloudtrail");
+    assert!(ids < rows, "{ids} ids, {rows} rows");
+}

@@ -266,6 +266,9 @@ fn a_cluster_answers_as_one_machine_does() {
     for sql in [
         "SELECT region, day, count(*) AS n, count(DISTINCT eventname) AS names FROM cloudtrail \
          GROUP BY region, day ORDER BY region, day",
+        // Without group keys: CountDistinct nodes, sent to the scheduler and the executors.
+        "SELECT count(DISTINCT eventid) AS ids, count(DISTINCT sourceipaddress) AS ips, \
+         count(*) AS n FROM cloudtrail",
         "SELECT reason, count(*) AS n FROM quarantine GROUP BY reason ORDER BY reason",
         "SELECT c.minted_key, c.origin, c.hops, count(*) AS calls FROM cloudtrail h \
          JOIN credentials c ON c.minted_key = h.useridentity.accesskeyid \

@@ -136,6 +136,10 @@ pub(crate) struct Keys {
     runs: Vec<Run>,
 }
 
+/// The longest value kept among the recent ones: longer ones (request and response JSON) are
+/// not copied there, so the table holds at most a megabyte.
+const RECENT_LONG_BYTES: usize = 256;
+
 /// How many values try the recent ones before they are given up, and the share they must find
 /// (one in this many) to be kept.
 const TRIAL: usize = 1 << 16;
@@ -289,7 +293,7 @@ impl Keys {
             self.push_fixed(key, 2);
         } else {
             let hash = xxh3_64(value);
-            if self.recall {
+            if self.recall && value.len() <= RECENT_LONG_BYTES {
                 let recent = &mut self.recent_long[slot_of(hash)];
                 let hit = recent.0 == hash && recent.1 == value;
                 if !hit {
@@ -681,6 +685,22 @@ mod tests {
         assert!(few.recall && few.found > TRIAL / 2);
         // Given up, the values are still all held.
         assert_eq!(ids.fixed.iter().map(Vec::len).sum::<usize>(), TRIAL + 10);
+    }
+
+    #[test]
+    fn long_values_are_kept_among_the_recent_ones_only_up_to_a_size() {
+        let mut keys = Keys::default();
+        let big = "x".repeat(RECENT_LONG_BYTES + 1);
+        let small = "y".repeat(RECENT_LONG_BYTES);
+        for _ in 0..3 {
+            keys.insert(big.as_bytes());
+            keys.insert(small.as_bytes());
+        }
+        let recent: usize = keys.recent_long.iter().map(|(_, v)| v.len()).sum();
+        assert_eq!(recent, RECENT_LONG_BYTES);
+        // The big one is held each time (repeats go when the bucket settles), the small once.
+        let held: usize = keys.long.iter().map(|l| l.entries.len()).sum();
+        assert_eq!(held, 4);
     }
 
     #[test]

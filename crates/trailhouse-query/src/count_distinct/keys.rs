@@ -276,6 +276,41 @@ fn bucket_of(hash: u64) -> usize {
     (hash >> 56) as usize
 }
 
+/// From this length on (where xxh3 takes its slower path; the name of a log file in S3 is
+/// longer), a value is hashed whole only when it is held, not to look for it among the recent
+/// values.
+const SAMPLED_FROM: usize = 129;
+
+/// A long value's slot among the recent ones, from its length and eight words of it spread
+/// over it from its first byte to its last: a repeat is found without hashing all of it. Values
+/// that agree on those words share a slot and are told apart by their bytes, as any two values
+/// in a slot; a column whose values differ only between the words (over 64 bytes long, within
+/// a gap) only loses repeats found among the recent values.
+fn sampled_hash(value: &[u8]) -> u64 {
+    const WORDS: usize = 8;
+    // Only for values of 16 bytes or more (shorter ones are held as fixed keys), so every word
+    // lies inside the value.
+    let n = value.len();
+    let last = n.saturating_sub(8);
+    let word = |i: usize| {
+        let at = last * i / (WORDS - 1);
+        let mut bytes = [0u8; 8];
+        bytes.copy_from_slice(&value[at..at + 8]);
+        u64::from_le_bytes(bytes)
+    };
+    // Two lanes, so that neither waits on the other's multiplication.
+    let (mut a, mut b) = (n as u64, 0x9E37_79B9_7F4A_7C15u64);
+    for i in (0..WORDS).step_by(2) {
+        a = (a ^ word(i))
+            .wrapping_mul(0xA076_1D64_78BD_642F)
+            .rotate_left(23);
+        b = (b ^ word(i + 1))
+            .wrapping_mul(0xE703_7ED1_A0B4_28DB)
+            .rotate_left(29);
+    }
+    fixed_hash((u128::from(a) << 64) | u128::from(b))
+}
+
 /// The top bits again: a multiplicative hash mixes every bit of the key only into its top bits.
 fn slot_of(hash: u64) -> usize {
     (hash >> (64 - RECENT.trailing_zeros())) as usize
@@ -292,12 +327,15 @@ impl Keys {
         } else if let Some(key) = uuid_key(value) {
             self.push_fixed(key, 2);
         } else {
-            let hash = xxh3_64(value);
+            // A value of `SAMPLED_FROM` bytes or more is looked for among the recent ones by a
+            // hash of part of it, and hashed whole only when it is held.
+            let whole = (value.len() < SAMPLED_FROM).then(|| xxh3_64(value));
             if self.recall && value.len() <= RECENT_LONG_BYTES {
-                let recent = &mut self.recent_long[slot_of(hash)];
-                let hit = recent.0 == hash && recent.1 == value;
+                let slot_hash = whole.unwrap_or_else(|| sampled_hash(value));
+                let recent = &mut self.recent_long[slot_of(slot_hash)];
+                let hit = recent.0 == slot_hash && recent.1 == value;
                 if !hit {
-                    recent.0 = hash;
+                    recent.0 = slot_hash;
                     recent.1.clear();
                     recent.1.extend_from_slice(value);
                 }
@@ -305,6 +343,7 @@ impl Keys {
                     return;
                 }
             }
+            let hash = whole.unwrap_or_else(|| xxh3_64(value));
             let b = bucket_of(hash);
             let bucket = &mut self.long[b];
             bucket.push(hash, value);
@@ -685,6 +724,43 @@ mod tests {
         assert!(few.recall && few.found > TRIAL / 2);
         // Given up, the values are still all held.
         assert_eq!(ids.fixed.iter().map(Vec::len).sum::<usize>(), TRIAL + 10);
+    }
+
+    #[tokio::test]
+    async fn long_values_alike_where_sampled_are_told_apart_and_repeats_found() -> Result<()> {
+        // 200 bytes, alike but for byte 10, which no sampled word covers: one slot among the
+        // recent values for all, each told apart by its bytes.
+        let alike: Vec<Vec<u8>> = (0..10u8)
+            .map(|i| {
+                let mut v = vec![b'a'; 200];
+                v[10] = b'0' + i;
+                v
+            })
+            .collect();
+        assert!(
+            alike
+                .iter()
+                .all(|v| sampled_hash(v) == sampled_hash(&alike[0]))
+        );
+        assert_ne!(xxh3_64(&alike[0]), xxh3_64(&alike[1]));
+        // The same value over and over is found among the recent ones and held once.
+        let mut keys = Keys::default();
+        for _ in 0..1000 {
+            keys.insert(&alike[3]);
+        }
+        let held: usize = keys.long.iter().map(|l| l.entries.len()).sum();
+        assert_eq!(held, 1);
+        for round in 0..50 {
+            for v in alike.iter().skip(round % 3) {
+                keys.insert(v);
+            }
+        }
+        assert_eq!(count(vec![keys], 1).await?, 10);
+        // Any change a sampled word covers moves the slot.
+        let mut other = alike[0].clone();
+        other[199] = b'b';
+        assert_ne!(sampled_hash(&other), sampled_hash(&alike[0]));
+        Ok(())
     }
 
     #[test]

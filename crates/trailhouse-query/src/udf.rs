@@ -23,8 +23,9 @@
 //!
 //! `access_denied(errorcode)`: whether an error code is a refusal for lack of permission
 //! (`AccessDenied`, `AccessDeniedException`, `Client.UnauthorizedOperation`,
-//! `UnauthorizedAccess`, `Forbidden`, …); NULL for no error. Rewritten at planning into the
-//! `LIKE`s and comparisons it stands for, so it plans as that SQL written out would.
+//! `UnauthorizedAccess`, `Forbidden`, …); false for a call without an error code. Rewritten at
+//! planning into a null test and the `LIKE`s and comparisons it stands for, so it plans as that
+//! SQL written out would.
 
 use std::fmt::Write as _;
 use std::net::IpAddr;

@@ -48,6 +48,7 @@ use datafusion::physical_plan::empty::EmptyExec;
 use datafusion::physical_plan::filter::FilterExecBuilder;
 use datafusion::physical_plan::union::UnionExec;
 use deltalake_core::DeltaTable;
+use trailhouse_lake::datafile::PLAIN_COLUMNS;
 
 /// Which table, at which version, a scan reads (the Delta table's id and version): what a
 /// cluster's nodes open to read the same files.
@@ -410,6 +411,9 @@ impl LakeTable {
         // `-- setting:`).
         let mut options = state.table_options().parquet.clone();
         options.global = state.config_options().execution.parquet.clone();
+        if reads_plain_text(&self.schema, projection.as_deref()) {
+            options.global.force_filter_selections = true;
+        }
         let metadata_size_hint = options.global.metadata_size_hint;
         // As `ParquetFormat` plans a scan (footers cached in the runtime), with the files'
         // text decoded as string views (see `text_views`).
@@ -439,6 +443,30 @@ impl LakeTable {
             .with_limit(limit)
             .build();
         Ok(DataSourceExec::from_data_source(config))
+    }
+}
+
+/// Whether a scan of `projection` (all columns when `None`) reads a text column stored without
+/// a dictionary ([`PLAIN_COLUMNS`]: event ids, request parameters). The rows a filter keeps are
+/// read from the other columns either through a mask (every value of a page decoded, then the
+/// kept ones taken) or by skipping to each kept row; Parquet picks the mask when the kept rows
+/// are scattered. Decoding every value is cheap for a dictionary column but copies every
+/// 36-byte event id out of its page: 500,000 calls from one IP spread over a 20M-event trail
+/// took 2.0 s through masks and 1.55 s skipping, while `run errors`, which reads no such column,
+/// is faster through masks (1.07 against 1.15 s).
+fn reads_plain_text(schema: &Schema, projection: Option<&[usize]>) -> bool {
+    let plain_text = |field: &FieldRef| {
+        PLAIN_COLUMNS.contains(&field.name().as_str())
+            && matches!(
+                field.data_type(),
+                DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Binary
+            )
+    };
+    match projection {
+        Some(columns) => columns
+            .iter()
+            .any(|&i| schema.fields().get(i).is_some_and(plain_text)),
+        None => schema.fields().iter().any(plain_text),
     }
 }
 
@@ -598,5 +626,36 @@ impl PruningStatistics for FileStats {
 
     fn contained(&self, _column: &Column, _values: &HashSet<ScalarValue>) -> Option<BooleanArray> {
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use trailhouse_lake::schema;
+
+    #[test]
+    fn scans_that_read_event_ids_or_json_skip_to_the_kept_rows_and_others_mask_them() {
+        let schema = schema::file_schema();
+        let columns = |names: &[&str]| -> Vec<usize> {
+            names.iter().map(|n| schema.index_of(n).expect(n)).collect()
+        };
+        let skips = |names: &[&str]| reads_plain_text(&schema, Some(&columns(names)));
+        assert!(skips(&["eventtime", "eventid"]));
+        assert!(skips(&["requestparameters"]));
+        assert!(skips(&["eventname", "responseelements"]));
+        // Dictionary text, and plain columns of fixed width (times, hashes).
+        assert!(!skips(&[
+            "eventname",
+            "sourceipaddress",
+            "useridentity",
+            "errorcode"
+        ]));
+        assert!(!skips(&[schema::EVENTTIME, schema::RECORDHASH]));
+        assert!(!skips(&[]));
+        // Every column.
+        assert!(reads_plain_text(&schema, None));
+        // A projection past the file's columns (the partition columns) is not a text column.
+        assert!(!reads_plain_text(&schema, Some(&[schema.fields().len()])));
     }
 }

@@ -9,8 +9,8 @@ use std::sync::LazyLock;
 
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::compute::{max, max_string, min, min_string};
-use arrow::datatypes::DataType;
 use arrow::datatypes::TimestampMicrosecondType;
+use arrow::datatypes::{DataType, Field};
 use deltalake_core::kernel::Add;
 use parquet::arrow::arrow_writer::{ArrowColumnChunk, ArrowRowGroupWriterFactory, compute_leaves};
 use parquet::arrow::{ArrowSchemaConverter, ArrowWriter};
@@ -43,22 +43,23 @@ pub const PLAIN_COLUMNS: [&str; 10] = [
     schema::RECORDHASH,
 ];
 
-/// Columns of the event table compressed with zstd (a name stands for all the leaves under it):
-/// long or free-form text, per-row ids and the few leaves zstd shrinks to half or less. The
-/// other leaves (short text kept as dictionaries, times, flags, hashes) are stored uncompressed:
-/// measured on a 20M-event trail, zstd took them to between 0.6 and 0.9 of their size, and
-/// decompressing their pages (every question reads the identity, the call, the time, the error
-/// code) cost more than reading the difference: `run errors` 1.07 -> 0.86 s, `run
-/// new-behaviour` 1.66 -> 1.47 s, for a table 8 % larger. Event ids stay compressed: stored
-/// plain they made the table 24 % larger for 0.3 s off a listing of 500,000 calls.
-pub const ZSTD_COLUMNS: [&str; 22] = [
-    "eventid",
-    "requestid",
-    "sharedeventid",
-    "requestparameters",
-    "responseelements",
-    "additionaleventdata",
-    "serviceeventdetails",
+/// Whether `field`, a column of the event table, is text stored without a dictionary (one of
+/// [`PLAIN_COLUMNS`]: ids, JSON): every value is its own bytes in the page, so it is worth
+/// compressing, and a reader that keeps a few rows should skip to them rather than decode all.
+pub fn plain_text(field: &Field) -> bool {
+    PLAIN_COLUMNS.contains(&field.name().as_str()) && field.data_type() == &DataType::Utf8
+}
+
+/// Columns of the event table compressed with zstd besides the [`plain_text`] ones (a name
+/// stands for all the leaves under it): free-form JSON kept as dictionaries where it is rare,
+/// error messages, and the leaves zstd shrinks to half or less. The other leaves (short text
+/// kept as dictionaries, times, flags, hashes) are stored uncompressed: measured on a 20M-event
+/// trail, zstd took them to between 0.6 and 0.9 of their size, and decompressing their pages
+/// (every question reads the identity, the call, the time, the error code) cost more than
+/// reading the difference: `run errors` 1.07 -> 0.86 s, `run new-behaviour` 1.66 -> 1.47 s, for
+/// a table 8 % larger. Event ids stay compressed: stored plain they made the table 24 % larger
+/// for 0.3 s off a listing of 500,000 calls.
+pub const ZSTD_COLUMNS: [&str; 14] = [
     "addendum",
     "edgedevicedetails",
     "insightdetails",
@@ -69,14 +70,13 @@ pub const ZSTD_COLUMNS: [&str; 22] = [
     "tlsdetails.clientprovidedhostheader",
     "useridentity.sessioncontext.attributes.creationdate",
     "useridentity.sessioncontext.webidfederationdata.attributes",
-    schema::EXTRA,
     schema::SOURCEFILE,
     schema::MINTEDKEY,
     schema::MINTEDSESSION,
     "annotation",
 ];
 
-/// The leaves of the event table's files that are not in [`ZSTD_COLUMNS`], as Parquet paths.
+/// The leaves of the event table's files that zstd is not kept for, as Parquet paths.
 static UNCOMPRESSED_LEAVES: LazyLock<Vec<ColumnPath>> = LazyLock::new(|| {
     let Ok(descriptor) = ArrowSchemaConverter::new().convert(&schema::file_schema()) else {
         return Vec::new();
@@ -85,15 +85,21 @@ static UNCOMPRESSED_LEAVES: LazyLock<Vec<ColumnPath>> = LazyLock::new(|| {
         .columns()
         .iter()
         .map(|leaf| leaf.path().clone())
-        .filter(|path| !zstd_leaf(&path.string()))
+        .filter(|path| !zstd_leaf(path))
         .collect()
 });
 
-/// Whether the leaf at `path` (`useridentity.arn`) is in [`ZSTD_COLUMNS`] or under one of them.
-fn zstd_leaf(path: &str) -> bool {
-    ZSTD_COLUMNS
-        .iter()
-        .any(|c| path == *c || path.strip_prefix(c).is_some_and(|r| r.starts_with('.')))
+/// Whether the event table's leaf at `path` is compressed: under a [`plain_text`] column or
+/// under one of [`ZSTD_COLUMNS`].
+fn zstd_leaf(path: &ColumnPath) -> bool {
+    let dotted = path.string();
+    let top = path.parts().first().map(String::as_str).unwrap_or_default();
+    schema::file_schema()
+        .field_with_name(top)
+        .is_ok_and(plain_text)
+        || ZSTD_COLUMNS
+            .iter()
+            .any(|c| dotted == *c || dotted.strip_prefix(c).is_some_and(|r| r.starts_with('.')))
 }
 
 /// Parquet settings of our data files: zstd level 1 (measured: a quarter faster to write than
@@ -694,11 +700,12 @@ mod tests {
         let descriptor = ArrowSchemaConverter::new()
             .convert(&schema::file_schema())
             .expect("schema");
-        let leaves: Vec<String> = descriptor
+        let paths: Vec<ColumnPath> = descriptor
             .columns()
             .iter()
-            .map(|c| c.path().string())
+            .map(|c| c.path().clone())
             .collect();
+        let leaves: Vec<String> = paths.iter().map(ColumnPath::string).collect();
         for column in ZSTD_COLUMNS {
             let under = format!("{column}.");
             assert!(
@@ -707,9 +714,15 @@ mod tests {
             );
         }
         assert_eq!(
-            UNCOMPRESSED_LEAVES.len() + leaves.iter().filter(|l| zstd_leaf(l)).count(),
+            UNCOMPRESSED_LEAVES.len() + paths.iter().filter(|p| zstd_leaf(p)).count(),
             leaves.len()
         );
+        // The plain text columns are compressed, the plain times and hashes are not.
+        let zstd = |name: &str| zstd_leaf(&ColumnPath::from(name));
+        for name in ["eventid", "requestid", "requestparameters", schema::EXTRA] {
+            assert!(zstd(name), "{name}");
+        }
+        assert!(!zstd(schema::EVENTTIME) && !zstd(schema::RECORDHASH) && !zstd("eventname"));
         assert!(!UNCOMPRESSED_LEAVES.is_empty());
     }
 

@@ -48,7 +48,7 @@ use datafusion::physical_plan::empty::EmptyExec;
 use datafusion::physical_plan::filter::FilterExecBuilder;
 use datafusion::physical_plan::union::UnionExec;
 use deltalake_core::DeltaTable;
-use trailhouse_lake::datafile::PLAIN_COLUMNS;
+use trailhouse_lake::datafile::plain_text;
 
 /// Which table, at which version, a scan reads (the Delta table's id and version): what a
 /// cluster's nodes open to read the same files.
@@ -447,7 +447,7 @@ impl LakeTable {
 }
 
 /// Whether a scan of `projection` (all columns when `None`) reads a text column stored without
-/// a dictionary ([`PLAIN_COLUMNS`]: event ids, request parameters). The rows a filter keeps are
+/// a dictionary ([`plain_text`]: event ids, request parameters). The rows a filter keeps are
 /// read from the other columns either through a mask (every value of a page decoded, then the
 /// kept ones taken) or by skipping to each kept row; Parquet picks the mask when the kept rows
 /// are scattered. Decoding every value is cheap for a dictionary column but copies every
@@ -455,18 +455,11 @@ impl LakeTable {
 /// took 2.0 s through masks and 1.55 s skipping, while `run errors`, which reads no such column,
 /// is faster through masks (1.07 against 1.15 s).
 fn reads_plain_text(schema: &Schema, projection: Option<&[usize]>) -> bool {
-    let plain_text = |field: &FieldRef| {
-        PLAIN_COLUMNS.contains(&field.name().as_str())
-            && matches!(
-                field.data_type(),
-                DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Binary
-            )
-    };
     match projection {
         Some(columns) => columns
             .iter()
-            .any(|&i| schema.fields().get(i).is_some_and(plain_text)),
-        None => schema.fields().iter().any(plain_text),
+            .any(|&i| schema.fields().get(i).is_some_and(|f| plain_text(f))),
+        None => schema.fields().iter().any(|f| plain_text(f)),
     }
 }
 

@@ -50,6 +50,18 @@ pub fn plain_text(field: &Field) -> bool {
     PLAIN_COLUMNS.contains(&field.name().as_str()) && field.data_type() == &DataType::Utf8
 }
 
+/// The free-form JSON columns, of [`PLAIN_COLUMNS`]: a reader searching them (a resource's name
+/// in every request and response) reads them as string views, searched where they lie in the
+/// page, while the ids among the plain columns are read as plain strings (see the query
+/// crate's `text_views`).
+pub const JSON_COLUMNS: [&str; 5] = [
+    "requestparameters",
+    "responseelements",
+    "additionaleventdata",
+    "serviceeventdetails",
+    schema::EXTRA,
+];
+
 /// Columns of the event table compressed with zstd besides the [`plain_text`] ones (a name
 /// stands for all the leaves under it): free-form JSON kept as dictionaries where it is rare,
 /// error messages, and the leaves zstd shrinks to half or less. The other leaves (short text

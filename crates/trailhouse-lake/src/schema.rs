@@ -305,10 +305,8 @@ pub fn format_event_time(micros: i64) -> Option<String> {
 
 /// `schema` with its text types, nested ones included, as string views, except in the
 /// top-level columns `plain`. A reader told so decodes the text as views: a value of a
-/// dictionary-encoded column points into the dictionary instead of being copied out of it, and
-/// only what the reader keeps is cast. Columns written without a dictionary (JSON documents,
-/// ids) gain nothing, and a function over every row (`strpos` over `requestparameters`) would
-/// then cast the whole column first: they stay plain strings.
+/// dictionary-encoded column points into the dictionary (a plain one into its page) instead of
+/// being copied out of it, and only what the reader keeps is cast.
 pub fn text_as_views(schema: &Schema, plain: &[&str]) -> Schema {
     Schema::new_with_metadata(
         schema

@@ -8,8 +8,11 @@
 //! by source IP took 2.8 s as plain strings and 1.8 s as views (a third of its time was
 //! `memmove` out of dictionaries).
 //!
-//! Only columns our writer encodes with dictionaries are read so (see
-//! [`trailhouse_lake::datafile::PLAIN_COLUMNS`]).
+//! Columns our writer encodes with dictionaries are read so, and the JSON columns
+//! ([`trailhouse_lake::datafile::JSON_COLUMNS`]), whose values a view points to in their page:
+//! a search for a name in every request and response (`strpos`, `LIKE`) reads them without a
+//! copy. The other columns without a dictionary (event and request ids, times) are read as
+//! plain strings: they are mostly read to be kept, and a view then cast copies twice.
 //!
 //! DataFusion decodes a file's text as views only when the file's footer hints views (or the
 //! table's schema has them, which would give every query view types). So the lake's scan opens
@@ -21,7 +24,8 @@
 //! column before the filter drops most of them (a tenth of `run errors`' time at 20M events).
 //! Comparisons lose that cast in DataFusion's own simplifier; [`ViewPredicates`] takes it off
 //! `LIKE` and null tests too, matching the views with the pattern as a view, and off the
-//! `resources` list under `resource_arns`, which reads either. `IN` lists keep
+//! `resources` list under `resource_arns`, which reads either, and off the text `strpos` searches
+//! for a literal (`coalesce(requestparameters, '')` as planned included). `IN` lists keep
 //! it: DataFusion's set of thousands of keys (a report's lookup of the temporary keys it names)
 //! measured slower on views (a 2M-event report 3.9 -> 4.8 s).
 
@@ -38,7 +42,7 @@ use datafusion::datasource::physical_plan::ParquetFileReaderFactory;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::ScalarFunctionExpr;
 use datafusion::physical_expr::expressions::{
-    CastExpr, IsNotNullExpr, IsNullExpr, LikeExpr, Literal,
+    CaseExpr, CastExpr, IsNotNullExpr, IsNullExpr, LikeExpr, Literal,
 };
 use datafusion::physical_expr_adapter::{
     DefaultPhysicalExprAdapterFactory, PhysicalExprAdapter, PhysicalExprAdapterFactory,
@@ -50,7 +54,7 @@ use parquet::arrow::arrow_reader::ArrowReaderOptions;
 use parquet::arrow::async_reader::AsyncFileReader;
 use parquet::arrow::{ARROW_SCHEMA_META_KEY, encode_arrow_schema, parquet_to_arrow_schema};
 use parquet::file::metadata::{FileMetaData, KeyValue, ParquetMetaData, ParquetMetaDataBuilder};
-use trailhouse_lake::datafile::PLAIN_COLUMNS;
+use trailhouse_lake::datafile::{JSON_COLUMNS, PLAIN_COLUMNS};
 use trailhouse_lake::schema::{text_as_views, type_as_views};
 
 /// Opens files through `inner`, their footers hinting text as views.
@@ -105,6 +109,14 @@ impl AsyncFileReader for ViewReader {
     }
 }
 
+/// The columns without a dictionary that are read as plain strings: every one but the JSON.
+static PLAIN_IDS: LazyLock<Vec<&str>> = LazyLock::new(|| {
+    PLAIN_COLUMNS
+        .into_iter()
+        .filter(|c| !JSON_COLUMNS.contains(c))
+        .collect()
+});
+
 /// The Arrow schema hint that names `file`'s dictionary text as views, encoded; `None` when its
 /// own hint already does. Every data file of a lake has one of a few hints, so each is worked
 /// out once per process (a file without a hint, from another writer, every time).
@@ -122,7 +134,7 @@ fn view_hint(file: &FileMetaData) -> parquet::errors::Result<Option<String>> {
         return Ok(hint);
     }
     let hinted = parquet_to_arrow_schema(file.schema_descr(), file.key_value_metadata())?;
-    let views = text_as_views(&hinted, &PLAIN_COLUMNS);
+    let views = text_as_views(&hinted, &PLAIN_IDS);
     let hint = (views != hinted).then(|| encode_arrow_schema(&views));
     if let (Some(own), Ok(mut hints)) = (own, HINTS.lock()) {
         hints.insert(own, hint.clone());
@@ -202,8 +214,8 @@ impl PhysicalExprAdapter for ViewPredicateAdapter {
     }
 }
 
-/// `expr` without the casts of view text to `Utf8` under a `LIKE` with a literal pattern or a
-/// null test.
+/// `expr` without the casts of view text to `Utf8` under a `LIKE` with a literal pattern, a
+/// null test, `resource_arns` or a `strpos` of a literal.
 fn uncast_views(
     expr: Arc<dyn PhysicalExpr>,
     schema: &Schema,
@@ -226,6 +238,17 @@ fn uncast_views(
     {
         return Ok(Transformed::yes(
             Arc::clone(&expr).with_new_children(vec![views])?,
+        ));
+    }
+    if let Some(call) = expr.downcast_ref::<ScalarFunctionExpr>()
+        && call.name() == "strpos"
+        && let [text, fragment] = call.args()
+        && fragment.downcast_ref::<Literal>().is_some()
+        && text.downcast_ref::<Literal>().is_none()
+        && let Some(views) = as_views(text, schema)?
+    {
+        return Ok(Transformed::yes(
+            Arc::clone(&expr).with_new_children(vec![views, Arc::clone(fragment)])?,
         ));
     }
     if let Some(test) = expr.downcast_ref::<IsNullExpr>()
@@ -268,6 +291,43 @@ fn views_under_cast(
     Ok((inner.data_type(schema)? == type_as_views(cast.cast_type())).then(|| Arc::clone(inner)))
 }
 
+/// The same text as `expr` (of type `Utf8`) as views, when it is view text under a cast, a
+/// literal, or a `CASE` choosing between such (`coalesce(requestparameters, '')` as planned).
+fn as_views(
+    expr: &Arc<dyn PhysicalExpr>,
+    schema: &Schema,
+) -> Result<Option<Arc<dyn PhysicalExpr>>> {
+    if let Some(view) = view_under_cast(expr, schema)? {
+        return Ok(Some(view));
+    }
+    if let Some(literal) = as_view_literal(expr) {
+        return Ok(Some(literal));
+    }
+    let Some(case) = expr.downcast_ref::<CaseExpr>() else {
+        return Ok(None);
+    };
+    if case.expr().is_some() {
+        return Ok(None);
+    }
+    let mut when_then = Vec::with_capacity(case.when_then_expr().len());
+    for (when, then) in case.when_then_expr() {
+        let Some(then) = as_views(then, schema)? else {
+            return Ok(None);
+        };
+        when_then.push((Arc::clone(when), then));
+    }
+    let otherwise = match case.else_expr() {
+        Some(e) => match as_views(e, schema)? {
+            Some(e) => Some(e),
+            None => return Ok(None),
+        },
+        None => None,
+    };
+    Ok(Some(Arc::new(CaseExpr::try_new(
+        None, when_then, otherwise,
+    )?)))
+}
+
 /// A `Utf8` literal as the same text in a view literal.
 fn as_view_literal(expr: &Arc<dyn PhysicalExpr>) -> Option<Arc<dyn PhysicalExpr>> {
     match expr.downcast_ref::<Literal>()?.value() {
@@ -294,7 +354,7 @@ mod tests {
     use trailhouse_lake::schema;
 
     #[test]
-    fn a_data_file_reads_its_dictionary_text_as_views_and_its_json_as_strings() {
+    fn a_data_file_reads_its_dictionary_text_and_json_as_views_and_its_ids_as_strings() {
         let file_schema = schema::file_schema();
         let n = 3;
         let columns: Vec<ArrayRef> = file_schema
@@ -335,8 +395,9 @@ mod tests {
         let types = reader_metadata.schema();
         let type_of = |name: &str| types.field_with_name(name).expect(name).data_type().clone();
         assert_eq!(type_of("eventname"), DataType::Utf8View);
-        assert_eq!(type_of("requestparameters"), DataType::Utf8);
-        assert_eq!(type_of(schema::EXTRA), DataType::Utf8);
+        assert_eq!(type_of("requestparameters"), DataType::Utf8View);
+        assert_eq!(type_of(schema::EXTRA), DataType::Utf8View);
+        assert_eq!(type_of("eventid"), DataType::Utf8);
         let DataType::Struct(identity) = type_of("useridentity") else {
             panic!("useridentity is a struct")
         };
@@ -357,7 +418,7 @@ mod tests {
             ["GetObject", "PutObject", "GetObject"]
         );
         let json = rows[0].column_by_name("requestparameters").expect("json");
-        assert_eq!(json.as_string::<i32>().value(0), r#"{"bucketName":"b"}"#);
+        assert_eq!(json.as_string_view().value(0), r#"{"bucketName":"b"}"#);
     }
 }
 
@@ -450,6 +511,66 @@ mod predicate_tests {
             let answer = |e: &Arc<dyn PhysicalExpr>| evaluated(e, &batch);
             assert_eq!(answer(&ours), answer(&default), "{filter}");
         }
+    }
+
+    #[test]
+    fn strpos_searches_json_read_as_views_without_a_cast_and_answers_as_before() {
+        let table = Arc::new(Schema::new(vec![Field::new("json", DataType::Utf8, true)]));
+        let file = Arc::new(Schema::new(vec![Field::new(
+            "json",
+            DataType::Utf8View,
+            true,
+        )]));
+        let json = StringViewArray::from(vec![
+            Some(r#"{"bucketName":"customer-exports-prod"}"#),
+            None,
+            Some("exports"),
+            Some(r#"{"bucketName":"logs","key":"été/exports.csv"}"#),
+            Some(""),
+        ]);
+        let batch = RecordBatch::try_new(Arc::clone(&file), vec![Arc::new(json)]).expect("batch");
+        let ctx = SessionContext::new();
+        ctx.register_udf(crate::strpos::strpos());
+        let df_schema = DFSchema::try_from(Arc::clone(&table)).expect("schema");
+        for (sql, searched) in [
+            ("strpos(json, 'exports') > 0", "strpos(json@0, exports)"),
+            // `coalesce(json, '')` as DataFusion plans it.
+            (
+                "strpos(CASE WHEN json IS NOT NULL THEN json ELSE '' END, 'exports') > 0",
+                "strpos(CASE WHEN json@0 IS NOT NULL THEN json@0 ELSE  END, exports)",
+            ),
+            ("instr(json, 'été') = 27", "strpos(json@0, été)"),
+            ("strpos(json, '') > 0", "strpos(json@0, )"),
+        ] {
+            let filter = ctx.parse_sql_expr(sql, &df_schema).expect("parse");
+            let planned = ctx.create_physical_expr(filter, &df_schema).expect("plan");
+            let (default, ours) = adapted(&table, &file, planned);
+            // Both cast the position to compare it; DataFusion casts the text too.
+            assert_eq!(casts(&ours), 1, "{sql}: {ours}");
+            assert!(casts(&default) > 1, "{sql}: {default}");
+            assert!(ours.to_string().contains(searched), "{sql}: {ours}");
+            let answer = |e: &Arc<dyn PhysicalExpr>| evaluated(e, &batch);
+            assert_eq!(answer(&ours), answer(&default), "{sql}");
+        }
+        let filter = ctx
+            .parse_sql_expr(
+                "strpos(CASE WHEN json IS NOT NULL THEN json ELSE '' END, 'exports') > 0",
+                &df_schema,
+            )
+            .expect("parse");
+        let planned = ctx.create_physical_expr(filter, &df_schema).expect("plan");
+        let (_, ours) = adapted(&table, &file, planned);
+        assert_eq!(
+            evaluated(&ours, &batch),
+            BooleanArray::from(vec![true, false, true, true, false])
+        );
+        // A fragment per row is not rewritten.
+        let filter = ctx
+            .parse_sql_expr("strpos(json, json) > 0", &df_schema)
+            .expect("parse");
+        let planned = ctx.create_physical_expr(filter, &df_schema).expect("plan");
+        let (default, ours) = adapted(&table, &file, planned);
+        assert_eq!(casts(&ours), casts(&default));
     }
 
     #[test]

@@ -135,20 +135,15 @@ fn writer_properties_builder(sorted: bool) -> WriterPropertiesBuilder {
         .set_column_statistics_enabled(ColumnPath::from("eventname"), EnabledStatistics::Page)
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
         .set_data_page_row_count_limit(PAGE_ROWS);
-    for column in [
-        "requestparameters",
-        "responseelements",
-        "additionaleventdata",
-        "serviceeventdetails",
+    for column in JSON_COLUMNS.into_iter().chain([
         "addendum",
         "insightdetails",
         "edgedevicedetails",
         "eventcontext",
-        schema::EXTRA,
         "requestid",
         "sharedeventid",
         schema::RECORDHASH,
-    ] {
+    ]) {
         b = b.set_column_statistics_enabled(ColumnPath::from(column), EnabledStatistics::None);
     }
     for path in UNCOMPRESSED_LEAVES.iter() {

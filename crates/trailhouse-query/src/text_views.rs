@@ -474,22 +474,32 @@ mod predicate_tests {
         n
     }
 
-    #[test]
-    fn filters_read_view_text_without_a_cast_and_answer_as_before() {
-        let table = Arc::new(Schema::new(vec![Field::new("code", DataType::Utf8, true)]));
+    /// A table's text column `name` (`Utf8`), a file's (views), and a batch of the file's
+    /// `values`.
+    fn text_column(name: &str, values: Vec<Option<&str>>) -> (SchemaRef, SchemaRef, RecordBatch) {
+        let table = Arc::new(Schema::new(vec![Field::new(name, DataType::Utf8, true)]));
         let file = Arc::new(Schema::new(vec![Field::new(
-            "code",
+            name,
             DataType::Utf8View,
             true,
         )]));
-        let codes = StringViewArray::from(vec![
-            Some("AccessDenied"),
-            None,
-            Some("Client.UnauthorizedOperation"),
-            Some("NoSuchBucket"),
-            Some("a long error code that is not inlined in its view"),
-        ]);
-        let batch = RecordBatch::try_new(Arc::clone(&file), vec![Arc::new(codes)]).expect("batch");
+        let values = StringViewArray::from(values);
+        let batch = RecordBatch::try_new(Arc::clone(&file), vec![Arc::new(values)]).expect("batch");
+        (table, file, batch)
+    }
+
+    #[test]
+    fn filters_read_view_text_without_a_cast_and_answer_as_before() {
+        let (table, file, batch) = text_column(
+            "code",
+            vec![
+                Some("AccessDenied"),
+                None,
+                Some("Client.UnauthorizedOperation"),
+                Some("NoSuchBucket"),
+                Some("a long error code that is not inlined in its view"),
+            ],
+        );
         let ctx = SessionContext::new();
         let df_schema = DFSchema::try_from(Arc::clone(&table)).expect("schema");
         let code = || col("code");
@@ -515,61 +525,57 @@ mod predicate_tests {
 
     #[test]
     fn strpos_searches_json_read_as_views_without_a_cast_and_answers_as_before() {
-        let table = Arc::new(Schema::new(vec![Field::new("json", DataType::Utf8, true)]));
-        let file = Arc::new(Schema::new(vec![Field::new(
+        let (table, file, batch) = text_column(
             "json",
-            DataType::Utf8View,
-            true,
-        )]));
-        let json = StringViewArray::from(vec![
-            Some(r#"{"bucketName":"customer-exports-prod"}"#),
-            None,
-            Some("exports"),
-            Some(r#"{"bucketName":"logs","key":"été/exports.csv"}"#),
-            Some(""),
-        ]);
-        let batch = RecordBatch::try_new(Arc::clone(&file), vec![Arc::new(json)]).expect("batch");
+            vec![
+                Some(r#"{"bucketName":"customer-exports-prod"}"#),
+                None,
+                Some("exports"),
+                Some(r#"{"bucketName":"logs","key":"été/exports.csv"}"#),
+                Some(""),
+            ],
+        );
         let ctx = SessionContext::new();
         ctx.register_udf(crate::strpos::strpos());
         let df_schema = DFSchema::try_from(Arc::clone(&table)).expect("schema");
-        for (sql, searched) in [
-            ("strpos(json, 'exports') > 0", "strpos(json@0, exports)"),
+        let plan = |sql: &str| {
+            let filter = ctx.parse_sql_expr(sql, &df_schema).expect("parse");
+            ctx.create_physical_expr(filter, &df_schema).expect("plan")
+        };
+        let (t, f) = (Some(true), Some(false));
+        for (sql, searched, expected) in [
+            (
+                "strpos(json, 'exports') > 0",
+                "strpos(json@0, exports)",
+                Some(vec![t, None, t, t, f]),
+            ),
             // `coalesce(json, '')` as DataFusion plans it.
             (
                 "strpos(CASE WHEN json IS NOT NULL THEN json ELSE '' END, 'exports') > 0",
                 "strpos(CASE WHEN json@0 IS NOT NULL THEN json@0 ELSE  END, exports)",
+                Some(vec![t, f, t, t, f]),
             ),
-            ("instr(json, 'été') = 27", "strpos(json@0, été)"),
-            ("strpos(json, '') > 0", "strpos(json@0, )"),
+            // Positions in characters.
+            (
+                "instr(json, 'été') = 29",
+                "strpos(json@0, été)",
+                Some(vec![f, None, f, t, f]),
+            ),
+            ("strpos(json, '') > 0", "strpos(json@0, )", None),
         ] {
-            let filter = ctx.parse_sql_expr(sql, &df_schema).expect("parse");
-            let planned = ctx.create_physical_expr(filter, &df_schema).expect("plan");
-            let (default, ours) = adapted(&table, &file, planned);
+            let (default, ours) = adapted(&table, &file, plan(sql));
             // Both cast the position to compare it; DataFusion casts the text too.
             assert_eq!(casts(&ours), 1, "{sql}: {ours}");
             assert!(casts(&default) > 1, "{sql}: {default}");
             assert!(ours.to_string().contains(searched), "{sql}: {ours}");
             let answer = |e: &Arc<dyn PhysicalExpr>| evaluated(e, &batch);
             assert_eq!(answer(&ours), answer(&default), "{sql}");
+            if let Some(expected) = expected {
+                assert_eq!(answer(&ours), BooleanArray::from(expected), "{sql}");
+            }
         }
-        let filter = ctx
-            .parse_sql_expr(
-                "strpos(CASE WHEN json IS NOT NULL THEN json ELSE '' END, 'exports') > 0",
-                &df_schema,
-            )
-            .expect("parse");
-        let planned = ctx.create_physical_expr(filter, &df_schema).expect("plan");
-        let (_, ours) = adapted(&table, &file, planned);
-        assert_eq!(
-            evaluated(&ours, &batch),
-            BooleanArray::from(vec![true, false, true, true, false])
-        );
         // A fragment per row is not rewritten.
-        let filter = ctx
-            .parse_sql_expr("strpos(json, json) > 0", &df_schema)
-            .expect("parse");
-        let planned = ctx.create_physical_expr(filter, &df_schema).expect("plan");
-        let (default, ours) = adapted(&table, &file, planned);
+        let (default, ours) = adapted(&table, &file, plan("strpos(json, json) > 0"));
         assert_eq!(casts(&ours), casts(&default));
     }
 

@@ -25,7 +25,7 @@ fn require(var: &str, found: bool, what: &str) {
 /// Whether the C toolchain links a program with packed relative relocations (`DT_RELR`: GNU ld
 /// 2.38, lld 15, glibc 2.36) that then runs here. The binary holds some 330,000 relative
 /// relocations (DataFusion's tables of functions and types); as a `.rela.dyn` table (8 MB) the
-/// loader reads and applies them at every start, a tenth of a short question's whole run. A
+/// loader read and applied them at every start: 5-10 ms, a fifth of a short question's run. A
 /// build for another machine, or with an older toolchain, links as before.
 fn links_packed_relocations() -> bool {
     let same = std::env::var("TARGET").ok() == std::env::var("HOST").ok();

@@ -109,8 +109,9 @@ impl AsyncFileReader for ViewReader {
     }
 }
 
-/// The columns without a dictionary that are read as plain strings: every one but the JSON.
-static PLAIN_IDS: LazyLock<Vec<&str>> = LazyLock::new(|| {
+/// The columns without a dictionary that are read as plain strings: every one but the JSON
+/// (event and request ids; the times and hashes among them are not text).
+static PLAIN_STRINGS: LazyLock<Vec<&str>> = LazyLock::new(|| {
     PLAIN_COLUMNS
         .into_iter()
         .filter(|c| !JSON_COLUMNS.contains(c))
@@ -134,7 +135,7 @@ fn view_hint(file: &FileMetaData) -> parquet::errors::Result<Option<String>> {
         return Ok(hint);
     }
     let hinted = parquet_to_arrow_schema(file.schema_descr(), file.key_value_metadata())?;
-    let views = text_as_views(&hinted, &PLAIN_IDS);
+    let views = text_as_views(&hinted, &PLAIN_STRINGS);
     let hint = (views != hinted).then(|| encode_arrow_schema(&views));
     if let (Some(own), Ok(mut hints)) = (own, HINTS.lock()) {
         hints.insert(own, hint.clone());
@@ -244,7 +245,6 @@ fn uncast_views(
         && call.name() == "strpos"
         && let [text, fragment] = call.args()
         && fragment.downcast_ref::<Literal>().is_some()
-        && text.downcast_ref::<Literal>().is_none()
         && let Some(views) = as_views(text, schema)?
     {
         return Ok(Transformed::yes(
@@ -291,8 +291,9 @@ fn views_under_cast(
     Ok((inner.data_type(schema)? == type_as_views(cast.cast_type())).then(|| Arc::clone(inner)))
 }
 
-/// The same text as `expr` (of type `Utf8`) as views, when it is view text under a cast, a
-/// literal, or a `CASE` choosing between such (`coalesce(requestparameters, '')` as planned).
+/// The same text as `expr` (of type `Utf8`) as views, when it is view text under a cast, or a
+/// `CASE` choosing between such and literals with one of them view text
+/// (`coalesce(requestparameters, '')` as planned).
 fn as_views(
     expr: &Arc<dyn PhysicalExpr>,
     schema: &Schema,
@@ -300,29 +301,39 @@ fn as_views(
     if let Some(view) = view_under_cast(expr, schema)? {
         return Ok(Some(view));
     }
-    if let Some(literal) = as_view_literal(expr) {
-        return Ok(Some(literal));
-    }
     let Some(case) = expr.downcast_ref::<CaseExpr>() else {
         return Ok(None);
     };
     if case.expr().is_some() {
         return Ok(None);
     }
+    // Each branch as views: view text under a cast, or a literal.
+    let branch = |e: &Arc<dyn PhysicalExpr>| -> Result<Option<(Arc<dyn PhysicalExpr>, bool)>> {
+        Ok(match view_under_cast(e, schema)? {
+            Some(view) => Some((view, true)),
+            None => as_view_literal(e).map(|literal| (literal, false)),
+        })
+    };
+    let mut any_view = false;
     let mut when_then = Vec::with_capacity(case.when_then_expr().len());
     for (when, then) in case.when_then_expr() {
-        let Some(then) = as_views(then, schema)? else {
+        let Some((then, view)) = branch(then)? else {
             return Ok(None);
         };
+        any_view |= view;
         when_then.push((Arc::clone(when), then));
     }
-    let otherwise = match case.else_expr() {
-        Some(e) => match as_views(e, schema)? {
-            Some(e) => Some(e),
-            None => return Ok(None),
-        },
+    let otherwise = match case.else_expr().map(&branch).transpose()? {
+        Some(Some((e, view))) => {
+            any_view |= view;
+            Some(e)
+        }
+        Some(None) => return Ok(None),
         None => None,
     };
+    if !any_view {
+        return Ok(None);
+    }
     Ok(Some(Arc::new(CaseExpr::try_new(
         None, when_then, otherwise,
     )?)))
@@ -574,9 +585,24 @@ mod predicate_tests {
                 assert_eq!(answer(&ours), BooleanArray::from(expected), "{sql}");
             }
         }
-        // A fragment per row is not rewritten.
-        let (default, ours) = adapted(&table, &file, plan("strpos(json, json) > 0"));
-        assert_eq!(casts(&ours), casts(&default));
+        // A fragment per row, and text that is no column, are searched as planned (plain text).
+        for sql in [
+            "strpos(json, json) > 0",
+            "strpos(CASE WHEN json IS NULL THEN 'a' ELSE 'b' END, 'a') > 0",
+        ] {
+            let (_, ours) = adapted(&table, &file, plan(sql));
+            let mut searched = Vec::new();
+            ours.apply(|e| {
+                if let Some(call) = e.downcast_ref::<ScalarFunctionExpr>()
+                    && call.name() == "strpos"
+                {
+                    searched.push(call.args()[0].data_type(&file).expect("type"));
+                }
+                Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
+            })
+            .expect("walk");
+            assert_eq!(searched, [DataType::Utf8], "{sql}: {ours}");
+        }
     }
 
     #[test]

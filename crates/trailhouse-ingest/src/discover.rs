@@ -279,13 +279,18 @@ impl Walk<'_> {
     /// parallel (a trail is ~100,000 small files: one `stat` each, latency-bound on cold
     /// metadata).
     fn walk(&self, path: &Path, ancestors: &[(u64, u64)], found: &mut Discovered) {
-        if self.exclude.is_some_and(|e| path.starts_with(e)) {
+        if self.excluded(path) {
             return;
         }
         match fs::metadata(path) {
             Ok(meta) => self.visit(path, &meta, ancestors, found),
             Err(e) => found.unreadable_at(path, &e),
         }
+    }
+
+    /// Whether `path` is the lake or below it.
+    fn excluded(&self, path: &Path) -> bool {
+        self.exclude.is_some_and(|e| path.starts_with(e))
     }
 
     /// Adds `path`, whose metadata is `meta`, or the files under it to `found`.
@@ -316,13 +321,34 @@ impl Walk<'_> {
                 )
             });
             entries.sort_by(|(a, _), (b, _)| a.cmp(b));
+            // Each entry's metadata is taken relative to this folder (one name looked up, not
+            // every folder of its path again: the walk of a 194,000-file trail spent a thirtieth
+            // of its ingest's CPU in `stat`), all of them before any is walked: the entries hold
+            // the folder open, and a walk of the folders below holding theirs would keep a
+            // descriptor open for every folder in progress on every thread.
+            let stated: Vec<(PathBuf, Option<std::io::Result<fs::Metadata>>)> = entries
+                .into_par_iter()
+                .filter(|(path, _)| !self.excluded(path))
+                .map(|(path, entry)| {
+                    let meta = match entry.file_type() {
+                        Ok(t) if !t.is_symlink() => Some(entry.metadata()),
+                        _ => None,
+                    };
+                    (path, meta)
+                })
+                .collect();
             let mut below = ancestors.to_vec();
             below.push(id);
-            let parts: Vec<Discovered> = entries
+            let parts: Vec<Discovered> = stated
                 .par_iter()
-                .map(|(path, entry)| {
+                .map(|(path, meta)| {
                     let mut part = Discovered::default();
-                    self.entry(path, entry, &below, &mut part);
+                    match meta {
+                        Some(Ok(meta)) => self.visit(path, meta, &below, &mut part),
+                        Some(Err(e)) => part.unreadable_at(path, e),
+                        // A link (or an entry of unknown type): followed.
+                        None => self.walk(path, &below, &mut part),
+                    }
                     part
                 })
                 .collect();
@@ -353,30 +379,6 @@ impl Walk<'_> {
                 Sift::Had => found.left_out += 1,
                 Sift::Outside => {}
             }
-        }
-    }
-
-    /// Adds the directory entry at `path` or the files under it to `found`. Its metadata is
-    /// taken relative to its folder (one name looked up, not every folder of its path again:
-    /// the walk of a 194,000-file trail spent a thirtieth of its ingest's CPU in `stat`); a link
-    /// is followed as [`Walk::walk`] follows it.
-    fn entry(
-        &self,
-        path: &Path,
-        entry: &fs::DirEntry,
-        ancestors: &[(u64, u64)],
-        found: &mut Discovered,
-    ) {
-        if self.exclude.is_some_and(|e| path.starts_with(e)) {
-            return;
-        }
-        let link = entry.file_type().map_or(true, |t| t.is_symlink());
-        if link {
-            return self.walk(path, ancestors, found);
-        }
-        match entry.metadata() {
-            Ok(meta) => self.visit(path, &meta, ancestors, found),
-            Err(e) => found.unreadable_at(path, &e),
         }
     }
 }

@@ -69,8 +69,9 @@ pub const JSON_COLUMNS: [&str; 5] = [
 /// trail, zstd took them to between 0.6 and 0.9 of their size, and decompressing their pages
 /// (every question reads the identity, the call, the time, the error code) cost more than
 /// reading the difference: `run errors` 1.20-1.49 -> 0.95-1.07 s, `run new-behaviour` 1.72-1.81
-/// -> 1.50-1.54 s (the list as it stands, alternated), for a table 8 % larger. Event ids stay compressed: stored plain they made the table 24 % larger
-/// for 0.3 s off a listing of 500,000 calls.
+/// -> 1.50-1.54 s (the list as it stands, alternated), for a table 8 % larger. Event ids stay
+/// compressed: stored plain they made the table 24 % larger for 0.3 s off a listing of 500,000
+/// calls.
 pub const ZSTD_COLUMNS: [&str; 14] = [
     "addendum",
     "edgedevicedetails",

@@ -88,7 +88,7 @@ pub async fn build(
 
     // The table's totals first, on their own: counting its distinct source files holds their
     // names (641 MiB for the 830,000 files of a 20M-event organization trail), which on top of
-    // the controls' aggregates took the report's peak to 871-954 MiB.
+    // the controls' aggregates took the report's peak to 863-954 MiB.
     let mut table = activity::table_info(session, opts).await?;
 
     // A query serving several packs' controls runs once.

@@ -145,6 +145,7 @@ pub fn context(
     ctx.register_udf(crate::udf::cidr_match());
     ctx.register_udf(crate::udf::resource_arns());
     ctx.register_udf(crate::udf::actor());
+    ctx.register_udf(crate::udf::actor_of());
     ctx.register_udf(crate::udf::access_denied());
     ctx.register_udf(crate::udf::is_principal());
     ctx.register_udf(crate::json_path::json_path_match());

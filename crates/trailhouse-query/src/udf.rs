@@ -37,8 +37,9 @@ use std::sync::{Arc, LazyLock};
 
 use arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, GenericStringArray, ListArray, OffsetSizeTrait,
-    StringArray, StringArrayType, StringBuilder, StringViewArray,
+    StringArray, StringArrayType, StringBuilder, StringViewArray, StructArray,
 };
+use arrow::buffer::NullBuffer;
 use arrow::compute::cast;
 use arrow::datatypes::DataType;
 use datafusion::common::{Result, ScalarValue, exec_err};
@@ -282,20 +283,21 @@ impl ScalarUDFImpl for Actor {
         let Some(identity) = identity.as_struct_opt() else {
             return exec_err!("actor expects the useridentity column (a struct)");
         };
-        let members: Vec<StringArray> = ACTOR_MEMBERS
-            .iter()
-            .filter_map(|m| identity.column_by_name(m))
-            .map(|c| cast(c, &DataType::Utf8).map(|c| c.as_string::<i32>().clone()))
-            .collect::<std::result::Result<_, _>>()?;
-        let out: StringArray = (0..rows)
-            .map(|i| {
-                (identity.is_valid(i))
-                    .then(|| members.iter().find(|m| m.is_valid(i)).map(|m| m.value(i)))
-                    .flatten()
-            })
-            .collect();
-        Ok(ColumnarValue::Array(Arc::new(out)))
+        Ok(ColumnarValue::Array(Arc::new(actor_of_identity(identity)?)))
     }
+}
+
+/// Each row's actor from its `useridentity`: [`first_present`] of the members, and none where
+/// there is no identity.
+fn actor_of_identity(identity: &StructArray) -> Result<StringArray> {
+    let members: Vec<ArrayRef> = ACTOR_MEMBERS
+        .iter()
+        .filter_map(|m| identity.column_by_name(m))
+        .cloned()
+        .collect();
+    let (offsets, values, nulls) = first_present(&members, identity.len())?.into_parts();
+    let nulls = NullBuffer::union(nulls.as_ref(), identity.nulls());
+    Ok(StringArray::try_new(offsets, values, nulls)?)
 }
 
 /// The `actor` function, for registration.
@@ -674,6 +676,34 @@ mod tests {
         // Not text: refused.
         let number: ArrayRef = Arc::new(arrow::array::Int64Array::from(vec![1]));
         assert!(first_present(&[number], 1).is_err());
+    }
+
+    #[test]
+    fn actor_of_an_identity_is_its_first_member_and_none_without_an_identity() {
+        use arrow::datatypes::Field;
+        let text = |v: Vec<Option<&str>>| Arc::new(StringArray::from(v)) as ArrayRef;
+        let identity = StructArray::new(
+            vec![
+                Field::new("type", DataType::Utf8, true),
+                Field::new("arn", DataType::Utf8, true),
+            ]
+            .into(),
+            vec![
+                text(vec![Some("AWSAccount"), Some("IAMUser"), Some("IAMUser")]),
+                text(vec![
+                    None,
+                    Some("arn:aws:iam::1:user/a"),
+                    Some("left under no identity"),
+                ]),
+            ],
+            Some(vec![true, true, false].into()),
+        );
+        let out = actor_of_identity(&identity).expect("actor");
+        let got: Vec<Option<&str>> = out.iter().collect();
+        assert_eq!(
+            got,
+            [Some("AWSAccount"), Some("arn:aws:iam::1:user/a"), None]
+        );
     }
 
     #[test]

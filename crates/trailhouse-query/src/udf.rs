@@ -395,11 +395,14 @@ fn first_present(members: &[ArrayRef], rows: usize) -> Result<StringArray> {
         return Ok(first.as_string::<i32>().clone());
     }
     let members = members.iter().map(Text::of).collect::<Result<Vec<_>>>()?;
-    let pick = |i: usize| members.iter().find_map(|m| m.get(i));
-    let bytes = (0..rows).filter_map(pick).map(str::len).sum();
+    // Each row's pick, found once, then written into a result sized for them.
+    let picked: Vec<Option<&str>> = (0..rows)
+        .map(|i| members.iter().find_map(|m| m.get(i)))
+        .collect();
+    let bytes = picked.iter().flatten().map(|v| v.len()).sum();
     let mut out = StringBuilder::with_capacity(rows, bytes);
-    for i in 0..rows {
-        out.append_option(pick(i));
+    for value in picked {
+        out.append_option(value);
     }
     Ok(out.finish())
 }

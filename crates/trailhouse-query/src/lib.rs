@@ -14,6 +14,7 @@ pub mod evidence;
 pub mod export;
 pub mod json_path;
 pub mod lake_table;
+pub mod local_store;
 pub mod output;
 pub mod report;
 pub mod saved;

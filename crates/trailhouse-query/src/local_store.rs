@@ -68,16 +68,29 @@ fn read_ranges(path: &std::path::Path, ranges: &[Range<u64>]) -> Result<Vec<Byte
         },
         _ => failed(format!("cannot be opened: {e}")),
     })?;
+    // Checked before anything is allocated: the ranges come from the file's own metadata,
+    // which a damaged file may get wrong by any amount.
+    let len = file
+        .metadata()
+        .map_err(|e| failed(format!("cannot be read: {e}")))?
+        .len();
     ranges
         .iter()
         .map(|r| {
-            let wanted = r.end.saturating_sub(r.start);
+            if r.start > r.end || r.end > len {
+                return Err(failed(format!(
+                    "range {}..{} is not within its {len} bytes",
+                    r.start, r.end
+                )));
+            }
+            let wanted = r.end - r.start;
             let size = usize::try_from(wanted)
                 .map_err(|_| failed(format!("range {}..{} is too large", r.start, r.end)))?;
             let mut buf = Vec::with_capacity(size);
             file.seek(SeekFrom::Start(r.start))
                 .and_then(|_| (&mut file).take(wanted).read_to_end(&mut buf))
                 .map_err(|e| failed(format!("range {}..{} cannot be read: {e}", r.start, r.end)))?;
+            // The file cut short since.
             if buf.len() != size {
                 return Err(failed(format!(
                     "range {}..{} runs past the end of the file ({} bytes read)",
@@ -191,7 +204,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_range_past_the_end_or_a_missing_file_is_an_error_naming_the_file() {
+    async fn a_range_outside_the_file_or_a_missing_file_is_an_error_naming_the_file() {
         let (dir, store, location) = store_with_file(b"0123456789");
         let err = store
             .get_ranges(&location, &[0..4, 8..12])
@@ -199,7 +212,26 @@ mod tests {
             .expect_err("past the end");
         let message = err.to_string();
         assert!(message.contains("part-0.parquet"), "{message}");
-        assert!(message.contains("8..12 runs past the end"), "{message}");
+        assert!(
+            message.contains("range 8..12 is not within its 10 bytes"),
+            "{message}"
+        );
+        // Nothing is allocated for a range the file cannot hold, however large.
+        let err = store
+            .get_ranges(&location, &[0..1, 0..u64::MAX])
+            .await
+            .expect_err("larger than the file");
+        assert!(
+            err.to_string().contains("is not within its 10 bytes"),
+            "{err}"
+        );
+        #[allow(clippy::reversed_empty_ranges)] // as a damaged file's metadata may give
+        let reversed = [5..2, 0..1];
+        let err = store
+            .get_ranges(&location, &reversed)
+            .await
+            .expect_err("reversed");
+        assert!(err.to_string().contains("range 5..2"), "{err}");
 
         let gone = Path::from_filesystem_path(dir.path())
             .expect("dir")

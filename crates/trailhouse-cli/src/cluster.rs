@@ -13,6 +13,7 @@ use ballista_scheduler::scheduler_process::start_server;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use trailhouse_lake::Lake;
 use trailhouse_query::cluster::{DEFAULT_PORT, LakeLogicalCodec, LakePhysicalCodec, ServedLake};
+use trailhouse_query::local_store::register_lake_store;
 
 use crate::cli::{ClusterCommand, ExecutorArgs, SchedulerArgs};
 
@@ -93,10 +94,7 @@ async fn executor(served: Arc<ServedLake>, args: ExecutorArgs) -> anyhow::Result
     std::fs::create_dir_all(&work_dir)
         .with_context(|| format!("cannot create the work directory `{}`", work_dir.display()))?;
     let temp = work_dir.clone();
-    let store = served
-        .lake()
-        .object_store()
-        .map(|(url, store)| (url.clone(), store));
+    let lake = Arc::clone(&served);
     let config = ExecutorProcessConfig {
         bind_host: bind.ip().to_string(),
         external_host: args.external_host.clone(),
@@ -113,14 +111,13 @@ async fn executor(served: Arc<ServedLake>, args: ExecutorArgs) -> anyhow::Result
         override_function_registry: Some(Arc::new(served.functions())),
         override_logical_codec: Some(Arc::new(LakeLogicalCodec::serving(Arc::clone(&served)))),
         override_physical_codec: Some(Arc::new(LakePhysicalCodec::serving(Arc::clone(&served)))),
-        // Spill files in the work directory; a lake in S3 read through the lake's client.
+        // Spill files in the work directory; the lake read through the store a session reads
+        // it through (its S3 client, or a local lake's ranges read in place).
         override_runtime_producer: Some(Arc::new(move |_| {
             let runtime = RuntimeEnvBuilder::new()
                 .with_temp_file_path(temp.clone())
                 .build()?;
-            if let Some((url, store)) = &store {
-                runtime.register_object_store(url, Arc::clone(store));
-            }
+            register_lake_store(&runtime, lake.lake());
             Ok(Arc::new(runtime))
         })),
         ..ExecutorProcessConfig::default()

@@ -9,7 +9,6 @@ use std::sync::Arc;
 use datafusion::catalog::TableProvider;
 use datafusion::common::{ParamValues, ScalarValue};
 use datafusion::execution::SendableRecordBatchStream;
-use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::prelude::{DataFrame, SQLOptions, SessionContext};
 use deltalake_core::DeltaTable;
 use trailhouse_lake::{Lake, LakeError, ReaderLock, TableKind, schema};
@@ -18,7 +17,7 @@ use crate::credentials::{self, Lookup};
 use crate::engine::{self, EngineOptions, Extensions};
 use crate::error::QueryError;
 use crate::lake_table::Snapshot;
-use crate::local_store::LocalStore;
+use crate::local_store;
 use crate::saved::{SavedQuery, SavedQueryError, WINDOW_PARAMS};
 
 /// A query session bound to one lake.
@@ -54,16 +53,7 @@ impl Session {
             engine::runtime(options)?,
             &credentials::extensions(),
         )?;
-        match lake.object_store() {
-            Some((url, store)) => {
-                ctx.register_object_store(url, store);
-            }
-            // A local lake's ranges read in place (`local_store`), not on blocking threads.
-            None => {
-                let local = ObjectStoreUrl::local_filesystem();
-                ctx.register_object_store(local.as_ref(), LocalStore::shared());
-            }
-        }
+        local_store::register_lake_store(&ctx.runtime_env(), lake);
         // Before the snapshot is read (no vacuum can then delete a file it names); only for a
         // lake that exists (the lock file is not to create one).
         let reading = lake

@@ -333,6 +333,16 @@ impl Lake {
                     table: self.table_location(kind).display().to_string(),
                     source: Box::new(source),
                 })?;
+            if kind == TableKind::CloudTrail && !dry_run {
+                // The call summaries of the data files deleted (made by queries; see
+                // `state::CALL_SUMMARY_DIR`).
+                let state = self.state();
+                for path in &metrics.files_deleted {
+                    state
+                        .remove(&format!("{}/{path}", crate::state::CALL_SUMMARY_DIR))
+                        .await?;
+                }
+            }
             out.files_deleted.extend(metrics.files_deleted);
         }
         Ok(out)

@@ -11,6 +11,15 @@ use crate::table::Lake;
 
 const DIR: &str = "_trailhouse";
 
+/// The folder under `_trailhouse/` where the query side keeps each `cloudtrail` data file's
+/// summary of calls, at the data file's own path (`call-summary/v1/day=…/part-….parquet`); the
+/// version changes with what a summary holds. A vacuum removes the summaries of the files it
+/// removes.
+pub const CALL_SUMMARY_DIR: &str = "call-summary/v1";
+
+/// The state folder, as a path from the lake's root.
+pub const STATE_DIR: &str = DIR;
+
 /// The state files of one lake.
 #[derive(Debug, Clone)]
 pub struct State {

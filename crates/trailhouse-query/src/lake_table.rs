@@ -44,7 +44,6 @@ use datafusion::logical_expr::utils::conjunction;
 use datafusion::logical_expr::{Between, BinaryExpr, Expr, Operator, TableProviderFilterPushDown};
 use datafusion::physical_optimizer::pruning::PruningPredicateBuilder;
 use datafusion::physical_plan::ExecutionPlan;
-use datafusion::physical_plan::empty::EmptyExec;
 use datafusion::physical_plan::filter::FilterExecBuilder;
 use datafusion::physical_plan::union::UnionExec;
 use deltalake_core::DeltaTable;
@@ -75,7 +74,7 @@ struct DataFile {
 }
 
 /// The snapshot's data files, read by DataFusion's Parquet source.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct LakeTable {
     schema: SchemaRef,
     file_schema: SchemaRef,
@@ -91,6 +90,8 @@ pub struct LakeTable {
     bounded: HashSet<String>,
     /// The object store the files are read from (the local file system, or a bucket).
     store: ObjectStoreUrl,
+    /// The table's folder in that store.
+    location: object_store::path::Path,
     /// The table and version the files are those of.
     snapshot: Option<Snapshot>,
 }
@@ -187,6 +188,8 @@ impl LakeTable {
         }
         let stats = FileStats::new(&actions, &schema, &partition_fields, &partition_values);
         let bounded = stats.bounded(&schema);
+        let location = object_store::path::Path::from_url_path(root.path())
+            .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
         Ok(Some(Self {
             schema,
             file_schema,
@@ -197,6 +200,7 @@ impl LakeTable {
             stats,
             bounded,
             store,
+            location,
             snapshot: Snapshot::of(table),
         }))
     }
@@ -228,6 +232,29 @@ impl LakeTable {
     pub fn restricted_to(mut self, paths: &HashSet<String>) -> Self {
         self.only = Some(self.paths.iter().map(|p| paths.contains(p)).collect());
         self
+    }
+
+    /// The object store the files are read from, and the table's folder in it.
+    pub(crate) fn store(&self) -> (&ObjectStoreUrl, &object_store::path::Path) {
+        (&self.store, &self.location)
+    }
+
+    /// The files a scan with `filters` reads (those [`LakeTable::restricted_to`] kept, pruned
+    /// by the filters as a scan prunes them): each file's path in the Delta log and where it is
+    /// in the object store.
+    pub(crate) fn files_read(
+        &self,
+        state: &dyn CatalogSession,
+        filters: &[Expr],
+    ) -> Vec<(&str, &object_store::path::Path)> {
+        let keep = self.keep(state, filters);
+        self.files
+            .iter()
+            .zip(&self.paths)
+            .enumerate()
+            .filter(|(i, _)| keep[*i] && self.only.as_ref().is_none_or(|o| o[*i]))
+            .map(|(_, (file, path))| (path.as_str(), &file.file.object_meta.location))
+            .collect()
     }
 
     /// Which files may hold rows passing `filters` (all of them when the filters say nothing
@@ -300,11 +327,15 @@ impl TableProvider for LakeTable {
             keep.iter_mut().zip(only).for_each(|(k, o)| *k &= *o);
         }
         if !keep.contains(&true) {
-            let projected = match projection {
-                Some(p) => Arc::new(self.schema.project(p)?),
-                None => Arc::clone(&self.schema),
-            };
-            return Ok(Arc::new(EmptyExec::new(projected)));
+            // A Parquet scan of no file, not an `EmptyExec`: the expressions a query computes
+            // from the columns go into it as into any scan. Above an `EmptyExec` they stay in a
+            // projection of their own, which Ballista's adaptive planner folds into it when it
+            // plans a running stage again: the stage's tasks then report metrics for different
+            // operators, the scheduler refuses them, and the job waits forever (new-behaviour's
+            // baseline, whose first day held no file, on two executors).
+            return self
+                .source(state, Vec::new(), projection.cloned(), limit)
+                .await;
         }
         // The filters this scan applies itself, and for each of them the files where some row
         // may fail it. Files are read in classes by the filters they still need: typically the
@@ -380,7 +411,8 @@ impl LakeTable {
         self.may_pass(state, failing.or(Expr::Column(column.clone()).is_null()))
     }
 
-    /// A Parquet scan of `files`, balanced over the session's partitions.
+    /// A Parquet scan of `files`, balanced over the session's partitions (one partition when
+    /// there is no file).
     async fn source(
         &self,
         state: &dyn CatalogSession,
@@ -390,7 +422,7 @@ impl LakeTable {
     ) -> Result<Arc<dyn ExecutionPlan>> {
         // Balance the groups by bytes: the largest files first, each to the lightest group.
         files.sort_by_key(|f| std::cmp::Reverse(f.file.object_meta.size));
-        let groups_wanted = state.config().target_partitions().max(1).min(files.len());
+        let groups_wanted = state.config().target_partitions().min(files.len()).max(1);
         let mut groups: Vec<(u64, Vec<PartitionedFile>)> = vec![(0, Vec::new()); groups_wanted];
         for f in &files {
             if let Some(g) = groups.iter_mut().min_by_key(|g| g.0) {
@@ -519,7 +551,7 @@ fn delta_error(e: deltalake_core::DeltaTableError) -> crate::QueryError {
 
 /// Per-file statistics for pruning, from the Delta log: partition values (a file's min and max),
 /// and `min.`/`max.`/`null_count.` of top-level columns, with row counts.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct FileStats {
     files: usize,
     min: Vec<(String, ArrayRef)>,

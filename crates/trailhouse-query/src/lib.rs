@@ -2,6 +2,7 @@
 //! `quarantine`, read-only SQL, result formats, and the export of original records. Writing the
 //! lake is not this crate's business.
 
+pub mod call_summary;
 #[cfg(feature = "cluster")]
 pub mod cluster;
 pub mod count_distinct;

@@ -1,6 +1,7 @@
 //! A DataFusion session over the lake: `cloudtrail`, `quarantine` and `integrity` (the latest
 //! verdict per source file) registered from their Delta tables (the files of the snapshot,
-//! pruned by partition and file statistics, see `lake_table`), and the JSON functions of datafusion-functions-json
+//! pruned by partition and file statistics, see `lake_table`), `credentials` and
+//! `call_summary` derived from `cloudtrail`, and the JSON functions of datafusion-functions-json
 //! (`json_get_str(requestparameters, 'bucketName')`, `->>`).
 
 use std::collections::HashMap;
@@ -13,6 +14,7 @@ use datafusion::prelude::{DataFrame, SQLOptions, SessionContext};
 use deltalake_core::DeltaTable;
 use trailhouse_lake::{Lake, LakeError, ReaderLock, TableKind, schema};
 
+use crate::call_summary::{self, CallSummary};
 use crate::credentials::{self, Lookup};
 use crate::engine::{self, EngineOptions, Extensions};
 use crate::error::QueryError;
@@ -63,6 +65,12 @@ impl Session {
             .map(Arc::new);
         let main = lake.open(TableKind::CloudTrail).await?;
         register(&ctx, &main, schema::TABLE_NAME).await?;
+        ctx.register_table(
+            call_summary::TABLE_NAME,
+            Arc::new(CallSummary::new(
+                ctx.table_provider(schema::TABLE_NAME).await?,
+            )),
+        )?;
         match lake.open(TableKind::Quarantine).await {
             Ok(q) => register(&ctx, &q, schema::QUARANTINE_TABLE_NAME).await?,
             // A lake written before the quarantine table existed.
@@ -105,7 +113,12 @@ impl Session {
             &credentials::extensions(),
         )?;
         ctx.register_table(schema::TABLE_NAME, table)?;
-        for name in [schema::QUARANTINE_TABLE_NAME, schema::INTEGRITY_TABLE_NAME] {
+        // The summary of the lake's calls, not of `table`'s.
+        for name in [
+            schema::QUARANTINE_TABLE_NAME,
+            schema::INTEGRITY_TABLE_NAME,
+            call_summary::TABLE_NAME,
+        ] {
             if self.ctx.table_exist(name)? {
                 ctx.register_table(name, self.ctx.table_provider(name).await?)?;
             }

@@ -218,6 +218,55 @@ fn compact_and_vacuum_keep_every_record() {
     assert_eq!(r["records_duplicate"], 1, "{r}");
 }
 
+#[test]
+fn call_summaries_follow_the_files_that_compact_and_vacuum_replace() {
+    let (_dir, src, lake) = scratch();
+    deliveries_of_one_day(&src, 5);
+    write_trail_file(
+        &src,
+        "eu-west-1",
+        1,
+        "other-calls.json.gz",
+        &[
+            event("g1", "2026-11-01T05:00:00Z", "GetObject", "eu-west-1"),
+            event("g2", "2026-11-01T07:00:00Z", "GetObject", "eu-west-1"),
+            event("d1", "2026-11-01T06:00:00Z", "DeleteObject", "eu-west-1"),
+        ],
+    );
+    let (run, _) = ingest_json(&lake, &[&src], &["--batch-files", "1", "--no-compact"]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    let summarised = "SELECT principal, eventsource, eventname, sum(calls) AS calls, \
+                      min(first_seen) AS first_seen, max(last_seen) AS last_seen \
+                      FROM call_summary GROUP BY 1, 2, 3 ORDER BY 1, 2, 3";
+    let counted = "SELECT actor(useridentity) AS principal, eventsource, eventname, \
+                   count(*) AS calls, min(eventtime) AS first_seen, max(eventtime) AS last_seen \
+                   FROM cloudtrail GROUP BY 1, 2, 3 ORDER BY 1, 2, 3";
+    let truth = sql_csv(&lake, counted);
+    assert_eq!(truth.lines().count(), 4, "{truth}");
+    let kept_dir = lake.join("_trailhouse/call-summary/v1/day=2026-11-01");
+    let kept = || std::fs::read_dir(&kept_dir).map_or(0, |d| d.count());
+    assert_eq!(kept(), 0);
+    assert_eq!(sql_csv(&lake, summarised), truth);
+    // One summary per data file, read again by the next query.
+    assert_eq!((files_of_day(&lake, "2026-11-01"), kept()), (6, 6));
+    assert_eq!(sql_csv(&lake, summarised), truth);
+
+    // The compacted file is summarised in turn; a vacuum removes its inputs' summaries.
+    let r = trailhouse(&lake, &["compact"]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    assert_eq!(sql_csv(&lake, summarised), truth);
+    assert_eq!(kept(), 7);
+    let r = trailhouse(&lake, &["vacuum", "--retention-hours", "0"]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    assert_eq!(kept(), 1);
+    assert_eq!(sql_csv(&lake, summarised), truth);
+
+    // Where no summary can be kept, each query makes them in memory, with the same answer.
+    std::fs::remove_dir_all(lake.join("_trailhouse/call-summary")).expect("remove");
+    std::fs::write(lake.join("_trailhouse/call-summary"), "in the way").expect("write");
+    assert_eq!(sql_csv(&lake, summarised), truth);
+}
+
 /// The data files a query of `day` reads.
 fn files_of_day(lake: &std::path::Path, day: &str) -> usize {
     let plan = sql_csv(

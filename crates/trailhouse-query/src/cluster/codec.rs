@@ -5,9 +5,11 @@
 //! DataFusion's own nodes (the Parquet scans `LakeTable` plans among them) but not ours, so our
 //! codecs add:
 //!
-//! - the tables `cloudtrail` and `quarantine` ([`LakeTable`]) and `credentials`
-//!   ([`CredentialsTable`]), sent as *which table at which version* ([`Snapshot`]): the
-//!   scheduler opens that snapshot of its own lake (the same files) and plans the scan;
+//! - the tables `cloudtrail` and `quarantine` ([`LakeTable`]), `credentials`
+//!   ([`CredentialsTable`]) and `call_summary` ([`CallSummary`]), sent as *which table at which
+//!   version* ([`Snapshot`]): the scheduler opens that snapshot of its own lake (the same files)
+//!   and plans the scan (a call summary's scan reads the summaries kept beside the lake, and
+//!   makes those missing);
 //! - recursive queries (`WITH RECURSIVE`: session-origin's chain of STS calls), which
 //!   DataFusion's codec does not send;
 //! - the credentials lookups ([`CredentialsExec`], [`LookupJoin`], [`LookupJoinExec`]), sent
@@ -42,6 +44,7 @@ use prost::Message;
 use serde::{Deserialize, Serialize};
 
 use super::ServedLake;
+use crate::call_summary::CallSummary;
 use crate::count_distinct::{CountDistinct, CountDistinctExec};
 use crate::credentials::join::{LookupJoin, LookupJoinExec, Step};
 use crate::credentials::{CredentialsExec, CredentialsTable, Lookup, Request};
@@ -61,6 +64,8 @@ enum LogicalNode {
     },
     /// `credentials`, looked up in `snapshot` of `cloudtrail`.
     Credentials { snapshot: Snapshot },
+    /// `call_summary` of `snapshot` of `cloudtrail`.
+    CallSummary { snapshot: Snapshot },
     /// A join on `credentials.minted_key` planned as lookups ([`LookupJoin`]).
     LookupJoin(JoinParts),
     /// The count of its input's distinct values ([`CountDistinct`]), as column `name`.
@@ -272,7 +277,9 @@ impl LogicalExtensionCodec for LakeLogicalCodec {
                     node: Arc::new(CountDistinct::new(input.clone(), &name)?),
                 });
             }
-            LogicalNode::Table { .. } | LogicalNode::Credentials { .. } => {
+            LogicalNode::Table { .. }
+            | LogicalNode::Credentials { .. }
+            | LogicalNode::CallSummary { .. } => {
                 return Err(DataFusionError::Internal(
                     "a trailhouse table where a plan node was expected".into(),
                 ));
@@ -358,6 +365,9 @@ impl LogicalExtensionCodec for LakeLogicalCodec {
             Some(LogicalNode::Credentials { snapshot }) => Ok(Arc::new(CredentialsTable::new(
                 served(&self.lake)?.lookup(&snapshot)?,
             ))),
+            Some(LogicalNode::CallSummary { snapshot }) => Ok(Arc::new(CallSummary::new(
+                served(&self.lake)?.table(&snapshot, None)?,
+            ))),
             Some(LogicalNode::LookupJoin(_) | LogicalNode::CountDistinct { .. }) => {
                 Err(DataFusionError::Internal(
                     "a trailhouse plan node where a table was expected".into(),
@@ -383,6 +393,13 @@ impl LogicalExtensionCodec for LakeLogicalCodec {
         if let Some(table) = node.downcast_ref::<CredentialsTable>() {
             let snapshot = snapshot_of_lookup(table.lookup())?;
             return write(&LogicalNode::Credentials { snapshot }, buf);
+        }
+        if let Some(table) = node.downcast_ref::<CallSummary>() {
+            let snapshot = table
+                .snapshot()
+                .cloned()
+                .ok_or_else(|| unknown_snapshot(&format!("table `{table_ref}`")))?;
+            return write(&LogicalNode::CallSummary { snapshot }, buf);
         }
         self.inner
             .try_encode_table_provider(table_ref, node, buf)

@@ -6,7 +6,8 @@
 //! DataFusion's unparser, so what it means is what trailhouse runs: our functions are written
 //! out in the engine's words, and the parameters stay named, as the engine binds them. What an
 //! engine cannot run as it is does not translate, with the reason: the `credentials` table
-//! (trailhouse derives it from the lake's STS calls), `cidr_match` (IP blocks), Sigma's paths
+//! (trailhouse derives it from the lake's STS calls), the `call_summary` table (kept beside the
+//! lake), `cidr_match` (IP blocks), Sigma's paths
 //! into JSON (`json_path_match`), aggregates that order their input, and recursive queries.
 
 mod duckdb;
@@ -86,6 +87,10 @@ pub fn planning_context() -> Result<SessionContext, QueryError> {
         (schema::TABLE_NAME, schema::table_schema()),
         (schema::QUARANTINE_TABLE_NAME, schema::quarantine_schema()),
         (crate::credentials::TABLE_NAME, crate::credentials::schema()),
+        (
+            crate::call_summary::TABLE_NAME,
+            crate::call_summary::schema(),
+        ),
     ] {
         ctx.register_table(name, Arc::new(MemTable::try_new(schema, vec![vec![]])?))?;
     }
@@ -144,6 +149,15 @@ fn untranslatable(plan: &LogicalPlan, target: Target) -> Option<String> {
                  the lake's STS calls"
                     .to_string(),
             ),
+            LogicalPlan::TableScan(scan)
+                if scan.table_name.table() == crate::call_summary::TABLE_NAME =>
+            {
+                Some(
+                    "it reads `call_summary`, the summary of each data file's calls trailhouse \
+                     keeps beside the lake"
+                        .to_string(),
+                )
+            }
             LogicalPlan::RecursiveQuery(_) => {
                 Some("it is recursive (WITH RECURSIVE over `credentials`)".to_string())
             }

@@ -42,7 +42,7 @@ use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::empty::EmptyExec;
 use datafusion::physical_plan::union::UnionExec;
 use datafusion::prelude::SessionContext;
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use parquet::arrow::ArrowWriter;
@@ -138,15 +138,31 @@ impl TableProvider for CallSummary {
         let dir = summary_dir(location);
         let kept = kept_summaries(store.as_ref(), &dir).await;
         let mut read = Vec::with_capacity(wanted.len());
-        let mut unwritten = Vec::new();
+        let mut missing = Vec::new();
         for (path, data) in wanted {
             let summary = summary_path(location, &dir, data)?;
-            if let Some(size) = kept.get(&summary) {
-                read.push(PartitionedFile::new(summary.to_string(), *size));
-                continue;
+            match kept.get(&summary) {
+                Some(size) => read.push(PartitionedFile::new(summary.to_string(), *size)),
+                None => missing.push((path.to_string(), summary)),
             }
-            let batches = summarise(state, table, path).await?;
-            match write(store.as_ref(), &summary, &batches).await {
+        }
+        // A file's summary is made in one partition: as many files at a time as the session
+        // has partitions.
+        let made: Vec<_> = futures::stream::iter(missing)
+            .map(|(path, summary)| {
+                let store = Arc::clone(&store);
+                async move {
+                    let batches = summarise(state, table, &path).await?;
+                    let written = write(store.as_ref(), &summary, &batches).await;
+                    Ok::<_, DataFusionError>((summary, written, batches))
+                }
+            })
+            .buffer_unordered(state.config().target_partitions().max(1))
+            .try_collect()
+            .await?;
+        let mut unwritten = Vec::new();
+        for (summary, written, batches) in made {
+            match written {
                 Ok(size) => read.push(PartitionedFile::new(summary.to_string(), size)),
                 // Read-only: this query's answer from memory, made again by the next.
                 Err(_) => unwritten.extend(batches),

@@ -610,7 +610,7 @@ fn a_saved_querys_parquet_setting_reaches_the_lakes_scan() {
 }
 
 #[test]
-fn new_behaviour_builds_its_join_from_the_new_calls_not_from_the_windows_calls() {
+fn new_behaviour_reads_the_baseline_from_the_call_summary_not_from_its_calls() {
     let (_dir, lake) = small_lake();
     let r = trailhouse(
         &lake,
@@ -625,20 +625,27 @@ fn new_behaviour_builds_its_join_from_the_new_calls_not_from_the_windows_calls()
         ],
     );
     assert_eq!(r.code, Some(0), "{}", r.stderr);
-    // The join's first input (the side its hash table is built from) is the aggregate that
-    // finds the new calls; the window's calls are its second.
+    // The baseline (the days before the 3rd) is read from the summaries of its two files; the
+    // calls themselves are read only for the window (the 3rd): the baseline's first day, read
+    // as calls, holds no file.
     let plan = r.stdout.split("HashJoinExec").nth(1).expect("a hash join");
-    let aggregate = plan.find("AggregateExec").expect("the new calls");
-    let scans: Vec<usize> = plan
-        .match_indices("DataSourceExec")
-        .map(|(i, _)| i)
-        .collect();
-    assert_eq!(scans.len(), 2, "{plan}");
-    assert!(aggregate < scans[0], "{plan}");
+    let summaries = |day: &str| format!("_trailhouse/call-summary/v1/day=2026-11-{day}/");
+    let calls = |day: &str| format!("cloudtrail/day=2026-11-{day}/");
+    assert!(plan.contains(&summaries("01")), "{plan}");
+    assert!(plan.contains(&summaries("02")), "{plan}");
+    assert!(!plan.contains(&summaries("03")), "{plan}");
     assert!(
-        !plan[scans[0]..scans[1]].contains("AggregateExec"),
+        !plan.contains(&calls("01")) && !plan.contains(&calls("02")),
         "{plan}"
     );
+    assert!(plan.contains(&calls("03")), "{plan}");
+    // Kept beside the lake for the next query.
+    for day in ["01", "02"] {
+        let kept = std::fs::read_dir(lake.join(summaries(day)))
+            .expect("kept")
+            .count();
+        assert_eq!(kept, 1, "day {day}");
+    }
 }
 
 /// An STS call minting `minted` for the caller holding `caller_key`.

@@ -111,6 +111,8 @@ fn a_lake_in_s3_answers_every_command_as_a_local_lake() {
         "SELECT count(*), count(DISTINCT eventid) FROM cloudtrail",
         "SELECT count(*) FROM credentials",
         "SELECT count(*) FROM quarantine",
+        "SELECT principal, eventsource, eventname, sum(calls), min(first_seen), max(last_seen) \
+         FROM call_summary GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
     ] {
         let ours = run_in(lake, &server, &["sql", sql]);
         assert_eq!(ours.code, Some(0), "{sql}: {}", ours.stderr);
@@ -132,6 +134,24 @@ fn a_lake_in_s3_answers_every_command_as_a_local_lake() {
     assert_eq!(ours.code, Some(0), "{}", ours.stderr);
     assert!(ours.stdout.contains("DeleteBucket"), "{}", ours.stdout);
     assert_eq!(ours.stdout, trailhouse(&local, &who).stdout);
+    // new-behaviour's baseline from the call summaries, which the first query kept in the
+    // lake's bucket.
+    let new = [
+        "run",
+        "new-behaviour",
+        "--param",
+        "baseline=2026-10-01",
+        "--since",
+        "2026-11-03",
+    ];
+    let ours = run_in(lake, &server, &new);
+    assert_eq!(ours.code, Some(0), "{}", ours.stderr);
+    assert_eq!(ours.stdout, trailhouse(&local, &new).stdout);
+    assert!(
+        files_under(&folder.join("_trailhouse/call-summary/v1"))
+            .iter()
+            .any(|p| p.to_string_lossy().ends_with(".parquet"))
+    );
     let report = [
         "report",
         "--format",

@@ -50,4 +50,4 @@ WHERE NOT EXISTS (
       AND (s.eventsource IS NOT DISTINCT FROM m.eventsource)
       AND (s.eventname IS NOT DISTINCT FROM m.eventname)
 )
-ORDER BY first_seen DESC, principal, eventname
+ORDER BY first_seen DESC, principal, eventname, eventsource

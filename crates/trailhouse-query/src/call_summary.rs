@@ -39,7 +39,6 @@ use datafusion::execution::SessionState;
 use datafusion::functions_aggregate::expr_fn::{count, max, min};
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, col, lit};
 use datafusion::physical_plan::ExecutionPlan;
-use datafusion::physical_plan::empty::EmptyExec;
 use datafusion::physical_plan::union::UnionExec;
 use datafusion::prelude::SessionContext;
 use futures::{StreamExt, TryStreamExt};
@@ -50,7 +49,7 @@ use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 use trailhouse_lake::{schema, state};
 
-use crate::lake_table::{LakeTable, Snapshot};
+use crate::lake_table::{LakeTable, Snapshot, parquet_options};
 
 /// The table's name in SQL.
 pub const TABLE_NAME: &str = "call_summary";
@@ -126,14 +125,11 @@ impl TableProvider for CallSummary {
         let table = self.files()?;
         let on_events: Vec<Expr> = filters.iter().filter_map(on_events).collect();
         let wanted = table.files_read(state, &on_events);
-        let projected = match projection {
-            Some(p) => Arc::new(SCHEMA.project(p)?),
-            None => schema(),
-        };
-        if wanted.is_empty() {
-            return Ok(Arc::new(EmptyExec::new(projected)));
-        }
         let (url, location) = table.store();
+        if wanted.is_empty() {
+            // A scan of no file, as `cloudtrail`'s (not an `EmptyExec`: see `LakeTable::scan`).
+            return parquet_scan(state, url.clone(), Vec::new(), projection, limit);
+        }
         let store = state.runtime_env().object_store(url)?;
         let dir = summary_dir(location);
         let kept = kept_summaries(store.as_ref(), &dir).await;
@@ -308,7 +304,8 @@ async fn write(store: &dyn ObjectStore, path: &Path, batches: &[RecordBatch]) ->
     Ok(size)
 }
 
-/// A Parquet scan of the summaries `files`, spread over the session's partitions.
+/// A Parquet scan of the summaries `files`, spread over the session's partitions (one when
+/// there is no file).
 fn parquet_scan(
     state: &dyn CatalogSession,
     url: datafusion::execution::object_store::ObjectStoreUrl,
@@ -316,15 +313,13 @@ fn parquet_scan(
     projection: Option<&Vec<usize>>,
     limit: Option<usize>,
 ) -> Result<Arc<dyn ExecutionPlan>> {
-    let partitions = state.config().target_partitions().clamp(1, files.len());
+    let partitions = state.config().target_partitions().min(files.len()).max(1);
     let mut groups = vec![Vec::new(); partitions];
     for (i, file) in files.into_iter().enumerate() {
         groups[i % partitions].push(file);
     }
-    let mut options = state.table_options().parquet.clone();
-    options.global = state.config_options().execution.parquet.clone();
     let source = ParquetSource::new(TableSchema::builder(schema()).build())
-        .with_table_parquet_options(options);
+        .with_table_parquet_options(parquet_options(state));
     let config = FileScanConfigBuilder::new(url, Arc::new(source))
         .with_file_groups(groups.into_iter().map(FileGroup::new).collect())
         .with_projection_indices(projection.cloned())?

@@ -28,6 +28,7 @@ use arrow::compute::cast;
 use arrow::datatypes::{DataType, FieldRef, Schema, SchemaRef};
 use async_trait::async_trait;
 use datafusion::catalog::{Session as CatalogSession, TableProvider};
+use datafusion::common::config::TableParquetOptions;
 use datafusion::common::pruning::PruningStatistics;
 use datafusion::common::stats::Precision;
 use datafusion::common::{Column, DFSchema, Result, ScalarValue, Statistics};
@@ -438,11 +439,7 @@ impl LakeTable {
         let table_schema = TableSchema::builder(Arc::clone(&self.file_schema))
             .with_table_partition_cols(self.partition_fields.clone())
             .build();
-        // The session's Parquet settings as they are now: a table's options are copied from
-        // them when the session is made, and miss what is set after (a saved query's
-        // `-- setting:`).
-        let mut options = state.table_options().parquet.clone();
-        options.global = state.config_options().execution.parquet.clone();
+        let mut options = parquet_options(state);
         if reads_plain_text(&self.schema, projection.as_deref()) {
             options.global.force_filter_selections = true;
         }
@@ -476,6 +473,15 @@ impl LakeTable {
             .build();
         Ok(DataSourceExec::from_data_source(config))
     }
+}
+
+/// The session's Parquet settings as they are now, for a scan: a table's options are copied
+/// from them when the session is made, and miss what is set after (a saved query's
+/// `-- setting:`).
+pub(crate) fn parquet_options(state: &dyn CatalogSession) -> TableParquetOptions {
+    let mut options = state.table_options().parquet.clone();
+    options.global = state.config_options().execution.parquet.clone();
+    options
 }
 
 /// Whether a scan of `projection` (all columns when `None`) reads a text column stored without

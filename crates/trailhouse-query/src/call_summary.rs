@@ -45,6 +45,7 @@ use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use parquet::arrow::ArrowWriter;
+use parquet::arrow::async_reader::{AsyncFileReader, ParquetObjectReader};
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 use trailhouse_lake::{schema, state};
@@ -133,13 +134,33 @@ impl TableProvider for CallSummary {
         let store = state.runtime_env().object_store(url)?;
         let dir = summary_dir(location);
         let kept = kept_summaries(store.as_ref(), &dir).await;
-        let mut read = Vec::with_capacity(wanted.len());
+        let mut found = Vec::with_capacity(wanted.len());
         let mut missing = Vec::new();
         for (path, data) in wanted {
             let summary = summary_path(location, &dir, data)?;
             match kept.get(&summary) {
-                Some(size) => read.push(PartitionedFile::new(summary.to_string(), *size)),
+                Some(size) => found.push((path.to_string(), summary, *size)),
                 None => missing.push((path.to_string(), summary)),
+            }
+        }
+        // A kept summary whose footer does not read (cut short, overwritten) is made again.
+        let checked: Vec<_> = futures::stream::iter(found)
+            .map(|(path, summary, size)| {
+                let store = Arc::clone(&store);
+                async move {
+                    let readable = footer_reads(store, &summary, size).await;
+                    (path, summary, size, readable)
+                }
+            })
+            .buffer_unordered(FOOTERS_AT_ONCE)
+            .collect()
+            .await;
+        let mut read = Vec::with_capacity(checked.len());
+        for (path, summary, size, readable) in checked {
+            if readable {
+                read.push(PartitionedFile::new(summary.to_string(), size));
+            } else {
+                missing.push((path, summary));
             }
         }
         // A file's summary is made in one partition: as many files at a time as the session
@@ -237,6 +258,15 @@ async fn kept_summaries(store: &dyn ObjectStore, dir: &Path) -> HashMap<Path, u6
         .await
         .unwrap_or_default();
     listed.into_iter().map(|m| (m.location, m.size)).collect()
+}
+
+/// Footers of kept summaries read at a time (requests, in a bucket).
+const FOOTERS_AT_ONCE: usize = 16;
+
+/// Whether the Parquet footer of the summary at `path` reads.
+async fn footer_reads(store: Arc<dyn ObjectStore>, path: &Path, size: u64) -> bool {
+    let mut reader = ParquetObjectReader::new(store, path.clone()).with_file_size(size);
+    reader.get_metadata(None).await.is_ok()
 }
 
 /// The summary of one data file (`path`, as the Delta log names it) of `table`.

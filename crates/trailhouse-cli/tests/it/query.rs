@@ -261,6 +261,18 @@ fn call_summaries_follow_the_files_that_compact_and_vacuum_replace() {
     assert_eq!(kept(), 1);
     assert_eq!(sql_csv(&lake, summarised), truth);
 
+    // A summary damaged (cut short, overwritten) is made again.
+    let kept_file = std::fs::read_dir(&kept_dir)
+        .expect("kept")
+        .next()
+        .expect("one")
+        .expect("entry")
+        .path();
+    std::fs::write(&kept_file, "not parquet").expect("damage");
+    assert_eq!(sql_csv(&lake, summarised), truth);
+    assert!(std::fs::metadata(&kept_file).expect("kept").len() > 100);
+    assert_eq!(sql_csv(&lake, summarised), truth);
+
     // Where no summary can be kept, each query makes them in memory, with the same answer.
     std::fs::remove_dir_all(lake.join("_trailhouse/call-summary")).expect("remove");
     std::fs::write(lake.join("_trailhouse/call-summary"), "in the way").expect("write");

@@ -45,8 +45,8 @@ use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use parquet::arrow::ArrowWriter;
-use parquet::arrow::async_reader::{AsyncFileReader, ParquetObjectReader};
 use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::metadata::{FooterTail, ParquetMetaDataReader};
 use parquet::file::properties::WriterProperties;
 use trailhouse_lake::{schema, state};
 
@@ -263,10 +263,29 @@ async fn kept_summaries(store: &dyn ObjectStore, dir: &Path) -> HashMap<Path, u6
 /// Footers of kept summaries read at a time (requests, in a bucket).
 const FOOTERS_AT_ONCE: usize = 16;
 
-/// Whether the Parquet footer of the summary at `path` reads.
+/// Whether the Parquet footer of the summary at `path`, `size` bytes, reads (two ranges: its
+/// last eight bytes, then the footer they give the length of).
 async fn footer_reads(store: Arc<dyn ObjectStore>, path: &Path, size: u64) -> bool {
-    let mut reader = ParquetObjectReader::new(store, path.clone()).with_file_size(size);
-    reader.get_metadata(None).await.is_ok()
+    const TAIL: u64 = 8;
+    let Some(start) = size.checked_sub(TAIL) else {
+        return false;
+    };
+    let Ok(tail) = store.get_range(path, start..size).await else {
+        return false;
+    };
+    let Some(footer) = <&[u8; 8]>::try_from(tail.as_ref())
+        .ok()
+        .and_then(|t| FooterTail::try_new(t).ok())
+    else {
+        return false;
+    };
+    let Some(from) = start.checked_sub(footer.metadata_length() as u64) else {
+        return false;
+    };
+    match store.get_range(path, from..start).await {
+        Ok(metadata) => ParquetMetaDataReader::decode_metadata(&metadata).is_ok(),
+        Err(_) => false,
+    }
 }
 
 /// The summary of one data file (`path`, as the Delta log names it) of `table`.

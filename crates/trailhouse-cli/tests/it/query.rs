@@ -247,9 +247,22 @@ fn call_summaries_follow_the_files_that_compact_and_vacuum_replace() {
     let kept = || std::fs::read_dir(&kept_dir).map_or(0, |d| d.count());
     assert_eq!(kept(), 0);
     assert_eq!(sql_csv(&lake, summarised), truth);
-    // One summary per data file, read again by the next query.
+    // One summary per data file, read again by the next query (not made again).
     assert_eq!((files_of_day(&lake, "2026-11-01"), kept()), (6, 6));
+    let written = || {
+        let mut times: Vec<_> = std::fs::read_dir(&kept_dir)
+            .expect("kept")
+            .map(|e| {
+                let e = e.expect("entry");
+                (e.file_name(), e.metadata().and_then(|m| m.modified()).ok())
+            })
+            .collect();
+        times.sort();
+        times
+    };
+    let before = written();
     assert_eq!(sql_csv(&lake, summarised), truth);
+    assert_eq!(written(), before);
 
     // The compacted file is summarised in turn; a vacuum removes its inputs' summaries.
     let r = trailhouse(&lake, &["compact"]);

@@ -32,13 +32,17 @@ use datafusion::common::{Column, DataFusionError, Result};
 use datafusion::datasource::TableType;
 use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::memory::MemorySourceConfig;
-use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
+use datafusion::datasource::physical_plan::parquet::CachedParquetFileReaderFactory;
+use datafusion::datasource::physical_plan::{
+    FileGroup, FileScanConfigBuilder, ParquetFileReaderFactory, ParquetSource,
+};
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::datasource::table_schema::TableSchema;
 use datafusion::execution::SessionState;
 use datafusion::functions_aggregate::expr_fn::{count, max, min};
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, col, lit};
 use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::metrics::ExecutionPlanMetricsSet;
 use datafusion::physical_plan::union::UnionExec;
 use datafusion::prelude::SessionContext;
 use futures::{StreamExt, TryStreamExt};
@@ -46,7 +50,6 @@ use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
-use parquet::file::metadata::{FooterTail, ParquetMetaDataReader};
 use parquet::file::properties::WriterProperties;
 use trailhouse_lake::{schema, state};
 
@@ -129,11 +132,16 @@ impl TableProvider for CallSummary {
         let (url, location) = table.store();
         if wanted.is_empty() {
             // A scan of no file, as `cloudtrail`'s (not an `EmptyExec`: see `LakeTable::scan`).
-            return parquet_scan(state, url.clone(), Vec::new(), projection, limit);
+            return parquet_scan(state, url.clone(), Vec::new(), None, projection, limit);
         }
         let store = state.runtime_env().object_store(url)?;
         let dir = summary_dir(location);
         let kept = kept_summaries(store.as_ref(), &dir).await;
+        // Footers read once: checked here, kept in the session's cache for the scan.
+        let footers = Arc::new(CachedParquetFileReaderFactory::new(
+            Arc::clone(&store),
+            state.runtime_env().cache_manager.get_file_metadata_cache(),
+        ));
         let mut found = Vec::with_capacity(wanted.len());
         let mut missing = Vec::new();
         for (path, data) in wanted {
@@ -146,9 +154,9 @@ impl TableProvider for CallSummary {
         // A kept summary whose footer does not read (cut short, overwritten) is made again.
         let checked: Vec<_> = futures::stream::iter(found)
             .map(|(path, summary, size)| {
-                let store = Arc::clone(&store);
+                let footers = Arc::clone(&footers);
                 async move {
-                    let readable = footer_reads(store, &summary, size).await;
+                    let readable = footer_reads(&footers, &summary, size).await;
                     (path, summary, size, readable)
                 }
             })
@@ -187,7 +195,14 @@ impl TableProvider for CallSummary {
         }
         let mut branches: Vec<Arc<dyn ExecutionPlan>> = Vec::new();
         if !read.is_empty() {
-            branches.push(parquet_scan(state, url.clone(), read, projection, limit)?);
+            branches.push(parquet_scan(
+                state,
+                url.clone(),
+                read,
+                Some(footers),
+                projection,
+                limit,
+            )?);
         }
         if !unwritten.is_empty() {
             branches.push(MemorySourceConfig::try_new_exec(
@@ -263,27 +278,12 @@ async fn kept_summaries(store: &dyn ObjectStore, dir: &Path) -> HashMap<Path, u6
 /// Footers of kept summaries read at a time (requests, in a bucket).
 const FOOTERS_AT_ONCE: usize = 16;
 
-/// Whether the Parquet footer of the summary at `path`, `size` bytes, reads (two ranges: its
-/// last eight bytes, then the footer they give the length of).
-async fn footer_reads(store: Arc<dyn ObjectStore>, path: &Path, size: u64) -> bool {
-    const TAIL: u64 = 8;
-    let Some(start) = size.checked_sub(TAIL) else {
-        return false;
-    };
-    let Ok(tail) = store.get_range(path, start..size).await else {
-        return false;
-    };
-    let Some(footer) = <&[u8; 8]>::try_from(tail.as_ref())
-        .ok()
-        .and_then(|t| FooterTail::try_new(t).ok())
-    else {
-        return false;
-    };
-    let Some(from) = start.checked_sub(footer.metadata_length() as u64) else {
-        return false;
-    };
-    match store.get_range(path, from..start).await {
-        Ok(metadata) => ParquetMetaDataReader::decode_metadata(&metadata).is_ok(),
+/// Whether the Parquet footer of the summary at `path`, `size` bytes, reads: read through
+/// `footers`, which keeps it for the scan that then reads the summary.
+async fn footer_reads(footers: &CachedParquetFileReaderFactory, path: &Path, size: u64) -> bool {
+    let file = PartitionedFile::new(path.to_string(), size);
+    match footers.create_reader(0, file, None, &ExecutionPlanMetricsSet::new()) {
+        Ok(mut reader) => reader.get_metadata(None).await.is_ok(),
         Err(_) => false,
     }
 }
@@ -354,11 +354,12 @@ async fn write(store: &dyn ObjectStore, path: &Path, batches: &[RecordBatch]) ->
 }
 
 /// A Parquet scan of the summaries `files`, spread over the session's partitions (one when
-/// there is no file).
+/// there is no file), their footers read through `footers` when given.
 fn parquet_scan(
     state: &dyn CatalogSession,
     url: datafusion::execution::object_store::ObjectStoreUrl,
     files: Vec<PartitionedFile>,
+    footers: Option<Arc<CachedParquetFileReaderFactory>>,
     projection: Option<&Vec<usize>>,
     limit: Option<usize>,
 ) -> Result<Arc<dyn ExecutionPlan>> {
@@ -367,8 +368,11 @@ fn parquet_scan(
     for (i, file) in files.into_iter().enumerate() {
         groups[i % partitions].push(file);
     }
-    let source = ParquetSource::new(TableSchema::builder(schema()).build())
+    let mut source = ParquetSource::new(TableSchema::builder(schema()).build())
         .with_table_parquet_options(parquet_options(state));
+    if let Some(footers) = footers {
+        source = source.with_parquet_file_reader_factory(footers);
+    }
     let config = FileScanConfigBuilder::new(url, Arc::new(source))
         .with_file_groups(groups.into_iter().map(FileGroup::new).collect())
         .with_projection_indices(projection.cloned())?

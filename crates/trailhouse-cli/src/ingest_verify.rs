@@ -130,31 +130,84 @@ pub async fn after_ingest(
             "; recorded in table `integrity` (version {r})"
         ))
     );
+    let mut logs = Problems::default();
     for l in found
         .log_files
         .iter()
         .filter(|l| !matches!(l.verdict, LogVerdict::Valid | LogVerdict::Pending))
     {
-        eprintln!(
-            "verify: {} {} {}",
-            l.verdict.as_str(),
-            l.object,
-            l.reason.as_deref().unwrap_or("")
-        );
+        logs.add(l.verdict.as_str(), || {
+            format!(
+                "verify: {} {} {}",
+                l.verdict.as_str(),
+                l.object,
+                l.reason.as_deref().unwrap_or("")
+            )
+        });
     }
+    logs.print("log files", |verdict| {
+        format!(
+            "each is in table `integrity`: SELECT sourcefile, reason FROM integrity WHERE \
+             verdict = '{verdict}'"
+        )
+    });
+    let mut digests = Problems::default();
     for d in found
         .digests
         .iter()
         .filter(|d| d.verdict != DigestVerdict::Valid)
     {
-        eprintln!(
-            "verify: digest {} {} {}",
-            d.verdict.as_str(),
-            d.object,
-            d.reasons.join("; ")
-        );
+        digests.add(d.verdict.as_str(), || {
+            format!(
+                "verify: digest {} {} {}",
+                d.verdict.as_str(),
+                d.object,
+                d.reasons.join("; ")
+            )
+        });
     }
+    digests.print("digests", |_| {
+        "`trailhouse verify` over the same sources lists each".to_string()
+    });
     Ok(v)
+}
+
+/// Problems `ingest --verify` names one by one, per verdict, before it counts the rest: a
+/// trail verified without its public keys has a problem per digest (110,000 for 2M events), and
+/// the run's own report would scroll away under them.
+const NAMED_PER_VERDICT: usize = 10;
+
+/// The problems of one kind (log files or digests), by verdict: the first lines and how many.
+#[derive(Default)]
+struct Problems {
+    by_verdict: BTreeMap<&'static str, (Vec<String>, usize)>,
+}
+
+impl Problems {
+    /// One problem with `verdict`; its line is made only if it is to be printed.
+    fn add(&mut self, verdict: &'static str, line: impl FnOnce() -> String) {
+        let (lines, n) = self.by_verdict.entry(verdict).or_default();
+        if lines.len() < NAMED_PER_VERDICT {
+            lines.push(line());
+        }
+        *n += 1;
+    }
+
+    /// Prints the lines kept, and for each verdict with more, how many more and `where_all`.
+    fn print(&self, what: &str, where_all: impl Fn(&str) -> String) {
+        for (verdict, (lines, n)) in &self.by_verdict {
+            for line in lines {
+                eprintln!("{line}");
+            }
+            if *n > lines.len() {
+                eprintln!(
+                    "verify: ... and {} more {what} {verdict} ({})",
+                    n - lines.len(),
+                    where_all(verdict)
+                );
+            }
+        }
+    }
 }
 
 /// Log files the lake's table `integrity` holds as pending their digest.

@@ -924,6 +924,60 @@ fn ingest_verify_checks_what_it_reads_by_the_hashes_it_took_and_settles_pending_
 }
 
 #[test]
+fn ingest_verify_without_the_keys_names_a_few_problems_of_each_verdict_and_counts_the_rest() {
+    // Without public keys every digest is unknown-key: the run names the first ten with the
+    // hint to give the keys, counts the others, and its own report stays readable.
+    let s = signed(SignSpec::default());
+    let n = s.digests.len();
+    assert!(
+        n > 10,
+        "the fixture has {n} digests: too few to test the cap"
+    );
+    let lake = s.root.parent().expect("dir").join("lake");
+    let (run, r) = ingest_json(&lake, &[&s.root], &["--verify"]);
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    assert_eq!(r["verify"]["digests"]["unknown-key"], n, "{r}");
+    let named: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("verify: digest unknown-key "))
+        .collect();
+    assert_eq!(named.len(), 10, "{}", run.stderr);
+    assert!(
+        named.iter().all(|l| l.contains("--public-keys")),
+        "{named:?}"
+    );
+    let more = format!("verify: ... and {} more digests unknown-key (", n - 10);
+    assert!(
+        run.stderr.lines().any(|l| l.starts_with(&more)),
+        "{}",
+        run.stderr
+    );
+    // The ten log files, each unverified, are all named: no count line for them.
+    let logs = r["verify"]["log_files"]["unverified"]
+        .as_u64()
+        .expect("unverified log files");
+    assert_eq!(logs, 10, "{r}");
+    assert_eq!(
+        run.stderr
+            .lines()
+            .filter(|l| l.starts_with("verify: unverified "))
+            .count(),
+        10,
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("more log files"), "{}", run.stderr);
+    assert_eq!(
+        count(
+            &lake,
+            "SELECT count(*) FROM integrity WHERE verdict = 'unverified'"
+        ),
+        10
+    );
+}
+
+#[test]
 fn hashes_taken_while_reading_are_used_instead_of_reading_again() {
     use trailhouse_ingest::s3::S3Options;
     use trailhouse_ingest::verify::keys::PublicKeys;

@@ -8,8 +8,10 @@ use std::sync::Arc;
 use arrow::array::{ArrayRef, AsArray, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
 use arrow::util::display::{ArrayFormatter, FormatOptions};
+use datafusion::common::runtime::SpawnedTask;
+use datafusion::error::DataFusionError;
 use datafusion::execution::SendableRecordBatchStream;
-use futures::StreamExt;
+use futures::{Stream, StreamExt};
 
 use crate::error::QueryError;
 
@@ -51,21 +53,28 @@ pub async fn write_stream(
             writeln!(out, "{table}")?;
         }
         Format::Csv => {
-            let mut w = arrow::csv::WriterBuilder::new()
-                .with_header(true)
-                .build(out);
-            let mut wrote = false;
-            while let Some(b) = stream.next().await {
-                let b = displayed(&b?, Columns::TextAndNested, crate::escape::spreadsheet)?;
-                rows += b.num_rows();
+            let schema = stream.schema();
+            let mut batches = formatted(stream, |batch, first| {
+                let b = displayed(batch, Columns::TextAndNested, crate::escape::spreadsheet)?;
+                let mut w = arrow::csv::WriterBuilder::new()
+                    .with_header(first)
+                    .build(Vec::new());
                 w.write(&b)?;
+                Ok(w.into_inner())
+            });
+            let mut wrote = false;
+            while let Some(b) = batches.next().await {
+                let (n, bytes) = b?;
+                rows += n;
+                out.write_all(&bytes)?;
                 wrote = true;
             }
             if !wrote {
-                let empty = RecordBatch::new_empty(displayed_schema(
-                    &stream.schema(),
-                    Columns::TextAndNested,
-                ));
+                let empty =
+                    RecordBatch::new_empty(displayed_schema(&schema, Columns::TextAndNested));
+                let mut w = arrow::csv::WriterBuilder::new()
+                    .with_header(true)
+                    .build(out);
                 w.write(&empty)?;
             }
         }
@@ -124,16 +133,53 @@ pub async fn write_stream(
             out.write_all(&buffer)?;
         }
         Format::Ndjson => {
-            let mut w = arrow::json::LineDelimitedWriter::new(&mut *out);
-            while let Some(b) = stream.next().await {
-                let b = b?;
-                rows += b.num_rows();
-                w.write(&b)?;
+            let mut batches = formatted(stream, |batch, _| {
+                let mut w = arrow::json::LineDelimitedWriter::new(Vec::new());
+                w.write(batch)?;
+                w.finish()?;
+                Ok(w.into_inner())
+            });
+            while let Some(b) = batches.next().await {
+                let (n, bytes) = b?;
+                rows += n;
+                out.write_all(&bytes)?;
             }
-            w.finish()?;
         }
     }
     Ok(rows)
+}
+
+/// Batches formatted at once, besides the one the query is producing: a large result's text is
+/// made on other threads while the query merges its next rows (the last step of a sorted result
+/// runs on one thread, which also formatted every row after it: `run ip-activity` listing
+/// 500,000 of 20M events, 1.63-1.79 -> 1.40-1.42 s; one or two at once measured 1.46-1.78 s).
+const FORMATTED_AHEAD: usize = 4;
+
+/// `stream`'s batches as their rows and the bytes `format` makes of them (told whether the batch
+/// is the first), in order, each formatted on a blocking thread.
+fn formatted<F>(
+    stream: SendableRecordBatchStream,
+    format: F,
+) -> impl Stream<Item = Result<(usize, Vec<u8>), QueryError>>
+where
+    F: Fn(&RecordBatch, bool) -> Result<Vec<u8>, QueryError> + Send + Sync + 'static,
+{
+    let format = Arc::new(format);
+    stream
+        .enumerate()
+        .map(move |(i, batch)| {
+            let format = Arc::clone(&format);
+            async move {
+                let batch = batch?;
+                let rows = batch.num_rows();
+                let bytes = SpawnedTask::spawn_blocking(move || format(&batch, i == 0))
+                    .join_unwind()
+                    .await
+                    .map_err(|e| DataFusionError::ExecutionJoin(Box::new(e)))??;
+                Ok((rows, bytes))
+            }
+        })
+        .buffered(FORMATTED_AHEAD)
 }
 
 fn is_nested(t: &DataType) -> bool {
@@ -221,3 +267,105 @@ fn displayed(
 }
 
 use arrow::array::Array;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::Int64Array;
+    use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+
+    fn schema() -> Arc<Schema> {
+        Arc::new(Schema::new(vec![
+            Field::new("n", DataType::Int64, false),
+            Field::new("name", DataType::Utf8, true),
+        ]))
+    }
+
+    /// Batches of `sizes` rows, numbered on from 0 across them; every seventh name is a formula.
+    fn batches(sizes: &[usize]) -> Vec<RecordBatch> {
+        let mut next = 0i64;
+        sizes
+            .iter()
+            .map(|&size| {
+                let n: Vec<i64> = (next..next + size as i64).collect();
+                next += size as i64;
+                let names: StringArray = n
+                    .iter()
+                    .map(|i| {
+                        Some(if i % 7 == 0 {
+                            format!("=x{i}")
+                        } else {
+                            format!("x{i}")
+                        })
+                    })
+                    .collect();
+                RecordBatch::try_new(
+                    schema(),
+                    vec![Arc::new(Int64Array::from(n)), Arc::new(names)],
+                )
+                .expect("batch")
+            })
+            .collect()
+    }
+
+    async fn written(batches: Vec<RecordBatch>, format: Format) -> (usize, String) {
+        let stream = Box::pin(RecordBatchStreamAdapter::new(
+            schema(),
+            futures::stream::iter(batches.into_iter().map(Ok)),
+        ));
+        let mut out = Vec::new();
+        let rows = write_stream(stream, format, &mut out)
+            .await
+            .expect("written");
+        (rows, String::from_utf8(out).expect("utf-8"))
+    }
+
+    #[tokio::test]
+    async fn csv_of_many_batches_has_one_header_and_every_row_in_order() {
+        // More batches than are formatted at once, an empty one among them.
+        let sizes = [3, 0, 1000, 1, 250, 2, 2, 2, 9];
+        let (rows, csv) = written(batches(&sizes), Format::Csv).await;
+        assert_eq!(rows, sizes.iter().sum::<usize>());
+        let lines: Vec<&str> = csv.lines().collect();
+        assert_eq!(lines[0], "n,name");
+        assert_eq!(lines.len(), rows + 1);
+        for (i, line) in lines[1..].iter().enumerate() {
+            // Formulas neutralised for spreadsheets, as before.
+            let name = if i % 7 == 0 {
+                format!("'=x{i}")
+            } else {
+                format!("x{i}")
+            };
+            assert_eq!(*line, format!("{i},{name}"));
+        }
+    }
+
+    #[tokio::test]
+    async fn csv_of_no_rows_is_its_header() {
+        assert_eq!(
+            written(Vec::new(), Format::Csv).await,
+            (0, "n,name\n".into())
+        );
+        assert_eq!(
+            written(batches(&[0]), Format::Csv).await,
+            (0, "n,name\n".into())
+        );
+    }
+
+    #[tokio::test]
+    async fn ndjson_of_many_batches_is_one_object_per_row_in_order() {
+        let sizes = [5, 0, 700, 1, 1, 1, 40];
+        let (rows, ndjson) = written(batches(&sizes), Format::Ndjson).await;
+        assert_eq!(rows, sizes.iter().sum::<usize>());
+        let lines: Vec<&str> = ndjson.lines().collect();
+        assert_eq!(lines.len(), rows);
+        for (i, line) in lines.iter().enumerate() {
+            let v: serde_json::Value = serde_json::from_str(line).expect("json");
+            assert_eq!(v["n"], i as i64, "{line}");
+        }
+        assert_eq!(
+            written(Vec::new(), Format::Ndjson).await,
+            (0, String::new())
+        );
+    }
+}

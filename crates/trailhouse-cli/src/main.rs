@@ -28,6 +28,7 @@ mod verify;
 mod watch;
 
 fn main() -> ExitCode {
+    allocator::configure();
     let cli = match cli::Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -40,10 +41,6 @@ fn main() -> ExitCode {
             };
         }
     };
-    if matches!(cli.command, cli::Command::Ingest(_)) {
-        // Before any thread starts: the allocator's options are not for changing under them.
-        allocator::keep_freed_memory_longer();
-    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -8,7 +8,6 @@ use trailhouse_ingest::IngestError;
 use trailhouse_ingest::s3::{self, S3Options, S3Url, is_s3};
 use trailhouse_lake::Lake;
 
-mod allocator;
 mod cli;
 #[cfg(feature = "cluster")]
 mod cluster;
@@ -27,8 +26,10 @@ mod sql;
 mod verify;
 mod watch;
 
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
-    allocator::configure();
     let cli = match cli::Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

@@ -681,6 +681,11 @@ pub struct SqlArgs {
     #[arg(long, short = 'f', value_enum)]
     pub format: Option<OutputFormat>,
 
+    /// Write to this file instead of standard output (replaced whole once the statement has
+    /// run; CSV unless --format says otherwise).
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub output: Option<PathBuf>,
+
     #[command(flatten)]
     pub engine: EngineArgs,
 }

@@ -1,6 +1,7 @@
-//! `trailhouse sql`: one read-only statement, results to stdout (the shell on a terminal).
+//! `trailhouse sql`: one read-only statement, results to stdout or a file (the shell on a
+//! terminal).
 
-use std::io::{IsTerminal, Read, Write};
+use std::io::{IsTerminal, Read};
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -16,6 +17,10 @@ pub async fn run(lake: &Lake, args: SqlArgs) -> anyhow::Result<ExitCode> {
     let interactive = std::io::stdin().is_terminal();
     let statement = match args.statement {
         Some(s) => s,
+        None if interactive && args.output.is_some() => anyhow::bail!(
+            "`trailhouse sql --output` writes one statement's result: give the statement as an \
+             argument or on standard input (the shell writes to the terminal)"
+        ),
         None if interactive => {
             let format = args.format.unwrap_or(OutputFormat::Table);
             let catalog = trailhouse_query::saved::Catalog::builtin()?;
@@ -49,19 +54,22 @@ pub async fn run(lake: &Lake, args: SqlArgs) -> anyhow::Result<ExitCode> {
     }
     let format = match args.format {
         Some(f) => f,
-        None if std::io::stdout().is_terminal() => OutputFormat::Table,
+        None if args.output.is_none() && std::io::stdout().is_terminal() => OutputFormat::Table,
         None => OutputFormat::Csv,
     };
-    let session = &session;
-    watched(session, args.engine.progress(), |watch| async move {
+    let (session, output) = (&session, args.output.as_deref());
+    let rows = watched(session, args.engine.progress(), |watch| async move {
         let stream = session.sql(statement.trim().trim_end_matches(';')).await?;
-        let stdout = std::io::stdout();
-        let mut out = std::io::BufWriter::new(stdout.lock());
-        write_stream(watch.until_output(stream), format.into(), &mut out).await?;
-        out.flush()?;
-        Ok(ExitCode::SUCCESS)
+        let mut out = crate::output::open(output)?;
+        let rows = write_stream(watch.until_output(stream), format.into(), &mut out).await?;
+        out.finish()?;
+        Ok(rows)
     })
-    .await
+    .await?;
+    if let Some(path) = output {
+        eprintln!("{rows} rows written to {}", path.display());
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 impl From<OutputFormat> for Format {

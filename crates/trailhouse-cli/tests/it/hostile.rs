@@ -573,6 +573,46 @@ fn an_output_file_is_replaced_whole_or_left_as_it_was() {
 }
 
 #[test]
+fn sql_writes_its_result_to_a_file_whole_as_run_does() {
+    let (dir, lake) = hostile_lake();
+    let out = dir.path().join("names.csv");
+    let o = out.display().to_string();
+    let statement = "SELECT eventname, count(*) AS n FROM cloudtrail GROUP BY 1 ORDER BY 2 DESC, 1";
+    // CSV unless told otherwise, the same bytes as on standard output; the count on stderr.
+    let r = trailhouse(&lake, &["sql", "-o", &o, statement]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    assert!(r.stdout.is_empty(), "{}", r.stdout);
+    let written = fs::read_to_string(&out).expect("read");
+    assert_eq!(written, sql_csv(&lake, statement));
+    let rows = written.lines().count() - 1;
+    assert!(rows > 0, "{written}");
+    assert!(
+        r.stderr.contains(&format!("{rows} rows written to {o}")),
+        "{}",
+        r.stderr
+    );
+    // Parquet, as its help says, needs a file.
+    let parquet = dir.path().join("names.parquet");
+    let p = parquet.display().to_string();
+    let r = trailhouse(&lake, &["sql", "-f", "parquet", "--output", &p, statement]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    let bytes = fs::read(&parquet).expect("read");
+    assert!(bytes.starts_with(b"PAR1") && bytes.ends_with(b"PAR1"));
+    // A statement that fails leaves the previous file as it was.
+    let failed = trailhouse(
+        &lake,
+        &[
+            "sql",
+            "-o",
+            &o,
+            "SELECT CAST(eventname AS INT) FROM cloudtrail",
+        ],
+    );
+    assert_eq!(failed.code, Some(2), "{}", failed.stderr);
+    assert_eq!(fs::read_to_string(&out).expect("read"), written);
+}
+
+#[test]
 fn an_output_that_is_a_pipe_or_device_is_written_in_place_not_replaced() {
     use std::os::unix::fs::FileTypeExt;
     let (dir, lake) = hostile_lake();

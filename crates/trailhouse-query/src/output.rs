@@ -54,14 +54,7 @@ pub async fn write_stream(
         }
         Format::Csv => {
             let schema = stream.schema();
-            let mut batches = formatted(stream, |batch, first| {
-                let b = displayed(batch, Columns::TextAndNested, crate::escape::spreadsheet)?;
-                let mut w = arrow::csv::WriterBuilder::new()
-                    .with_header(first)
-                    .build(Vec::new());
-                w.write(&b)?;
-                Ok(w.into_inner())
-            });
+            let mut batches = formatted(stream, csv);
             let mut wrote = false;
             while let Some(b) = batches.next().await {
                 let (n, bytes) = b?;
@@ -70,12 +63,7 @@ pub async fn write_stream(
                 wrote = true;
             }
             if !wrote {
-                let empty =
-                    RecordBatch::new_empty(displayed_schema(&schema, Columns::TextAndNested));
-                let mut w = arrow::csv::WriterBuilder::new()
-                    .with_header(true)
-                    .build(out);
-                w.write(&empty)?;
+                out.write_all(&csv(&RecordBatch::new_empty(schema), true)?)?;
             }
         }
         Format::Json => {
@@ -147,6 +135,16 @@ pub async fn write_stream(
         }
     }
     Ok(rows)
+}
+
+/// `batch` as CSV, after a header when `header`, its text neutralised for spreadsheets.
+fn csv(batch: &RecordBatch, header: bool) -> Result<Vec<u8>, QueryError> {
+    let batch = displayed(batch, Columns::TextAndNested, crate::escape::spreadsheet)?;
+    let mut w = arrow::csv::WriterBuilder::new()
+        .with_header(header)
+        .build(Vec::new());
+    w.write(&batch)?;
+    Ok(w.into_inner())
 }
 
 /// Batches formatted at once, besides the one the query is producing: a large result's text is

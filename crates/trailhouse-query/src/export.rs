@@ -1,6 +1,7 @@
 //! Writes the stored records back as CloudTrail JSON, one per line.
 
 use std::io::Write;
+use std::sync::{Arc, Mutex};
 
 use datafusion::prelude::SQLOptions;
 use futures::StreamExt;
@@ -8,6 +9,7 @@ use trailhouse_lake::rebuild::{Rebuilder, push_on_one_line};
 use trailhouse_lake::schema;
 
 use crate::error::QueryError;
+use crate::output::formatted;
 use crate::session::Session;
 
 /// How many records an export wrote.
@@ -32,19 +34,36 @@ pub async fn export_ndjson(
         .context()
         .sql_with_options(&format!("SELECT * FROM {}", schema::TABLE_NAME), options)
         .await?;
-    let mut stream = df.execute_stream().await?;
-    let mut line = String::new();
-    while let Some(batch) = stream.next().await {
-        let batch = batch?;
-        let rebuilder = Rebuilder::new(&batch)?;
-        for row in 0..batch.num_rows() {
-            line.clear();
-            rebuilder.write_row(row, &mut line)?;
-            line.push('\n');
-            out.write_all(line.as_bytes())?;
-            counts.records += 1;
+    // Each batch's records rebuilt on other threads while the scan reads the next, into text
+    // buffers used again once written (a batch's lines are megabytes: new buffers each time were
+    // pages the kernel had to fault in and zero again).
+    let spare: Arc<Mutex<Vec<String>>> = Arc::default();
+    let mut records = formatted(df.execute_stream().await?, {
+        let spare = Arc::clone(&spare);
+        move |batch, _| {
+            let rebuilder = Rebuilder::new(batch)?;
+            let mut lines = spare
+                .lock()
+                .ok()
+                .and_then(|mut s| s.pop())
+                .unwrap_or_default();
+            lines.clear();
+            for row in 0..batch.num_rows() {
+                rebuilder.write_row(row, &mut lines)?;
+                lines.push('\n');
+            }
+            Ok(lines)
+        }
+    });
+    while let Some(rebuilt) = records.next().await {
+        let (rows, lines) = rebuilt?;
+        out.write_all(lines.as_bytes())?;
+        counts.records += rows as u64;
+        if let Ok(mut spare) = spare.lock() {
+            spare.push(lines);
         }
     }
+    let mut line = String::new();
     if quarantine
         && session
             .context()

@@ -153,14 +153,15 @@ fn csv(batch: &RecordBatch, header: bool) -> Result<Vec<u8>, QueryError> {
 /// 500,000 of 20M events, 1.63-1.79 -> 1.40-1.42 s; one or two at once measured 1.46-1.78 s).
 const FORMATTED_AHEAD: usize = 4;
 
-/// `stream`'s batches as their rows and the bytes `format` makes of them (told whether the batch
-/// is the first), in order, each formatted on a blocking thread.
-fn formatted<F>(
+/// `stream`'s batches as their rows and what `format` makes of them (told whether the batch is
+/// the first: its text, or anything else), in order, each formatted on a blocking thread.
+pub(crate) fn formatted<F, T>(
     stream: SendableRecordBatchStream,
     format: F,
-) -> impl Stream<Item = Result<(usize, Vec<u8>), QueryError>>
+) -> impl Stream<Item = Result<(usize, T), QueryError>>
 where
-    F: Fn(&RecordBatch, bool) -> Result<Vec<u8>, QueryError> + Send + Sync + 'static,
+    F: Fn(&RecordBatch, bool) -> Result<T, QueryError> + Send + Sync + 'static,
+    T: Send + 'static,
 {
     let format = Arc::new(format);
     stream
@@ -170,11 +171,11 @@ where
             async move {
                 let batch = batch?;
                 let rows = batch.num_rows();
-                let bytes = SpawnedTask::spawn_blocking(move || format(&batch, i == 0))
+                let made = SpawnedTask::spawn_blocking(move || format(&batch, i == 0))
                     .join_unwind()
                     .await
                     .map_err(|e| DataFusionError::ExecutionJoin(Box::new(e)))??;
-                Ok((rows, bytes))
+                Ok((rows, made))
             }
         })
         .buffered(FORMATTED_AHEAD)

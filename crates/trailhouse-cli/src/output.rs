@@ -6,11 +6,36 @@
 //! that exists and is not a regular file (`/dev/null`, a FIFO, a terminal) is written to as it
 //! is: renaming over it would replace the device or pipe with a file.
 
-use std::io::{BufWriter, Write};
+use std::io::{BufWriter, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use datafusion::execution::SendableRecordBatchStream;
 use tempfile::NamedTempFile;
+
+use crate::cli::OutputFormat;
+
+/// The format of a query's result: `format` when given, else an aligned table on a terminal and
+/// CSV elsewhere (a file, a pipe).
+pub fn result_format(format: Option<OutputFormat>, path: Option<&Path>) -> OutputFormat {
+    match format {
+        Some(f) => f,
+        None if path.is_none() && std::io::stdout().is_terminal() => OutputFormat::Table,
+        None => OutputFormat::Csv,
+    }
+}
+
+/// Writes a query's result to `path` (or standard output) in `format`; returns its rows.
+pub async fn write_result(
+    stream: SendableRecordBatchStream,
+    format: OutputFormat,
+    path: Option<&Path>,
+) -> anyhow::Result<usize> {
+    let mut out = open(path)?;
+    let rows = trailhouse_query::write_stream(stream, format.into(), &mut out).await?;
+    out.finish()?;
+    Ok(rows)
+}
 
 /// A command's output being written.
 pub enum Output {

@@ -7,9 +7,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 use trailhouse_lake::Lake;
 use trailhouse_query::saved::{Catalog, Window, parse_time};
-use trailhouse_query::write_stream;
 
-use crate::cli::{OutputFormat, QueriesArgs, RunArgs};
+use crate::cli::{QueriesArgs, RunArgs};
 use crate::watch::watched;
 
 /// The window `--since` and `--until` give (each a date, a date-time or a duration before
@@ -89,18 +88,11 @@ pub async fn run(lake: &Lake, args: RunArgs) -> anyhow::Result<ExitCode> {
     let window = window(&args.since, &args.until, now)?;
     let params = query.bind(&args.params, window, now)?;
     let session = args.engine.session(lake).await?;
-    let format = match args.format {
-        Some(f) => f,
-        None if args.output.is_none() && std::io::stdout().is_terminal() => OutputFormat::Table,
-        None => OutputFormat::Csv,
-    };
+    let format = crate::output::result_format(args.format, args.output.as_deref());
     let (session, output, explain) = (&session, args.output.as_deref(), args.explain);
     let rows = watched(session, args.engine.progress(), |watch| async move {
         let stream = session.run_saved(query, params, explain).await?;
-        let mut out = crate::output::open(output)?;
-        let rows = write_stream(watch.until_output(stream), format.into(), &mut out).await?;
-        out.finish()?;
-        Ok(rows)
+        crate::output::write_result(watch.until_output(stream), format, output).await
     })
     .await?;
     if args.output.is_some() || !std::io::stdout().is_terminal() {

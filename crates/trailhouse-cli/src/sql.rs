@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use trailhouse_lake::Lake;
-use trailhouse_query::{Format, write_stream};
+use trailhouse_query::Format;
 
 use crate::cli::{OutputFormat, SqlArgs};
 use crate::shell;
@@ -52,18 +52,11 @@ pub async fn run(lake: &Lake, args: SqlArgs) -> anyhow::Result<ExitCode> {
             statements.len()
         );
     }
-    let format = match args.format {
-        Some(f) => f,
-        None if args.output.is_none() && std::io::stdout().is_terminal() => OutputFormat::Table,
-        None => OutputFormat::Csv,
-    };
+    let format = crate::output::result_format(args.format, args.output.as_deref());
     let (session, output) = (&session, args.output.as_deref());
     let rows = watched(session, args.engine.progress(), |watch| async move {
         let stream = session.sql(statement.trim().trim_end_matches(';')).await?;
-        let mut out = crate::output::open(output)?;
-        let rows = write_stream(watch.until_output(stream), format.into(), &mut out).await?;
-        out.finish()?;
-        Ok(rows)
+        crate::output::write_result(watch.until_output(stream), format, output).await
     })
     .await?;
     if let Some(path) = output {

@@ -144,6 +144,7 @@ pub fn context(
     ctx.register_udf(crate::strpos::strpos());
     ctx.register_udf(crate::udf::cidr_match());
     ctx.register_udf(crate::udf::resource_arns());
+    ctx.register_udf(crate::udf::arns_only());
     ctx.register_udf(crate::udf::actor());
     ctx.register_udf(crate::udf::actor_of());
     ctx.register_udf(crate::udf::access_denied());

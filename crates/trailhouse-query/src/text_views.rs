@@ -24,7 +24,10 @@
 //! column before the filter drops most of them (a tenth of `run errors`' time at 20M events).
 //! Comparisons lose that cast in DataFusion's own simplifier; [`ViewPredicates`] takes it off
 //! `LIKE` and null tests too, matching the views with the pattern as a view, and off the
-//! `resources` list under `resource_arns`, which reads either, off the identity's members under
+//! `resources` list under `resource_arns`, which reads either (where the plan narrowed the list
+//! to its ARNs, `resources_arns_only`, the scan reads it as a cast of the file's column to that
+//! narrower list, and DataFusion's Parquet reader then decodes the ARNs and no other member),
+//! off the identity's members under
 //! `actor_of` (what `actor` is planned as: it reads either and gives plain text), and off the
 //! text `strpos` searches for a literal (`coalesce(requestparameters, '')` as planned
 //! included). `IN` lists keep
@@ -44,7 +47,7 @@ use datafusion::datasource::physical_plan::ParquetFileReaderFactory;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::ScalarFunctionExpr;
 use datafusion::physical_expr::expressions::{
-    CaseExpr, CastExpr, IsNotNullExpr, IsNullExpr, LikeExpr, Literal,
+    CaseExpr, CastExpr, Column, IsNotNullExpr, IsNullExpr, LikeExpr, Literal,
 };
 use datafusion::physical_expr_adapter::{
     DefaultPhysicalExprAdapterFactory, PhysicalExprAdapter, PhysicalExprAdapterFactory,
@@ -243,6 +246,20 @@ fn uncast_views(
         return Ok(Transformed::yes(
             Arc::clone(&expr).with_new_children(vec![views])?,
         ));
+    }
+    if let Some(call) = expr.downcast_ref::<ScalarFunctionExpr>()
+        && call.name() == crate::udf::ARNS_ONLY
+        && let [resources] = call.args()
+    {
+        let column = views_under_cast(resources, schema)?.unwrap_or_else(|| Arc::clone(resources));
+        if column.downcast_ref::<Column>().is_some() {
+            // A cast to a narrower list of structs: the scan reads the members it names only.
+            return Ok(Transformed::yes(Arc::new(CastExpr::new(
+                column,
+                call.return_type().clone(),
+                None,
+            ))));
+        }
     }
     if let Some(call) = expr.downcast_ref::<ScalarFunctionExpr>()
         && call.name() == "strpos"
@@ -799,6 +816,51 @@ mod predicate_tests {
             "{ours}"
         );
         let answer = |e: &Arc<dyn PhysicalExpr>| evaluated(e, &batch);
+        assert_eq!(
+            answer(&ours),
+            BooleanArray::from(vec![Some(true), None, Some(false)])
+        );
+        assert_eq!(answer(&ours), answer(&default));
+
+        // As the planner simplifies it, the list comes narrowed to its ARNs, and the scan
+        // reads it as a cast of the file's column to that narrower list: the form DataFusion's
+        // Parquet scan reads only the named members for.
+        let filter = ctx
+            .parse_sql_expr(
+                "strpos(resource_arns(resources), 'exports') > 0",
+                &df_schema,
+            )
+            .expect("parse");
+        let context = SimplifyContext::builder()
+            .with_schema(Arc::new(df_schema.clone()))
+            .build();
+        let filter = ExprSimplifier::new(context.clone())
+            .simplify(filter)
+            .expect("simplify");
+        // Simplified again (as each optimizer pass does), it stays narrowed once.
+        let filter = ExprSimplifier::new(context)
+            .simplify(filter)
+            .expect("simplify");
+        let planned = ctx.create_physical_expr(filter, &df_schema).expect("plan");
+        assert_eq!(
+            planned.to_string().matches(crate::udf::ARNS_ONLY).count(),
+            1,
+            "{planned}"
+        );
+        let (default, ours) = adapted(&table, &file, planned);
+        let narrowed = crate::udf::arns_only_type(&list(DataType::Utf8)).expect("narrowed");
+        let mut cast_of_column = None;
+        ours.apply(|e| {
+            if let Some(cast) = e.downcast_ref::<CastExpr>()
+                && cast.expr().downcast_ref::<Column>().is_some()
+            {
+                cast_of_column = Some(cast.cast_type().clone());
+            }
+            Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
+        })
+        .expect("walk");
+        assert_eq!(cast_of_column, Some(narrowed), "{ours}");
+        assert!(!ours.to_string().contains(crate::udf::ARNS_ONLY), "{ours}");
         assert_eq!(
             answer(&ours),
             BooleanArray::from(vec![Some(true), None, Some(false)])

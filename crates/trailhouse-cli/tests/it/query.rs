@@ -950,6 +950,84 @@ fn files_without_the_event_name_asked_for_are_skipped_by_their_bloom_filters() {
 }
 
 #[test]
+fn resource_arns_reads_the_arns_of_the_resources_list_and_none_of_its_other_members() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (src, lake) = (dir.path().join("src"), dir.path().join("lake"));
+    // Each resource's type is long, its own and hard to compress, so that reading the types
+    // shows in the bytes a scan reads.
+    let mut state = 0x2545_f491_4f6c_dd1d_u64;
+    let mut noise = |n: usize| -> String {
+        (0..n)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                char::from(b'a' + (state % 26) as u8)
+            })
+            .collect()
+    };
+    let events: Vec<_> = (0..300)
+        .map(|i| {
+            let mut e = event(
+                &format!("e{i}"),
+                "2026-11-01T10:00:00Z",
+                "Decrypt",
+                "us-east-1",
+            );
+            e["resources"] = json!([
+                {"ARN": format!("arn:aws:kms:us-east-1:111122223333:key/k{i}"),
+                 "accountId": "111122223333", "type": format!("AWS::KMS::Key{}", noise(500))},
+                {"ARN": format!("arn:aws:s3:::bucket-{i}"),
+                 "accountId": "111122223333", "type": format!("AWS::S3::Bucket{}", noise(500))}
+            ]);
+            e
+        })
+        .collect();
+    write_trail_file(&src, "us-east-1", 1, "f.json.gz", &events);
+    let (run, _) = ingest_json(&lake, &[&src], &[]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    let scanned = |sql: &str| -> u64 {
+        let plan = sql_csv(&lake, &format!("EXPLAIN ANALYZE {sql}"));
+        let at = plan
+            .find("bytes_scanned=")
+            .unwrap_or_else(|| panic!("no bytes_scanned metric: {plan}"));
+        // Written as DataFusion shows it: `1234`, `6.57 K`, `1.20 M`.
+        let text = plan[at + "bytes_scanned=".len()..]
+            .split([',', ']'])
+            .next()
+            .unwrap_or_default();
+        let (number, unit) = text.split_once(' ').unwrap_or((text, ""));
+        let scale = match unit {
+            "" => 1.0,
+            "K" => 1e3,
+            "M" => 1e6,
+            "B" => 1e9,
+            other => panic!("bytes_scanned in {other}: {plan}"),
+        };
+        let number: f64 = number
+            .parse()
+            .unwrap_or_else(|_| panic!("bytes_scanned: {plan}"));
+        (number * scale) as u64
+    };
+    let arns =
+        "SELECT count(*) FROM cloudtrail WHERE strpos(resource_arns(resources), 'key/k7') > 0";
+    let whole = "SELECT count(*) FROM cloudtrail WHERE cardinality(resources) = 3";
+    let (arns_bytes, whole_bytes) = (scanned(arns), scanned(whole));
+    assert!(
+        arns_bytes * 4 < whole_bytes,
+        "the ARNs alone: {arns_bytes} bytes against {whole_bytes} for the whole list"
+    );
+    assert_eq!(count(&lake, arns), 11, "k7 and k70 to k79");
+    assert_eq!(
+        sql_csv(
+            &lake,
+            "SELECT resource_arns(resources) AS arns FROM cloudtrail WHERE eventid = 'e3'"
+        ),
+        "arns\n\"arn:aws:kms:us-east-1:111122223333:key/k3\narn:aws:s3:::bucket-3\"\n"
+    );
+}
+
+#[test]
 fn struct_fields_are_headed_as_they_were_written() {
     let (_dir, lake) = small_lake();
     let out = sql_csv(

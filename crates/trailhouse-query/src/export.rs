@@ -1,7 +1,6 @@
 //! Writes the stored records back as CloudTrail JSON, one per line.
 
 use std::io::Write;
-use std::sync::{Arc, Mutex};
 
 use datafusion::prelude::SQLOptions;
 use futures::StreamExt;
@@ -35,33 +34,22 @@ pub async fn export_ndjson(
         .sql_with_options(&format!("SELECT * FROM {}", schema::TABLE_NAME), options)
         .await?;
     // Each batch's records rebuilt on other threads while the scan reads the next, into text
-    // buffers used again once written (a batch's lines are megabytes: new buffers each time were
-    // pages the kernel had to fault in and zero again).
-    let spare: Arc<Mutex<Vec<String>>> = Arc::default();
-    let mut records = formatted(df.execute_stream().await?, {
-        let spare = Arc::clone(&spare);
-        move |batch, _| {
+    // buffers used again once written.
+    let (spares, mut records) =
+        formatted(df.execute_stream().await?, |batch, _, mut lines: String| {
             let rebuilder = Rebuilder::new(batch)?;
-            let mut lines = spare
-                .lock()
-                .ok()
-                .and_then(|mut s| s.pop())
-                .unwrap_or_default();
             lines.clear();
             for row in 0..batch.num_rows() {
                 rebuilder.write_row(row, &mut lines)?;
                 lines.push('\n');
             }
             Ok(lines)
-        }
-    });
+        });
     while let Some(rebuilt) = records.next().await {
         let (rows, lines) = rebuilt?;
         out.write_all(lines.as_bytes())?;
         counts.records += rows as u64;
-        if let Ok(mut spare) = spare.lock() {
-            spare.push(lines);
-        }
+        spares.give_back(lines);
     }
     let mut line = String::new();
     if quarantine

@@ -179,7 +179,13 @@ impl ScalarUDFImpl for ResourceArns {
         let [resources] = args.as_slice() else {
             return exec_err!("resource_arns takes (resources)");
         };
-        if arns_only_already(resources, info) {
+        // Narrowed when it is a list of structs with ARNs not narrowed yet; anything else is
+        // left for the call to refuse in its own name.
+        let narrowable = !arns_only_already(resources, info)
+            && info
+                .get_data_type(resources)
+                .is_ok_and(|t| arns_only_type(&t).is_ok());
+        if !narrowable {
             return Ok(ExprSimplifyResult::Original(args));
         }
         Ok(ExprSimplifyResult::Simplified(
@@ -923,6 +929,16 @@ mod tests {
                 None,
                 Some("arn:aws:kms:us-east-1:111122223333:key/k".to_string()),
             ]
+        );
+        // Not a list of resources: refused in the name the user wrote.
+        let refused = match ctx.sql("SELECT resource_arns(42) FROM t").await {
+            Ok(df) => df.collect().await.err(),
+            Err(e) => Some(e),
+        }
+        .expect("refused");
+        assert!(
+            refused.to_string().contains("resource_arns expects"),
+            "{refused}"
         );
     }
 

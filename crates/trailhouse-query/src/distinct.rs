@@ -473,13 +473,7 @@ mod tests {
             Arc::new(MemTable::try_new(schema, vec![vec![batch]]).expect("table")),
         )
         .expect("register");
-        let plan = ctx
-            .sql(&format!("EXPLAIN {sql}"))
-            .await
-            .expect("plan")
-            .collect()
-            .await
-            .expect("explain");
+        let plan = crate::test_support::explained(&ctx, sql).await;
         let rows = ctx
             .sql(sql)
             .await
@@ -488,9 +482,7 @@ mod tests {
             .await
             .expect("rows");
         (
-            arrow::util::pretty::pretty_format_batches(&plan)
-                .expect("format")
-                .to_string(),
+            plan,
             arrow::util::pretty::pretty_format_batches(&rows)
                 .expect("format")
                 .to_string(),

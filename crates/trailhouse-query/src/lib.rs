@@ -27,6 +27,9 @@ pub mod translate;
 pub mod udf;
 mod union_projection;
 
+#[cfg(test)]
+mod test_support;
+
 pub use error::QueryError;
 pub use output::{Format, write_stream};
 pub use session::Session;

@@ -890,16 +890,7 @@ mod tests {
         ctx.register_batch("t", batch).expect("register");
         let sql = "SELECT resource_arns(resources) AS arns FROM t \
                    WHERE strpos(resource_arns(resources), 'arn:') > 0 OR resources IS NULL";
-        let plan = ctx
-            .sql(&format!("EXPLAIN {sql}"))
-            .await
-            .expect("plan")
-            .collect()
-            .await
-            .expect("explain");
-        let plan = arrow::util::pretty::pretty_format_batches(&plan)
-            .expect("text")
-            .to_string();
+        let plan = crate::test_support::explained(&ctx, sql).await;
         assert!(plan.contains(ARNS_ONLY), "{plan}");
         assert!(
             !plan.contains(&format!("{ARNS_ONLY}({ARNS_ONLY}")),

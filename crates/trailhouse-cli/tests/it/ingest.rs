@@ -419,7 +419,7 @@ fn the_memory_budget_bounds_each_batch() {
     let src = dir.path().join("src");
     // Four files of ~40 KiB of gzip each (request parameters that do not compress).
     for f in 0..4u32 {
-        let records: Vec<_> = (0..20)
+        let records: Vec<_> = (0..20u32)
             .map(|i| {
                 let mut e = event(
                     &format!("f{f}-{i}"),
@@ -427,14 +427,7 @@ fn the_memory_budget_bounds_each_batch() {
                     "PutObject",
                     "us-east-1",
                 );
-                let noise: String = (0..2000u32)
-                    .map(|j| {
-                        char::from(
-                            b'a' + ((j.wrapping_mul(2_654_435_761) ^ (f * 7919 + i * 104_729)) % 26)
-                                as u8,
-                        )
-                    })
-                    .collect();
+                let noise = incompressible(u64::from(f) * 1000 + u64::from(i) + 1, 2000);
                 e["requestParameters"] = json!({ "key": noise });
                 e
             })

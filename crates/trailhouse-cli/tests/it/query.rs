@@ -955,17 +955,6 @@ fn resource_arns_reads_the_arns_of_the_resources_list_and_none_of_its_other_memb
     let (src, lake) = (dir.path().join("src"), dir.path().join("lake"));
     // Each resource's type is long, its own and hard to compress, so that reading the types
     // shows in the bytes a scan reads.
-    let mut state = 0x2545_f491_4f6c_dd1d_u64;
-    let mut noise = |n: usize| -> String {
-        (0..n)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                char::from(b'a' + (state % 26) as u8)
-            })
-            .collect()
-    };
     let events: Vec<_> = (0..300)
         .map(|i| {
             let mut e = event(
@@ -976,9 +965,9 @@ fn resource_arns_reads_the_arns_of_the_resources_list_and_none_of_its_other_memb
             );
             e["resources"] = json!([
                 {"ARN": format!("arn:aws:kms:us-east-1:111122223333:key/k{i}"),
-                 "accountId": "111122223333", "type": format!("AWS::KMS::Key{}", noise(500))},
+                 "accountId": "111122223333", "type": format!("AWS::KMS::Key{}", incompressible(2 * i as u64 + 1, 500))},
                 {"ARN": format!("arn:aws:s3:::bucket-{i}"),
-                 "accountId": "111122223333", "type": format!("AWS::S3::Bucket{}", noise(500))}
+                 "accountId": "111122223333", "type": format!("AWS::S3::Bucket{}", incompressible(2 * i as u64 + 2, 500))}
             ]);
             e
         })

@@ -89,6 +89,20 @@ pub fn count(lake: &Path, sql: &str) -> u64 {
         .unwrap_or_else(|| panic!("not a count: {out}"))
 }
 
+/// `n` lowercase letters that do not compress (a xorshift sequence from `seed`, not zero), for
+/// text whose size must show in what is stored and read.
+pub fn incompressible(seed: u64, n: usize) -> String {
+    let mut state = seed.max(1);
+    (0..n)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            char::from(b'a' + (state % 26) as u8)
+        })
+        .collect()
+}
+
 pub fn gz(data: &[u8]) -> Vec<u8> {
     let mut e = GzEncoder::new(Vec::new(), Compression::default());
     e.write_all(data).expect("gzip");

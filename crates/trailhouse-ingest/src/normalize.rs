@@ -80,6 +80,7 @@ static FIELD_INDEX_LOWER: LazyLock<FieldIndex<String>> = LazyLock::new(|| {
 });
 static EVENT_TIME: LazyLock<usize> = LazyLock::new(|| FIELD_INDEX["eventTime"]);
 static AWS_REGION: LazyLock<usize> = LazyLock::new(|| FIELD_INDEX["awsRegion"]);
+static RESOURCES: LazyLock<usize> = LazyLock::new(|| FIELD_INDEX["resources"]);
 static EVENT_ID: LazyLock<usize> = LazyLock::new(|| FIELD_INDEX["eventID"]);
 static EVENT_SOURCE: LazyLock<usize> = LazyLock::new(|| FIELD_INDEX["eventSource"]);
 static EVENT_NAME: LazyLock<usize> = LazyLock::new(|| FIELD_INDEX["eventName"]);
@@ -344,6 +345,14 @@ impl RecordBuilder {
         arrays.push(Arc::new(self.region.finish()));
         arrays.push(Arc::new(self.minted_key.finish()));
         arrays.push(Arc::new(self.minted_session.finish()));
+        let schema_error =
+            |what: String| arrow::error::ArrowError::SchemaError(format!("resources: {what}"));
+        let resources = arrays
+            .get(*RESOURCES)
+            .ok_or_else(|| schema_error("no column".into()))?;
+        let arns =
+            trailhouse_lake::arns::resource_arns(resources.as_ref()).map_err(schema_error)?;
+        arrays.push(Arc::new(arns));
         RecordBatch::try_new(schema::file_schema(), arrays)
     }
 }
@@ -398,6 +407,36 @@ mod tests {
             let want: serde_json::Value = serde_json::from_str(r).expect("json");
             assert_eq!(rebuilt(&batch, i), want, "record {i}");
         }
+    }
+
+    #[test]
+    fn the_arns_of_the_resources_are_stored_one_per_line() {
+        let records = [
+            r#"{"eventTime":"2024-01-02T03:04:05Z","resources":[{"ARN":"arn:aws:s3:::exports","type":"AWS::S3::Bucket"},{"accountId":"1","type":"AWS::S3::Object"},{"ARN":"arn:aws:kms:eu-west-1:1:key/k"}]}"#,
+            r#"{"eventTime":"2024-01-02T03:04:05Z"}"#,
+            r#"{"eventTime":"2024-01-02T03:04:05Z","resources":[]}"#,
+            r#"{"eventTime":"2024-01-02T03:04:05Z","resources":null}"#,
+        ];
+        let (batch, placed) = build(&records);
+        assert!(placed.iter().all(Result::is_ok), "{placed:?}");
+        let stored = batch
+            .column_by_name(schema::RESOURCEARNS)
+            .expect("the stored ARNs");
+        let stored: Vec<Option<&str>> = stored
+            .as_any()
+            .downcast_ref::<arrow::array::StringArray>()
+            .expect("text")
+            .iter()
+            .collect();
+        assert_eq!(
+            stored,
+            [
+                Some("arn:aws:s3:::exports\narn:aws:kms:eu-west-1:1:key/k"),
+                None,
+                Some(""),
+                None,
+            ]
+        );
     }
 
     #[test]

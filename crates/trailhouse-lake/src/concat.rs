@@ -169,7 +169,9 @@ fn decode_row_group(
 }
 
 /// `batch` with the columns of our data files, in their types (another writer may have used
-/// other physical types: string views, another time zone).
+/// other physical types: string views, another time zone). A derived column the file was
+/// written without ([`schema::ADDED_COLUMNS`], by an earlier trailhouse) is derived here: left
+/// null it would tell a reader the rows have no ARNs.
 fn as_file_schema(batch: RecordBatch) -> Result<RecordBatch, ParquetError> {
     let want = schema::file_schema();
     if batch.schema().fields() == want.fields() {
@@ -179,11 +181,25 @@ fn as_file_schema(batch: RecordBatch) -> Result<RecordBatch, ParquetError> {
     for field in want.fields() {
         let column = match batch.column_by_name(field.name()) {
             Some(c) => cast(c, field.data_type())?,
+            None if field.name() == schema::RESOURCEARNS => derived_arns(&batch)?,
             None => arrow::array::new_null_array(field.data_type(), batch.num_rows()),
         };
         columns.push(column);
     }
     Ok(RecordBatch::try_new(want, columns)?)
+}
+
+/// Column [`schema::RESOURCEARNS`] of `batch`'s rows, from their `resources`.
+fn derived_arns(batch: &RecordBatch) -> Result<arrow::array::ArrayRef, ParquetError> {
+    let Some(resources) = batch.column_by_name("resources") else {
+        return Ok(arrow::array::new_null_array(
+            &arrow::datatypes::DataType::Utf8,
+            batch.num_rows(),
+        ));
+    };
+    let arns = crate::arns::resource_arns(resources.as_ref())
+        .map_err(|what| ParquetError::General(format!("column resources: {what}")))?;
+    Ok(Arc::new(arns))
 }
 
 /// What the written file's footer says of its rows: the row groups' counts, and the nulls and
@@ -439,5 +455,100 @@ mod tests {
         );
         assert_eq!(stats["minValues"][schema::REGION], "eu-west-1");
         assert_eq!(stats["maxValues"][schema::REGION], "eu-west-1");
+    }
+
+    #[test]
+    fn a_file_written_without_the_stored_arns_gets_them_from_its_resources() {
+        use arrow::array::{ListArray, StructArray};
+        use arrow::buffer::OffsetBuffer;
+        use arrow::datatypes::DataType;
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path();
+        let partition = Partition {
+            day: NaiveDate::from_ymd_opt(2026, 11, 2).expect("date"),
+        };
+        // Two buckets; a resource without an ARN; no resources.
+        let file_schema = schema::file_schema();
+        let DataType::List(item) = file_schema
+            .field_with_name("resources")
+            .expect("resources")
+            .data_type()
+            .clone()
+        else {
+            panic!("a list")
+        };
+        let DataType::Struct(members) = item.data_type().clone() else {
+            panic!("a struct")
+        };
+        let text = |v: Vec<Option<&str>>| Arc::new(StringArray::from(v)) as ArrayRef;
+        let columns = members
+            .iter()
+            .map(|m| match m.name().as_str() {
+                "arn" => text(vec![
+                    Some("arn:aws:s3:::exports"),
+                    Some("arn:aws:s3:::logs"),
+                    None,
+                ]),
+                _ => text(vec![Some("x"); 3]),
+            })
+            .collect();
+        let resources = ListArray::new(
+            item,
+            OffsetBuffer::from_lengths([2, 1, 0]),
+            Arc::new(StructArray::new(members, columns, None)),
+            Some(vec![true, true, false].into()),
+        );
+        let batch = rows(0, 3);
+        let mut columns = batch.columns().to_vec();
+        columns[file_schema.index_of("resources").expect("resources")] = Arc::new(resources);
+        // As an earlier trailhouse wrote it: every column but the stored ARNs.
+        let stored = file_schema.index_of(schema::RESOURCEARNS).expect("arns");
+        let earlier = RecordBatch::try_new(Arc::clone(&file_schema), columns)
+            .expect("batch")
+            .project(
+                &(0..file_schema.fields().len())
+                    .filter(|&i| i != stored)
+                    .collect::<Vec<_>>(),
+            )
+            .expect("project");
+        let earlier_path = root.join("day=2026-11-02/earlier.parquet");
+        fs::create_dir_all(earlier_path.parent().expect("dir")).expect("dir");
+        let mut w = ArrowWriter::try_new(
+            File::create(&earlier_path).expect("create"),
+            earlier.schema(),
+            Some(writer_properties(false)),
+        )
+        .expect("writer");
+        w.write(&earlier).expect("write");
+        w.close().expect("close");
+
+        let add = concatenate(root, &partition, &[earlier_path]).expect("concatenate");
+        // Read as written, not through `as_file_schema` (which would derive them again).
+        let written: Vec<RecordBatch> = ParquetRecordBatchReaderBuilder::try_new(
+            File::open(root.join(&add.path)).expect("open"),
+        )
+        .expect("reader")
+        .build()
+        .expect("build")
+        .collect::<Result<_, _>>()
+        .expect("read");
+        let arns = written[0]
+            .column_by_name(schema::RESOURCEARNS)
+            .expect("the stored ARNs");
+        let arns: Vec<Option<&str>> = arns
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .expect("text")
+            .iter()
+            .collect();
+        assert_eq!(
+            arns,
+            [
+                Some("arn:aws:s3:::exports\narn:aws:s3:::logs"),
+                Some(""),
+                None
+            ]
+        );
     }
 }

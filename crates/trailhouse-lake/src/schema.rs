@@ -7,12 +7,14 @@
 //! rebuild (export) both walk this one list, so adding a field here is the whole change.
 //!
 //! After the record's columns come the columns ingest derives: where the row came from
-//! ([`SOURCEFILE`], [`RECORDHASH`]), its [`REGION`], and for an STS call that minted temporary
-//! credentials, the key and session it minted ([`MINTEDKEY`], [`MINTEDSESSION`]), so that "who
+//! ([`SOURCEFILE`], [`RECORDHASH`]), its [`REGION`], for an STS call that minted temporary
+//! credentials the key and session it minted ([`MINTEDKEY`], [`MINTEDSESSION`]), so that "who
 //! is behind this key" is a point lookup pruned by bloom filters instead of a scan of every STS
-//! call's JSON. The table is partitioned by [`DAY`] only; within a day's files rows are ordered by
-//! region, then time, so a region or a time range is found through row-group and page statistics
-//! (a partition per day and region made thousands of small files, and every query paid for each).
+//! call's JSON, and the ARNs of its resources as one text ([`RESOURCEARNS`]). The table is
+//! partitioned by [`DAY`] only; within a day's files rows are ordered by call, then region and
+//! time (`datafile::SORT_COLUMNS`), so a call, a region or a time range is found through
+//! row-group and page statistics (a partition per day and region made thousands of small files,
+//! and every query paid for each).
 
 use std::sync::{Arc, LazyLock};
 
@@ -156,6 +158,14 @@ pub const MINTEDKEY: &str = "mintedkey";
 /// For the same calls: the assumed-role session the credentials belong to
 /// (`responseElements.assumedRoleUser.arn`), when the call names one.
 pub const MINTEDSESSION: &str = "mintedsession";
+/// The ARNs of the record's `resources`, one per line, as `resource_arns(resources)` gives them
+/// ([`crate::arns`]); null when the record has no `resources`. A search of the ARNs reads this
+/// one text column, not the three members of every resource in the list. A lake made by an
+/// earlier trailhouse lacks it ([`ADDED_COLUMNS`]).
+pub const RESOURCEARNS: &str = "resourcearns";
+/// Derived columns added to the table after lakes were made without them: a lake without them
+/// is read and added to as it is (its files answer from the columns they derive from).
+pub const ADDED_COLUMNS: [&str; 1] = [RESOURCEARNS];
 /// The STS calls whose response carries newly minted temporary credentials.
 pub const MINTING_CALLS: [&str; 6] = [
     "AssumeRole",
@@ -248,6 +258,7 @@ static FILE_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
     fields.push(Field::new(REGION, DataType::Utf8, false));
     fields.push(Field::new(MINTEDKEY, DataType::Utf8, true));
     fields.push(Field::new(MINTEDSESSION, DataType::Utf8, true));
+    fields.push(Field::new(RESOURCEARNS, DataType::Utf8, true));
     Arc::new(Schema::new(fields))
 });
 

@@ -442,6 +442,8 @@ impl Lake {
 
     /// Refuses a table partitioned otherwise or missing columns of this version's schema (a lake
     /// of an earlier trailhouse): reading it would give wrong answers, adding to it mixed files.
+    /// The derived columns added since ([`schema::ADDED_COLUMNS`]) may be missing: a file without
+    /// them is answered from the columns they derive from.
     fn check_layout(&self, table: &DeltaTable, kind: TableKind) -> Result<(), LakeError> {
         let snapshot = table.snapshot().map_err(self.delta_err(kind))?;
         // The log names the data files; a name that leaves the table's folder (`..`, an absolute
@@ -479,7 +481,9 @@ impl Lake {
             .fields()
             .iter()
             .map(|f| f.name().clone())
-            .filter(|name| !columns.contains(name))
+            .filter(|name| {
+                !columns.contains(name) && !schema::ADDED_COLUMNS.contains(&name.as_str())
+            })
             .collect();
         if !missing.is_empty() {
             return Err(LakeError::OldLayout(

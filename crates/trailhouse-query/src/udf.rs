@@ -9,7 +9,9 @@
 //! `resource_arns(resources)`: the ARNs of a record's `resources` list as one text, separated by
 //! new lines (empty when there are none), so that one `strpos`/`LIKE` over it matches any of them
 //! without an `unnest` and a join back. Planned as `resource_arns(resources_arns_only(resources))`,
-//! the list narrowed to its ARNs where the scan reads it, so that a scan reads no other member.
+//! the list narrowed to its ARNs where the scan reads it, so that a scan reads no other member;
+//! a data file that stores the text (column `resourcearns`, written by ingest) is read for it
+//! instead (`text_views`).
 //!
 //! `actor(useridentity)`: who acted, as one text: the identity's ARN, else the AWS service that
 //! made the call (`invokedBy`), else its principal id, else its type. The one definition every
@@ -32,13 +34,12 @@
 //! planning into a null test and the `LIKE`s and comparisons it stands for, so it plans as that
 //! SQL written out would.
 
-use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::sync::{Arc, LazyLock};
 
 use arrow::array::{
-    Array, ArrayRef, AsArray, BooleanArray, GenericStringArray, ListArray, OffsetSizeTrait,
-    StringArray, StringArrayType, StringBuilder, StringViewArray, StructArray,
+    Array, ArrayRef, AsArray, BooleanArray, GenericStringArray, OffsetSizeTrait, StringArray,
+    StringBuilder, StringViewArray, StructArray,
 };
 use arrow::buffer::NullBuffer;
 use arrow::compute::cast;
@@ -203,64 +204,13 @@ impl ScalarUDFImpl for ResourceArns {
     }
 }
 
-/// One text per row: the `arn` members of the list's structs joined by new lines.
+/// One text per row: the `arn` members of the list's structs joined by new lines (the lake's
+/// definition, which its column `resourcearns` holds).
 fn arns_text(resources: &dyn Array) -> Result<StringArray> {
-    let DataType::List(_) = resources.data_type() else {
-        return exec_err!(
-            "resource_arns expects the resources column (a list of structs), got {}",
-            resources.data_type()
-        );
-    };
-    let list = resources.as_list::<i32>();
-    let Some(structs) = list.values().as_struct_opt() else {
-        return exec_err!("resource_arns expects a list of structs");
-    };
-    let Some(arn) = structs.column_by_name("arn") else {
-        return exec_err!("resource_arns expects structs with an `arn` member");
-    };
-    // Read in whichever string layout the scan gives: a cast to plain text would copy every
-    // ARN of a batch given as views.
-    Ok(match arn.data_type() {
-        DataType::Utf8View => join_arns(list, arn.as_string_view()),
-        DataType::Utf8 => join_arns(list, arn.as_string::<i32>()),
-        DataType::LargeUtf8 => join_arns(list, arn.as_string::<i64>()),
-        other => return exec_err!("resource_arns expects text ARNs, got {other}"),
-    })
-}
-
-/// [`arns_text`] over ARNs of any string layout, each row written straight into the result.
-fn join_arns<'a>(list: &ListArray, arn: impl StringArrayType<'a>) -> StringArray {
-    let offsets = list.value_offsets();
-    let bytes = arn_bytes(list, &arn);
-    let mut out = StringBuilder::with_capacity(list.len(), bytes);
-    for i in 0..list.len() {
-        if list.is_null(i) {
-            out.append_null();
-            continue;
-        }
-        let mut first = true;
-        for j in offsets[i] as usize..offsets[i + 1] as usize {
-            if arn.is_valid(j) {
-                if !first {
-                    out.write_str("\n").ok();
-                }
-                out.write_str(arn.value(j)).ok();
-                first = false;
-            }
-        }
-        out.append_value("");
+    match trailhouse_lake::arns::resource_arns(resources) {
+        Ok(text) => Ok(text),
+        Err(what) => exec_err!("resource_arns {what}"),
     }
-    out.finish()
-}
-
-/// Bytes of the ARNs the rows of `list` hold (and their separators), to size the result.
-fn arn_bytes<'a>(list: &ListArray, arn: &impl StringArrayType<'a>) -> usize {
-    let offsets = list.value_offsets();
-    let (start, end) = (offsets[0] as usize, offsets[list.len()] as usize);
-    (start..end)
-        .filter(|&j| arn.is_valid(j))
-        .map(|j| arn.value(j).len() + 1)
-        .sum()
 }
 
 /// The `resource_arns` function, for registration.

@@ -1007,12 +1007,78 @@ fn resource_arns_reads_the_arns_of_the_resources_list_and_none_of_its_other_memb
         "the ARNs alone: {arns_bytes} bytes against {whole_bytes} for the whole list"
     );
     assert_eq!(count(&lake, arns), 11, "k7 and k70 to k79");
+    let e3 = "arns\n\"arn:aws:kms:us-east-1:111122223333:key/k3\narn:aws:s3:::bucket-3\"\n";
     assert_eq!(
         sql_csv(
             &lake,
             "SELECT resource_arns(resources) AS arns FROM cloudtrail WHERE eventid = 'e3'"
         ),
-        "arns\n\"arn:aws:kms:us-east-1:111122223333:key/k3\narn:aws:s3:::bucket-3\"\n"
+        e3
+    );
+    // Ingest stored them, as resource_arns gives them, in column `resourcearns`.
+    assert_eq!(
+        sql_csv(
+            &lake,
+            "SELECT resourcearns AS arns FROM cloudtrail WHERE eventid = 'e3'"
+        ),
+        e3
+    );
+
+    // A lake made before the column was added (its table has no `resourcearns`) opens, answers
+    // from the list, and takes more files.
+    let log = lake.join("cloudtrail/_delta_log/00000000000000000000.json");
+    let text = std::fs::read_to_string(&log).expect("first commit");
+    let without: Vec<String> = text
+        .lines()
+        .map(|line| {
+            let mut action: serde_json::Value = serde_json::from_str(line).expect("action");
+            if let Some(schema) = action["metaData"]["schemaString"].as_str() {
+                let mut schema: serde_json::Value = serde_json::from_str(schema).expect("schema");
+                let fields = schema["fields"].as_array_mut().expect("fields");
+                let before = fields.len();
+                fields.retain(|f| f["name"] != "resourcearns");
+                assert_eq!(fields.len() + 1, before, "the column was in the schema");
+                action["metaData"]["schemaString"] = json!(schema.to_string());
+            }
+            action.to_string()
+        })
+        .collect();
+    std::fs::write(&log, without.join("\n") + "\n").expect("rewrite the first commit");
+    // Its checkpoints repeat the schema: the log is read from its commits without them.
+    for file in files_under(&lake.join("cloudtrail/_delta_log")) {
+        let name = file
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        if name.contains("checkpoint") {
+            std::fs::remove_file(&file).expect("remove a checkpoint");
+        }
+    }
+    assert_eq!(count(&lake, arns), 11, "k7 and k70 to k79, from the list");
+    let refused = trailhouse(&lake, &["sql", "SELECT resourcearns FROM cloudtrail"]);
+    assert_ne!(refused.code, Some(0), "the table has no such column");
+    let more: Vec<_> = (300..310)
+        .map(|i| {
+            let mut e = event(
+                &format!("e{i}"),
+                "2026-11-01T11:00:00Z",
+                "Decrypt",
+                "us-east-1",
+            );
+            e["resources"] =
+                json!([{"ARN": format!("arn:aws:kms:us-east-1:111122223333:key/k{i}")}]);
+            e
+        })
+        .collect();
+    write_trail_file(&src, "us-east-1", 1, "g.json.gz", &more);
+    let (run_more, _) = ingest_json(&lake, &[&src], &[]);
+    assert_eq!(run_more.code, Some(0), "{}", run_more.stderr);
+    assert_eq!(
+        count(
+            &lake,
+            "SELECT count(*) FROM cloudtrail WHERE strpos(resource_arns(resources), 'key/k30') > 0"
+        ),
+        11
     );
 }
 

@@ -5,7 +5,7 @@ use std::io::Write;
 use datafusion::prelude::SQLOptions;
 use futures::StreamExt;
 use trailhouse_lake::rebuild::{Rebuilder, push_on_one_line};
-use trailhouse_lake::schema;
+use trailhouse_lake::schema::{self, RECORD_FIELDS};
 
 use crate::error::QueryError;
 use crate::output::formatted;
@@ -29,10 +29,23 @@ pub async fn export_ndjson(
     let options = SQLOptions::new()
         .with_allow_ddl(false)
         .with_allow_dml(false);
+    // The record's columns only: the derived ones (source file, hash, minted key, ARNs) are not
+    // part of what was delivered, and reading them would only cost.
+    let record_columns: Vec<String> = RECORD_FIELDS
+        .iter()
+        .map(|f| schema::column_name(f.key))
+        .chain([schema::EXTRA.to_string()])
+        .collect();
     let df = session
         .context()
-        .sql_with_options(&format!("SELECT * FROM {}", schema::TABLE_NAME), options)
-        .await?;
+        .table(schema::TABLE_NAME)
+        .await?
+        .select_columns(
+            &record_columns
+                .iter()
+                .map(String::as_str)
+                .collect::<Vec<_>>(),
+        )?;
     // Each batch's records rebuilt on other threads while the scan reads the next, into text
     // buffers used again once written.
     let (spares, mut records) =

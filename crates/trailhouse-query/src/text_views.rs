@@ -890,24 +890,9 @@ mod predicate_tests {
 
         // As the planner simplifies it, the list comes narrowed to its ARNs, and the scan
         // reads it as a cast of the file's column to that narrower list: the form DataFusion's
-        // Parquet scan reads only the named members for.
-        let filter = ctx
-            .parse_sql_expr(
-                "strpos(resource_arns(resources), 'exports') > 0",
-                &df_schema,
-            )
-            .expect("parse");
-        let context = SimplifyContext::builder()
-            .with_schema(Arc::new(df_schema.clone()))
-            .build();
-        let filter = ExprSimplifier::new(context.clone())
-            .simplify(filter)
-            .expect("simplify");
-        // Simplified again (as each optimizer pass does), it stays narrowed once.
-        let filter = ExprSimplifier::new(context)
-            .simplify(filter)
-            .expect("simplify");
-        let planned = ctx.create_physical_expr(filter, &df_schema).expect("plan");
+        // Parquet scan reads only the named members for. Simplified twice (as each optimizer
+        // pass does), it stays narrowed once.
+        let planned = planned_narrowed(&ctx, &table, 2);
         assert_eq!(
             planned.to_string().matches(crate::udf::ARNS_ONLY).count(),
             1,
@@ -953,7 +938,7 @@ mod predicate_tests {
             ],
         )
         .expect("batch");
-        let narrowed_filter = planned_narrowed(&ctx, &table_stored);
+        let narrowed_filter = planned_narrowed(&ctx, &table_stored, 1);
         let (default, ours) = adapted(&table_stored, &file_stored, Arc::clone(&narrowed_filter));
         assert!(ours.to_string().contains("resourcearns@1"), "{ours}");
         assert!(!ours.to_string().contains("resources@0"), "{ours}");
@@ -979,16 +964,20 @@ mod predicate_tests {
             evaluated(&ours, &batch),
             BooleanArray::from(vec![Some(true), None, Some(false)])
         );
-        let (_, ours) = adapted(&table, &file_stored, planned_narrowed(&ctx, &table));
+        let (_, ours) = adapted(&table, &file_stored, planned_narrowed(&ctx, &table, 1));
         assert!(ours.to_string().contains("resources@0"), "{ours}");
         assert!(!ours.to_string().contains(RESOURCEARNS), "{ours}");
     }
 
     /// The filter `strpos(resource_arns(resources), 'exports') > 0` over `table`, simplified
-    /// as the planner does (the list narrowed to its ARNs) and planned.
-    fn planned_narrowed(ctx: &SessionContext, table: &SchemaRef) -> Arc<dyn PhysicalExpr> {
+    /// `passes` times as the planner does (the list narrowed to its ARNs) and planned.
+    fn planned_narrowed(
+        ctx: &SessionContext,
+        table: &SchemaRef,
+        passes: usize,
+    ) -> Arc<dyn PhysicalExpr> {
         let df_schema = DFSchema::try_from(Arc::clone(table)).expect("schema");
-        let filter = ctx
+        let mut filter = ctx
             .parse_sql_expr(
                 "strpos(resource_arns(resources), 'exports') > 0",
                 &df_schema,
@@ -997,9 +986,11 @@ mod predicate_tests {
         let context = SimplifyContext::builder()
             .with_schema(Arc::new(df_schema.clone()))
             .build();
-        let filter = ExprSimplifier::new(context)
-            .simplify(filter)
-            .expect("simplify");
+        for _ in 0..passes {
+            filter = ExprSimplifier::new(context.clone())
+                .simplify(filter)
+                .expect("simplify");
+        }
         ctx.create_physical_expr(filter, &df_schema).expect("plan")
     }
 }

@@ -274,6 +274,7 @@ mod tests {
 
     use arrow::array::{ArrayRef, Int64Array, StringArray, TimestampMicrosecondArray};
     use chrono::NaiveDate;
+    use parquet::file::properties::WriterProperties;
     use parquet::file::reader::{FileReader, SerializedFileReader};
 
     use crate::datafile::write_data_file;
@@ -306,15 +307,27 @@ mod tests {
         RecordBatch::try_new(schema, columns).expect("batch")
     }
 
+    /// The batches of the file at `path`, as written.
+    fn read_written(path: &Path) -> Vec<RecordBatch> {
+        ParquetRecordBatchReaderBuilder::try_new(File::open(path).expect("open"))
+            .expect("reader")
+            .build()
+            .expect("build")
+            .collect::<Result<_, _>>()
+            .expect("read")
+    }
+
+    /// `batch` written to `path` as another writer would (its own schema, `props`).
+    fn write_other(path: &Path, batch: &RecordBatch, props: Option<WriterProperties>) {
+        let mut w =
+            ArrowWriter::try_new(File::create(path).expect("create"), batch.schema(), props)
+                .expect("writer");
+        w.write(batch).expect("write");
+        w.close().expect("close");
+    }
+
     fn read_all(path: &Path) -> RecordBatch {
-        let batches: Vec<RecordBatch> =
-            ParquetRecordBatchReaderBuilder::try_new(File::open(path).expect("open"))
-                .expect("reader")
-                .build()
-                .expect("build")
-                .collect::<Result<_, _>>()
-                .expect("read");
-        let batches: Vec<RecordBatch> = batches
+        let batches: Vec<RecordBatch> = read_written(path)
             .into_iter()
             .map(|b| as_file_schema(b).expect("as file schema"))
             .collect();
@@ -366,14 +379,7 @@ mod tests {
             ])
             .expect("project");
         let foreign_path = root.join("day=2026-11-01/other-writer.parquet");
-        let mut w = ArrowWriter::try_new(
-            File::create(&foreign_path).expect("create"),
-            foreign.schema(),
-            None,
-        )
-        .expect("writer");
-        w.write(&foreign).expect("write");
-        w.close().expect("close");
+        write_other(&foreign_path, &foreign, None);
         let mut all_inputs = inputs.clone();
         all_inputs.push(foreign_path);
 
@@ -514,25 +520,11 @@ mod tests {
             .expect("project");
         let earlier_path = root.join("day=2026-11-02/earlier.parquet");
         fs::create_dir_all(earlier_path.parent().expect("dir")).expect("dir");
-        let mut w = ArrowWriter::try_new(
-            File::create(&earlier_path).expect("create"),
-            earlier.schema(),
-            Some(writer_properties(false)),
-        )
-        .expect("writer");
-        w.write(&earlier).expect("write");
-        w.close().expect("close");
+        write_other(&earlier_path, &earlier, Some(writer_properties(false)));
 
         let add = concatenate(root, &partition, &[earlier_path]).expect("concatenate");
         // Read as written, not through `as_file_schema` (which would derive them again).
-        let written: Vec<RecordBatch> = ParquetRecordBatchReaderBuilder::try_new(
-            File::open(root.join(&add.path)).expect("open"),
-        )
-        .expect("reader")
-        .build()
-        .expect("build")
-        .collect::<Result<_, _>>()
-        .expect("read");
+        let written = read_written(&root.join(&add.path));
         let arns = written[0]
             .column_by_name(schema::RESOURCEARNS)
             .expect("the stored ARNs");

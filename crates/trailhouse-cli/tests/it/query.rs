@@ -955,21 +955,20 @@ fn resource_arns_reads_the_arns_of_the_resources_list_and_none_of_its_other_memb
     let (src, lake) = (dir.path().join("src"), dir.path().join("lake"));
     // Each resource's type is long, its own and hard to compress, so that reading the types
     // shows in the bytes a scan reads.
+    // Decrypt call `e{i}` at `time` on these resources.
+    let decrypt = |i: usize, time: &str, resources: serde_json::Value| {
+        let mut e = event(&format!("e{i}"), time, "Decrypt", "us-east-1");
+        e["resources"] = resources;
+        e
+    };
     let events: Vec<_> = (0..300)
         .map(|i| {
-            let mut e = event(
-                &format!("e{i}"),
-                "2026-11-01T10:00:00Z",
-                "Decrypt",
-                "us-east-1",
-            );
-            e["resources"] = json!([
+            decrypt(i, "2026-11-01T10:00:00Z", json!([
                 {"ARN": format!("arn:aws:kms:us-east-1:111122223333:key/k{i}"),
                  "accountId": "111122223333", "type": format!("AWS::KMS::Key{}", incompressible(2 * i as u64 + 1, 500))},
                 {"ARN": format!("arn:aws:s3:::bucket-{i}"),
                  "accountId": "111122223333", "type": format!("AWS::S3::Bucket{}", incompressible(2 * i as u64 + 2, 500))}
-            ]);
-            e
+            ]))
         })
         .collect();
     write_trail_file(&src, "us-east-1", 1, "f.json.gz", &events);
@@ -1059,15 +1058,11 @@ fn resource_arns_reads_the_arns_of_the_resources_list_and_none_of_its_other_memb
     assert_ne!(refused.code, Some(0), "the table has no such column");
     let more: Vec<_> = (300..310)
         .map(|i| {
-            let mut e = event(
-                &format!("e{i}"),
+            decrypt(
+                i,
                 "2026-11-01T11:00:00Z",
-                "Decrypt",
-                "us-east-1",
-            );
-            e["resources"] =
-                json!([{"ARN": format!("arn:aws:kms:us-east-1:111122223333:key/k{i}")}]);
-            e
+                json!([{"ARN": format!("arn:aws:kms:us-east-1:111122223333:key/k{i}")}]),
+            )
         })
         .collect();
     write_trail_file(&src, "us-east-1", 1, "g.json.gz", &more);

@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Arc, LazyLock};
 
-use arrow::array::{ArrayBuilder, ArrayRef, Int64Builder, RecordBatch, StringBuilder};
+use arrow::array::{ArrayBuilder, ArrayRef, AsArray, Int64Builder, RecordBatch, StringBuilder};
 use chrono::{DateTime, NaiveDate};
 use serde_json::value::RawValue;
 use trailhouse_lake::entries::Entries;
@@ -81,6 +81,7 @@ static FIELD_INDEX_LOWER: LazyLock<FieldIndex<String>> = LazyLock::new(|| {
 static EVENT_TIME: LazyLock<usize> = LazyLock::new(|| FIELD_INDEX["eventTime"]);
 static AWS_REGION: LazyLock<usize> = LazyLock::new(|| FIELD_INDEX["awsRegion"]);
 static RESOURCES: LazyLock<usize> = LazyLock::new(|| FIELD_INDEX["resources"]);
+static USER_IDENTITY: LazyLock<usize> = LazyLock::new(|| FIELD_INDEX["userIdentity"]);
 static EVENT_ID: LazyLock<usize> = LazyLock::new(|| FIELD_INDEX["eventID"]);
 static EVENT_SOURCE: LazyLock<usize> = LazyLock::new(|| FIELD_INDEX["eventSource"]);
 static EVENT_NAME: LazyLock<usize> = LazyLock::new(|| FIELD_INDEX["eventName"]);
@@ -345,14 +346,22 @@ impl RecordBuilder {
         arrays.push(Arc::new(self.region.finish()));
         arrays.push(Arc::new(self.minted_key.finish()));
         arrays.push(Arc::new(self.minted_session.finish()));
-        let schema_error =
-            |what: String| arrow::error::ArrowError::SchemaError(format!("resources: {what}"));
+        let schema_error = |column: &str, what: String| {
+            arrow::error::ArrowError::SchemaError(format!("{column}: {what}"))
+        };
         let resources = arrays
             .get(*RESOURCES)
-            .ok_or_else(|| schema_error("no column".into()))?;
-        let arns =
-            trailhouse_lake::arns::resource_arns(resources.as_ref()).map_err(schema_error)?;
+            .ok_or_else(|| schema_error("resources", "no column".into()))?;
+        let arns = trailhouse_lake::arns::resource_arns(resources.as_ref())
+            .map_err(|what| schema_error("resources", what))?;
+        let identity = arrays
+            .get(*USER_IDENTITY)
+            .and_then(|c| c.as_struct_opt())
+            .ok_or_else(|| schema_error("useridentity", "no struct column".into()))?;
+        let actors = trailhouse_lake::actor::actor_of_identity(identity)
+            .map_err(|what| schema_error("useridentity", what))?;
         arrays.push(Arc::new(arns));
+        arrays.push(Arc::new(actors));
         RecordBatch::try_new(schema::file_schema(), arrays)
     }
 }
@@ -407,6 +416,35 @@ mod tests {
             let want: serde_json::Value = serde_json::from_str(r).expect("json");
             assert_eq!(rebuilt(&batch, i), want, "record {i}");
         }
+    }
+
+    #[test]
+    fn the_actor_is_stored_as_the_actor_function_gives_it() {
+        let records = [
+            r#"{"eventTime":"2024-01-02T03:04:05Z","userIdentity":{"type":"IAMUser","principalId":"AIDA1","arn":"arn:aws:iam::1:user/alice"}}"#,
+            r#"{"eventTime":"2024-01-02T03:04:05Z","userIdentity":{"type":"AWSService","invokedBy":"s3.amazonaws.com"}}"#,
+            r#"{"eventTime":"2024-01-02T03:04:05Z","userIdentity":{"type":"AWSAccount","principalId":"AIDA2"}}"#,
+            r#"{"eventTime":"2024-01-02T03:04:05Z","userIdentity":{"type":"Unknown"}}"#,
+            r#"{"eventTime":"2024-01-02T03:04:05Z"}"#,
+        ];
+        let (batch, placed) = build(&records);
+        assert!(placed.iter().all(Result::is_ok), "{placed:?}");
+        let stored: Vec<Option<&str>> = batch
+            .column_by_name(schema::ACTOR)
+            .expect("the stored actor")
+            .as_string::<i32>()
+            .iter()
+            .collect();
+        assert_eq!(
+            stored,
+            [
+                Some("arn:aws:iam::1:user/alice"),
+                Some("s3.amazonaws.com"),
+                Some("AIDA2"),
+                Some("Unknown"),
+                None,
+            ]
+        );
     }
 
     #[test]

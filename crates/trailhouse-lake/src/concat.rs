@@ -17,7 +17,7 @@ use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use arrow::array::RecordBatch;
+use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::compute::{cast, concat_batches};
 use deltalake_core::kernel::Add;
 use parquet::arrow::ArrowWriter;
@@ -171,7 +171,7 @@ fn decode_row_group(
 /// `batch` with the columns of our data files, in their types (another writer may have used
 /// other physical types: string views, another time zone). A derived column the file was
 /// written without ([`schema::ADDED_COLUMNS`], by an earlier trailhouse) is derived here: left
-/// null it would tell a reader the rows have no ARNs.
+/// null it would tell a reader the rows have no ARNs, or no actor.
 fn as_file_schema(batch: RecordBatch) -> Result<RecordBatch, ParquetError> {
     let want = schema::file_schema();
     if batch.schema().fields() == want.fields() {
@@ -182,6 +182,7 @@ fn as_file_schema(batch: RecordBatch) -> Result<RecordBatch, ParquetError> {
         let column = match batch.column_by_name(field.name()) {
             Some(c) => cast(c, field.data_type())?,
             None if field.name() == schema::RESOURCEARNS => derived_arns(&batch)?,
+            None if field.name() == schema::ACTOR => derived_actor(&batch)?,
             None => arrow::array::new_null_array(field.data_type(), batch.num_rows()),
         };
         columns.push(column);
@@ -200,6 +201,25 @@ fn derived_arns(batch: &RecordBatch) -> Result<arrow::array::ArrayRef, ParquetEr
     let arns = crate::arns::resource_arns(resources.as_ref())
         .map_err(|what| ParquetError::General(format!("column resources: {what}")))?;
     Ok(Arc::new(arns))
+}
+
+/// Column [`schema::ACTOR`] of `batch`'s rows, from their `useridentity`.
+fn derived_actor(batch: &RecordBatch) -> Result<arrow::array::ArrayRef, ParquetError> {
+    let Some(identity) = batch.column_by_name("useridentity") else {
+        return Ok(arrow::array::new_null_array(
+            &arrow::datatypes::DataType::Utf8,
+            batch.num_rows(),
+        ));
+    };
+    let Some(identity) = identity.as_struct_opt() else {
+        return Err(ParquetError::General(format!(
+            "column useridentity: expected a struct, got {}",
+            identity.data_type()
+        )));
+    };
+    let actors = crate::actor::actor_of_identity(identity)
+        .map_err(|what| ParquetError::General(format!("column useridentity: {what}")))?;
+    Ok(Arc::new(actors))
 }
 
 /// What the written file's footer says of its rows: the row groups' counts, and the nulls and
@@ -464,7 +484,7 @@ mod tests {
     }
 
     #[test]
-    fn a_file_written_without_the_stored_arns_gets_them_from_its_resources() {
+    fn a_file_written_without_the_derived_columns_gets_them_from_its_record() {
         use arrow::array::{ListArray, StructArray};
         use arrow::buffer::OffsetBuffer;
         use arrow::datatypes::DataType;
@@ -505,16 +525,43 @@ mod tests {
             Arc::new(StructArray::new(members, columns, None)),
             Some(vec![true, true, false].into()),
         );
+        // A user, a service, and no identity at all.
+        let DataType::Struct(identity_members) = file_schema
+            .field_with_name("useridentity")
+            .expect("useridentity")
+            .data_type()
+            .clone()
+        else {
+            panic!("a struct")
+        };
+        let identity_columns = identity_members
+            .iter()
+            .map(|m| match m.name().as_str() {
+                "arn" => text(vec![Some("arn:aws:iam::1:user/a"), None, None]),
+                "invokedby" => text(vec![None, Some("s3.amazonaws.com"), None]),
+                "type" => text(vec![Some("IAMUser"), Some("AWSService"), None]),
+                _ => arrow::array::new_null_array(m.data_type(), 3),
+            })
+            .collect();
+        let identity = StructArray::new(
+            identity_members,
+            identity_columns,
+            Some(vec![true, true, false].into()),
+        );
         let batch = rows(0, 3);
         let mut columns = batch.columns().to_vec();
         columns[file_schema.index_of("resources").expect("resources")] = Arc::new(resources);
-        // As an earlier trailhouse wrote it: every column but the stored ARNs.
-        let stored = file_schema.index_of(schema::RESOURCEARNS).expect("arns");
+        columns[file_schema.index_of("useridentity").expect("identity")] = Arc::new(identity);
+        // As an earlier trailhouse wrote it: every column but the derived ones added since.
+        let added: Vec<usize> = schema::ADDED_COLUMNS
+            .iter()
+            .map(|c| file_schema.index_of(c).expect("added column"))
+            .collect();
         let earlier = RecordBatch::try_new(Arc::clone(&file_schema), columns)
             .expect("batch")
             .project(
                 &(0..file_schema.fields().len())
-                    .filter(|&i| i != stored)
+                    .filter(|i| !added.contains(i))
                     .collect::<Vec<_>>(),
             )
             .expect("project");
@@ -525,20 +572,30 @@ mod tests {
         let add = concatenate(root, &partition, &[earlier_path]).expect("concatenate");
         // Read as written, not through `as_file_schema` (which would derive them again).
         let written = read_written(&root.join(&add.path));
-        let arns = written[0]
-            .column_by_name(schema::RESOURCEARNS)
-            .expect("the stored ARNs");
-        let arns: Vec<Option<&str>> = arns
-            .as_any()
-            .downcast_ref::<StringArray>()
-            .expect("text")
-            .iter()
-            .collect();
+        let stored = |name: &str| -> Vec<Option<String>> {
+            written[0]
+                .column_by_name(name)
+                .expect("a stored column")
+                .as_any()
+                .downcast_ref::<StringArray>()
+                .expect("text")
+                .iter()
+                .map(|v| v.map(str::to_string))
+                .collect()
+        };
         assert_eq!(
-            arns,
+            stored(schema::RESOURCEARNS),
             [
-                Some("arn:aws:s3:::exports\narn:aws:s3:::logs"),
-                Some(""),
+                Some("arn:aws:s3:::exports\narn:aws:s3:::logs".to_string()),
+                Some(String::new()),
+                None
+            ]
+        );
+        assert_eq!(
+            stored(schema::ACTOR),
+            [
+                Some("arn:aws:iam::1:user/a".to_string()),
+                Some("s3.amazonaws.com".to_string()),
                 None
             ]
         );

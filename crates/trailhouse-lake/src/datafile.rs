@@ -146,6 +146,7 @@ fn writer_properties_builder(sorted: bool) -> WriterPropertiesBuilder {
         "sharedeventid",
         schema::RECORDHASH,
         schema::RESOURCEARNS,
+        schema::ACTOR,
     ]) {
         b = b.set_column_statistics_enabled(ColumnPath::from(column), EnabledStatistics::None);
     }

@@ -3,6 +3,7 @@
 //! Parquet settings and statistics of data files, Delta commits, and the rebuild of an original
 //! record from a row. It knows nothing of where records come from or how they are queried.
 
+pub mod actor;
 pub mod arns;
 pub mod check;
 pub mod concat;

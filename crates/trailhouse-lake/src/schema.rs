@@ -10,7 +10,8 @@
 //! ([`SOURCEFILE`], [`RECORDHASH`]), its [`REGION`], for an STS call that minted temporary
 //! credentials the key and session it minted ([`MINTEDKEY`], [`MINTEDSESSION`]), so that "who
 //! is behind this key" is a point lookup pruned by bloom filters instead of a scan of every STS
-//! call's JSON, and the ARNs of its resources as one text ([`RESOURCEARNS`]). The table is
+//! call's JSON, the ARNs of its resources as one text ([`RESOURCEARNS`]) and who acted
+//! ([`ACTOR`]). The table is
 //! partitioned by [`DAY`] only; within a day's files rows are ordered by call, then region and
 //! time (`datafile::SORT_COLUMNS`), so a call, a region or a time range is found through
 //! row-group and page statistics (a partition per day and region made thousands of small files,
@@ -163,9 +164,15 @@ pub const MINTEDSESSION: &str = "mintedsession";
 /// one text column, not the three members of every resource in the list. A lake made by an
 /// earlier trailhouse lacks it ([`ADDED_COLUMNS`]).
 pub const RESOURCEARNS: &str = "resourcearns";
+/// Who acted, as `actor(useridentity)` gives it ([`crate::actor`]): the identity's ARN, else
+/// `invokedBy`, else its principal id, else its type; null when the record has no identity. A
+/// question that lists or groups by actor reads this one column, not four members of the
+/// identity with their nesting levels. A lake made by an earlier trailhouse lacks it
+/// ([`ADDED_COLUMNS`]).
+pub const ACTOR: &str = "actor";
 /// Derived columns added to the table after lakes were made without them: a lake without them
 /// is read and added to as it is (its files answer from the columns they derive from).
-pub const ADDED_COLUMNS: [&str; 1] = [RESOURCEARNS];
+pub const ADDED_COLUMNS: [&str; 2] = [RESOURCEARNS, ACTOR];
 /// The STS calls whose response carries newly minted temporary credentials.
 pub const MINTING_CALLS: [&str; 6] = [
     "AssumeRole",
@@ -259,6 +266,7 @@ static FILE_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
     fields.push(Field::new(MINTEDKEY, DataType::Utf8, true));
     fields.push(Field::new(MINTEDSESSION, DataType::Utf8, true));
     fields.push(Field::new(RESOURCEARNS, DataType::Utf8, true));
+    fields.push(Field::new(ACTOR, DataType::Utf8, true));
     Arc::new(Schema::new(fields))
 });
 

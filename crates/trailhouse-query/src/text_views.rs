@@ -31,11 +31,16 @@
 //! Parquet row filter reads a list whole, cast or not, and a search of the ARNs beside the
 //! JSON took a fifth of `resource-history`'s time at 20M events reading it),
 //! off the identity's members under
-//! `actor_of` (what `actor` is planned as: it reads either and gives plain text), and off the
+//! `actor_of` (what `actor` is planned as in a lake made before column `actor` was stored: it
+//! reads either and gives plain text), and off the
 //! text `strpos` searches for a literal (`coalesce(requestparameters, '')` as planned
 //! included). `IN` lists keep
 //! it: DataFusion's set of thousands of keys (a report's lookup of the temporary keys it names)
 //! measured slower on views (a 2M-event report 3.9 -> 4.8 s).
+//!
+//! Where the table stores each row's actor (column `actor`, which `actor(useridentity)` is
+//! planned as), a file written before it did is read for the identity's members instead, and
+//! gives the same text.
 
 use std::collections::HashMap;
 use std::ops::Range;
@@ -43,10 +48,12 @@ use std::sync::{Arc, LazyLock, Mutex};
 
 use arrow::datatypes::{DataType, Schema, SchemaRef};
 use bytes::Bytes;
+use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{Result, ScalarValue};
 use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::physical_plan::ParquetFileReaderFactory;
+use datafusion::functions::core::get_field;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::ScalarFunctionExpr;
 use datafusion::physical_expr::expressions::{
@@ -62,8 +69,9 @@ use parquet::arrow::arrow_reader::ArrowReaderOptions;
 use parquet::arrow::async_reader::AsyncFileReader;
 use parquet::arrow::{ARROW_SCHEMA_META_KEY, encode_arrow_schema, parquet_to_arrow_schema};
 use parquet::file::metadata::{FileMetaData, KeyValue, ParquetMetaData, ParquetMetaDataBuilder};
+use trailhouse_lake::actor::ACTOR_MEMBERS;
 use trailhouse_lake::datafile::{JSON_COLUMNS, PLAIN_COLUMNS};
-use trailhouse_lake::schema::{RESOURCEARNS, text_as_views, type_as_views};
+use trailhouse_lake::schema::{ACTOR, RESOURCEARNS, text_as_views, type_as_views};
 
 /// Opens files through `inner`, their footers hinting text as views.
 #[derive(Debug)]
@@ -207,11 +215,23 @@ impl PhysicalExprAdapterFactory for ViewPredicates {
             .ok()
             .and_then(|_| physical_file_schema.index_of(RESOURCEARNS).ok())
             .map(|index| Column::new(RESOURCEARNS, index));
+        // Where the table stores the actor, a file written before it did gives it from the
+        // identity's members (left to DataFusion's adapter, it would read as null: no actor).
+        let derived_actor = match (
+            logical_file_schema.index_of(ACTOR),
+            physical_file_schema.index_of(ACTOR),
+        ) {
+            (Ok(index), Err(_)) if logical_file_schema.index_of("useridentity").is_ok() => {
+                Some((index, actor_of_identity_members(&logical_file_schema)?))
+            }
+            _ => None,
+        };
         Ok(Arc::new(ViewPredicateAdapter {
             inner: DefaultPhysicalExprAdapterFactory
                 .create(logical_file_schema, Arc::clone(&physical_file_schema))?,
             file_schema: physical_file_schema,
             stored_arns,
+            derived_actor,
         }))
     }
 }
@@ -222,10 +242,25 @@ struct ViewPredicateAdapter {
     file_schema: SchemaRef,
     /// The file's column of its rows' ARNs, when it has one.
     stored_arns: Option<Column>,
+    /// Where the table has column `actor` and the file does not: the column's index in the
+    /// table, and what it is for the file's rows (`actor_of` of the identity's members).
+    derived_actor: Option<(usize, Arc<dyn PhysicalExpr>)>,
 }
 
 impl PhysicalExprAdapter for ViewPredicateAdapter {
     fn rewrite(&self, expr: Arc<dyn PhysicalExpr>) -> Result<Arc<dyn PhysicalExpr>> {
+        let expr = match &self.derived_actor {
+            Some((index, derived)) => {
+                expr.transform_up(|e| match e.downcast_ref::<Column>() {
+                    Some(c) if c.index() == *index && c.name() == ACTOR => {
+                        Ok(Transformed::yes(Arc::clone(derived)))
+                    }
+                    _ => Ok(Transformed::no(e)),
+                })?
+                .data
+            }
+            None => expr,
+        };
         self.inner
             .rewrite(expr)?
             .transform_up(|e| {
@@ -261,6 +296,33 @@ fn stored_arns(
         DataType::Utf8 => stored,
         _ => Arc::new(CastExpr::new(stored, DataType::Utf8, None)),
     })
+}
+
+/// `actor_of` of the `useridentity` column's four members (what `actor(useridentity)` is
+/// planned as where the table does not store it), over `schema`.
+fn actor_of_identity_members(schema: &SchemaRef) -> Result<Arc<dyn PhysicalExpr>> {
+    let config = Arc::new(ConfigOptions::default());
+    let identity: Arc<dyn PhysicalExpr> =
+        Arc::new(Column::new_with_schema("useridentity", schema)?);
+    let members = ACTOR_MEMBERS
+        .iter()
+        .map(|member| {
+            let name: Arc<dyn PhysicalExpr> =
+                Arc::new(Literal::new(ScalarValue::Utf8(Some(member.to_string()))));
+            Ok(Arc::new(ScalarFunctionExpr::try_new(
+                get_field(),
+                vec![Arc::clone(&identity), name],
+                schema,
+                Arc::clone(&config),
+            )?) as Arc<dyn PhysicalExpr>)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Arc::new(ScalarFunctionExpr::try_new(
+        Arc::new(crate::udf::actor_of()),
+        members,
+        schema,
+        config,
+    )?))
 }
 
 /// Whether `expr` is the file's `resources` column, narrowed or cast as this module and
@@ -806,6 +868,61 @@ mod predicate_tests {
         ];
         assert_eq!(answer(&ours), expected.map(|v| v.map(str::to_string)));
         assert_eq!(answer(&ours), answer(&default));
+
+        // A table that stores the actor (column `actor`, as ingest writes it) plans
+        // `actor(useridentity)` as that column: a file that has it reads it and no member of
+        // the identity; a file written before gives it from the members. Both the same text.
+        let with_stored = |schema: &SchemaRef, text: DataType| {
+            let mut fields = schema.fields().to_vec();
+            fields.push(Arc::new(Field::new(ACTOR, text, true)));
+            Arc::new(Schema::new(fields))
+        };
+        let (table_stored, file_stored) = (
+            with_stored(&table, DataType::Utf8),
+            with_stored(&file, DataType::Utf8View),
+        );
+        let batch_stored = RecordBatch::try_new(
+            Arc::clone(&file_stored),
+            vec![
+                Arc::clone(batch.column(0)),
+                Arc::new(StringViewArray::from_iter(expected)),
+            ],
+        )
+        .expect("batch");
+        let planned_over = |table: &SchemaRef| {
+            let df_schema = DFSchema::try_from(Arc::clone(table)).expect("schema");
+            let expr = ctx
+                .parse_sql_expr("actor(useridentity)", &df_schema)
+                .expect("parse");
+            let context = SimplifyContext::builder()
+                .with_schema(Arc::new(df_schema.clone()))
+                .build();
+            let expr = ExprSimplifier::new(context)
+                .simplify(expr)
+                .expect("simplify");
+            ctx.create_physical_expr(expr, &df_schema).expect("plan")
+        };
+        let stored_plan = planned_over(&table_stored);
+        assert_eq!(stored_plan.to_string(), "actor@1", "{stored_plan}");
+        let (_, ours) = adapted(&table_stored, &file_stored, Arc::clone(&stored_plan));
+        assert!(!ours.to_string().contains("useridentity"), "{ours}");
+        let out = ours.evaluate(&batch_stored).expect("evaluate");
+        let out = out.into_array(batch_stored.num_rows()).expect("array");
+        assert_eq!(out.data_type(), &DataType::Utf8);
+        let got: Vec<Option<String>> = out
+            .as_string::<i32>()
+            .iter()
+            .map(|v| v.map(str::to_string))
+            .collect();
+        assert_eq!(got, expected.map(|v| v.map(str::to_string)));
+        let (_, ours) = adapted(&table_stored, &file, stored_plan);
+        assert!(ours.to_string().starts_with("actor_of("), "{ours}");
+        assert_eq!(answer(&ours), expected.map(|v| v.map(str::to_string)));
+        // A table without the column (a lake made before) reads the members, not a file's
+        // column it lacks.
+        let (_, ours) = adapted(&table, &file_stored, planned_over(&table));
+        assert!(ours.to_string().starts_with("actor_of("), "{ours}");
+        assert!(!ours.to_string().contains("actor@"), "{ours}");
     }
 
     #[test]

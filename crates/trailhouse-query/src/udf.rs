@@ -21,6 +21,11 @@
 //! scan hands it the members as read, views into their pages, without a cast). DataFusion's
 //! `coalesce` is planned as a `CASE`, which a scan analyses again for every file it opens (a
 //! tenth of `new-behaviour`'s CPU time over a 2M-event lake) and evaluates in several passes.
+//! Where the table stores the answer (column `actor` beside `useridentity`, written by ingest),
+//! it is planned as that column instead: one flat text column read, not four members with
+//! their nesting levels (a fifth of `ip-activity`'s time at 20M events), and a file written
+//! before the column gives it from the members (`text_views`). The definition itself is the
+//! lake's (`trailhouse_lake::actor`), so the stored text and this function's are one code.
 //!
 //! `is_principal(useridentity, name)`: whether the identity is the principal `name` stands for:
 //! its ARN or its session's role ARN, a user name, a role or session name, a principal id or an
@@ -37,20 +42,18 @@
 use std::net::IpAddr;
 use std::sync::{Arc, LazyLock};
 
-use arrow::array::{
-    Array, ArrayRef, AsArray, BooleanArray, GenericStringArray, OffsetSizeTrait, StringArray,
-    StringBuilder, StringViewArray, StructArray,
-};
-use arrow::buffer::NullBuffer;
+use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, StringArray};
 use arrow::compute::cast;
 use arrow::datatypes::DataType;
-use datafusion::common::{Result, ScalarValue, exec_err};
+use datafusion::common::{Column, Result, ScalarValue, exec_err};
 use datafusion::functions::core::expr_fn::get_field;
 use datafusion::logical_expr::simplify::{ExprSimplifyResult, SimplifyContext};
 use datafusion::logical_expr::{
     ColumnarValue, Expr, ExpressionPlacement, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl,
     Signature, Volatility,
 };
+use trailhouse_lake::actor::{ACTOR_MEMBERS, actor_of_identity, first_present};
+use trailhouse_lake::schema::ACTOR;
 
 /// Parses `a.b.c.d/n`, `x::y/n` or a bare address into (network, prefix length).
 pub fn parse_network(text: &str) -> Option<(IpAddr, u8)> {
@@ -310,9 +313,6 @@ pub fn arns_only() -> ScalarUDF {
     })
 }
 
-/// The members of `userIdentity` that name the actor, most telling first.
-pub const ACTOR_MEMBERS: [&str; 4] = ["arn", "invokedby", "principalid", "type"];
-
 #[derive(Debug, PartialEq, Eq, Hash)]
 struct Actor {
     signature: Signature,
@@ -328,10 +328,23 @@ impl ScalarUDFImpl for Actor {
     fn return_type(&self, _: &[DataType]) -> Result<DataType> {
         Ok(DataType::Utf8)
     }
-    fn simplify(&self, args: Vec<Expr>, _: &SimplifyContext) -> Result<ExprSimplifyResult> {
+    fn simplify(&self, args: Vec<Expr>, info: &SimplifyContext) -> Result<ExprSimplifyResult> {
         let [identity] = args.as_slice() else {
             return exec_err!("actor takes (useridentity)");
         };
+        // A table that stores each row's actor beside its identity is read for it.
+        if let Expr::Column(column) = identity
+            && column.name == "useridentity"
+        {
+            let stored = Column::new(column.relation.clone(), ACTOR);
+            if info
+                .schema()
+                .qualified_field_from_column(&stored)
+                .is_ok_and(|(_, f)| f.data_type() == &DataType::Utf8)
+            {
+                return Ok(ExprSimplifyResult::Simplified(Expr::Column(stored)));
+            }
+        }
         let members = ACTOR_MEMBERS
             .iter()
             .map(|m| get_field(identity.clone(), *m))
@@ -348,21 +361,11 @@ impl ScalarUDFImpl for Actor {
         let Some(identity) = identity.as_struct_opt() else {
             return exec_err!("actor expects the useridentity column (a struct)");
         };
-        Ok(ColumnarValue::Array(Arc::new(actor_of_identity(identity)?)))
+        match actor_of_identity(identity) {
+            Ok(actors) => Ok(ColumnarValue::Array(Arc::new(actors))),
+            Err(what) => exec_err!("actor {what}"),
+        }
     }
-}
-
-/// Each row's actor from its `useridentity`: [`first_present`] of the members, and none where
-/// there is no identity.
-fn actor_of_identity(identity: &StructArray) -> Result<StringArray> {
-    let members: Vec<ArrayRef> = ACTOR_MEMBERS
-        .iter()
-        .filter_map(|m| identity.column_by_name(m))
-        .cloned()
-        .collect();
-    let (offsets, values, nulls) = first_present(&members, identity.len())?.into_parts();
-    let nulls = NullBuffer::union(nulls.as_ref(), identity.nulls());
-    Ok(StringArray::try_new(offsets, values, nulls)?)
 }
 
 /// The `actor` function, for registration.
@@ -404,9 +407,10 @@ impl ScalarUDFImpl for ActorOf {
             .iter()
             .map(|a| a.to_array(rows))
             .collect::<Result<Vec<_>>>()?;
-        Ok(ColumnarValue::Array(Arc::new(first_present(
-            &members, rows,
-        )?)))
+        match first_present(&members, rows) {
+            Ok(actors) => Ok(ColumnarValue::Array(Arc::new(actors))),
+            Err(what) => exec_err!("actor_of {what}"),
+        }
     }
 }
 
@@ -415,61 +419,6 @@ fn text_or_null(t: &DataType) -> bool {
         t,
         DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Null
     )
-}
-
-/// One column of text in whichever layout it came.
-enum Text<'a> {
-    Plain(&'a StringArray),
-    Large(&'a GenericStringArray<i64>),
-    View(&'a StringViewArray),
-    Null,
-}
-
-impl<'a> Text<'a> {
-    fn of(array: &'a ArrayRef) -> Result<Self> {
-        Ok(match array.data_type() {
-            DataType::Utf8 => Text::Plain(array.as_string::<i32>()),
-            DataType::LargeUtf8 => Text::Large(array.as_string::<i64>()),
-            DataType::Utf8View => Text::View(array.as_string_view()),
-            DataType::Null => Text::Null,
-            other => return exec_err!("actor_of takes text, got {other}"),
-        })
-    }
-
-    /// Row `i`'s text, `None` when it is null.
-    fn get(&self, i: usize) -> Option<&'a str> {
-        fn offsets<O: OffsetSizeTrait>(a: &GenericStringArray<O>, i: usize) -> Option<&str> {
-            a.is_valid(i).then(|| a.value(i))
-        }
-        match self {
-            Text::Plain(a) => offsets(a, i),
-            Text::Large(a) => offsets(a, i),
-            Text::View(a) => a.is_valid(i).then(|| a.value(i)),
-            Text::Null => None,
-        }
-    }
-}
-
-/// Each of `rows` rows' first member that is not null (null when none is).
-fn first_present(members: &[ArrayRef], rows: usize) -> Result<StringArray> {
-    // The usual batch: every row has the first member, and in plain text it is the answer.
-    if let Some(first) = members.first()
-        && first.data_type() == &DataType::Utf8
-        && first.null_count() == 0
-    {
-        return Ok(first.as_string::<i32>().clone());
-    }
-    let members = members.iter().map(Text::of).collect::<Result<Vec<_>>>()?;
-    // Each row's pick, found once, then written into a result sized for them.
-    let picked: Vec<Option<&str>> = (0..rows)
-        .map(|i| members.iter().find_map(|m| m.get(i)))
-        .collect();
-    let bytes = picked.iter().flatten().map(|v| v.len()).sum();
-    let mut out = StringBuilder::with_capacity(rows, bytes);
-    for value in picked {
-        out.append_option(value);
-    }
-    Ok(out.finish())
 }
 
 /// The `actor_of` function, for registration (plans that `actor` became name it).
@@ -704,74 +653,6 @@ mod tests {
         let out = arns_text(sliced.as_ref()).expect("arns of a slice");
         assert_eq!(out.value(0), "arn:aws:kms:us-east-1:111122223333:key/k");
         assert_eq!(out.len(), 2);
-    }
-
-    #[test]
-    fn actor_of_picks_each_rows_first_member_in_any_text_layout() {
-        use arrow::array::{LargeStringArray, NullArray};
-        let rows = 4;
-        let arn: ArrayRef = Arc::new(StringArray::from(vec![
-            Some("arn:aws:iam::111122223333:user/alice"),
-            None,
-            None,
-            None,
-        ]));
-        let invoked_by: ArrayRef = Arc::new(StringViewArray::from(vec![
-            None,
-            Some("a-service-name-longer-than-twelve.amazonaws.com"),
-            None,
-            None,
-        ]));
-        let principal_id: ArrayRef =
-            Arc::new(LargeStringArray::from(vec![None, None, Some("AIDA"), None]));
-        let kind: ArrayRef = Arc::new(NullArray::new(rows));
-        let out = first_present(&[arn, invoked_by, principal_id, kind], rows).expect("actor");
-        let got: Vec<Option<&str>> = out.iter().collect();
-        assert_eq!(
-            got,
-            [
-                Some("arn:aws:iam::111122223333:user/alice"),
-                Some("a-service-name-longer-than-twelve.amazonaws.com"),
-                Some("AIDA"),
-                None,
-            ]
-        );
-        // A batch whose first member is never null is that member, whatever follows it.
-        let arns = StringArray::from(vec!["arn:a", "arn:b"]).slice(1, 1);
-        let other: ArrayRef = Arc::new(StringArray::from(vec!["x"]));
-        let out = first_present(&[Arc::new(arns.clone()), other], 1).expect("actor");
-        assert_eq!(out, arns);
-        // Not text: refused.
-        let number: ArrayRef = Arc::new(arrow::array::Int64Array::from(vec![1]));
-        assert!(first_present(&[number], 1).is_err());
-    }
-
-    #[test]
-    fn actor_of_an_identity_is_its_first_member_and_none_without_an_identity() {
-        use arrow::datatypes::Field;
-        let text = |v: Vec<Option<&str>>| Arc::new(StringArray::from(v)) as ArrayRef;
-        let identity = StructArray::new(
-            vec![
-                Field::new("type", DataType::Utf8, true),
-                Field::new("arn", DataType::Utf8, true),
-            ]
-            .into(),
-            vec![
-                text(vec![Some("AWSAccount"), Some("IAMUser"), Some("IAMUser")]),
-                text(vec![
-                    None,
-                    Some("arn:aws:iam::1:user/a"),
-                    Some("left under no identity"),
-                ]),
-            ],
-            Some(vec![true, true, false].into()),
-        );
-        let out = actor_of_identity(&identity).expect("actor");
-        let got: Vec<Option<&str>> = out.iter().collect();
-        assert_eq!(
-            got,
-            [Some("AWSAccount"), Some("arn:aws:iam::1:user/a"), None]
-        );
     }
 
     #[test]

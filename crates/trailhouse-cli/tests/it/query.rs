@@ -1,5 +1,7 @@
 //! `trailhouse sql` and `export`: read-only SQL, formats, partition pruning.
 
+use std::path::Path;
+
 use serde_json::json;
 
 use crate::support::*;
@@ -974,29 +976,7 @@ fn resource_arns_reads_the_arns_of_the_resources_list_and_none_of_its_other_memb
     write_trail_file(&src, "us-east-1", 1, "f.json.gz", &events);
     let (run, _) = ingest_json(&lake, &[&src], &[]);
     assert_eq!(run.code, Some(0), "{}", run.stderr);
-    let scanned = |sql: &str| -> u64 {
-        let plan = sql_csv(&lake, &format!("EXPLAIN ANALYZE {sql}"));
-        let at = plan
-            .find("bytes_scanned=")
-            .unwrap_or_else(|| panic!("no bytes_scanned metric: {plan}"));
-        // Written as DataFusion shows it: `1234`, `6.57 K`, `1.20 M`.
-        let text = plan[at + "bytes_scanned=".len()..]
-            .split([',', ']'])
-            .next()
-            .unwrap_or_default();
-        let (number, unit) = text.split_once(' ').unwrap_or((text, ""));
-        let scale = match unit {
-            "" => 1.0,
-            "K" => 1e3,
-            "M" => 1e6,
-            "B" => 1e9,
-            other => panic!("bytes_scanned in {other}: {plan}"),
-        };
-        let number: f64 = number
-            .parse()
-            .unwrap_or_else(|_| panic!("bytes_scanned: {plan}"));
-        (number * scale) as u64
-    };
+    let scanned = |sql: &str| bytes_scanned(&lake, sql);
     let arns =
         "SELECT count(*) FROM cloudtrail WHERE strpos(resource_arns(resources), 'key/k7') > 0";
     let whole = "SELECT count(*) FROM cloudtrail WHERE cardinality(resources) = 3";
@@ -1025,34 +1005,7 @@ fn resource_arns_reads_the_arns_of_the_resources_list_and_none_of_its_other_memb
 
     // A lake made before the column was added (its table has no `resourcearns`) opens, answers
     // from the list, and takes more files.
-    let log = lake.join("cloudtrail/_delta_log/00000000000000000000.json");
-    let text = std::fs::read_to_string(&log).expect("first commit");
-    let without: Vec<String> = text
-        .lines()
-        .map(|line| {
-            let mut action: serde_json::Value = serde_json::from_str(line).expect("action");
-            if let Some(schema) = action["metaData"]["schemaString"].as_str() {
-                let mut schema: serde_json::Value = serde_json::from_str(schema).expect("schema");
-                let fields = schema["fields"].as_array_mut().expect("fields");
-                let before = fields.len();
-                fields.retain(|f| f["name"] != "resourcearns");
-                assert_eq!(fields.len() + 1, before, "the column was in the schema");
-                action["metaData"]["schemaString"] = json!(schema.to_string());
-            }
-            action.to_string()
-        })
-        .collect();
-    std::fs::write(&log, without.join("\n") + "\n").expect("rewrite the first commit");
-    // Its checkpoints repeat the schema: the log is read from its commits without them.
-    for file in files_under(&lake.join("cloudtrail/_delta_log")) {
-        let name = file
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or_default();
-        if name.contains("checkpoint") {
-            std::fs::remove_file(&file).expect("remove a checkpoint");
-        }
-    }
+    forget_added_columns(&lake);
     assert_eq!(count(&lake, arns), 11, "k7 and k70 to k79, from the list");
     let refused = trailhouse(&lake, &["sql", "SELECT resourcearns FROM cloudtrail"]);
     assert_ne!(refused.code, Some(0), "the table has no such column");
@@ -1074,6 +1027,141 @@ fn resource_arns_reads_the_arns_of_the_resources_list_and_none_of_its_other_memb
             "SELECT count(*) FROM cloudtrail WHERE strpos(resource_arns(resources), 'key/k30') > 0"
         ),
         11
+    );
+}
+
+/// The bytes the scan of `sql` read from `lake`'s data files (EXPLAIN ANALYZE's metric).
+fn bytes_scanned(lake: &Path, sql: &str) -> u64 {
+    let plan = sql_csv(lake, &format!("EXPLAIN ANALYZE {sql}"));
+    let at = plan
+        .find("bytes_scanned=")
+        .unwrap_or_else(|| panic!("no bytes_scanned metric: {plan}"));
+    // Written as DataFusion shows it: `1234`, `6.57 K`, `1.20 M`.
+    let text = plan[at + "bytes_scanned=".len()..]
+        .split([',', ']'])
+        .next()
+        .unwrap_or_default();
+    let (number, unit) = text.split_once(' ').unwrap_or((text, ""));
+    let scale = match unit {
+        "" => 1.0,
+        "K" => 1e3,
+        "M" => 1e6,
+        "B" => 1e9,
+        other => panic!("bytes_scanned in {other}: {plan}"),
+    };
+    let number: f64 = number
+        .parse()
+        .unwrap_or_else(|_| panic!("bytes_scanned: {plan}"));
+    (number * scale) as u64
+}
+
+/// Makes `lake` as a trailhouse before the derived columns added since
+/// (`schema::ADDED_COLUMNS`) made it: its table's schema without them.
+fn forget_added_columns(lake: &Path) {
+    let log = lake.join("cloudtrail/_delta_log/00000000000000000000.json");
+    let text = std::fs::read_to_string(&log).expect("first commit");
+    let without: Vec<String> = text
+        .lines()
+        .map(|line| {
+            let mut action: serde_json::Value = serde_json::from_str(line).expect("action");
+            if let Some(schema) = action["metaData"]["schemaString"].as_str() {
+                let mut schema: serde_json::Value = serde_json::from_str(schema).expect("schema");
+                let fields = schema["fields"].as_array_mut().expect("fields");
+                let before = fields.len();
+                fields.retain(|f| {
+                    !trailhouse_lake::schema::ADDED_COLUMNS
+                        .iter()
+                        .any(|c| f["name"] == *c)
+                });
+                assert_eq!(
+                    fields.len() + trailhouse_lake::schema::ADDED_COLUMNS.len(),
+                    before,
+                    "the columns were in the schema"
+                );
+                action["metaData"]["schemaString"] = json!(schema.to_string());
+            }
+            action.to_string()
+        })
+        .collect();
+    std::fs::write(&log, without.join("\n") + "\n").expect("rewrite the first commit");
+    // Its checkpoints repeat the schema: the log is read from its commits without them.
+    for file in files_under(&lake.join("cloudtrail/_delta_log")) {
+        let name = file
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        if name.contains("checkpoint") {
+            std::fs::remove_file(&file).expect("remove a checkpoint");
+        }
+    }
+}
+
+#[test]
+fn actor_is_stored_by_ingest_and_a_lake_without_the_column_answers_from_the_identity() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (src, lake) = (dir.path().join("src"), dir.path().join("lake"));
+    // Call `e{i}` at `time`: by alice, by a service, or by an identity with only its
+    // principal id, in turn. The first two carry a principal id that is long, their own and
+    // hard to compress (read only by a scan of the identity's members), so that reading the
+    // members shows in the bytes a scan reads.
+    let call = |i: usize, time: &str| {
+        let mut e = event(&format!("e{i}"), time, "GetObject", "us-east-1");
+        let long_id = format!("AIDA{}", incompressible(i as u64 + 1, 500));
+        e["userIdentity"] = match i % 3 {
+            0 => {
+                let mut alice = e["userIdentity"].clone();
+                alice["principalId"] = json!(long_id);
+                alice
+            }
+            1 => json!({"type": "AWSService", "invokedBy": "cloudtrail.amazonaws.com",
+                        "principalId": long_id}),
+            _ => json!({"type": "AssumedRole", "principalId": format!("AROAEXAMPLE:s{i}")}),
+        };
+        e
+    };
+    let events: Vec<_> = (0..30).map(|i| call(i, "2026-11-01T10:00:00Z")).collect();
+    write_trail_file(&src, "us-east-1", 1, "f.json.gz", &events);
+    let (run, _) = ingest_json(&lake, &[&src], &[]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    // The stored text is the identity's first member, as the function defines it (written out
+    // here, so that it is not itself read from the stored column).
+    let written_out = "coalesce(useridentity.arn, useridentity.invokedby, \
+                       useridentity.principalid, useridentity.type)";
+    assert_eq!(
+        count(
+            &lake,
+            &format!(
+                "SELECT count(*) FROM cloudtrail WHERE actor IS NOT DISTINCT FROM {written_out}"
+            )
+        ),
+        30
+    );
+    let by_actor = "SELECT actor(useridentity) AS who, count(*) AS n FROM cloudtrail \
+                    GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 3";
+    let top = "who,n\narn:aws:iam::111122223333:user/alice,10\ncloudtrail.amazonaws.com,10\n\
+               AROAEXAMPLE:s11,1\n";
+    assert_eq!(sql_csv(&lake, by_actor), top);
+    let stored_bytes = bytes_scanned(&lake, by_actor);
+
+    // A lake made before the column was added answers from the identity's members (reading
+    // them), and takes more files.
+    forget_added_columns(&lake);
+    let refused = trailhouse(&lake, &["sql", "SELECT actor FROM cloudtrail"]);
+    assert_ne!(refused.code, Some(0), "the table has no such column");
+    assert_eq!(sql_csv(&lake, by_actor), top);
+    let members_bytes = bytes_scanned(&lake, by_actor);
+    assert!(
+        stored_bytes * 4 < members_bytes,
+        "the stored actor: {stored_bytes} bytes against {members_bytes} for the members"
+    );
+    let more: Vec<_> = (30..33).map(|i| call(i, "2026-11-01T11:00:00Z")).collect();
+    write_trail_file(&src, "us-east-1", 1, "g.json.gz", &more);
+    let (run_more, _) = ingest_json(&lake, &[&src], &[]);
+    assert_eq!(run_more.code, Some(0), "{}", run_more.stderr);
+    assert_eq!(
+        sql_csv(&lake, by_actor),
+        "who,n\narn:aws:iam::111122223333:user/alice,11\ncloudtrail.amazonaws.com,11\n\
+         AROAEXAMPLE:s11,1\n"
     );
 }
 

@@ -10,9 +10,10 @@ use datafusion::sql::sqlparser::ast;
 use datafusion::sql::sqlparser::dialect::DuckDbDialect;
 use datafusion::sql::unparser::Unparser;
 use datafusion::sql::unparser::dialect::{Dialect, DuckDBDialect};
+use trailhouse_lake::actor::ACTOR_MEMBERS;
 
 use super::{json_keys, parse_with, sql_of};
-use crate::udf::{ACTOR_MEMBERS, access_denied_predicate, principal_predicate};
+use crate::udf::{access_denied_predicate, principal_predicate};
 
 /// `plan` as one DuckDB statement.
 pub(super) fn write(plan: LogicalPlan) -> Result<String> {

@@ -13,9 +13,10 @@ use datafusion::sql::sqlparser::ast::{self, VisitMut, VisitorMut};
 use datafusion::sql::sqlparser::dialect::DatabricksDialect;
 use datafusion::sql::unparser::Unparser;
 use datafusion::sql::unparser::dialect::Dialect;
+use trailhouse_lake::actor::ACTOR_MEMBERS;
 
 use super::{json_keys, parse_with, sql_of};
-use crate::udf::{ACTOR_MEMBERS, access_denied_predicate, principal_predicate};
+use crate::udf::{access_denied_predicate, principal_predicate};
 
 /// `plan` as one Spark SQL statement.
 pub(super) fn write(plan: LogicalPlan) -> Result<String> {

@@ -833,18 +833,7 @@ mod predicate_tests {
         let ctx = SessionContext::new();
         ctx.register_udf(crate::udf::actor());
         ctx.register_udf(crate::udf::actor_of());
-        let df_schema = DFSchema::try_from(Arc::clone(&table)).expect("schema");
-        let expr = ctx
-            .parse_sql_expr("actor(useridentity)", &df_schema)
-            .expect("parse");
-        // As the optimizer rewrites it.
-        let context = SimplifyContext::builder()
-            .with_schema(Arc::new(df_schema.clone()))
-            .build();
-        let expr = ExprSimplifier::new(context)
-            .simplify(expr)
-            .expect("simplify");
-        let planned = ctx.create_physical_expr(expr, &df_schema).expect("plan");
+        let planned = planned_actor(&ctx, &table);
         assert!(planned.to_string().starts_with("actor_of("), "{planned}");
         let (default, ours) = adapted(&table, &file, planned);
         assert_eq!(casts(&default), 4, "{default}");
@@ -872,37 +861,12 @@ mod predicate_tests {
         // A table that stores the actor (column `actor`, as ingest writes it) plans
         // `actor(useridentity)` as that column: a file that has it reads it and no member of
         // the identity; a file written before gives it from the members. Both the same text.
-        let with_stored = |schema: &SchemaRef, text: DataType| {
-            let mut fields = schema.fields().to_vec();
-            fields.push(Arc::new(Field::new(ACTOR, text, true)));
-            Arc::new(Schema::new(fields))
-        };
-        let (table_stored, file_stored) = (
-            with_stored(&table, DataType::Utf8),
-            with_stored(&file, DataType::Utf8View),
+        let (table_stored, file_stored, batch_stored) = with_stored(
+            (&table, &file, &batch),
+            ACTOR,
+            StringViewArray::from_iter(expected),
         );
-        let batch_stored = RecordBatch::try_new(
-            Arc::clone(&file_stored),
-            vec![
-                Arc::clone(batch.column(0)),
-                Arc::new(StringViewArray::from_iter(expected)),
-            ],
-        )
-        .expect("batch");
-        let planned_over = |table: &SchemaRef| {
-            let df_schema = DFSchema::try_from(Arc::clone(table)).expect("schema");
-            let expr = ctx
-                .parse_sql_expr("actor(useridentity)", &df_schema)
-                .expect("parse");
-            let context = SimplifyContext::builder()
-                .with_schema(Arc::new(df_schema.clone()))
-                .build();
-            let expr = ExprSimplifier::new(context)
-                .simplify(expr)
-                .expect("simplify");
-            ctx.create_physical_expr(expr, &df_schema).expect("plan")
-        };
-        let stored_plan = planned_over(&table_stored);
+        let stored_plan = planned_actor(&ctx, &table_stored);
         assert_eq!(stored_plan.to_string(), "actor@1", "{stored_plan}");
         let (_, ours) = adapted(&table_stored, &file_stored, Arc::clone(&stored_plan));
         assert!(!ours.to_string().contains("useridentity"), "{ours}");
@@ -920,7 +884,7 @@ mod predicate_tests {
         assert_eq!(answer(&ours), expected.map(|v| v.map(str::to_string)));
         // A table without the column (a lake made before) reads the members, not a file's
         // column it lacks.
-        let (_, ours) = adapted(&table, &file_stored, planned_over(&table));
+        let (_, ours) = adapted(&table, &file_stored, planned_actor(&ctx, &table));
         assert!(ours.to_string().starts_with("actor_of("), "{ours}");
         assert!(!ours.to_string().contains("actor@"), "{ours}");
     }
@@ -1038,23 +1002,11 @@ mod predicate_tests {
         // A file that stores the ARNs (column `resourcearns`, as ingest writes it) is searched
         // in that column: the list is not read at all, and the answer is the same.
         let stored = trailhouse_lake::arns::resource_arns(batch.column(0).as_ref()).expect("arns");
-        let with_stored = |schema: &SchemaRef, text: DataType| {
-            let mut fields = schema.fields().to_vec();
-            fields.push(Arc::new(Field::new(RESOURCEARNS, text, true)));
-            Arc::new(Schema::new(fields))
-        };
-        let (table_stored, file_stored) = (
-            with_stored(&table, DataType::Utf8),
-            with_stored(&file, DataType::Utf8View),
+        let (table_stored, file_stored, batch_stored) = with_stored(
+            (&table, &file, &batch),
+            RESOURCEARNS,
+            StringViewArray::from_iter(stored.iter()),
         );
-        let batch_stored = RecordBatch::try_new(
-            Arc::clone(&file_stored),
-            vec![
-                Arc::clone(batch.column(0)),
-                Arc::new(StringViewArray::from_iter(stored.iter())),
-            ],
-        )
-        .expect("batch");
         let narrowed_filter = planned_narrowed(&ctx, &table_stored, 1);
         let (default, ours) = adapted(&table_stored, &file_stored, Arc::clone(&narrowed_filter));
         assert!(ours.to_string().contains("resourcearns@1"), "{ours}");
@@ -1084,6 +1036,40 @@ mod predicate_tests {
         let (_, ours) = adapted(&table, &file_stored, planned_narrowed(&ctx, &table, 1));
         assert!(ours.to_string().contains("resources@0"), "{ours}");
         assert!(!ours.to_string().contains(RESOURCEARNS), "{ours}");
+    }
+
+    /// The table's and the file's schema, and the file's batch, with one more text column
+    /// `name` holding `values` (as a stored column: plain text in the table, views in the file).
+    fn with_stored(
+        (table, file, batch): (&SchemaRef, &SchemaRef, &RecordBatch),
+        name: &str,
+        values: StringViewArray,
+    ) -> (SchemaRef, SchemaRef, RecordBatch) {
+        let with = |schema: &SchemaRef, text: DataType| {
+            let mut fields = schema.fields().to_vec();
+            fields.push(Arc::new(Field::new(name, text, true)));
+            Arc::new(Schema::new(fields))
+        };
+        let (table, file) = (with(table, DataType::Utf8), with(file, DataType::Utf8View));
+        let mut columns = batch.columns().to_vec();
+        columns.push(Arc::new(values));
+        let batch = RecordBatch::try_new(Arc::clone(&file), columns).expect("batch");
+        (table, file, batch)
+    }
+
+    /// `actor(useridentity)` over `table`, simplified as the optimizer does and planned.
+    fn planned_actor(ctx: &SessionContext, table: &SchemaRef) -> Arc<dyn PhysicalExpr> {
+        let df_schema = DFSchema::try_from(Arc::clone(table)).expect("schema");
+        let expr = ctx
+            .parse_sql_expr("actor(useridentity)", &df_schema)
+            .expect("parse");
+        let context = SimplifyContext::builder()
+            .with_schema(Arc::new(df_schema.clone()))
+            .build();
+        let expr = ExprSimplifier::new(context)
+            .simplify(expr)
+            .expect("simplify");
+        ctx.create_physical_expr(expr, &df_schema).expect("plan")
     }
 
     /// The filter `strpos(resource_arns(resources), 'exports') > 0` over `table`, simplified

@@ -170,6 +170,31 @@ pub const RESOURCEARNS: &str = "resourcearns";
 /// identity with their nesting levels. A lake made by an earlier trailhouse lacks it
 /// ([`ADDED_COLUMNS`]).
 pub const ACTOR: &str = "actor";
+/// The key of the field metadata [`marked_derived`] gives a derived column (its value: the
+/// column's name), so that a reader can tell the table's column from another of the same name
+/// a query made (`SELECT useridentity, 'x' AS actor …`).
+pub const DERIVED_KEY: &str = "trailhouse.derived";
+
+/// `schema` with its derived columns ([`ACTOR`]) marked by [`DERIVED_KEY`]: what a query engine
+/// presents the table as, so that `actor(useridentity)` is read from the column only where it
+/// is the table's.
+pub fn marked_derived(schema: &SchemaRef) -> SchemaRef {
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| {
+            let mut f = f.as_ref().clone();
+            if f.name() == ACTOR {
+                let mut metadata = f.metadata().clone();
+                metadata.insert(DERIVED_KEY.to_string(), ACTOR.to_string());
+                f = f.with_metadata(metadata);
+            }
+            f
+        })
+        .collect();
+    Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
+}
+
 /// Derived columns added to the table after lakes were made without them: a lake without them
 /// is read and added to as it is (its files answer from the columns they derive from).
 pub const ADDED_COLUMNS: [&str; 2] = [RESOURCEARNS, ACTOR];

@@ -118,6 +118,7 @@ impl LakeTable {
         if reader_version != Some(1) {
             return Ok(None);
         }
+        let schema = trailhouse_lake::schema::marked_derived(&schema);
         let partition_names: Vec<String> = snapshot.metadata().partition_columns().to_vec();
         let partition_fields: Vec<FieldRef> = partition_names
             .iter()

@@ -868,6 +868,16 @@ mod predicate_tests {
         );
         let stored_plan = planned_actor(&ctx, &table_stored);
         assert_eq!(stored_plan.to_string(), "actor@1", "{stored_plan}");
+        // A column `actor` that is not the table's (unmarked: one a query named so) is not it.
+        let unmarked = Arc::new(Schema::new(
+            table_stored
+                .fields()
+                .iter()
+                .map(|f| f.as_ref().clone().with_metadata(Default::default()))
+                .collect::<Vec<_>>(),
+        ));
+        let planned = planned_actor(&ctx, &unmarked);
+        assert!(planned.to_string().starts_with("actor_of("), "{planned}");
         let (_, ours) = adapted(&table_stored, &file_stored, Arc::clone(&stored_plan));
         assert!(!ours.to_string().contains("useridentity"), "{ours}");
         let out = ours.evaluate(&batch_stored).expect("evaluate");
@@ -1039,7 +1049,8 @@ mod predicate_tests {
     }
 
     /// The table's and the file's schema, and the file's batch, with one more text column
-    /// `name` holding `values` (as a stored column: plain text in the table, views in the file).
+    /// `name` holding `values` (as a stored column: plain text in the table, marked if derived,
+    /// views in the file).
     fn with_stored(
         (table, file, batch): (&SchemaRef, &SchemaRef, &RecordBatch),
         name: &str,
@@ -1050,7 +1061,9 @@ mod predicate_tests {
             fields.push(Arc::new(Field::new(name, text, true)));
             Arc::new(Schema::new(fields))
         };
-        let (table, file) = (with(table, DataType::Utf8), with(file, DataType::Utf8View));
+        // Marked as the lake's table marks its derived columns.
+        let table = trailhouse_lake::schema::marked_derived(&with(table, DataType::Utf8));
+        let file = with(file, DataType::Utf8View);
         let mut columns = batch.columns().to_vec();
         columns.push(Arc::new(values));
         let batch = RecordBatch::try_new(Arc::clone(&file), columns).expect("batch");

@@ -53,7 +53,7 @@ use datafusion::logical_expr::{
     Signature, Volatility,
 };
 use trailhouse_lake::actor::{ACTOR_MEMBERS, actor_of_identity, first_present};
-use trailhouse_lake::schema::ACTOR;
+use trailhouse_lake::schema::{ACTOR, DERIVED_KEY};
 
 /// Parses `a.b.c.d/n`, `x::y/n` or a bare address into (network, prefix length).
 pub fn parse_network(text: &str) -> Option<(IpAddr, u8)> {
@@ -332,7 +332,8 @@ impl ScalarUDFImpl for Actor {
         let [identity] = args.as_slice() else {
             return exec_err!("actor takes (useridentity)");
         };
-        // A table that stores each row's actor beside its identity is read for it.
+        // A table that stores each row's actor beside its identity is read for it: the
+        // table's column (marked so by the lake's table), not another a query named `actor`.
         if let Expr::Column(column) = identity
             && column.name == "useridentity"
         {
@@ -340,7 +341,10 @@ impl ScalarUDFImpl for Actor {
             if info
                 .schema()
                 .qualified_field_from_column(&stored)
-                .is_ok_and(|(_, f)| f.data_type() == &DataType::Utf8)
+                .is_ok_and(|(_, f)| {
+                    f.data_type() == &DataType::Utf8
+                        && f.metadata().get(DERIVED_KEY).map(String::as_str) == Some(ACTOR)
+                })
             {
                 return Ok(ExprSimplifyResult::Simplified(Expr::Column(stored)));
             }

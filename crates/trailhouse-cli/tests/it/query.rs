@@ -1142,6 +1142,15 @@ fn actor_is_stored_by_ingest_and_a_lake_without_the_column_answers_from_the_iden
                AROAEXAMPLE:s11,1\n";
     assert_eq!(sql_csv(&lake, by_actor), top);
     let stored_bytes = bytes_scanned(&lake, by_actor);
+    // A column a query names `actor` beside the identity is not the stored one.
+    assert_eq!(
+        sql_csv(
+            &lake,
+            "WITH x AS (SELECT useridentity, 'not an actor' AS actor FROM cloudtrail) \
+             SELECT count(*) AS n FROM x WHERE actor(useridentity) = 'cloudtrail.amazonaws.com'"
+        ),
+        "n\n10\n"
+    );
 
     // A lake made before the column was added answers from the identity's members (reading
     // them), and takes more files.

@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Arc, LazyLock};
 
-use arrow::array::{ArrayBuilder, ArrayRef, AsArray, Int64Builder, RecordBatch, StringBuilder};
+use arrow::array::{ArrayBuilder, ArrayRef, Int64Builder, RecordBatch, StringBuilder};
 use chrono::{DateTime, NaiveDate};
 use serde_json::value::RawValue;
 use trailhouse_lake::entries::Entries;
@@ -80,8 +80,6 @@ static FIELD_INDEX_LOWER: LazyLock<FieldIndex<String>> = LazyLock::new(|| {
 });
 static EVENT_TIME: LazyLock<usize> = LazyLock::new(|| FIELD_INDEX["eventTime"]);
 static AWS_REGION: LazyLock<usize> = LazyLock::new(|| FIELD_INDEX["awsRegion"]);
-static RESOURCES: LazyLock<usize> = LazyLock::new(|| FIELD_INDEX["resources"]);
-static USER_IDENTITY: LazyLock<usize> = LazyLock::new(|| FIELD_INDEX["userIdentity"]);
 static EVENT_ID: LazyLock<usize> = LazyLock::new(|| FIELD_INDEX["eventID"]);
 static EVENT_SOURCE: LazyLock<usize> = LazyLock::new(|| FIELD_INDEX["eventSource"]);
 static EVENT_NAME: LazyLock<usize> = LazyLock::new(|| FIELD_INDEX["eventName"]);
@@ -346,23 +344,21 @@ impl RecordBuilder {
         arrays.push(Arc::new(self.region.finish()));
         arrays.push(Arc::new(self.minted_key.finish()));
         arrays.push(Arc::new(self.minted_session.finish()));
-        let schema_error = |column: &str, what: String| {
-            arrow::error::ArrowError::SchemaError(format!("{column}: {what}"))
-        };
-        let resources = arrays
-            .get(*RESOURCES)
-            .ok_or_else(|| schema_error("resources", "no column".into()))?;
-        let arns = trailhouse_lake::arns::resource_arns(resources.as_ref())
-            .map_err(|what| schema_error("resources", what))?;
-        let identity = arrays
-            .get(*USER_IDENTITY)
-            .and_then(|c| c.as_struct_opt())
-            .ok_or_else(|| schema_error("useridentity", "no struct column".into()))?;
-        let actors = trailhouse_lake::actor::actor_of_identity(identity)
-            .map_err(|what| schema_error("useridentity", what))?;
-        arrays.push(Arc::new(arns));
-        arrays.push(Arc::new(actors));
-        RecordBatch::try_new(schema::file_schema(), arrays)
+        let file_schema = schema::file_schema();
+        let rows = arrays.first().map_or(0, |a| a.len());
+        let added = schema::ADDED_COLUMNS
+            .iter()
+            .map(|name| {
+                trailhouse_lake::derived::added_column(
+                    name,
+                    |c| file_schema.index_of(c).ok().and_then(|i| arrays.get(i)),
+                    rows,
+                )
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(arrow::error::ArrowError::SchemaError)?;
+        arrays.extend(added);
+        RecordBatch::try_new(file_schema, arrays)
     }
 }
 
@@ -378,6 +374,7 @@ fn json_str(text: &str) -> Option<Cow<'_, str>> {
 
 #[cfg(test)]
 mod tests {
+    use arrow::array::AsArray;
     use trailhouse_lake::rebuild::Rebuilder;
 
     use super::*;

@@ -17,7 +17,7 @@ use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::array::RecordBatch;
 use arrow::compute::{cast, concat_batches};
 use deltalake_core::kernel::Add;
 use parquet::arrow::ArrowWriter;
@@ -181,45 +181,19 @@ fn as_file_schema(batch: RecordBatch) -> Result<RecordBatch, ParquetError> {
     for field in want.fields() {
         let column = match batch.column_by_name(field.name()) {
             Some(c) => cast(c, field.data_type())?,
-            None if field.name() == schema::RESOURCEARNS => derived_arns(&batch)?,
-            None if field.name() == schema::ACTOR => derived_actor(&batch)?,
+            None if schema::ADDED_COLUMNS.contains(&field.name().as_str()) => {
+                crate::derived::added_column(
+                    field.name(),
+                    |name| batch.column_by_name(name),
+                    batch.num_rows(),
+                )
+                .map_err(ParquetError::General)?
+            }
             None => arrow::array::new_null_array(field.data_type(), batch.num_rows()),
         };
         columns.push(column);
     }
     Ok(RecordBatch::try_new(want, columns)?)
-}
-
-/// Column [`schema::RESOURCEARNS`] of `batch`'s rows, from their `resources`.
-fn derived_arns(batch: &RecordBatch) -> Result<arrow::array::ArrayRef, ParquetError> {
-    let Some(resources) = batch.column_by_name("resources") else {
-        return Ok(arrow::array::new_null_array(
-            &arrow::datatypes::DataType::Utf8,
-            batch.num_rows(),
-        ));
-    };
-    let arns = crate::arns::resource_arns(resources.as_ref())
-        .map_err(|what| ParquetError::General(format!("column resources: {what}")))?;
-    Ok(Arc::new(arns))
-}
-
-/// Column [`schema::ACTOR`] of `batch`'s rows, from their `useridentity`.
-fn derived_actor(batch: &RecordBatch) -> Result<arrow::array::ArrayRef, ParquetError> {
-    let Some(identity) = batch.column_by_name("useridentity") else {
-        return Ok(arrow::array::new_null_array(
-            &arrow::datatypes::DataType::Utf8,
-            batch.num_rows(),
-        ));
-    };
-    let Some(identity) = identity.as_struct_opt() else {
-        return Err(ParquetError::General(format!(
-            "column useridentity: expected a struct, got {}",
-            identity.data_type()
-        )));
-    };
-    let actors = crate::actor::actor_of_identity(identity)
-        .map_err(|what| ParquetError::General(format!("column useridentity: {what}")))?;
-    Ok(Arc::new(actors))
 }
 
 /// What the written file's footer says of its rows: the row groups' counts, and the nulls and

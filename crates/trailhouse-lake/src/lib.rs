@@ -8,6 +8,7 @@ pub mod arns;
 pub mod check;
 pub mod concat;
 pub mod datafile;
+pub mod derived;
 pub mod entries;
 pub mod error;
 pub mod maintenance;

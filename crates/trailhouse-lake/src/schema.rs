@@ -403,6 +403,17 @@ mod tests {
     }
 
     #[test]
+    fn the_added_columns_end_the_file_schema_in_their_order() {
+        // Ingest appends them after the others, in this order (`derived::added_column`).
+        let fields = file_schema().fields().clone();
+        let last: Vec<&str> = fields[fields.len() - ADDED_COLUMNS.len()..]
+            .iter()
+            .map(|f| f.name().as_str())
+            .collect();
+        assert_eq!(last, ADDED_COLUMNS);
+    }
+
+    #[test]
     fn nested_fields_are_lower_case() {
         let schema = table_schema();
         let ui = schema

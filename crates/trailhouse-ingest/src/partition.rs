@@ -1,6 +1,8 @@
 //! Groups a batch's rows by partition (UTC day of `eventTime`), drops records already stored, and
-//! orders each partition's rows by event name, event source, region, then `eventTime`: the rows of
-//! one kind of call are contiguous, so a filter on the call prunes the pages of every column.
+//! orders each partition's rows by event name, event source, region, source IP address, then
+//! `eventTime` ([`SORT_COLUMNS`](trailhouse_lake::datafile::SORT_COLUMNS)): the rows of one kind
+//! of call are contiguous, so a filter on the call prunes the pages of every column, and within
+//! a call and region the rows from one address are too.
 //!
 //! A re-delivered record has the same content, hence the same `eventTime`, hence the same
 //! partition: deduplication needs to look only there. [`DedupIndex`] holds, per partition,
@@ -193,40 +195,43 @@ fn gather(batches: &[&RecordBatch], keep: &[(usize, usize)]) -> Result<RecordBat
     Ok(RecordBatch::try_new(schema, columns)?)
 }
 
-/// A row of a batch: (rank of its (event name, event source, region) in its partition,
-/// eventtime, file index, row index) — sorting by it orders rows by call, region, then time, then
-/// delivery.
+/// A row of a batch: (rank of its (event name, event source, region, source IP address) in its
+/// partition, eventtime, file index, row index) — sorting by it orders rows by call, region,
+/// address, then time, then delivery.
 type RowRef = (u32, i64, usize, usize);
 
-/// Sets each row's rank: the position of its (event name, event source, region) among the
-/// partition's, in order (a missing name or source first). Each row's call is hashed once; only
-/// the partition's distinct calls (hundreds, for thousands of rows) are sorted.
-fn rank_calls(files: &[FileRows], rows: &mut [RowRef]) {
+/// Sets each row's rank: the position of its (event name, event source, region, source IP
+/// address) among the partition's, in order (a missing name, source or address first). Each
+/// row's group is hashed once; only the partition's distinct groups, far fewer than its rows,
+/// are sorted.
+fn rank_groups(files: &[FileRows], rows: &mut [RowRef]) {
     let source_index = schema::file_schema().index_of("eventsource").ok();
     let name_index = schema::file_schema().index_of("eventname").ok();
+    let ip_index = schema::file_schema().index_of("sourceipaddress").ok();
     let text = |index: Option<usize>, fi: usize, ri: usize| -> Option<&str> {
         let column = files[fi].batch.column(index?).as_string_opt::<i32>()?;
         column.is_valid(ri).then(|| column.value(ri))
     };
-    type Call<'a> = (Option<&'a str>, Option<&'a str>, &'a str);
-    let mut seen: HashMap<Call<'_>, u32, BuildHasherDefault<KeyHasher>> = HashMap::default();
-    let mut calls: Vec<Call<'_>> = Vec::new();
+    type Group<'a> = (Option<&'a str>, Option<&'a str>, &'a str, Option<&'a str>);
+    let mut seen: HashMap<Group<'_>, u32, BuildHasherDefault<KeyHasher>> = HashMap::default();
+    let mut groups: Vec<Group<'_>> = Vec::new();
     for row in rows.iter_mut() {
         let (_, _, fi, ri) = *row;
-        let call = (
+        let group = (
             text(name_index, fi, ri),
             text(source_index, fi, ri),
             files[fi].placed[ri].region.as_str(),
+            text(ip_index, fi, ri),
         );
-        // The call's place in the order first seen, made its rank below.
-        row.0 = *seen.entry(call).or_insert_with(|| {
-            calls.push(call);
-            (calls.len() - 1) as u32
+        // The group's place in the order first seen, made its rank below.
+        row.0 = *seen.entry(group).or_insert_with(|| {
+            groups.push(group);
+            (groups.len() - 1) as u32
         });
     }
-    let mut order: Vec<u32> = (0..calls.len() as u32).collect();
-    order.sort_unstable_by_key(|&i| calls[i as usize]);
-    let mut rank = vec![0u32; calls.len()];
+    let mut order: Vec<u32> = (0..groups.len() as u32).collect();
+    order.sort_unstable_by_key(|&i| groups[i as usize]);
+    let mut rank = vec![0u32; groups.len()];
     for (r, &i) in order.iter().enumerate() {
         rank[i as usize] = r as u32;
     }
@@ -236,7 +241,7 @@ fn rank_calls(files: &[FileRows], rows: &mut [RowRef]) {
 }
 
 /// Splits `files` into per-partition batches of new rows, in deterministic order: by event name,
-/// event source and region, then `eventtime`, then by file and position (so the first delivery of a record is the one kept),
+/// event source, region and source IP address, then `eventtime`, then by file and position (so the first delivery of a record is the one kept),
 /// and hands each batch to `sink` (the writer) as soon as it is built, in parallel across
 /// partitions. Each batch is dropped once the sink is done with it, so a worker's memory cycles
 /// through one partition at a time instead of the whole batch being copied before anything is
@@ -278,7 +283,7 @@ pub fn partition<T: Send>(
         .par_iter_mut()
         .map(|(partition, rows, idx)| {
             let mut counts = DedupCounts::default();
-            rank_calls(files, rows);
+            rank_groups(files, rows);
             rows.sort_unstable();
             let mut keep = Vec::with_capacity(rows.len());
             for &(_, time, fi, ri) in rows.iter() {
@@ -356,10 +361,10 @@ mod tests {
         }
     }
 
-    /// The written order is [`SORT_COLUMNS`] (name, source, region, time), whatever order the
-    /// records came in.
+    /// The written order is [`SORT_COLUMNS`] (name, source, region, source address, time),
+    /// whatever order the records came in.
     #[test]
-    fn rows_are_ordered_by_call_then_region_then_time() {
+    fn rows_are_ordered_by_call_region_address_then_time() {
         let calls = [
             ("s3.amazonaws.com", "PutObject"),
             ("ec2.amazonaws.com", "RunInstances"),
@@ -368,11 +373,18 @@ mod tests {
         ];
         let regions = ["us-west-2", "eu-west-1", "us-east-1"];
         let mut records = Vec::new();
+        // Each (call, region) has two records, the later one from the lower address, so the
+        // address orders them against their times; one record has no address.
         for (i, second) in (0..24).rev().enumerate() {
             let (source, name) = calls[i % calls.len()];
             let region = regions[i % regions.len()];
+            let address = match i {
+                17 => String::new(),
+                i if i < 12 => r#","sourceIPAddress":"198.51.100.1""#.to_string(),
+                _ => r#","sourceIPAddress":"198.51.100.2""#.to_string(),
+            };
             records.push(format!(
-                r#"{{"eventTime":"2026-11-02T10:00:{second:02}Z","eventSource":"{source}","eventName":"{name}","awsRegion":"{region}","eventID":"e{i}"}}"#
+                r#"{{"eventTime":"2026-11-02T10:00:{second:02}Z","eventSource":"{source}","eventName":"{name}","awsRegion":"{region}","eventID":"e{i}"{address}}}"#
             ));
         }
         let files = [file_rows(&records)];
@@ -404,5 +416,19 @@ mod tests {
         assert_eq!(rows.len(), 24);
         assert_eq!(rows, sorted);
         assert_eq!(rows[0][..2], ["DescribeInstances", "ec2.amazonaws.com"]);
+        // Within a call and region, the address decides before the time.
+        let ip = SORT_COLUMNS.iter().position(|c| *c == "sourceipaddress");
+        let time = SORT_COLUMNS.iter().position(|c| *c == schema::EVENTTIME);
+        let (Some(ip), Some(time)) = (ip, time) else {
+            panic!("the order names the address and the time: {SORT_COLUMNS:?}");
+        };
+        assert!(ip < time);
+        let (first, second) = (&rows[0], &rows[1]);
+        assert_eq!(first[..ip], second[..ip]);
+        assert_eq!(
+            (first[ip].as_str(), second[ip].as_str()),
+            ("198.51.100.1", "198.51.100.2")
+        );
+        assert!(first[time] > second[time], "{first:?} {second:?}");
     }
 }

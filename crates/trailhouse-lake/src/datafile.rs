@@ -119,7 +119,8 @@ fn zstd_leaf(path: &ColumnPath) -> bool {
 /// Parquet settings of our data files: zstd level 1 (measured: a quarter faster to write than
 /// level 3 on CloudTrail rows, files no larger) on [`ZSTD_COLUMNS`] and the columns of other
 /// tables, the event table's other leaves uncompressed, rows ordered by [`SORT_COLUMNS`] with page
-/// statistics on them (a region, a call or a time range reads only its pages), chunk statistics elsewhere,
+/// statistics on the call, region and time (a region, a call or a time range reads only its
+/// pages), chunk statistics elsewhere,
 /// no statistics for free-form JSON and per-row ids (nothing prunes by them; they made every
 /// footer larger), and no dictionary for the columns that are nearly unique per row: trying one
 /// costs time and the writer falls back to plain anyway.
@@ -192,7 +193,8 @@ fn writer_properties_builder(sorted: bool) -> WriterPropertiesBuilder {
 }
 
 /// The order of a data file's rows: by the call (name, then source: the rows of one call are
-/// contiguous, so a filter on it prunes the pages of every column), then region, then time.
+/// contiguous, so a filter on it prunes the pages of every column), then region, then source
+/// address, then time.
 /// The name comes first so that its values only grow along the rows an ingest batch writes (a
 /// compacted file is a few such runs): a page's `eventname` bounds then take in the calls it
 /// holds and no others. A day holds a few hundred (region, source)
@@ -201,10 +203,20 @@ fn writer_properties_builder(sorted: bool) -> WriterPropertiesBuilder {
 /// (measured on a 20M-event trail: `eventname = 'ConsoleLogin'` kept the pages of 12.0M rows
 /// with the region first, 4.3M with the source first, 1.5M with the name first). Every
 /// question that names a source also names its calls.
-pub const SORT_COLUMNS: [&str; 4] = [
+///
+/// Within a call and region, rows are ordered by source IP address before time: the calls from
+/// one address lie together, so a question about an address picks runs of rows out of each page
+/// instead of single rows scattered through it (every row picked alone costs every column a
+/// skip and a read). On a 20M-event trail, `run ip-activity` over 90 days (500,000 calls from
+/// one address) took 1.04-1.17 s with rows by time and 0.84-0.89 s by address then time, the
+/// table 4 % smaller; a window of an hour, which time order let skip the pages of a busy call
+/// outside it, took 0.037 s against 0.032 s, and the other questions measured the same.
+/// (Page statistics on the address as well measured no faster.)
+pub const SORT_COLUMNS: [&str; 5] = [
     "eventname",
     "eventsource",
     schema::REGION,
+    "sourceipaddress",
     schema::EVENTTIME,
 ];
 

@@ -3,7 +3,7 @@
 //!
 //! Layout under the lake root:
 //! ```text
-//! cloudtrail/    Delta table, partitioned day=YYYY-MM-DD, rows ordered by call, region, time
+//! cloudtrail/    Delta table, partitioned day=YYYY-MM-DD, rows ordered by call, region, source IP, time
 //! quarantine/    Delta table of records that could not be placed
 //! _trailhouse/   ingest state (ledger of source files, writer lock)
 //! ```

@@ -10,10 +10,10 @@
 //! and evicted (least recently used first) beyond a budget, so memory does not grow with the table.
 
 use std::collections::{HashMap, HashSet};
-use std::hash::BuildHasherDefault;
+use std::hash::{BuildHasherDefault, Hash};
 use std::path::PathBuf;
 
-use arrow::array::{ArrayRef, AsArray, RecordBatch, new_null_array};
+use arrow::array::{ArrayRef, AsArray, RecordBatch, StringArray, new_null_array};
 use arrow::compute::cast;
 use arrow::compute::interleave;
 use arrow::datatypes::{DataType, TimeUnit};
@@ -195,48 +195,83 @@ fn gather(batches: &[&RecordBatch], keep: &[(usize, usize)]) -> Result<RecordBat
     Ok(RecordBatch::try_new(schema, columns)?)
 }
 
-/// A row of a batch: (rank of its (event name, event source, region, source IP address) in its
-/// partition, eventtime, file index, row index) — sorting by it orders rows by call, region,
-/// address, then time, then delivery.
-type RowRef = (u32, i64, usize, usize);
+/// A row of a batch: (rank of its (event name, event source, region) in its partition, rank of
+/// its source IP address there, eventtime, file index, row index) — sorting by it orders rows by
+/// call, region, address, then time, then delivery.
+type RowRef = (u32, u32, i64, usize, usize);
 
-/// Sets each row's rank: the position of its (event name, event source, region, source IP
-/// address) among the partition's, in order (a missing name, source or address first). Each
-/// row's group is hashed once; only the partition's distinct groups, far fewer than its rows,
-/// are sorted.
+/// Distinct keys in the order first seen, each given an id, to be ranked: each row's key is
+/// hashed once, and only the distinct keys, far fewer than the rows, are sorted.
+struct Ranks<K> {
+    ids: HashMap<K, u32, BuildHasherDefault<KeyHasher>>,
+    keys: Vec<K>,
+}
+
+impl<K: Hash + Eq + Ord + Copy> Ranks<K> {
+    fn new() -> Self {
+        Ranks {
+            ids: HashMap::default(),
+            keys: Vec::new(),
+        }
+    }
+
+    /// The id of `key`: its place among the keys in the order first seen.
+    fn id(&mut self, key: K) -> u32 {
+        *self.ids.entry(key).or_insert_with(|| {
+            self.keys.push(key);
+            (self.keys.len() - 1) as u32
+        })
+    }
+
+    /// Each id's rank: the position of its key among the keys, in order.
+    fn ranks(self) -> Vec<u32> {
+        let mut order: Vec<u32> = (0..self.keys.len() as u32).collect();
+        order.sort_unstable_by_key(|&i| self.keys[i as usize]);
+        let mut rank = vec![0u32; self.keys.len()];
+        for (r, &i) in order.iter().enumerate() {
+            rank[i as usize] = r as u32;
+        }
+        rank
+    }
+}
+
+/// Sets each row's ranks: the position of its (event name, event source, region) among the
+/// partition's, in order (a missing name or source first), and of its source IP address among
+/// the partition's addresses (a missing one first). Calls and addresses are ranked apart: a
+/// partition has a few hundred calls and a few thousand addresses, where it would have tens of
+/// thousands of (call, address) pairs.
 fn rank_groups(files: &[FileRows], rows: &mut [RowRef]) {
-    let source_index = schema::file_schema().index_of("eventsource").ok();
-    let name_index = schema::file_schema().index_of("eventname").ok();
-    let ip_index = schema::file_schema().index_of("sourceipaddress").ok();
-    let text = |index: Option<usize>, fi: usize, ri: usize| -> Option<&str> {
-        let column = files[fi].batch.column(index?).as_string_opt::<i32>()?;
-        column.is_valid(ri).then(|| column.value(ri))
+    // Each file's text column, looked up once.
+    let column = |name: &str| -> Vec<Option<&StringArray>> {
+        let index = schema::file_schema().index_of(name).ok();
+        files
+            .iter()
+            .map(|f| index.and_then(|i| f.batch.column(i).as_string_opt::<i32>()))
+            .collect()
     };
-    type Group<'a> = (Option<&'a str>, Option<&'a str>, &'a str, Option<&'a str>);
-    let mut seen: HashMap<Group<'_>, u32, BuildHasherDefault<KeyHasher>> = HashMap::default();
-    let mut groups: Vec<Group<'_>> = Vec::new();
+    let (names, sources, addresses) = (
+        column("eventname"),
+        column("eventsource"),
+        column("sourceipaddress"),
+    );
+    fn text<'a>(columns: &[Option<&'a StringArray>], fi: usize, ri: usize) -> Option<&'a str> {
+        columns[fi].filter(|c| c.is_valid(ri)).map(|c| c.value(ri))
+    }
+    let mut calls: Ranks<(Option<&str>, Option<&str>, &str)> = Ranks::new();
+    let mut ips: Ranks<Option<&str>> = Ranks::new();
     for row in rows.iter_mut() {
-        let (_, _, fi, ri) = *row;
-        let group = (
-            text(name_index, fi, ri),
-            text(source_index, fi, ri),
+        let (_, _, _, fi, ri) = *row;
+        row.0 = calls.id((
+            text(&names, fi, ri),
+            text(&sources, fi, ri),
             files[fi].placed[ri].region.as_str(),
-            text(ip_index, fi, ri),
-        );
-        // The group's place in the order first seen, made its rank below.
-        row.0 = *seen.entry(group).or_insert_with(|| {
-            groups.push(group);
-            (groups.len() - 1) as u32
-        });
+        ));
+        row.1 = ips.id(text(&addresses, fi, ri));
     }
-    let mut order: Vec<u32> = (0..groups.len() as u32).collect();
-    order.sort_unstable_by_key(|&i| groups[i as usize]);
-    let mut rank = vec![0u32; groups.len()];
-    for (r, &i) in order.iter().enumerate() {
-        rank[i as usize] = r as u32;
-    }
+    let (calls, ips) = (calls.ranks(), ips.ranks());
     for row in rows.iter_mut() {
-        row.0 = rank[row.0 as usize];
+        row.0 = calls[row.0 as usize];
+        row.1 = ips[row.1 as usize];
     }
 }
 
@@ -258,7 +293,7 @@ pub fn partition<T: Send>(
             groups
                 .entry(p.day)
                 .or_default()
-                .push((0, p.event_time, fi, ri));
+                .push((0, 0, p.event_time, fi, ri));
         }
     }
     let mut ordered: Vec<(Partition, Vec<RowRef>)> = groups
@@ -286,7 +321,7 @@ pub fn partition<T: Send>(
             rank_groups(files, rows);
             rows.sort_unstable();
             let mut keep = Vec::with_capacity(rows.len());
-            for &(_, time, fi, ri) in rows.iter() {
+            for &(_, _, time, fi, ri) in rows.iter() {
                 let p = &files[fi].placed[ri];
                 if !idx.seen.insert((p.record_hash, time)) {
                     counts.duplicate += 1;

@@ -457,6 +457,14 @@ mod tests {
         assert_eq!(stats["maxValues"][schema::REGION], "eu-west-1");
     }
 
+    /// The members of a struct type.
+    fn struct_members(t: &arrow::datatypes::DataType) -> arrow::datatypes::Fields {
+        match t {
+            arrow::datatypes::DataType::Struct(members) => members.clone(),
+            other => panic!("a struct, not {other}"),
+        }
+    }
+
     #[test]
     fn a_file_written_without_the_derived_columns_gets_them_from_its_record() {
         use arrow::array::{ListArray, StructArray};
@@ -478,9 +486,7 @@ mod tests {
         else {
             panic!("a list")
         };
-        let DataType::Struct(members) = item.data_type().clone() else {
-            panic!("a struct")
-        };
+        let members = struct_members(item.data_type());
         let text = |v: Vec<Option<&str>>| Arc::new(StringArray::from(v)) as ArrayRef;
         let columns = members
             .iter()
@@ -500,14 +506,12 @@ mod tests {
             Some(vec![true, true, false].into()),
         );
         // A user, a service, and no identity at all.
-        let DataType::Struct(identity_members) = file_schema
-            .field_with_name("useridentity")
-            .expect("useridentity")
-            .data_type()
-            .clone()
-        else {
-            panic!("a struct")
-        };
+        let identity_members = struct_members(
+            file_schema
+                .field_with_name("useridentity")
+                .expect("useridentity")
+                .data_type(),
+        );
         let identity_columns = identity_members
             .iter()
             .map(|m| match m.name().as_str() {

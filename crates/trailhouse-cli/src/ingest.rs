@@ -4,6 +4,7 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use indicatif::{ProgressBar, ProgressStyle};
+use trailhouse_ingest::verify::early::Ask;
 use trailhouse_ingest::verify::keys::PublicKeys;
 use trailhouse_ingest::{Options, Progress, Report, ingest};
 use trailhouse_lake::Lake;
@@ -47,6 +48,17 @@ pub async fn run(
     let sources = args.sources.clone();
     let mut opts = Options::new(lake.clone(), args.sources);
     opts.hash_files = args.verify;
+    // Read before the run: the files pending their digest widen the window it judges digests
+    // for as it reads.
+    let ask = if args.verify {
+        Some(Ask {
+            keys,
+            pending: crate::ingest_verify::pending(lake).await?,
+        })
+    } else {
+        None
+    };
+    opts.early_digests = ask.clone();
     opts.since = args.since;
     opts.shard = args.shard;
     opts.s3.endpoint = s3_endpoint;
@@ -78,13 +90,11 @@ pub async fn run(
     };
 
     print_summary(lake.root(), &report);
-    let verified = if args.verify {
-        Some(
-            crate::ingest_verify::after_ingest(lake, &sources, &opts.s3, &keys, &mut report)
-                .await?,
-        )
-    } else {
-        None
+    let verified = match &ask {
+        Some(ask) => Some(
+            crate::ingest_verify::after_ingest(lake, &sources, &opts.s3, ask, &mut report).await?,
+        ),
+        None => None,
     };
     if args.json {
         let mut value = serde_json::to_value(&report)?;

@@ -1,18 +1,22 @@
 //! `ingest --verify`: after the run, the log files it read checked against the trail's digests
 //! by the hashes it took as it read them (and those an earlier run left pending their digest),
-//! and the verdicts recorded.
+//! and the verdicts recorded. Over local sources the digests were judged as the run read
+//! ([`trailhouse_ingest::verify::early`]); from S3, they are judged here.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use trailhouse_ingest::Report;
+use trailhouse_ingest::report::{Listed, PathAndSize};
 use trailhouse_ingest::s3::S3Options;
-use trailhouse_ingest::verify::digest::{Sha256, log_delivery_time};
-use trailhouse_ingest::verify::keys::PublicKeys;
-use trailhouse_ingest::verify::objects::Sources;
+use trailhouse_ingest::verify::digest::Sha256;
+use trailhouse_ingest::verify::early::{Ask, window_of};
+use trailhouse_ingest::verify::objects::{Sources, Which};
 use trailhouse_ingest::verify::record::record;
-use trailhouse_ingest::verify::{DigestVerdict, LogVerdict, Window, verify, verify_listed};
+use trailhouse_ingest::verify::{
+    DigestVerdict, LogVerdict, Verification, check_logs, verify, verify_listed,
+};
 use trailhouse_lake::Lake;
 
 /// What `ingest --verify` found, in its JSON report.
@@ -25,51 +29,33 @@ pub struct Verified {
 }
 
 /// Checks the log files this run read (by the hashes it took) and those an earlier run left
-/// pending their digest against the digests in `sources`, and records the verdicts. The
+/// pending their digest (`ask`) against the digests in `sources`, and records the verdicts. The
 /// report's hashes and listing are taken from it (not copied: a 20M-event trail has 400,000
 /// files).
 pub async fn after_ingest(
     lake: &Lake,
     sources: &[PathBuf],
     s3: &S3Options,
-    keys: &PublicKeys,
+    ask: &Ask,
     report: &mut Report,
 ) -> anyhow::Result<Verified> {
-    let listed = report.listed.take().map(|l| l.into_parts());
-    // Files hashed outside the listing (read from S3); those listed keep their hashes beside it.
-    let known: HashMap<String, Sha256> = std::mem::take(&mut report.file_hashes)
-        .into_iter()
-        .map(|(path, hash)| {
-            let name = path
-                .into_os_string()
-                .into_string()
-                .unwrap_or_else(|p| p.to_string_lossy().into_owned());
-            (name, hash)
-        })
-        .collect();
-    let pending = pending(lake).await?;
-    let delivered = |n: &str| log_delivery_time(n.rsplit('/').next().unwrap_or(n));
-    let read_listed = listed.iter().flat_map(|(files, hashes)| {
-        files
-            .iter()
-            .zip(hashes)
-            .filter(|(_, hash)| hash.is_some())
-            .filter_map(|((path, _), _)| path.to_str())
-    });
-    let times = known
-        .keys()
-        .chain(&pending)
-        .map(String::as_str)
-        .chain(read_listed)
-        .filter_map(delivered);
-    let (first, last) = times.fold((None, None), |(first, last), t| {
-        (
-            first.map_or(Some(t), |f: DateTime<Utc>| Some(f.min(t))),
-            last.map_or(Some(t), |l: DateTime<Utc>| Some(l.max(t))),
-        )
-    });
-    drop(pending);
-    let (Some(first), Some(last)) = (first, last) else {
+    let listed = report.listed.take();
+    let early = listed.as_ref().and_then(Listed::early);
+    let listed = listed.map(Listed::into_parts);
+    let found = match (early, listed) {
+        // The digests were judged as the run read; the log files are judged here by the
+        // hashes it took.
+        (Some(early), Some((files, hashes))) => match early.finish().await? {
+            Some((window, findings)) => {
+                let listing = Sources::listing_of_paths(&files, &hashes, Which::Logs);
+                drop((files, hashes));
+                Some(check_logs(&Sources::local_files(), listing, findings, window).await?)
+            }
+            None => None,
+        },
+        (_, listed) => after_run(sources, s3, ask, listed, report).await?,
+    };
+    let Some(found) = found else {
         eprintln!("verify: no log files read, none pending: nothing to check");
         return Ok(Verified {
             digests: BTreeMap::new(),
@@ -77,19 +63,6 @@ pub async fn after_ingest(
             all_valid: true,
             recorded: None,
         });
-    };
-    let window = Window {
-        since: Some(first),
-        until: Some(last + chrono::Duration::minutes(1)),
-    };
-    let opened = Sources::open(sources, s3)?;
-    let found = match listed {
-        Some((files, hashes)) => {
-            let listing = Sources::listing_of_paths(&files, &hashes);
-            drop((files, hashes));
-            verify_listed(&opened, listing, keys, window, known).await?
-        }
-        None => verify(&opened, keys, window, known).await?,
     };
     let recorded = record(lake, &found, Utc::now()).await?;
     let counts = |items: Vec<(&'static str, usize)>| items.into_iter().collect::<BTreeMap<_, _>>();
@@ -172,6 +145,56 @@ pub async fn after_ingest(
     Ok(v)
 }
 
+/// The check after a run that did not judge its digests as it read (S3 sources, or none to
+/// judge): the window from the log files it read and those `pending`, the digests judged, then
+/// the log files. `None` when there is no log file to check.
+async fn after_run(
+    sources: &[PathBuf],
+    s3: &S3Options,
+    ask: &Ask,
+    listed: Option<(Vec<PathAndSize>, Vec<Option<Sha256>>)>,
+    report: &mut Report,
+) -> anyhow::Result<Option<Verification>> {
+    let Ask { keys, pending } = ask;
+    // Files hashed outside the listing (read from S3); those listed keep their hashes beside it.
+    let known: HashMap<String, Sha256> = std::mem::take(&mut report.file_hashes)
+        .into_iter()
+        .map(|(path, hash)| {
+            let name = path
+                .into_os_string()
+                .into_string()
+                .unwrap_or_else(|p| p.to_string_lossy().into_owned());
+            (name, hash)
+        })
+        .collect();
+    let read_listed = listed.iter().flat_map(|(files, hashes)| {
+        files
+            .iter()
+            .zip(hashes)
+            .filter(|(_, hash)| hash.is_some())
+            .filter_map(|((path, _), _)| path.to_str())
+    });
+    let names = known
+        .keys()
+        .chain(pending)
+        .map(String::as_str)
+        .chain(read_listed)
+        .map(|n| n.rsplit('/').next().unwrap_or(n));
+    let Some(window) = window_of(names) else {
+        return Ok(None);
+    };
+    let opened = Sources::open(sources, s3)?;
+    let found = match listed {
+        Some((files, hashes)) => {
+            let listing = Sources::listing_of_paths(&files, &hashes, Which::All);
+            drop((files, hashes));
+            verify_listed(&opened, listing, keys, window, known).await?
+        }
+        None => verify(&opened, keys, window, known).await?,
+    };
+    Ok(Some(found))
+}
+
 /// Problems `ingest --verify` names one by one, per verdict, before it counts the rest: a
 /// trail verified without its public keys has a problem per digest (110,000 for 2M events), and
 /// the run's own report would scroll away under them.
@@ -211,8 +234,14 @@ impl Problems {
 }
 
 /// Log files the lake's table `integrity` holds as pending their digest.
-async fn pending(lake: &Lake) -> anyhow::Result<Vec<String>> {
-    let session = trailhouse_query::session::Session::open(lake).await?;
+pub async fn pending(lake: &Lake) -> anyhow::Result<Vec<String>> {
+    // A lake this run is to create holds nothing pending.
+    let session = match trailhouse_query::session::Session::open(lake).await {
+        Err(trailhouse_query::QueryError::Lake(trailhouse_lake::LakeError::Missing(_))) => {
+            return Ok(Vec::new());
+        }
+        opened => opened?,
+    };
     if !session
         .context()
         .table_exist(trailhouse_lake::schema::INTEGRITY_TABLE_NAME)?

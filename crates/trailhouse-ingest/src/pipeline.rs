@@ -70,6 +70,9 @@ pub struct Options {
     /// [`Report::file_hashes`], for checking against CloudTrail's digests without reading the
     /// files again (`ingest --verify`).
     pub hash_files: bool,
+    /// With `hash_files` over local sources: judge the digests among them while the run reads
+    /// (the check after it then has only the log files to judge).
+    pub early_digests: Option<crate::verify::early::Ask>,
 }
 
 impl Options {
@@ -90,6 +93,7 @@ impl Options {
             compact: true,
             fail_point: None,
             hash_files: false,
+            early_digests: None,
         }
     }
 }
@@ -283,7 +287,21 @@ pub async fn ingest(opts: &Options, progress: &dyn Progress) -> Result<Report, I
     let mut report = Report::default();
     // What the check after the run lists (local sources: the walk just made, digests included).
     if opts.hash_files && remote.is_empty() {
-        report.listed = Some(crate::report::Listed::new(&discovered.files));
+        // The digests judged from here on, for the files the run is to read (those the ledger
+        // has are not read again, those of an interrupted batch are).
+        let early = opts.early_digests.as_ref().map(|ask| {
+            let reading = discovered
+                .files
+                .iter()
+                .filter(|f| !f.is_digest() && !ledger.contains(f))
+                .chain(pending.iter().flat_map(|p| &p.files));
+            // An eighth of the run's memory (the batches take a quarter, the index another):
+            // 128 MiB by default, what the 110,000 digests of a 90-day trail of 51 regions and
+            // accounts find when they list 84,000 log files, and part of it at 400,000.
+            let budget = usize::try_from(opts.memory_budget / 8).unwrap_or(usize::MAX);
+            crate::verify::early::Early::start(&discovered.files, reading, ask, budget)
+        });
+        report.listed = Some(crate::report::Listed::new(&discovered.files).with_early(early));
     }
     // Left out by the walk: already ingested.
     report.files_seen += discovered.left_out;

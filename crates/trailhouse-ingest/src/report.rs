@@ -2,11 +2,13 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use rayon::prelude::*;
 
 use crate::discover::SourceFile;
 use crate::verify::digest::Sha256;
+use crate::verify::early::Early;
 
 /// Counts of a run. Files: `files_seen = files_skipped + files_loaded + files_failed`.
 /// Records: `records_read = records_written + records_duplicate + records_quarantined`;
@@ -78,6 +80,8 @@ pub type PathAndSize = (Box<Path>, u64);
 pub struct Listed {
     files: Vec<PathAndSize>,
     hashes: Vec<Option<Sha256>>,
+    /// The digests among them, judged while the run reads.
+    early: Option<Arc<Early>>,
 }
 
 impl Listed {
@@ -89,7 +93,24 @@ impl Listed {
         files.par_sort_unstable_by(|a, b| path_bytes(&a.0).cmp(path_bytes(&b.0)));
         files.dedup_by(|a, b| a.0 == b.0);
         let hashes = vec![None; files.len()];
-        Self { files, hashes }
+        Self {
+            files,
+            hashes,
+            early: None,
+        }
+    }
+
+    /// The listing, with its digests being judged by `early`.
+    pub fn with_early(self, early: Option<Early>) -> Self {
+        Self {
+            early: early.map(Arc::new),
+            ..self
+        }
+    }
+
+    /// The digests being judged while the run reads, if they are.
+    pub fn early(&self) -> Option<Arc<Early>> {
+        self.early.clone()
     }
 
     /// Keeps `hash` as the hash of `path`; false when `path` was not listed.

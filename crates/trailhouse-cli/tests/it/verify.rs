@@ -1013,6 +1013,104 @@ fn hashes_taken_while_reading_are_used_instead_of_reading_again() {
 }
 
 #[test]
+fn digests_judged_in_the_background_while_a_run_reads_get_the_verdicts_verify_gives() {
+    use trailhouse_ingest::discover::discover_all;
+    use trailhouse_ingest::s3::S3Options;
+    use trailhouse_ingest::verify::early::{Ask, Early};
+    use trailhouse_ingest::verify::keys::PublicKeys;
+    use trailhouse_ingest::verify::objects::{Sources, Which};
+    use trailhouse_ingest::verify::{Verification, check_logs, verify};
+
+    let s = signed(SignSpec {
+        sidecars: Sidecars::Newest,
+        ..SignSpec::default()
+    });
+    let i = middle_with_logs(&s);
+    edit_one_byte(&s.root.join(&s.digests[i].logs[0]));
+    std::fs::remove_file(s.root.join(&s.digests[i + 1].path)).expect("delete");
+    let keys = PublicKeys::load(&[&s.keys]).expect("keys");
+    let found = discover_all(std::slice::from_ref(&s.root))
+        .expect("walk")
+        .files;
+    let ask = Ask {
+        keys: keys.clone(),
+        pending: Vec::new(),
+    };
+    let early = Early::start(
+        &found,
+        found.iter().filter(|f| !f.is_digest()),
+        &ask,
+        1 << 30,
+    );
+    // Left alone (nothing else wants the cores), the background lists the chains and takes
+    // every one.
+    let started = std::time::Instant::now();
+    while early.untaken() != Some(0) {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(60),
+            "chains untaken after a minute: {:?}",
+            early.untaken()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let judge_logs = |early: Early| {
+        runtime
+            .block_on(async {
+                let (window, findings) = early.finish().await?.expect("log files to judge");
+                let logs = Sources::listing_of(&found, Which::Logs);
+                let judged = check_logs(&Sources::local_files(), logs, findings, window).await?;
+                Ok::<_, trailhouse_ingest::verify::VerifyError>((window, judged))
+            })
+            .expect("judged")
+    };
+    let (window, judged) = judge_logs(early);
+    let sources =
+        Sources::open(std::slice::from_ref(&s.root), &S3Options::default()).expect("sources");
+    let all = runtime
+        .block_on(verify(&sources, &keys, window, Default::default()))
+        .expect("verify");
+    let verdicts = |v: &Verification| {
+        let digests: Vec<(String, &str)> = v
+            .digests
+            .iter()
+            .map(|d| (d.object.clone(), d.verdict.as_str()))
+            .collect();
+        let logs: Vec<(String, &str)> = v
+            .log_files
+            .iter()
+            .map(|l| (l.object.clone(), l.verdict.as_str()))
+            .collect();
+        (digests, logs)
+    };
+    let (digests, logs) = verdicts(&judged);
+    assert_eq!((&digests, &logs), (&verdicts(&all).0, &verdicts(&all).1));
+
+    // With no memory to hold findings in, the background takes no chain: the run's end judges
+    // them all, the same.
+    let held_back = Early::start(&found, found.iter().filter(|f| !f.is_digest()), &ask, 0);
+    let started = std::time::Instant::now();
+    while held_back.untaken().is_none() {
+        assert!(started.elapsed() < std::time::Duration::from_secs(60));
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let chains = held_back.untaken();
+    assert!(chains.is_some_and(|n| n > 1), "{chains:?}");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(held_back.untaken(), chains);
+    let (_, judged) = judge_logs(held_back);
+    assert_eq!(verdicts(&judged), verdicts(&all));
+    assert!(digests.iter().any(|(_, v)| *v == "valid"), "{digests:?}");
+    // The deleted digest's neighbours say so.
+    assert!(digests.iter().any(|(_, v)| *v != "valid"), "{digests:?}");
+    assert_eq!(
+        logs.iter().filter(|(_, v)| *v == "modified").count(),
+        1,
+        "{logs:?}"
+    );
+}
+
+#[test]
 fn ingest_verify_finds_what_verify_finds_in_a_tampered_trail() {
     // The log files are judged by the hashes the run took as it read them: the verdicts are
     // those of `verify` reading everything itself.

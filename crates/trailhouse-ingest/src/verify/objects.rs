@@ -119,6 +119,37 @@ fn classify(path: &str) -> Option<Kind> {
     None
 }
 
+/// Which objects a listing keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Which {
+    All,
+    /// Digests and the sidecars keeping their signatures.
+    Digests,
+    /// Log files.
+    Logs,
+}
+
+impl Which {
+    fn holds(self, kind: &Kind) -> bool {
+        match self {
+            Which::All => true,
+            Which::Digests => !matches!(kind, Kind::Log(_)),
+            Which::Logs => matches!(kind, Kind::Log(_)),
+        }
+    }
+
+    /// Whether a name may be of an object it keeps, told before the name is parsed (half a
+    /// million names at 20M events).
+    pub(crate) fn may_hold(self, name: &str) -> bool {
+        let digest = name.ends_with(SIDECAR) || name.contains("/CloudTrail-Digest/");
+        match self {
+            Which::All => true,
+            Which::Digests => digest,
+            Which::Logs => !digest,
+        }
+    }
+}
+
 /// The sources of one validation: local folders and S3 locations.
 pub struct Sources {
     local: Vec<PathBuf>,
@@ -148,10 +179,21 @@ impl Sources {
         Ok(Self { local, s3 })
     }
 
-    /// The digests, sidecars and log files among `files` (a walk of local sources already
-    /// made, as ingest's).
-    pub fn listing_of(files: &[crate::discover::SourceFile]) -> Listing {
-        Self::objects_of(files.par_iter().map(|f| (f.path.as_path(), f.size, None)))
+    /// No sources of its own: reads local objects listed already (by their paths).
+    pub fn local_files() -> Self {
+        Self {
+            local: Vec::new(),
+            s3: Vec::new(),
+        }
+    }
+
+    /// The objects of `which` kind among `files` (a walk of local sources already made, as
+    /// ingest's).
+    pub fn listing_of(files: &[crate::discover::SourceFile], which: Which) -> Listing {
+        Self::objects_of(
+            files.par_iter().map(|f| (f.path.as_path(), f.size, None)),
+            which,
+        )
     }
 
     /// [`Sources::listing_of`] local files given by path and size, with the hashes of those
@@ -159,17 +201,20 @@ impl Sources {
     pub fn listing_of_paths(
         files: &[crate::report::PathAndSize],
         hashes: &[Option<super::digest::Sha256>],
+        which: Which,
     ) -> Listing {
         Self::objects_of(
             files
                 .par_iter()
                 .enumerate()
                 .map(|(i, (path, size))| (&**path, *size, hashes.get(i).copied().flatten())),
+            which,
         )
     }
 
     fn objects_of<'a>(
         files: impl ParallelIterator<Item = (&'a std::path::Path, u64, Option<super::digest::Sha256>)>,
+        which: Which,
     ) -> Listing {
         // Names read on every core: a 20M-event trail lists half a million objects.
         let mut objects: Vec<Object> = files
@@ -178,8 +223,11 @@ impl Sources {
                     Some(name) => (name.to_string(), None),
                     None => (path.display().to_string(), Some(path.to_path_buf())),
                 };
+                if !which.may_hold(&name) {
+                    return None;
+                }
                 let kind = classify(&name)?;
-                Some(Object {
+                which.holds(&kind).then(|| Object {
                     key_at: name.len() - layout_key(&name).len(),
                     name,
                     kind,
@@ -212,7 +260,7 @@ impl Sources {
                     location: "local folders".into(),
                     message: e.to_string(),
                 })?;
-            listing = Self::listing_of(&found.files);
+            listing = Self::listing_of(&found.files, Which::All);
             listing.unreadable.extend(
                 found
                     .unreadable

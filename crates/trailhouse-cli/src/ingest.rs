@@ -50,7 +50,7 @@ pub async fn run(
     opts.hash_files = args.verify;
     // Read before the run: the files pending their digest widen the window it judges digests
     // for as it reads.
-    let ask = if args.verify {
+    opts.early_digests = if args.verify {
         Some(Ask {
             keys,
             pending: crate::ingest_verify::pending(lake).await?,
@@ -58,7 +58,6 @@ pub async fn run(
     } else {
         None
     };
-    opts.early_digests = ask.clone();
     opts.since = args.since;
     opts.shard = args.shard;
     opts.s3.endpoint = s3_endpoint;
@@ -90,7 +89,7 @@ pub async fn run(
     };
 
     print_summary(lake.root(), &report);
-    let verified = match &ask {
+    let verified = match &opts.early_digests {
         Some(ask) => Some(
             crate::ingest_verify::after_ingest(lake, &sources, &opts.s3, ask, &mut report).await?,
         ),

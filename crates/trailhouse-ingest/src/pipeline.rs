@@ -70,8 +70,9 @@ pub struct Options {
     /// [`Report::file_hashes`], for checking against CloudTrail's digests without reading the
     /// files again (`ingest --verify`).
     pub hash_files: bool,
-    /// With `hash_files` over local sources: judge the digests among them while the run reads
-    /// (the check after it then has only the log files to judge).
+    /// `ingest --verify`'s keys and pending files. With `hash_files` over local sources, the
+    /// digests among them are judged while the run reads (the check after it then has only the
+    /// log files to judge); from S3, after it.
     pub early_digests: Option<crate::verify::early::Ask>,
 }
 

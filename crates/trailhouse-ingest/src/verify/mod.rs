@@ -275,6 +275,18 @@ pub struct DigestFindings {
     bytes: usize,
 }
 
+impl DigestFindings {
+    /// The digests judged, with their verdicts.
+    pub fn checks(&self) -> &[DigestCheck] {
+        &self.checks
+    }
+
+    /// How many log files the digests of the window list.
+    pub fn listed_count(&self) -> usize {
+        self.listed.len()
+    }
+}
+
 impl Judging {
     /// The chains of `objects` (digests and sidecars; anything else is left out) to judge for
     /// `window`: its digests (and those of an hour past its end: the logs delivered in its last

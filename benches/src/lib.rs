@@ -22,6 +22,7 @@
 //!   named and foldered by delivery time (so events near midnight land in the next day's folder),
 //!   and a few files delivered twice.
 
+pub mod cpu;
 pub mod fuzz;
 pub mod s3_server;
 pub mod signed;

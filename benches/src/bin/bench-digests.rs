@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Parser;
+use trailhouse_benches::cpu::own_cpu;
 use trailhouse_ingest::discover::discover_all;
 use trailhouse_ingest::verify::keys::PublicKeys;
 use trailhouse_ingest::verify::objects::{Listing, Sources, Which};
@@ -93,36 +94,15 @@ fn main() -> anyhow::Result<()> {
 /// The process's CPU time (user and system) `work` takes, with what it returns: the judging
 /// runs on the blocking pool's thread, so the whole process is counted (nothing else runs).
 fn cpu<T>(work: impl FnOnce() -> T) -> (Duration, T) {
-    let before = process_cpu();
+    let before = own_cpu();
     let wall = Instant::now();
     let out = work();
-    let spent = process_cpu().saturating_sub(before);
+    let spent = (own_cpu() - before).max(0.0);
     // Where `/proc` cannot be read, the wall time (one thread works: about the same).
-    (
-        if spent.is_zero() {
-            wall.elapsed()
-        } else {
-            spent
-        },
-        out,
-    )
-}
-
-/// User and system time of this process so far, from `/proc/self/stat` (in clock ticks); zero
-/// where it cannot be read.
-fn process_cpu() -> Duration {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // Fields after the command name (which may hold spaces) in parentheses.
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<u64>().ok())
-            .unwrap_or(0)
+    let spent = if spent > 0.0 {
+        Duration::from_secs_f64(spent)
+    } else {
+        wall.elapsed()
     };
-    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the command.
-    let total = ticks(11) + ticks(12);
-    // The kernel's USER_HZ is 100 on every Linux this runs on.
-    Duration::from_millis(total * 10)
+    (spent, out)
 }

@@ -20,6 +20,7 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 use clap::Parser;
+use trailhouse_benches::cpu::own_cpu;
 use trailhouse_benches::s3_server::S3Server;
 
 #[derive(Parser)]
@@ -46,22 +47,6 @@ struct Cost {
     peak_mib: Option<f64>,
     server_cpu: f64,
     report: Option<serde_json::Value>,
-}
-
-/// This process's CPU seconds so far (the S3 server's threads are its only work).
-fn own_cpu() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // Fields after the command name (which may hold spaces) are space-separated; utime and
-    // stime are the 14th and 15th fields.
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    (ticks(11) + ticks(12)) / 100.0
 }
 
 fn run(args: &Args, server: &S3Server, lake: &Path, rest: &[&str]) -> anyhow::Result<Cost> {

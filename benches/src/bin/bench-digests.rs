@@ -5,7 +5,8 @@
 //! digest per account, region and hour whether or not it logged anything: a 90-day trail of
 //! 3 accounts and 17 regions has 110,000, whatever its events.
 //!
-//! Reports CPU time per digest (user and system, from `getrusage` of the thread), per phase.
+//! Reports the process's CPU time (user and system, from `/proc/self/stat`) per digest judged,
+//! for the listing and for the judging.
 //!
 //! `cargo run --release -p trailhouse-benches --bin bench-digests -- --trail /tmp/trail
 //!  --public-keys /tmp/trail.keys.json`
@@ -58,7 +59,10 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     // One thread does it all, as `ingest --verify`'s background thread does.
     let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build()?;
-    println!("{} digests", digests.len());
+    println!(
+        "{} digest files (digests and their sidecars)",
+        digests.len()
+    );
     for round in 1..=args.rounds {
         let (list, listed) = cpu(|| {
             pool.install(|| {
@@ -72,7 +76,8 @@ fn main() -> anyhow::Result<()> {
             anyhow::Ok(listed.take_findings())
         });
         let findings = drained?;
-        let per = |d: Duration| d.as_secs_f64() * 1e6 / digests.len() as f64;
+        let judged = findings.checks().len().max(1);
+        let per = |d: Duration| d.as_secs_f64() * 1e6 / judged as f64;
         println!(
             "round {round}: listing {:.2} us/digest, judging {:.2} us/digest ({:.2} s); \
              {} judged, {} valid, {} log files listed",

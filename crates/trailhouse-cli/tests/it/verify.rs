@@ -1085,6 +1085,22 @@ fn digests_judged_in_the_background_while_a_run_reads_get_the_verdicts_verify_gi
     };
     let (digests, logs) = verdicts(&judged);
     assert_eq!((&digests, &logs), (&verdicts(&all).0, &verdicts(&all).1));
+    // The verdicts of one chain share its id (a 90-day chain has 2,000 digests): held once.
+    for v in [&judged, &all] {
+        let same_chain: Vec<_> = v
+            .digests
+            .windows(2)
+            .filter(|pair| pair[0].chain == pair[1].chain)
+            .collect();
+        assert!(same_chain.len() > 1, "{} digests", v.digests.len());
+        for pair in same_chain {
+            assert!(
+                std::sync::Arc::ptr_eq(&pair[0].chain, &pair[1].chain),
+                "{}",
+                pair[0].chain
+            );
+        }
+    }
 
     // With no memory to hold findings in, the background takes no chain: the run's end judges
     // them all, the same.

@@ -1,6 +1,7 @@
 //! Verdicts on digests: each one's signature, and the links between digests of one chain.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use super::digest::{Digest, DigestName};
 use super::keys::{PublicKeys, SignatureProblem};
@@ -53,14 +54,16 @@ pub fn judge(
             next_of.insert(p, i);
         }
     }
-    // Each chain's digests, oldest first; each digest's neighbours in its chain.
+    // Each chain's digests, oldest first; each digest's neighbours in its chain, and its chain
+    // (one value its verdicts share: a chain has 2,000 digests in 90 days).
     let mut chains: HashMap<_, Vec<usize>> = HashMap::new();
     for (i, d) in digests.iter().enumerate() {
         chains.entry(d.digest_name.chain()).or_default().push(i);
     }
     let mut older_of = vec![None; digests.len()];
     let mut newer_of = vec![None; digests.len()];
-    for members in chains.values_mut() {
+    let mut chain_of = vec![None; digests.len()];
+    for (chain, mut members) in chains {
         members.sort_by(|&a, &b| {
             (digests[a].digest_name.end, &digests[a].key)
                 .cmp(&(digests[b].digest_name.end, &digests[b].key))
@@ -68,6 +71,10 @@ pub fn judge(
         for pair in members.windows(2) {
             newer_of[pair[0]] = Some(pair[1]);
             older_of[pair[1]] = Some(pair[0]);
+        }
+        let chain = Arc::new(chain);
+        for i in members {
+            chain_of[i] = Some(Arc::clone(&chain));
         }
     }
     let older = |i: usize| older_of[i];
@@ -89,7 +96,9 @@ pub fn judge(
         }
         let mut check = DigestCheck {
             object: d.name.clone(),
-            chain: d.digest_name.chain(),
+            chain: chain_of[i]
+                .clone()
+                .unwrap_or_else(|| Arc::new(d.digest_name.chain())),
             end_time: d.digest_name.end,
             verdict: DigestVerdict::Valid,
             reasons: Vec::new(),

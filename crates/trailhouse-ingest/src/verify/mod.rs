@@ -12,7 +12,7 @@ pub mod keys;
 pub mod objects;
 pub mod record;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Read;
 use std::sync::{Arc, Mutex};
 
@@ -129,7 +129,8 @@ impl LogVerdict {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct DigestCheck {
     pub object: String,
-    pub chain: ChainId,
+    /// Shared by the verdicts of one chain.
+    pub chain: Arc<ChainId>,
     pub end_time: DateTime<Utc>,
     pub verdict: DigestVerdict,
     pub reasons: Vec<String>,
@@ -413,20 +414,32 @@ impl Judging {
     fn merge(&self, chain: Judged) {
         // Each value's own size, and each text of it with an allocation's overhead (16 bytes).
         let text = |s: &str| s.len() + 16;
+        // A chain's id once (its verdicts share it), with its reference count.
+        let mut ids = HashSet::new();
         let bytes = chain
             .checks
             .iter()
             .map(|c| {
-                let ChainId {
-                    account,
-                    region,
-                    trail,
-                    home_region,
-                    ..
-                } = &c.chain;
+                let id = if ids.insert(Arc::as_ptr(&c.chain)) {
+                    let ChainId {
+                        account,
+                        region,
+                        trail,
+                        home_region,
+                        ..
+                    } = &*c.chain;
+                    std::mem::size_of::<ChainId>()
+                        + 16
+                        + [account, region, trail, home_region]
+                            .into_iter()
+                            .map(|s| text(s))
+                            .sum::<usize>()
+                } else {
+                    0
+                };
                 std::mem::size_of::<DigestCheck>()
-                    + [&c.object, account, region, trail, home_region]
-                        .into_iter()
+                    + id
+                    + std::iter::once(&c.object)
                         .chain(&c.reasons)
                         .map(|s| text(s))
                         .sum::<usize>()

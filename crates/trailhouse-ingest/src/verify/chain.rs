@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::digest::{Digest, DigestName};
+use super::digest::{ChainId, Digest, DigestName};
 use super::keys::{PublicKeys, SignatureProblem};
 use super::objects::layout_key;
 use super::{DigestCheck, DigestVerdict};
@@ -54,16 +54,27 @@ pub fn judge(
             next_of.insert(p, i);
         }
     }
-    // Each chain's digests, oldest first; each digest's neighbours in its chain, and its chain
-    // (one value its verdicts share: a chain has 2,000 digests in 90 days).
-    let mut chains: HashMap<_, Vec<usize>> = HashMap::new();
-    for (i, d) in digests.iter().enumerate() {
-        chains.entry(d.digest_name.chain()).or_default().push(i);
+    // Each digest's chain: one value per chain, which its verdicts share (a chain has 2,000
+    // digests in 90 days).
+    let mut ids: HashMap<ChainId, Arc<ChainId>> = HashMap::new();
+    let chain_of: Vec<Arc<ChainId>> = digests
+        .iter()
+        .map(|d| {
+            let id = ids
+                .entry(d.digest_name.chain())
+                .or_insert_with_key(|id| Arc::new(id.clone()));
+            Arc::clone(id)
+        })
+        .collect();
+    drop(ids);
+    // Each chain's digests (by its shared value), oldest first; each digest's neighbours in it.
+    let mut chains: HashMap<*const ChainId, Vec<usize>> = HashMap::new();
+    for (i, chain) in chain_of.iter().enumerate() {
+        chains.entry(Arc::as_ptr(chain)).or_default().push(i);
     }
     let mut older_of = vec![None; digests.len()];
     let mut newer_of = vec![None; digests.len()];
-    let mut chain_of = vec![None; digests.len()];
-    for (chain, mut members) in chains {
+    for members in chains.values_mut() {
         members.sort_by(|&a, &b| {
             (digests[a].digest_name.end, &digests[a].key)
                 .cmp(&(digests[b].digest_name.end, &digests[b].key))
@@ -71,10 +82,6 @@ pub fn judge(
         for pair in members.windows(2) {
             newer_of[pair[0]] = Some(pair[1]);
             older_of[pair[1]] = Some(pair[0]);
-        }
-        let chain = Arc::new(chain);
-        for i in members {
-            chain_of[i] = Some(Arc::clone(&chain));
         }
     }
     let older = |i: usize| older_of[i];
@@ -96,9 +103,7 @@ pub fn judge(
         }
         let mut check = DigestCheck {
             object: d.name.clone(),
-            chain: chain_of[i]
-                .clone()
-                .unwrap_or_else(|| Arc::new(d.digest_name.chain())),
+            chain: Arc::clone(&chain_of[i]),
             end_time: d.digest_name.end,
             verdict: DigestVerdict::Valid,
             reasons: Vec::new(),
